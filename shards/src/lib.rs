@@ -1,0 +1,26 @@
+//! grist's on-disk formats and storage: document and ledger Parquet shards, llm.c token
+//! shards, JSON manifests, checksums, and local/object-store paths with atomic writes.
+//!
+//! This crate is the contract between the pipeline and the trainer. It depends on no other
+//! grist crate and knows nothing of stages, recipes or models. Every format is specified
+//! byte by byte in `shards/README.md`.
+
+pub mod checksum;
+pub mod docs;
+pub mod error;
+pub mod ledger;
+pub mod manifest;
+pub mod parquet_io;
+pub mod storage;
+pub mod tokens;
+
+pub use docs::{Doc, DocReader, DocWriter, doc_batch, doc_schema, str_col};
+pub use error::{At, Result, ShardError};
+pub use ledger::{LedgerEntry, LedgerReader, LedgerWriter};
+pub use manifest::{Accounting, FileEntry, Manifest};
+pub use parquet_io::WriteOptions;
+pub use storage::Loc;
+pub use tokens::{TokenShard, TokenWidth, TokenWriter};
+
+/// Re-exported so downstream crates build batches with the same arrow version.
+pub use arrow;

@@ -1,0 +1,450 @@
+//! Where files live: local paths and object-store URIs behind one small, blocking API.
+//! Writes are atomic everywhere (temporary name + rename locally, a single put or a
+//! completed multipart upload on object stores), so no reader ever sees a partial file.
+//! This module does not know any file format; it moves bytes.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::memory::InMemory;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::error::{At, Result, ShardError};
+
+/// Size of one multipart-upload part when committing to an object store (bytes).
+/// S3 requires at least 5 MiB for every part but the last.
+const UPLOAD_PART_BYTES: usize = 16 << 20;
+
+/// A file or directory, local or in an object store.
+///
+/// Accepted forms: a plain path (`out/ingest`), `file:///abs/path`, `memory://name/key`
+/// (an in-process store, for tests), and `s3://`, `gs://`, `az://` URIs when grist is
+/// built with the `cloud` feature (credentials from the usual environment variables).
+#[derive(Clone)]
+pub struct Loc {
+    inner: Inner,
+}
+
+#[derive(Clone)]
+enum Inner {
+    Local(PathBuf),
+    Object {
+        store: Arc<dyn ObjectStore>,
+        /// `scheme://bucket`, without a trailing slash.
+        root: String,
+        key: ObjPath,
+    },
+}
+
+impl std::fmt::Debug for Loc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Loc({})", self)
+    }
+}
+
+impl std::fmt::Display for Loc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.inner {
+            Inner::Local(p) => write!(f, "{}", p.display()),
+            Inner::Object { root, key, .. } => write!(f, "{root}/{key}"),
+        }
+    }
+}
+
+impl PartialEq for Loc {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+/// In-process object stores by name, so `memory://name/...` refers to the same store
+/// everywhere in one process.
+fn memory_store(name: &str) -> Arc<dyn ObjectStore> {
+    static STORES: OnceLock<Mutex<HashMap<String, Arc<InMemory>>>> = OnceLock::new();
+    let map = STORES.get_or_init(Default::default);
+    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+    map.entry(name.to_string())
+        .or_insert_with(|| Arc::new(InMemory::new()))
+        .clone()
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    futures::executor::block_on(f)
+}
+
+impl Loc {
+    /// Parses a path or URI. Fails only for schemes this build cannot open.
+    pub fn parse(s: &str) -> Result<Loc> {
+        if let Some(rest) = s.strip_prefix("file://") {
+            return Ok(Loc::local(rest));
+        }
+        let Some((scheme, rest)) = s.split_once("://") else {
+            return Ok(Loc::local(s));
+        };
+        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        let root = format!("{scheme}://{bucket}");
+        let key = ObjPath::from(key.trim_end_matches('/'));
+        let store: Arc<dyn ObjectStore> = match scheme {
+            "memory" => memory_store(bucket),
+            "s3" | "s3a" | "gs" | "az" | "abfs" | "abfss" => {
+                return Err(ShardError::Storage {
+                    uri: s.to_string(),
+                    msg: format!("`{scheme}://` needs an object-store client"),
+                    hint: "this build of grist has local paths and memory:// only; stage data on a shared filesystem, or sync it with the cloud provider's CLI",
+                });
+            }
+            other => {
+                return Err(ShardError::Storage {
+                    uri: s.to_string(),
+                    msg: format!("unknown scheme `{other}`"),
+                    hint: "use a local path, file://, or memory://",
+                });
+            }
+        };
+        Ok(Loc { inner: Inner::Object { store, root, key } })
+    }
+
+    /// A local path.
+    pub fn local(p: impl Into<PathBuf>) -> Loc {
+        Loc { inner: Inner::Local(p.into()) }
+    }
+
+    /// The local path, when this is a local file (for memory-mapping).
+    pub fn as_local(&self) -> Option<&Path> {
+        match &self.inner {
+            Inner::Local(p) => Some(p),
+            Inner::Object { .. } => None,
+        }
+    }
+
+    /// A child of this location.
+    pub fn join(&self, name: &str) -> Loc {
+        match &self.inner {
+            Inner::Local(p) => Loc::local(p.join(name)),
+            Inner::Object { store, root, key } => {
+                let mut parts: Vec<String> = key.parts().map(|p| p.as_ref().to_string()).collect();
+                parts.extend(name.split('/').filter(|s| !s.is_empty()).map(str::to_string));
+                Loc {
+                    inner: Inner::Object {
+                        store: store.clone(),
+                        root: root.clone(),
+                        key: ObjPath::from_iter(parts),
+                    },
+                }
+            }
+        }
+    }
+
+    /// The last path component.
+    pub fn file_name(&self) -> String {
+        match &self.inner {
+            Inner::Local(p) => p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            Inner::Object { key, .. } => key.filename().unwrap_or_default().to_string(),
+        }
+    }
+
+    fn at(&self) -> At {
+        At::file(self.to_string())
+    }
+
+    /// Whether a file exists here.
+    pub fn exists(&self) -> Result<bool> {
+        match &self.inner {
+            Inner::Local(p) => Ok(p.is_file()),
+            Inner::Object { store, key, .. } => match block_on(store.head(key)) {
+                Ok(_) => Ok(true),
+                Err(object_store::Error::NotFound { .. }) => Ok(false),
+                Err(source) => Err(ShardError::Store { at: self.at(), source }),
+            },
+        }
+    }
+
+    /// Size in bytes.
+    pub fn size(&self) -> Result<u64> {
+        match &self.inner {
+            Inner::Local(p) => fs::metadata(p).map(|m| m.len()).map_err(|e| self.io_err(e)),
+            Inner::Object { store, key, .. } => block_on(store.head(key))
+                .map(|m| m.size)
+                .map_err(|source| self.store_err(source)),
+        }
+    }
+
+    /// Reads the whole file.
+    pub fn read(&self) -> Result<Bytes> {
+        match &self.inner {
+            Inner::Local(p) => fs::read(p).map(Bytes::from).map_err(|e| self.io_err(e)),
+            Inner::Object { store, key, .. } => block_on(async {
+                store.get(key).await?.bytes().await
+            })
+            .map_err(|source| self.store_err(source)),
+        }
+    }
+
+    /// Opens for streaming reads: a local file directly, an object fully fetched.
+    pub fn open(&self) -> Result<Box<dyn io::Read + Send>> {
+        match &self.inner {
+            Inner::Local(p) => Ok(Box::new(File::open(p).map_err(|e| self.io_err(e))?)),
+            Inner::Object { .. } => Ok(Box::new(io::Cursor::new(self.read()?))),
+        }
+    }
+
+    /// Files under this directory (recursively), sorted by name, hidden and temporary
+    /// files excluded.
+    pub fn list(&self) -> Result<Vec<Loc>> {
+        let mut out = Vec::new();
+        match &self.inner {
+            Inner::Local(p) => {
+                if !p.exists() {
+                    return Ok(out);
+                }
+                walk(p, &mut out).map_err(|e| self.io_err(e))?;
+            }
+            Inner::Object { store, root, key } => {
+                let items: Vec<_> = block_on(store.list(Some(key)).collect::<Vec<_>>());
+                for item in items {
+                    let meta = item.map_err(|source| self.store_err(source))?;
+                    out.push(Loc {
+                        inner: Inner::Object { store: store.clone(), root: root.clone(), key: meta.location },
+                    });
+                }
+            }
+        }
+        out.retain(|l| !l.file_name().starts_with('.'));
+        out.sort_by_key(|l| l.to_string());
+        Ok(out)
+    }
+
+    /// Writes `bytes` atomically.
+    pub fn write_atomic(&self, bytes: &[u8]) -> Result<()> {
+        let mut w = self.create()?;
+        w.write_all(bytes).map_err(|e| self.io_err(e))?;
+        w.commit()
+    }
+
+    /// Starts an atomic write; nothing is visible at this location until
+    /// [`AtomicFile::commit`]. Dropping it uncommitted removes the temporary file.
+    pub fn create(&self) -> Result<AtomicFile> {
+        let (tmp, target) = match &self.inner {
+            Inner::Local(p) => {
+                let dir = p.parent().unwrap_or(Path::new("."));
+                fs::create_dir_all(dir).map_err(|e| self.io_err(e))?;
+                (dir.join(temp_name(&self.file_name())), Target::Rename(p.clone()))
+            }
+            Inner::Object { store, key, .. } => (
+                std::env::temp_dir().join(temp_name(&self.file_name())),
+                Target::Upload(store.clone(), key.clone()),
+            ),
+        };
+        let file = File::create(&tmp).map_err(|e| ShardError::io(At::file(tmp.display().to_string()), e))?;
+        Ok(AtomicFile { file: Some(file), tmp, target, display: self.to_string() })
+    }
+
+    /// Removes the file if it exists.
+    pub fn remove(&self) -> Result<()> {
+        match &self.inner {
+            Inner::Local(p) => match fs::remove_file(p) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(self.io_err(e)),
+            },
+            Inner::Object { store, key, .. } => match block_on(store.delete(key)) {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(source) => Err(self.store_err(source)),
+            },
+        }
+    }
+
+    fn io_err(&self, e: io::Error) -> ShardError {
+        if e.kind() == io::ErrorKind::NotFound {
+            ShardError::NotFound { at: self.at(), hint: "check the path; run the stage that makes it first".into() }
+        } else {
+            ShardError::io(self.at(), e)
+        }
+    }
+
+    fn store_err(&self, source: object_store::Error) -> ShardError {
+        if matches!(source, object_store::Error::NotFound { .. }) {
+            ShardError::NotFound { at: self.at(), hint: "check the URI; run the stage that makes it first".into() }
+        } else {
+            ShardError::Store { at: self.at(), source }
+        }
+    }
+}
+
+fn walk(dir: &Path, out: &mut Vec<Loc>) -> io::Result<()> {
+    if dir.is_file() {
+        out.push(Loc::local(dir));
+        return Ok(());
+    }
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            walk(&path, out)?;
+        } else {
+            out.push(Loc::local(path));
+        }
+    }
+    Ok(())
+}
+
+/// A unique temporary name beside the target: hidden (leading dot) so listings skip it.
+fn temp_name(name: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!(".{name}.{}.{n}.tmp", std::process::id())
+}
+
+enum Target {
+    Rename(PathBuf),
+    Upload(Arc<dyn ObjectStore>, ObjPath),
+}
+
+/// A file being written under a temporary name. Implements `Write` and `Seek`.
+pub struct AtomicFile {
+    file: Option<File>,
+    tmp: PathBuf,
+    target: Target,
+    display: String,
+}
+
+impl AtomicFile {
+    /// The file handle, e.g. to seek back and patch a header.
+    pub fn file_mut(&mut self) -> &mut File {
+        self.file.as_mut().expect("AtomicFile used after commit")
+    }
+
+    /// Makes the file durable and visible under its final name.
+    pub fn commit(mut self) -> Result<()> {
+        let at = At::file(self.display.clone());
+        let file = self.file.take().expect("AtomicFile committed twice");
+        file.sync_all().map_err(|e| ShardError::io(at.clone(), e))?;
+        drop(file);
+        match &self.target {
+            Target::Rename(dest) => {
+                fs::rename(&self.tmp, dest).map_err(|e| ShardError::io(at.clone(), e))?;
+                if let Some(dir) = dest.parent() {
+                    // Durable rename: sync the directory entry too (best effort: not all
+                    // filesystems allow opening a directory).
+                    if let Ok(d) = File::open(dir) {
+                        let _ = d.sync_all();
+                    }
+                }
+            }
+            Target::Upload(store, key) => {
+                let result = upload(store.as_ref(), key, &self.tmp);
+                let _ = fs::remove_file(&self.tmp);
+                result.map_err(|source| ShardError::Store { at: at.clone(), source })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn upload(store: &dyn ObjectStore, key: &ObjPath, tmp: &Path) -> object_store::Result<()> {
+    let data = fs::read(tmp).map_err(|e| object_store::Error::Generic { store: "local", source: Box::new(e) })?;
+    block_on(async {
+        if data.len() <= UPLOAD_PART_BYTES {
+            store.put(key, PutPayload::from(data)).await?;
+            return Ok(());
+        }
+        let mut upload = store.put_multipart(key).await?;
+        for chunk in data.chunks(UPLOAD_PART_BYTES) {
+            upload.put_part(PutPayload::from(chunk.to_vec())).await?;
+        }
+        upload.complete().await?;
+        Ok(())
+    })
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file_mut().write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.file_mut().write_all(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file_mut().flush()
+    }
+}
+
+impl io::Seek for AtomicFile {
+    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
+        self.file_mut().seek(pos)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_atomic_write_is_invisible_until_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let loc = Loc::local(dir.path().join("a/b.bin"));
+        let mut w = loc.create().unwrap();
+        w.write_all(b"hello").unwrap();
+        assert!(!loc.exists().unwrap());
+        assert!(Loc::local(dir.path().join("a")).list().unwrap().is_empty(), "temp file must be hidden");
+        w.commit().unwrap();
+        assert_eq!(&loc.read().unwrap()[..], b"hello");
+    }
+
+    #[test]
+    fn dropped_write_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let loc = Loc::local(dir.path().join("x.bin"));
+        let mut w = loc.create().unwrap();
+        w.write_all(b"partial").unwrap();
+        drop(w);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn memory_store_round_trip_and_listing() {
+        let root = Loc::parse("memory://storage-test/run").unwrap();
+        root.join("b/2.txt").write_atomic(b"two").unwrap();
+        root.join("a.txt").write_atomic(b"one").unwrap();
+        let again = Loc::parse("memory://storage-test/run/a.txt").unwrap();
+        assert_eq!(&again.read().unwrap()[..], b"one");
+        let names: Vec<String> = root.list().unwrap().iter().map(|l| l.to_string()).collect();
+        assert_eq!(names, ["memory://storage-test/run/a.txt", "memory://storage-test/run/b/2.txt"]);
+        assert_eq!(again.size().unwrap(), 3);
+        again.remove().unwrap();
+        assert!(!again.exists().unwrap());
+    }
+
+    #[test]
+    fn large_memory_upload_goes_multipart() {
+        let loc = Loc::parse("memory://storage-test/big.bin").unwrap();
+        let data: Vec<u8> = (0..UPLOAD_PART_BYTES + 1000).map(|i| (i % 251) as u8).collect();
+        loc.write_atomic(&data).unwrap();
+        assert_eq!(&loc.read().unwrap()[..], &data[..]);
+    }
+
+    #[test]
+    fn missing_file_and_unknown_scheme_are_clear_errors() {
+        let err = Loc::local("/nonexistent/grist/x").read().unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/grist/x") && err.contains("not found"), "{err}");
+        let err = Loc::parse("s3://bucket/key").unwrap_err().to_string();
+        assert!(err.contains("s3://bucket/key") && err.contains("hint:"), "{err}");
+        let err = Loc::parse("ftp://host/x").unwrap_err().to_string();
+        assert!(err.contains("unknown scheme"), "{err}");
+    }
+}
