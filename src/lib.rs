@@ -1,0 +1,222 @@
+//! The `grist` command line: argument parsing, logging, and wiring the pipeline and the
+//! trainer together. No stage logic lives here; every command calls a library function.
+//!
+//! Exit codes: 0 success; 1 error (the message names the file and offset where one applies,
+//! and ends with a hint when the fix is known); 2 command-line usage error; 3 `inspect
+//! --verify` found an inconsistent output.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use pipeline::{Recipe, TaskSlice, ingest, sample, summary, verify};
+use shards::Loc;
+
+/// Exit code when `inspect --verify` finds problems.
+pub const EXIT_VERIFY_FAILED: u8 = 3;
+
+/// GPT-3's data recipe, from Common Crawl to training tokens, in one tool.
+#[derive(Debug, Parser)]
+#[command(name = "grist", version, about, propagate_version = true)]
+pub struct Cli {
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only warnings and errors on stderr.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// Worker threads (default: all cores; RAYON_NUM_THREADS also works).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a recipe: every stage that exists, in order; a rerun resumes where it stopped.
+    Run(StageArgs),
+    /// Write the built-in synthetic sample corpus (deterministic from a seed).
+    Sample {
+        /// Output folder.
+        #[arg(long)]
+        out: String,
+        #[arg(long, default_value_t = 20200528)]
+        seed: u64,
+        /// Number of crawl-like documents.
+        #[arg(long, default_value_t = 600)]
+        docs: usize,
+    },
+    /// Ingest corpora (JSON lines, plain/.gz/.zst; text folders) into document shards.
+    Ingest(StageArgs),
+    /// Summarize a stage output; --verify checks accounting and checksums.
+    Inspect {
+        /// A stage output directory, e.g. out/demo/ingest.
+        dir: String,
+        /// Check files against manifests and documents in = out + ledger; exit 3 on problems.
+        #[arg(long)]
+        verify: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct StageArgs {
+    /// Recipe TOML file (see recipes/).
+    recipe: PathBuf,
+    /// Override a recipe key, e.g. --set ingest.min_words=5 (the key must exist).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// This task's slice index (with --tasks; or SLURM_ARRAY_TASK_ID / JOB_COMPLETION_INDEX).
+    #[arg(long)]
+    task: Option<usize>,
+    /// Number of slices the stage is split into.
+    #[arg(long)]
+    tasks: Option<usize>,
+}
+
+impl StageArgs {
+    fn load(&self) -> Result<(Recipe, TaskSlice)> {
+        let recipe = Recipe::load(&self.recipe, &self.overrides)?;
+        let slice = TaskSlice::resolve(self.task, self.tasks, |k| std::env::var(k).ok())?;
+        tracing::info!("resolved recipe ({slice}):\n{}", recipe.to_toml());
+        Ok((recipe, slice))
+    }
+}
+
+/// Entry point of the binary: parse, run, print errors with their causes, map exit codes.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let level = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!("warn,grist={level},pipeline={level},shards={level},trainer={level}"))
+    });
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    if let Some(n) = cli.threads {
+        rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("setting --threads")?;
+    }
+    match cli.command {
+        Command::Sample { out, seed, docs } => {
+            let rep = sample::write_sample(&Loc::parse(&out)?, seed, docs)?;
+            println!("{}", serde_json::to_string_pretty(&rep)?);
+        }
+        Command::Ingest(args) => {
+            let (recipe, slice) = args.load()?;
+            let out = stage_dir(&recipe, ingest::STAGE)?;
+            let rep = ingest::run(&recipe.ingest, &out, slice)?;
+            println!("{}", serde_json::to_string_pretty(&rep)?);
+        }
+        Command::Run(args) => return run_recipe(&args),
+        Command::Inspect { dir, verify, json } => return inspect(&dir, verify, json),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn stage_dir(recipe: &Recipe, stage: &str) -> Result<Loc> {
+    Ok(Loc::parse(&recipe.run.out)?.join(stage))
+}
+
+fn run_recipe(args: &StageArgs) -> Result<ExitCode> {
+    let (recipe, slice) = args.load()?;
+    if let Some(s) = &recipe.sample {
+        let out = Loc::parse(&s.out)?;
+        let marker = out.join("sample.json");
+        let want = serde_json::json!({ "seed": s.seed, "docs": s.docs });
+        let fresh = marker
+            .read()
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .map(|v| v["config"] == want);
+        if fresh == Some(true) {
+            tracing::info!(out = %out, "built-in sample already written; keeping it");
+        } else {
+            let rep = sample::write_sample(&out, s.seed, s.docs)?;
+            tracing::info!(out = %out, files = rep.crawl_files + rep.book_files, "wrote the built-in sample");
+            let doc = serde_json::json!({ "config": want, "report": rep });
+            marker.write_atomic(serde_json::to_string_pretty(&doc)?.as_bytes())?;
+        }
+    }
+    let out = stage_dir(&recipe, ingest::STAGE)?;
+    let rep = ingest::run(&recipe.ingest, &out, slice)?;
+    println!(
+        "ingest   {} units done, {} skipped; {} documents in = {} kept + {} in the ledger ({:.2} s)",
+        rep.units_done,
+        rep.units_skipped,
+        rep.accounting.docs_in,
+        rep.accounting.docs_out,
+        rep.accounting.docs_ledger,
+        rep.seconds
+    );
+    if !rep.stage_complete {
+        println!("ingest   {slice} finished; other tasks still have units to do");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let v = verify::verify(&out)?;
+    if !v.ok() {
+        for p in &v.problems {
+            eprintln!("verify: {p}");
+        }
+        return Ok(ExitCode::from(EXIT_VERIFY_FAILED));
+    }
+    println!("verify   ok: {} files match their manifests; accounting balances\n", v.files_checked);
+    print!("{}", summary::summarize(&out)?.render());
+    println!("\noutputs  {out}/ (manifest.json, part-*.parquet, part-*.ledger.parquet)");
+    println!("next     grist inspect {out}  |  the later stages of the recipe are not built yet");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn inspect(dir: &str, verify_only: bool, json: bool) -> Result<ExitCode> {
+    let loc = Loc::parse(dir)?;
+    if verify_only {
+        let v = verify::verify(&loc)?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else if v.ok() {
+            println!(
+                "ok: stage {} in {}: {} units, {} files match their manifests; {} in = {} out + {} in the ledger",
+                v.stage, v.dir, v.units, v.files_checked, v.docs_in, v.docs_out, v.docs_ledger
+            );
+        } else {
+            println!("FAILED: stage {} in {}: {} problems", v.stage, v.dir, v.problems.len());
+            for p in &v.problems {
+                println!("  - {p}");
+            }
+        }
+        return Ok(if v.ok() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_VERIFY_FAILED) });
+    }
+    let s = summary::summarize(&loc)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        print!("{}", s.render());
+    }
+    Ok(ExitCode::SUCCESS)
+}

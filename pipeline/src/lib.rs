@@ -1,0 +1,20 @@
+//! grist's data stages and the contract they share: recipes, task slices, seeded draws,
+//! the unit/marker/manifest runner, and the stages themselves (ingest so far), plus the
+//! always-available inspection core (summaries and `--verify`).
+//!
+//! This crate never depends on the trainer; the two meet only through `shards` formats.
+
+pub mod env;
+pub mod error;
+pub mod ingest;
+pub mod recipe;
+pub mod rng;
+pub mod sample;
+pub mod slice;
+pub mod stage;
+pub mod summary;
+pub mod verify;
+
+pub use error::StageError;
+pub use recipe::Recipe;
+pub use slice::TaskSlice;

@@ -61,9 +61,9 @@ pub fn doc_batch(schema: &SchemaRef, docs: &[Doc], extra: Vec<ArrayRef>) -> Resu
 /// Checks that `schema` has the shared columns with the right types.
 pub fn check_doc_schema(schema: &Schema, path: &str) -> Result<()> {
     for want in base_fields() {
-        let got = schema.field_with_name(want.name()).map_err(|_| {
-            ShardError::invalid(At::file(path), format!("missing required column `{}`", want.name()))
-        })?;
+        let got = schema
+            .field_with_name(want.name())
+            .map_err(|_| ShardError::invalid(At::file(path), format!("missing required column `{}`", want.name())))?;
         if got.data_type() != want.data_type() || (!want.is_nullable() && got.is_nullable()) {
             return Err(ShardError::invalid(
                 At::file(path),

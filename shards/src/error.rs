@@ -40,38 +40,21 @@ pub enum ShardError {
     #[error("{at}: not found\nhint: {hint}")]
     NotFound { at: At, hint: String },
     #[error("{at}: bad magic: expected {expected}, got {got}\nhint: {hint}")]
-    BadMagic {
-        at: At,
-        expected: String,
-        got: String,
-        hint: &'static str,
-    },
+    BadMagic { at: At, expected: String, got: String, hint: &'static str },
     #[error(
         "{at}: {what} version {got} is newer than this grist understands (up to {max})\nhint: upgrade grist, or regenerate the file with this version"
     )]
-    NewerVersion {
-        at: At,
-        what: &'static str,
-        got: u64,
-        max: u64,
-    },
+    NewerVersion { at: At, what: &'static str, got: u64, max: u64 },
     #[error("{at}: unsupported {what} version {got}\nhint: {hint}")]
-    UnsupportedVersion {
-        at: At,
-        what: &'static str,
-        got: u64,
-        hint: &'static str,
-    },
-    #[error("{at}: truncated: expected {expected} bytes, file has {got}\nhint: the file was cut short (an interrupted copy?); regenerate it")]
+    UnsupportedVersion { at: At, what: &'static str, got: u64, hint: &'static str },
+    #[error(
+        "{at}: truncated: expected {expected} bytes, file has {got}\nhint: the file was cut short (an interrupted copy?); regenerate it"
+    )]
     Truncated { at: At, expected: u64, got: u64 },
     #[error(
         "{at}: checksum mismatch: manifest records xxh3 {expected}, file has {got}\nhint: the file changed after its manifest was written; rerun the stage that made it"
     )]
-    Checksum {
-        at: At,
-        expected: String,
-        got: String,
-    },
+    Checksum { at: At, expected: String, got: String },
     #[error(
         "{at}: size mismatch: manifest records {expected} bytes, file has {got}\nhint: the file changed after its manifest was written; rerun the stage that made it"
     )]
@@ -103,11 +86,7 @@ pub enum ShardError {
         source: object_store::Error,
     },
     #[error("{uri}: cannot open storage: {msg}\nhint: {hint}")]
-    Storage {
-        uri: String,
-        msg: String,
-        hint: &'static str,
-    },
+    Storage { uri: String, msg: String, hint: &'static str },
 }
 
 /// Result with [`ShardError`].

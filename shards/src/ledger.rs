@@ -57,8 +57,10 @@ pub fn ledger_schema() -> SchemaRef {
 }
 
 fn to_batch(entries: &[LedgerEntry]) -> Result<RecordBatch> {
-    let s = |f: fn(&LedgerEntry) -> &str| -> ArrayRef { Arc::new(StringArray::from_iter_values(entries.iter().map(f))) };
-    let o = |f: fn(&LedgerEntry) -> Option<&str>| -> ArrayRef { Arc::new(StringArray::from_iter(entries.iter().map(f))) };
+    let s =
+        |f: fn(&LedgerEntry) -> &str| -> ArrayRef { Arc::new(StringArray::from_iter_values(entries.iter().map(f))) };
+    let o =
+        |f: fn(&LedgerEntry) -> Option<&str>| -> ArrayRef { Arc::new(StringArray::from_iter(entries.iter().map(f))) };
     let cols: Vec<ArrayRef> = vec![
         s(|e| &e.id),
         s(|e| &e.source),
@@ -71,7 +73,8 @@ fn to_batch(entries: &[LedgerEntry]) -> Result<RecordBatch> {
         Arc::new(UInt64Array::from_iter(entries.iter().map(|e| e.cluster_id))),
         o(|e| e.duplicate_of.as_deref()),
     ];
-    RecordBatch::try_new(ledger_schema(), cols).map_err(|source| ShardError::Arrow { at: At::file("<ledger batch>"), source })
+    RecordBatch::try_new(ledger_schema(), cols)
+        .map_err(|source| ShardError::Arrow { at: At::file("<ledger batch>"), source })
 }
 
 /// Streams ledger entries to a Parquet file; visible only after `finish`.
@@ -82,7 +85,10 @@ pub struct LedgerWriter {
 
 impl LedgerWriter {
     pub fn create(loc: &Loc, opts: WriteOptions) -> Result<LedgerWriter> {
-        Ok(LedgerWriter { sink: ParquetSink::create(loc, ledger_schema(), LEDGER_FORMAT, LEDGER_VERSION, opts)?, buf: Vec::new() })
+        Ok(LedgerWriter {
+            sink: ParquetSink::create(loc, ledger_schema(), LEDGER_FORMAT, LEDGER_VERSION, opts)?,
+            buf: Vec::new(),
+        })
     }
 
     pub fn push(&mut self, e: LedgerEntry) -> Result<()> {
@@ -125,7 +131,10 @@ impl LedgerReader {
         let want = ledger_schema();
         for f in want.fields() {
             if src.schema().field_with_name(f.name()).map(|g| g.data_type() != f.data_type()).unwrap_or(true) {
-                return Err(ShardError::invalid(At::file(src.path()), format!("ledger column `{}` missing or mistyped", f.name())));
+                return Err(ShardError::invalid(
+                    At::file(src.path()),
+                    format!("ledger column `{}` missing or mistyped", f.name()),
+                ));
             }
         }
         Ok(LedgerReader { src })
@@ -142,9 +151,12 @@ impl LedgerReader {
             let b = batch?;
             let f64col = |n: &str| b.column_by_name(n).and_then(|c| c.as_any().downcast_ref::<Float64Array>().cloned());
             let (score, draw) = (f64col("score"), f64col("draw"));
-            let cluster = b.column_by_name("cluster_id").and_then(|c| c.as_any().downcast_ref::<UInt64Array>().cloned());
-            let (id, source, stage, reason) = (str_col(&b, "id")?, str_col(&b, "source")?, str_col(&b, "stage")?, str_col(&b, "reason")?);
-            let (detail, location, dup) = (str_col(&b, "detail")?, str_col(&b, "location")?, str_col(&b, "duplicate_of")?);
+            let cluster =
+                b.column_by_name("cluster_id").and_then(|c| c.as_any().downcast_ref::<UInt64Array>().cloned());
+            let (id, source, stage, reason) =
+                (str_col(&b, "id")?, str_col(&b, "source")?, str_col(&b, "stage")?, str_col(&b, "reason")?);
+            let (detail, location, dup) =
+                (str_col(&b, "detail")?, str_col(&b, "location")?, str_col(&b, "duplicate_of")?);
             let opt_s = |a: &StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_string());
             for i in 0..b.num_rows() {
                 out.push(LedgerEntry {

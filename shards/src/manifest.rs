@@ -168,7 +168,12 @@ mod tests {
 
     fn sample() -> Manifest {
         let mut m = Manifest::new("ingest", 3, "00ff".into(), serde_json::json!({"min_words": 5}));
-        m.outputs.push(FileEntry { path: "part-00000.parquet".into(), rows: 10, bytes: 100, xxh3: "0123456789abcdef".into() });
+        m.outputs.push(FileEntry {
+            path: "part-00000.parquet".into(),
+            rows: 10,
+            bytes: 100,
+            xxh3: "0123456789abcdef".into(),
+        });
         m.accounting = Accounting { docs_in: 12, docs_out: 10, docs_ledger: 2 };
         m.count("empty", 2);
         m

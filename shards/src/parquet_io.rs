@@ -107,10 +107,9 @@ impl ParquetSource {
         let at = || At::file(path.clone());
         let src = match loc.as_local() {
             Some(p) => Source::File(File::open(p).map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => ShardError::NotFound {
-                    at: at(),
-                    hint: "check the path; run the stage that makes it first".into(),
-                },
+                std::io::ErrorKind::NotFound => {
+                    ShardError::NotFound { at: at(), hint: "check the path; run the stage that makes it first".into() }
+                }
                 _ => ShardError::io(at(), e),
             })?),
             None => Source::Bytes(loc.read()?),
@@ -139,13 +138,20 @@ impl ParquetSource {
             return Err(ShardError::BadMagic {
                 at: at(),
                 expected: format!("{FORMAT_KEY}={format}"),
-                got: got.map(|g| format!("{FORMAT_KEY}={g}")).unwrap_or_else(|| "a Parquet file not written by grist".into()),
+                got: got
+                    .map(|g| format!("{FORMAT_KEY}={g}"))
+                    .unwrap_or_else(|| "a Parquet file not written by grist".into()),
                 hint: "point at a grist stage output (part-*.parquet for documents, *.ledger.parquet for ledgers)",
             });
         }
         let version: u64 = kv(VERSION_KEY).and_then(|v| v.parse().ok()).unwrap_or(0);
         if version > max_version as u64 {
-            return Err(ShardError::NewerVersion { at: at(), what: "Parquet shard", got: version, max: max_version as u64 });
+            return Err(ShardError::NewerVersion {
+                at: at(),
+                what: "Parquet shard",
+                got: version,
+                max: max_version as u64,
+            });
         }
         Ok(ParquetSource { src, metadata, schema, path })
     }
@@ -179,7 +185,10 @@ impl ParquetSource {
                     .iter()
                     .map(|n| {
                         self.schema.index_of(n).map_err(|_| {
-                            ShardError::invalid(at(), format!("no column `{n}` (columns: {})", column_names(&self.schema)))
+                            ShardError::invalid(
+                                at(),
+                                format!("no column `{n}` (columns: {})", column_names(&self.schema)),
+                            )
                         })
                     })
                     .collect::<Result<Vec<_>>>()?,
@@ -269,8 +278,6 @@ pub struct Batches {
 impl Iterator for Batches {
     type Item = Result<RecordBatch>;
     fn next(&mut self) -> Option<Self::Item> {
-        self.reader
-            .next()
-            .map(|r| r.map_err(|source| ShardError::Arrow { at: At::file(self.path.clone()), source }))
+        self.reader.next().map(|r| r.map_err(|source| ShardError::Arrow { at: At::file(self.path.clone()), source }))
     }
 }

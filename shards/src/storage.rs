@@ -70,9 +70,7 @@ fn memory_store(name: &str) -> Arc<dyn ObjectStore> {
     static STORES: OnceLock<Mutex<HashMap<String, Arc<InMemory>>>> = OnceLock::new();
     let map = STORES.get_or_init(Default::default);
     let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
-    map.entry(name.to_string())
-        .or_insert_with(|| Arc::new(InMemory::new()))
-        .clone()
+    map.entry(name.to_string()).or_insert_with(|| Arc::new(InMemory::new())).clone()
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -132,11 +130,7 @@ impl Loc {
                 let mut parts: Vec<String> = key.parts().map(|p| p.as_ref().to_string()).collect();
                 parts.extend(name.split('/').filter(|s| !s.is_empty()).map(str::to_string));
                 Loc {
-                    inner: Inner::Object {
-                        store: store.clone(),
-                        root: root.clone(),
-                        key: ObjPath::from_iter(parts),
-                    },
+                    inner: Inner::Object { store: store.clone(), root: root.clone(), key: ObjPath::from_iter(parts) },
                 }
             }
         }
@@ -170,9 +164,9 @@ impl Loc {
     pub fn size(&self) -> Result<u64> {
         match &self.inner {
             Inner::Local(p) => fs::metadata(p).map(|m| m.len()).map_err(|e| self.io_err(e)),
-            Inner::Object { store, key, .. } => block_on(store.head(key))
-                .map(|m| m.size)
-                .map_err(|source| self.store_err(source)),
+            Inner::Object { store, key, .. } => {
+                block_on(store.head(key)).map(|m| m.size).map_err(|source| self.store_err(source))
+            }
         }
     }
 
@@ -180,10 +174,9 @@ impl Loc {
     pub fn read(&self) -> Result<Bytes> {
         match &self.inner {
             Inner::Local(p) => fs::read(p).map(Bytes::from).map_err(|e| self.io_err(e)),
-            Inner::Object { store, key, .. } => block_on(async {
-                store.get(key).await?.bytes().await
-            })
-            .map_err(|source| self.store_err(source)),
+            Inner::Object { store, key, .. } => {
+                block_on(async { store.get(key).await?.bytes().await }).map_err(|source| self.store_err(source))
+            }
         }
     }
 
@@ -237,10 +230,9 @@ impl Loc {
                 fs::create_dir_all(dir).map_err(|e| self.io_err(e))?;
                 (dir.join(temp_name(&self.file_name())), Target::Rename(p.clone()))
             }
-            Inner::Object { store, key, .. } => (
-                std::env::temp_dir().join(temp_name(&self.file_name())),
-                Target::Upload(store.clone(), key.clone()),
-            ),
+            Inner::Object { store, key, .. } => {
+                (std::env::temp_dir().join(temp_name(&self.file_name())), Target::Upload(store.clone(), key.clone()))
+            }
         };
         let file = File::create(&tmp).map_err(|e| ShardError::io(At::file(tmp.display().to_string()), e))?;
         Ok(AtomicFile { file: Some(file), tmp, target, display: self.to_string() })
@@ -259,6 +251,28 @@ impl Loc {
                 Err(source) => Err(self.store_err(source)),
             },
         }
+    }
+
+    /// In a local directory, removes temporary files that an interrupted writer left for
+    /// targets whose names start with `prefix`. Returns how many were removed. Object stores
+    /// never hold temporary files (they are staged locally), so there it does nothing.
+    pub fn clean_temps(&self, prefix: &str) -> Result<usize> {
+        let Inner::Local(dir) = &self.inner else { return Ok(0) };
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(self.io_err(e)),
+        };
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry.map_err(|e| self.io_err(e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&format!(".{prefix}")) && name.ends_with(".tmp") {
+                fs::remove_file(entry.path()).map_err(|e| self.io_err(e))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     fn io_err(&self, e: io::Error) -> ShardError {
@@ -404,6 +418,18 @@ mod tests {
         assert!(Loc::local(dir.path().join("a")).list().unwrap().is_empty(), "temp file must be hidden");
         w.commit().unwrap();
         assert_eq!(&loc.read().unwrap()[..], b"hello");
+    }
+
+    #[test]
+    fn clean_temps_removes_only_matching_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [".part-00001.parquet.9.0.tmp", ".part-00002.parquet.9.1.tmp", "part-00001.parquet"] {
+            fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        assert_eq!(Loc::local(dir.path()).clean_temps("part-00001.").unwrap(), 1);
+        let mut left: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        left.sort();
+        assert_eq!(left, [".part-00002.parquet.9.1.tmp", "part-00001.parquet"]);
     }
 
     #[test]

@@ -67,14 +67,20 @@ impl TokenWriter {
     pub fn write(&mut self, tokens: &[u32]) -> Result<()> {
         let at = || At::file(self.loc.to_string());
         if self.count + tokens.len() as u64 > MAX_TOKENS {
-            return Err(ShardError::invalid(at(), format!("a token shard holds at most {MAX_TOKENS} tokens; start a new shard")));
+            return Err(ShardError::invalid(
+                at(),
+                format!("a token shard holds at most {MAX_TOKENS} tokens; start a new shard"),
+            ));
         }
         match self.width {
             TokenWidth::U16 => {
                 let mut buf = Vec::with_capacity(tokens.len() * 2);
                 for &t in tokens {
                     let t16 = u16::try_from(t).map_err(|_| {
-                        ShardError::invalid(at(), format!("token id {t} does not fit a uint16 shard; use TokenWidth::U32"))
+                        ShardError::invalid(
+                            at(),
+                            format!("token id {t} does not fit a uint16 shard; use TokenWidth::U32"),
+                        )
                     })?;
                     buf.extend_from_slice(&t16.to_le_bytes());
                 }
@@ -151,7 +157,11 @@ pub struct TokenShard {
 
 impl std::fmt::Debug for TokenShard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenShard").field("path", &self.path).field("width", &self.width).field("len", &self.len).finish()
+        f.debug_struct("TokenShard")
+            .field("path", &self.path)
+            .field("width", &self.width)
+            .field("len", &self.len)
+            .finish()
     }
 }
 
@@ -254,7 +264,12 @@ fn validate(b: &[u8], path: &str) -> Result<(TokenWidth, usize)> {
         VERSION_U16 => TokenWidth::U16,
         VERSION_U32 => TokenWidth::U32,
         v if v > VERSION_U32 => {
-            return Err(ShardError::NewerVersion { at: At::byte(path, 4), what: "token shard", got: v as u64, max: VERSION_U32 as u64 });
+            return Err(ShardError::NewerVersion {
+                at: At::byte(path, 4),
+                what: "token shard",
+                got: v as u64,
+                max: VERSION_U32 as u64,
+            });
         }
         v => {
             return Err(ShardError::UnsupportedVersion {

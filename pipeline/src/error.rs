@@ -1,0 +1,24 @@
+//! Errors of the pipeline stages.
+
+use shards::{At, ShardError};
+
+/// What can stop a stage.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error(transparent)]
+    Shard(#[from] ShardError),
+    /// Bad input that makes a whole file unusable, or any bad record under `--strict`.
+    #[error("{at}: {msg}")]
+    Input { at: At, msg: String },
+    /// The recipe or an override is wrong.
+    #[error("{0}")]
+    Recipe(String),
+    /// Command-line or scheduler settings are wrong.
+    #[error("{0}")]
+    Usage(String),
+    /// A stage broke its own accounting: a bug, never bad input.
+    #[error(
+        "unit {unit} of stage `{stage}` does not balance: {docs_in} in != {docs_out} out + {docs_ledger} in the ledger"
+    )]
+    Unbalanced { stage: String, unit: usize, docs_in: u64, docs_out: u64, docs_ledger: u64 },
+}

@@ -1,0 +1,540 @@
+//! `ingest` for curated and pre-extracted corpora: JSON lines (plain, gzip, zstd) and
+//! one-document-per-file text folders, into document shards. WARC/WET (Common Crawl) and
+//! Parquet inputs are separate readers; this module does not parse HTML.
+//!
+//! Document ids are the xxh3-128 (32 hex digits) of `source \0 path-within-source \0
+//! byte-offset`, where the offset is that of the record in the decompressed stream: stable
+//! across runs, machines and slicings, and distinct for identical texts at different places.
+//! Columns `file` and `offset` keep that provenance so any document can be traced to its bytes.
+
+use std::io::{self, BufRead, BufReader, Read};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use shards::arrow::array::{ArrayRef, StringArray, UInt64Array};
+use shards::arrow::datatypes::{DataType, Field, SchemaRef};
+use shards::{
+    At, Doc, DocWriter, FileEntry, LedgerEntry, LedgerWriter, Loc, Manifest, WriteOptions, doc_batch, doc_schema,
+};
+use xxhash_rust::xxh3::{Xxh3, xxh3_128};
+
+use crate::env;
+use crate::error::StageError;
+use crate::recipe::{IngestConfig, InputFormat, SourceConfig};
+use crate::slice::TaskSlice;
+use crate::stage::{Stage, TaskReport, UnitCtx};
+
+/// Stage name.
+pub const STAGE: &str = "ingest";
+/// Documents buffered before a batch goes to the writer (also bounded by [`BATCH_BYTES`]).
+const BATCH_DOCS: usize = 4096;
+/// Text bytes buffered before a batch goes to the writer.
+const BATCH_BYTES: usize = 8 << 20;
+
+/// The columns `ingest` adds to the shared document columns.
+pub fn schema() -> SchemaRef {
+    doc_schema(vec![Field::new("file", DataType::Utf8, false), Field::new("offset", DataType::UInt64, false)])
+}
+
+/// One input file in the plan.
+#[derive(Debug, Clone)]
+pub struct InputFile {
+    pub source: String,
+    pub loc: Loc,
+    /// Path within the source (relative to the configured path), used in ids.
+    pub rel: String,
+    pub bytes: u64,
+    pub format: InputFormat,
+}
+
+/// Expands the sources into the plan: units of input files, deterministic for given inputs.
+pub fn plan(cfg: &IngestConfig) -> Result<(Vec<Vec<InputFile>>, u64), StageError> {
+    let mut units: Vec<Vec<InputFile>> = Vec::new();
+    let mut skipped = 0u64;
+    for source in &cfg.sources {
+        let mut files = Vec::new();
+        for path in &source.paths {
+            let (found, skip) = expand(source, path)?;
+            files.extend(found);
+            skipped += skip;
+        }
+        if files.is_empty() {
+            return Err(StageError::Input {
+                at: At::file(source.paths.join(", ")),
+                msg: format!(
+                    "source `{}` matched no input files\nhint: check the paths in [[ingest.sources]]",
+                    source.name
+                ),
+            });
+        }
+        // Pack consecutive files of one source into units of about `unit_bytes`.
+        let mut current: Vec<InputFile> = Vec::new();
+        let mut current_bytes = 0u64;
+        for f in files {
+            if !current.is_empty() && current_bytes + f.bytes > cfg.unit_bytes {
+                units.push(std::mem::take(&mut current));
+                current_bytes = 0;
+            }
+            current_bytes += f.bytes;
+            current.push(f);
+        }
+        if !current.is_empty() {
+            units.push(current);
+        }
+    }
+    Ok((units, skipped))
+}
+
+fn expand(source: &SourceConfig, path: &str) -> Result<(Vec<InputFile>, u64), StageError> {
+    let (base, pattern) = split_pattern(path);
+    let root = Loc::parse(&base)?;
+    let listed = if pattern.is_none() && root.exists()? { vec![root.clone()] } else { root.list()? };
+    if listed.is_empty() {
+        return Err(StageError::Input { at: At::file(path), msg: "no such file or folder, or it is empty".into() });
+    }
+    let root_str = root.to_string();
+    let mut out = Vec::new();
+    let mut skipped = 0;
+    for loc in listed {
+        let full = loc.to_string();
+        let rel = full.strip_prefix(&root_str).map(|r| r.trim_start_matches('/')).filter(|r| !r.is_empty());
+        let rel = rel.map(str::to_string).unwrap_or_else(|| loc.file_name());
+        if let Some(p) = &pattern
+            && !glob_match(p, &rel)
+        {
+            continue;
+        }
+        let format = match source.format {
+            InputFormat::Auto => match detect_format(&loc.file_name()) {
+                Some(f) => f,
+                None => {
+                    tracing::warn!(file = %loc, "skipping a file whose extension names no input format");
+                    skipped += 1;
+                    continue;
+                }
+            },
+            f => f,
+        };
+        out.push(InputFile { source: source.name.clone(), bytes: loc.size()?, loc, rel, format });
+    }
+    Ok((out, skipped))
+}
+
+/// Splits `dir/*.jsonl.gz` into (`dir`, Some(`*.jsonl.gz`)); paths without wildcards are whole.
+fn split_pattern(path: &str) -> (String, Option<String>) {
+    match path.rsplit_once('/') {
+        Some((dir, last)) if last.contains(['*', '?']) => (dir.to_string(), Some(last.to_string())),
+        None if path.contains(['*', '?']) => (".".to_string(), Some(path.to_string())),
+        _ => (path.to_string(), None),
+    }
+}
+
+/// Shell-style match of `*` and `?` against a file's relative path.
+fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+fn detect_format(name: &str) -> Option<InputFormat> {
+    let name = name.to_ascii_lowercase();
+    let stem = name
+        .strip_suffix(".gz")
+        .or_else(|| name.strip_suffix(".zst"))
+        .or_else(|| name.strip_suffix(".zstd"))
+        .unwrap_or(&name);
+    let ext = stem.rsplit_once('.').map(|(_, e)| e)?;
+    match ext {
+        "jsonl" | "json" | "ndjson" => Some(InputFormat::Jsonl),
+        "txt" | "text" | "md" => Some(InputFormat::Text),
+        _ => None,
+    }
+}
+
+/// Runs `ingest` for one task slice.
+pub fn run(cfg: &IngestConfig, out: &Loc, slice: TaskSlice) -> Result<TaskReport, StageError> {
+    let (units, skipped_files) = plan(cfg)?;
+    let plan_json = units
+        .iter()
+        .map(|files| {
+            serde_json::Value::Array(
+                files.iter().map(|f| serde_json::json!([f.source, f.loc.to_string(), f.bytes])).collect(),
+            )
+        })
+        .collect();
+    let stage = Stage {
+        name: STAGE.to_string(),
+        dir: out.clone(),
+        config: serde_json::to_value(cfg).map_err(|e| StageError::Recipe(e.to_string()))?,
+        plan: plan_json,
+        unit_bytes: units.iter().map(|u| u.iter().map(|f| f.bytes).sum()).collect(),
+    };
+    tracing::info!(units = units.len(), skipped_files, %slice, "ingest plan");
+    let abort_after: Option<u64> = std::env::var(env::TEST_ABORT_AFTER_DOCS).ok().and_then(|v| v.parse().ok());
+    let written = Arc::new(AtomicU64::new(0));
+    stage.run(slice, |ctx| {
+        let mut m = ingest_unit(cfg, &units[ctx.unit], ctx, abort_after.map(|n| (n, written.clone())))?;
+        if ctx.unit == 0 && skipped_files > 0 {
+            m.count("skipped_files", skipped_files);
+        }
+        Ok(m)
+    })
+}
+
+/// Accumulates one unit's documents and ledger entries.
+struct UnitSink {
+    schema: SchemaRef,
+    docs: DocWriter,
+    ledger: LedgerWriter,
+    batch: Vec<Doc>,
+    files: Vec<String>,
+    offsets: Vec<u64>,
+    batch_bytes: usize,
+    manifest: Manifest,
+    strict: bool,
+    abort: Option<(u64, Arc<AtomicU64>)>,
+}
+
+impl UnitSink {
+    fn keep(&mut self, doc: Doc, file: &str, offset: u64) -> Result<(), StageError> {
+        self.batch_bytes += doc.text.len();
+        self.batch.push(doc);
+        self.files.push(file.to_string());
+        self.offsets.push(offset);
+        self.manifest.accounting.docs_in += 1;
+        self.manifest.accounting.docs_out += 1;
+        if self.batch.len() >= BATCH_DOCS || self.batch_bytes >= BATCH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn reject(&mut self, file: &InputFile, offset: u64, reason: &str, detail: String) -> Result<(), StageError> {
+        if self.strict {
+            return Err(StageError::Input {
+                at: At::byte(file.loc.to_string(), offset),
+                msg: format!("{reason}: {detail}\nhint: without `strict` such records go to the ledger"),
+            });
+        }
+        self.manifest.accounting.docs_in += 1;
+        self.manifest.accounting.docs_ledger += 1;
+        self.manifest.count(reason, 1);
+        self.ledger.push(LedgerEntry {
+            id: doc_id(&file.source, &file.rel, offset),
+            source: file.source.clone(),
+            stage: STAGE.to_string(),
+            reason: reason.to_string(),
+            detail: Some(detail),
+            location: Some(format!("{}@{offset}", file.rel)),
+            ..LedgerEntry::default()
+        })?;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StageError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let extra: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(self.files.iter())),
+            Arc::new(UInt64Array::from_iter_values(self.offsets.iter().copied())),
+        ];
+        let batch = doc_batch(&self.schema, &self.batch, extra)?;
+        self.docs.write(&batch)?;
+        if let Some((limit, written)) = &self.abort {
+            let before = written.fetch_add(self.batch.len() as u64, Ordering::SeqCst);
+            if before + self.batch.len() as u64 >= *limit {
+                tracing::error!("{} reached: aborting as a kill would", env::TEST_ABORT_AFTER_DOCS);
+                std::process::abort();
+            }
+        }
+        self.batch.clear();
+        self.files.clear();
+        self.offsets.clear();
+        self.batch_bytes = 0;
+        Ok(())
+    }
+}
+
+/// The stable id of the record at `offset` of `rel` in `source`.
+pub fn doc_id(source: &str, rel: &str, offset: u64) -> String {
+    let key = format!("{source}\0{rel}\0{offset}");
+    format!("{:032x}", xxh3_128(key.as_bytes()))
+}
+
+fn ingest_unit(
+    cfg: &IngestConfig,
+    files: &[InputFile],
+    ctx: &UnitCtx,
+    abort: Option<(u64, Arc<AtomicU64>)>,
+) -> Result<Manifest, StageError> {
+    let start = Instant::now();
+    let (shard_loc, shard_name) = ctx.shard();
+    let (ledger_loc, ledger_name) = ctx.ledger();
+    let opts = WriteOptions { row_group_bytes: cfg.row_group_bytes, ..WriteOptions::default() };
+    let schema = schema();
+    let mut sink = UnitSink {
+        docs: DocWriter::create(&shard_loc, schema.clone(), opts)?,
+        ledger: LedgerWriter::create(&ledger_loc, opts)?,
+        schema,
+        batch: Vec::new(),
+        files: Vec::new(),
+        offsets: Vec::new(),
+        batch_bytes: 0,
+        manifest: ctx.manifest(),
+        strict: cfg.strict,
+        abort,
+    };
+    for file in files {
+        let entry = ingest_file(cfg, file, &mut sink)?;
+        ctx.progress.inc(entry.bytes);
+        sink.manifest.inputs.push(entry);
+    }
+    sink.flush()?;
+    let mut m = sink.manifest;
+    let rows = sink.docs.finish()?;
+    let ledger_rows = sink.ledger.finish()?;
+    m.outputs.push(FileEntry::describe(&shard_loc, shard_name, rows)?);
+    m.ledgers.push(FileEntry::describe(&ledger_loc, ledger_name, ledger_rows)?);
+    m.timings.insert("ingest_seconds".into(), start.elapsed().as_secs_f64());
+    Ok(m)
+}
+
+/// Counts and hashes the raw (compressed) bytes as they are read.
+struct Counting<R> {
+    inner: R,
+    bytes: u64,
+    hash: Xxh3,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// Gzip, zstd or plain, by magic bytes. zstd allows a 2 GiB window (`--long=31`).
+fn decompress<'a, R: BufRead + 'a>(mut r: R) -> io::Result<Box<dyn BufRead + 'a>> {
+    let head = r.fill_buf()?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(BufReader::with_capacity(1 << 16, flate2::bufread::MultiGzDecoder::new(r))))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        let mut d = zstd::stream::read::Decoder::with_buffer(r)?;
+        d.window_log_max(31)?;
+        Ok(Box::new(BufReader::with_capacity(1 << 16, d)))
+    } else {
+        Ok(Box::new(r))
+    }
+}
+
+fn ingest_file(cfg: &IngestConfig, file: &InputFile, sink: &mut UnitSink) -> Result<FileEntry, StageError> {
+    let path = file.loc.to_string();
+    let source = cfg
+        .sources
+        .iter()
+        .find(|s| s.name == file.source)
+        .ok_or_else(|| StageError::Recipe(format!("unknown source {}", file.source)))?;
+    let mut raw = Counting { inner: file.loc.open()?, bytes: 0, hash: Xxh3::new() };
+    let mut records = 0u64;
+    let outcome = {
+        match decompress(BufReader::with_capacity(1 << 16, &mut raw)) {
+            Ok(mut reader) => match file.format {
+                InputFormat::Text => read_text(&mut reader, file, cfg, sink, &mut records),
+                _ => read_jsonl(&mut reader, file, source, cfg, sink, &mut records),
+            },
+            Err(e) => Err(ReadFailure::Io(e, 0)),
+        }
+    };
+    match outcome {
+        Ok(()) => {}
+        Err(ReadFailure::Stage(e)) => return Err(e),
+        Err(ReadFailure::Io(e, offset)) => {
+            // The stream broke (truncated or corrupt compression, unreadable file): what was
+            // read before stays; the unreadable rest is one ledger entry at the break.
+            let detail =
+                format!("input unreadable from decompressed byte {offset} (compressed byte ~{}): {e}", raw.bytes);
+            tracing::warn!(file = %path, "{detail}");
+            records += 1;
+            sink.reject(file, offset, "corrupt_input", detail)?;
+        }
+    }
+    // Hash the rest of the file too, so the recorded checksum covers all of it.
+    let _ = io::copy(&mut raw, &mut io::sink());
+    Ok(FileEntry { path, rows: records, bytes: raw.bytes, xxh3: shards::checksum::hex64(raw.hash.digest()) })
+}
+
+enum ReadFailure {
+    /// The input stream failed at this decompressed offset.
+    Io(io::Error, u64),
+    Stage(StageError),
+}
+
+impl From<StageError> for ReadFailure {
+    fn from(e: StageError) -> Self {
+        ReadFailure::Stage(e)
+    }
+}
+
+fn word_count(text: &str) -> usize {
+    text.split_whitespace().count()
+}
+
+/// Applies the rules every ingested text passes: not empty, at least `min_words` words.
+fn admit(
+    text: String,
+    url: Option<String>,
+    file: &InputFile,
+    offset: u64,
+    cfg: &IngestConfig,
+    sink: &mut UnitSink,
+) -> Result<(), StageError> {
+    if text.trim().is_empty() {
+        return sink.reject(file, offset, "empty", format!("{} bytes of whitespace", text.len()));
+    }
+    let words = word_count(&text);
+    if words < cfg.min_words {
+        return sink.reject(file, offset, "too_short", format!("{words} words < min_words {}", cfg.min_words));
+    }
+    let doc = Doc { id: doc_id(&file.source, &file.rel, offset), source: file.source.clone(), url, text };
+    sink.keep(doc, &file.rel, offset)
+}
+
+fn read_jsonl(
+    reader: &mut dyn BufRead,
+    file: &InputFile,
+    source: &SourceConfig,
+    cfg: &IngestConfig,
+    sink: &mut UnitSink,
+    records: &mut u64,
+) -> Result<(), ReadFailure> {
+    let mut line = Vec::new();
+    let mut offset = 0u64;
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line).map_err(|e| ReadFailure::Io(e, offset))?;
+        if n == 0 {
+            return Ok(());
+        }
+        let at = offset;
+        offset += n as u64;
+        let body = trim_eol(&line);
+        if body.iter().all(u8::is_ascii_whitespace) {
+            continue; // a blank line is not a record
+        }
+        *records += 1;
+        let text = match std::str::from_utf8(body) {
+            Ok(t) => t,
+            Err(e) => {
+                sink.reject(
+                    file,
+                    at,
+                    "invalid_utf8",
+                    format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()),
+                )?;
+                continue;
+            }
+        };
+        let value: serde_json::Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                sink.reject(file, at, "malformed_json", e.to_string())?;
+                continue;
+            }
+        };
+        let Some(doc_text) = field(&value, &source.text_field).and_then(|v| v.as_str()) else {
+            sink.reject(file, at, "missing_text", format!("no string field `{}`", source.text_field))?;
+            continue;
+        };
+        let url = field(&value, &source.url_field).and_then(|v| v.as_str()).map(str::to_string);
+        admit(doc_text.to_string(), url, file, at, cfg, sink)?;
+    }
+}
+
+fn read_text(
+    reader: &mut dyn BufRead,
+    file: &InputFile,
+    cfg: &IngestConfig,
+    sink: &mut UnitSink,
+    records: &mut u64,
+) -> Result<(), ReadFailure> {
+    let mut bytes = Vec::new();
+    reader.read_to_end(&mut bytes).map_err(|e| ReadFailure::Io(e, bytes.len() as u64))?;
+    *records += 1;
+    match String::from_utf8(bytes) {
+        Ok(text) => admit(text, None, file, 0, cfg, sink)?,
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            sink.reject(file, 0, "invalid_utf8", format!("invalid UTF-8 at byte {at}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn trim_eol(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// A dotted-path field of a JSON object.
+fn field<'a>(v: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+    path.split('.').try_fold(v, |v, k| v.get(k))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*.jsonl.gz", "a.jsonl.gz"));
+        assert!(glob_match("part-??.txt", "part-01.txt"));
+        assert!(!glob_match("*.jsonl", "a.jsonl.gz"));
+        assert!(glob_match("*", "sub/x.txt"));
+        assert_eq!(split_pattern("data/web/*.gz"), ("data/web".into(), Some("*.gz".into())));
+        assert_eq!(split_pattern("data/web"), ("data/web".into(), None));
+    }
+
+    #[test]
+    fn formats_by_extension() {
+        assert_eq!(detect_format("a.jsonl.gz"), Some(InputFormat::Jsonl));
+        assert_eq!(detect_format("A.JSON.ZST"), Some(InputFormat::Jsonl));
+        assert_eq!(detect_format("book.txt"), Some(InputFormat::Text));
+        assert_eq!(detect_format("README"), None);
+        assert_eq!(detect_format("x.parquet"), None);
+    }
+
+    #[test]
+    fn ids_are_stable_and_distinct() {
+        assert_eq!(doc_id("web", "a.jsonl", 0), doc_id("web", "a.jsonl", 0));
+        assert_ne!(doc_id("web", "a.jsonl", 0), doc_id("web", "a.jsonl", 1));
+        assert_ne!(doc_id("web", "a.jsonl", 0), doc_id("books", "a.jsonl", 0));
+        assert_eq!(doc_id("web", "a.jsonl", 0).len(), 32);
+    }
+
+    #[test]
+    fn dotted_fields() {
+        let v: serde_json::Value = serde_json::json!({"text": "t", "metadata": {"url": "u"}});
+        assert_eq!(field(&v, "metadata.url").and_then(|v| v.as_str()), Some("u"));
+        assert!(field(&v, "metadata.nope").is_none());
+    }
+}

@@ -1,0 +1,307 @@
+//! Recipes: one typed TOML file configures every stage. Unknown keys are errors, and
+//! `--set key.path=value` overrides must name a key the recipe schema has.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::StageError;
+
+/// A whole recipe. Each stage reads its own section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    pub run: RunConfig,
+    /// When present, `grist run` first writes the built-in synthetic sample here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<SampleConfig>,
+    pub ingest: IngestConfig,
+}
+
+/// Settings shared by every stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Output root (local path or URI); stage `X` writes to `{out}/X`.
+    pub out: String,
+    /// Seed of every random draw (combined with stage name and document id).
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// The built-in synthetic sample (see `grist sample`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SampleConfig {
+    /// Folder to write the sample into.
+    pub out: String,
+    #[serde(default = "default_sample_seed")]
+    pub seed: u64,
+    /// Number of crawl-like documents (curated files scale with it).
+    #[serde(default = "default_sample_docs")]
+    pub docs: usize,
+}
+
+fn default_sample_seed() -> u64 {
+    20200528
+}
+fn default_sample_docs() -> usize {
+    600
+}
+
+/// `ingest`: curated and pre-extracted corpora into document shards.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    pub sources: Vec<SourceConfig>,
+    /// Documents with fewer whitespace-separated words go to the ledger (`too_short`).
+    /// Empty and whitespace-only documents always do (`empty`).
+    #[serde(default)]
+    pub min_words: usize,
+    /// Input files of one source are packed into units of about this many bytes; a unit
+    /// is the smallest piece of work and becomes one output shard (bytes).
+    #[serde(default = "default_unit_bytes")]
+    pub unit_bytes: u64,
+    /// Parquet row-group size in bytes of buffered data; bounds writer memory.
+    #[serde(default = "default_row_group_bytes")]
+    pub row_group_bytes: usize,
+    /// Fail on the first bad record instead of writing it to the ledger.
+    #[serde(default)]
+    pub strict: bool,
+}
+
+fn default_unit_bytes() -> u64 {
+    256 << 20
+}
+fn default_row_group_bytes() -> usize {
+    64 << 20
+}
+
+/// One input corpus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Source name written into every document (`common_crawl`, `books1`, `wikipedia`, ...).
+    pub name: String,
+    /// Files, folders (walked recursively) or `*`/`?` patterns in the last path component.
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub format: InputFormat,
+    /// JSON field holding the text; dotted paths reach into objects (`metadata.text`).
+    #[serde(default = "default_text_field")]
+    pub text_field: String,
+    /// JSON field holding the URL, if any (`url`, `metadata.url`).
+    #[serde(default = "default_url_field")]
+    pub url_field: String,
+}
+
+fn default_text_field() -> String {
+    "text".into()
+}
+fn default_url_field() -> String {
+    "url".into()
+}
+
+/// How to read a source's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputFormat {
+    /// By extension: `.jsonl`/`.json`/`.ndjson` are JSON lines, `.txt`/`.text`/`.md` are
+    /// one document per file; any of them may end in `.gz` or `.zst`. Other files in a
+    /// folder are skipped and counted (`skipped_files`).
+    #[default]
+    Auto,
+    /// JSON lines: one object per line.
+    Jsonl,
+    /// One document per file.
+    Text,
+}
+
+impl Recipe {
+    /// Reads a recipe file and applies `key.path=value` overrides.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Recipe, StageError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            StageError::Recipe(format!(
+                "{}: cannot read recipe: {e}\nhint: recipes live in recipes/, e.g. recipes/demo.toml",
+                path.display()
+            ))
+        })?;
+        Recipe::parse(&text, &path.display().to_string(), overrides)
+    }
+
+    /// Parses recipe text (`name` is used in messages) and applies overrides.
+    pub fn parse(text: &str, name: &str, overrides: &[String]) -> Result<Recipe, StageError> {
+        let recipe: Recipe = toml::from_str(text).map_err(|e| StageError::Recipe(format!("{name}: {e}")))?;
+        if overrides.is_empty() {
+            recipe.validate(name)?;
+            return Ok(recipe);
+        }
+        // Overrides apply to the fully resolved recipe (defaults filled in), so any key the
+        // schema has can be set, whether or not the file spells it out.
+        let mut value = toml::Value::try_from(&recipe).map_err(|e| StageError::Recipe(format!("{name}: {e}")))?;
+        for o in overrides {
+            apply_override(&mut value, o)?;
+        }
+        let recipe: Recipe = value
+            .try_into()
+            .map_err(|e: toml::de::Error| StageError::Recipe(format!("{name} after overrides: {e}")))?;
+        recipe.validate(name)?;
+        Ok(recipe)
+    }
+
+    fn validate(&self, name: &str) -> Result<(), StageError> {
+        let bad = |msg: String| Err(StageError::Recipe(format!("{name}: {msg}")));
+        if self.ingest.sources.is_empty() {
+            return bad("[ingest] has no sources\nhint: add [[ingest.sources]] with a name and paths".into());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for s in &self.ingest.sources {
+            if s.name.is_empty() || !s.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                return bad(format!("source name {:?} must be non-empty ASCII letters, digits, '_' or '-'", s.name));
+            }
+            if !names.insert(&s.name) {
+                return bad(format!("source {:?} appears twice", s.name));
+            }
+            if s.paths.is_empty() {
+                return bad(format!("source {:?} has no paths", s.name));
+            }
+        }
+        if self.ingest.unit_bytes == 0 || self.ingest.row_group_bytes == 0 {
+            return bad("ingest.unit_bytes and ingest.row_group_bytes must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// The resolved recipe as TOML (printed at start, stored in manifests).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// Applies one `a.b.c=value` override to a resolved recipe. The key must exist; `value`
+/// is read as a TOML value (`5`, `true`, `"x"`, `[1, 2]`), or taken as a bare string.
+fn apply_override(root: &mut toml::Value, spec: &str) -> Result<(), StageError> {
+    let (key, raw) = spec.split_once('=').ok_or_else(|| {
+        StageError::Recipe(format!("override {spec:?} is not KEY=VALUE\nhint: e.g. --set ingest.min_words=5"))
+    })?;
+    let key = key.trim();
+    let mut node = &mut *root;
+    let mut walked = Vec::new();
+    for part in key.split('.') {
+        let here = if walked.is_empty() { "the recipe".to_string() } else { format!("`{}`", walked.join(".")) };
+        node = match node {
+            toml::Value::Table(t) => {
+                let keys: Vec<String> = t.keys().cloned().collect();
+                t.get_mut(part).ok_or_else(|| {
+                    StageError::Recipe(format!(
+                        "override {key:?}: {here} has no key `{part}`\nhint: keys there: {}",
+                        keys.join(", ")
+                    ))
+                })?
+            }
+            toml::Value::Array(a) => {
+                let len = a.len();
+                let i: usize = part.parse().map_err(|_| {
+                    StageError::Recipe(format!("override {key:?}: {here} is a list; index it with a number (0..{len})"))
+                })?;
+                a.get_mut(i).ok_or_else(|| {
+                    StageError::Recipe(format!("override {key:?}: {here} has {len} entries, no index {i}"))
+                })?
+            }
+            _ => {
+                return Err(StageError::Recipe(format!("override {key:?}: {here} is a value, not a table")));
+            }
+        };
+        walked.push(part);
+    }
+    let raw = raw.trim();
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    *node = parsed;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const R: &str = r#"
+[run]
+out = "out/x"
+
+[ingest]
+min_words = 3
+
+[[ingest.sources]]
+name = "web"
+paths = ["data/web"]
+"#;
+
+    #[test]
+    fn defaults_fill_in() {
+        let r = Recipe::parse(R, "r.toml", &[]).unwrap();
+        assert_eq!(r.ingest.unit_bytes, 256 << 20);
+        assert_eq!(r.ingest.sources[0].text_field, "text");
+        assert_eq!(r.ingest.sources[0].format, InputFormat::Auto);
+        assert_eq!(r.run.seed, 0);
+    }
+
+    #[test]
+    fn overrides_set_existing_keys_including_defaults_and_list_items() {
+        let o = [
+            "ingest.min_words=7",
+            "ingest.strict=true",
+            "run.out=elsewhere/run",
+            "ingest.sources.0.format=\"jsonl\"",
+            "ingest.unit_bytes=1024",
+        ];
+        let r = Recipe::parse(R, "r.toml", &o.map(String::from)).unwrap();
+        assert_eq!(r.ingest.min_words, 7);
+        assert!(r.ingest.strict);
+        assert_eq!(r.run.out, "elsewhere/run");
+        assert_eq!(r.ingest.sources[0].format, InputFormat::Jsonl);
+        assert_eq!(r.ingest.unit_bytes, 1024);
+    }
+
+    #[test]
+    fn overrides_of_missing_keys_fail_with_the_keys_that_exist() {
+        let e = Recipe::parse(R, "r.toml", &["ingest.min_wordz=1".into()]).unwrap_err().to_string();
+        assert!(e.contains("no key `min_wordz`") && e.contains("min_words"), "{e}");
+        let e = Recipe::parse(R, "r.toml", &["ingest.sources.3.name=x".into()]).unwrap_err().to_string();
+        assert!(e.contains("no index 3"), "{e}");
+        let e = Recipe::parse(R, "r.toml", &["ingest.min_words".into()]).unwrap_err().to_string();
+        assert!(e.contains("KEY=VALUE"), "{e}");
+        let e = Recipe::parse(R, "r.toml", &["ingest.min_words=many".into()]).unwrap_err().to_string();
+        assert!(e.contains("min_words"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_errors() {
+        let e = Recipe::parse(&R.replace("min_words", "min_wordz"), "r.toml", &[]).unwrap_err().to_string();
+        assert!(e.contains("r.toml") && e.contains("min_wordz"), "{e}");
+    }
+
+    #[test]
+    fn validation_catches_duplicate_and_bad_names() {
+        let dup = format!("{R}\n[[ingest.sources]]\nname = \"web\"\npaths = [\"y\"]\n");
+        assert!(Recipe::parse(&dup, "r.toml", &[]).unwrap_err().to_string().contains("twice"));
+        let bad = R.replace("name = \"web\"", "name = \"we b\"");
+        assert!(Recipe::parse(&bad, "r.toml", &[]).is_err());
+    }
+
+    #[test]
+    fn shipped_recipes_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../recipes");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.extension().is_some_and(|e| e == "toml") {
+                Recipe::load(&p, &[]).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                n += 1;
+            }
+        }
+        assert!(n >= 1, "no recipes found in {}", dir.display());
+    }
+}

@@ -1,0 +1,250 @@
+//! The stage contract, implemented once: a stage is a plan of units (each unit becomes one
+//! output shard, one ledger and one completion marker), run over a task slice with rayon.
+//! Units, not tasks, define outputs, so the result is byte-identical for any task count;
+//! markers are written last, so a rerun skips finished units and redoes the rest.
+//!
+//! Layout of a stage directory:
+//! ```text
+//! part-00000.parquet          documents of unit 0
+//! part-00000.ledger.parquet   what unit 0 removed, and why
+//! part-00000.done.json        unit 0's manifest = its completion marker (written last)
+//! stats/task-00000-of-00002.json   per-task statistics (timings, threads, skipped units)
+//! manifest.json               the stage manifest, written once every unit is done
+//! ```
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+use serde::Serialize;
+use shards::{Accounting, Loc, Manifest};
+
+use crate::error::StageError;
+use crate::slice::TaskSlice;
+
+/// Name of the stage manifest in a stage directory.
+pub const MANIFEST: &str = "manifest.json";
+
+/// What a stage is about to do.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    /// Stage name, e.g. `ingest`.
+    pub name: String,
+    /// The stage's output directory.
+    pub dir: Loc,
+    /// The resolved stage config (stored in every manifest).
+    pub config: serde_json::Value,
+    /// The plan: one entry per unit, describing its inputs. Part of the fingerprint.
+    pub plan: Vec<serde_json::Value>,
+    /// Input bytes per unit, for progress.
+    pub unit_bytes: Vec<u64>,
+}
+
+/// Everything a unit's work needs to know about where it writes.
+pub struct UnitCtx<'a> {
+    pub unit: usize,
+    pub stage: &'a Stage,
+    pub progress: &'a ProgressBar,
+}
+
+impl UnitCtx<'_> {
+    /// File name stem of this unit's outputs.
+    pub fn stem(&self) -> String {
+        unit_stem(self.unit)
+    }
+    /// This unit's document shard.
+    pub fn shard(&self) -> (Loc, String) {
+        let name = format!("{}.parquet", self.stem());
+        (self.stage.dir.join(&name), name)
+    }
+    /// This unit's ledger.
+    pub fn ledger(&self) -> (Loc, String) {
+        let name = format!("{}.ledger.parquet", self.stem());
+        (self.stage.dir.join(&name), name)
+    }
+    /// A fresh unit manifest to fill in.
+    pub fn manifest(&self) -> Manifest {
+        let mut m = Manifest::new(
+            &self.stage.name,
+            self.stage.plan.len() as u64,
+            self.stage.fingerprint(),
+            self.stage.config.clone(),
+        );
+        m.unit = Some(self.unit as u64);
+        m
+    }
+}
+
+fn unit_stem(u: usize) -> String {
+    format!("part-{u:05}")
+}
+
+fn marker_name(u: usize) -> String {
+    format!("{}.done.json", unit_stem(u))
+}
+
+/// What one task did.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskReport {
+    pub stage: String,
+    pub task: usize,
+    pub tasks: usize,
+    pub units_owned: usize,
+    pub units_done: usize,
+    pub units_skipped: usize,
+    /// Accounting of the units this task processed now (skipped units excluded).
+    pub accounting: Accounting,
+    pub threads: usize,
+    pub seconds: f64,
+    /// Whether every unit of the stage is now complete and `manifest.json` was written.
+    pub stage_complete: bool,
+    pub grist_version: String,
+}
+
+impl Stage {
+    /// xxh3 of the config and the plan: a marker with another fingerprint is stale.
+    pub fn fingerprint(&self) -> String {
+        let doc = serde_json::json!({ "stage": self.name, "config": self.config, "plan": self.plan });
+        shards::checksum::xxh3_hex(doc.to_string().as_bytes())
+    }
+
+    /// The marker of unit `u` if it is complete for this fingerprint and its outputs exist.
+    fn completed(&self, u: usize, fingerprint: &str) -> Option<Manifest> {
+        let loc = self.dir.join(&marker_name(u));
+        let m = Manifest::read(&loc).ok()?;
+        let fresh = m.fingerprint == fingerprint && m.unit == Some(u as u64);
+        let outputs_present = m
+            .outputs
+            .iter()
+            .chain(&m.ledgers)
+            .all(|f| self.dir.join(&f.path).size().map(|s| s == f.bytes).unwrap_or(false));
+        (fresh && outputs_present).then_some(m)
+    }
+
+    /// Runs this task's slice of the stage. `work` processes one unit: it writes the
+    /// unit's shard and ledger (atomically) and returns its manifest; the runner checks
+    /// the accounting and then writes the completion marker.
+    pub fn run<F>(&self, slice: TaskSlice, work: F) -> Result<TaskReport, StageError>
+    where
+        F: Fn(&UnitCtx) -> Result<Manifest, StageError> + Sync,
+    {
+        let start = Instant::now();
+        let fingerprint = self.fingerprint();
+        let stage_manifest = self.dir.join(MANIFEST);
+        // A stage manifest from another config must not outlive the units it describes.
+        if let Ok(old) = Manifest::read(&stage_manifest)
+            && old.fingerprint != fingerprint
+        {
+            tracing::info!(stage = %self.name, "config or inputs changed since the last run; redoing the stage");
+            stage_manifest.remove()?;
+        }
+
+        let owned: Vec<usize> = slice.units(self.plan.len()).collect();
+        let todo: Vec<usize> = owned.iter().copied().filter(|&u| self.completed(u, &fingerprint).is_none()).collect();
+        let skipped = owned.len() - todo.len();
+        if skipped > 0 {
+            tracing::info!(stage = %self.name, skipped, "units already complete; skipping them");
+        }
+        let total_bytes: u64 = todo.iter().map(|&u| self.unit_bytes.get(u).copied().unwrap_or(0)).sum();
+        let progress = progress_bar(total_bytes, &self.name);
+
+        let results: Vec<Accounting> = todo
+            .par_iter()
+            .map(|&u| {
+                // Leftovers of a killed run of this unit are never read, but clean them up.
+                let stale = self.dir.clean_temps(&format!("{}.", unit_stem(u)))?;
+                if stale > 0 {
+                    tracing::debug!(unit = u, stale, "removed temporary files of an interrupted run");
+                }
+                let ctx = UnitCtx { unit: u, stage: self, progress: &progress };
+                let m = work(&ctx)?;
+                let a = m.accounting;
+                if !a.balanced() {
+                    return Err(StageError::Unbalanced {
+                        stage: self.name.clone(),
+                        unit: u,
+                        docs_in: a.docs_in,
+                        docs_out: a.docs_out,
+                        docs_ledger: a.docs_ledger,
+                    });
+                }
+                m.write(&self.dir.join(&marker_name(u)))?;
+                Ok(a)
+            })
+            .collect::<Result<_, StageError>>()?;
+        progress.finish_and_clear();
+
+        let mut accounting = Accounting::default();
+        results.iter().for_each(|a| accounting.add(a));
+        let stage_complete = self.finalize(&fingerprint)?;
+        let report = TaskReport {
+            stage: self.name.clone(),
+            task: slice.index,
+            tasks: slice.count,
+            units_owned: owned.len(),
+            units_done: todo.len(),
+            units_skipped: skipped,
+            accounting,
+            threads: rayon::current_num_threads(),
+            seconds: start.elapsed().as_secs_f64(),
+            stage_complete,
+            grist_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        let stats = self.dir.join(&format!("stats/task-{:05}-of-{:05}.json", slice.index, slice.count));
+        let mut json = serde_json::to_string_pretty(&report).unwrap_or_default();
+        json.push('\n');
+        stats.write_atomic(json.as_bytes())?;
+        Ok(report)
+    }
+
+    /// Writes the stage manifest if every unit is complete. Any task may do it; the
+    /// content depends only on the unit markers, so concurrent writers agree (up to timings).
+    fn finalize(&self, fingerprint: &str) -> Result<bool, StageError> {
+        let mut markers = Vec::with_capacity(self.plan.len());
+        for u in 0..self.plan.len() {
+            match self.completed(u, fingerprint) {
+                Some(m) => markers.push(m),
+                None => return Ok(false),
+            }
+        }
+        let mut stage = Manifest::new(&self.name, self.plan.len() as u64, fingerprint.to_string(), self.config.clone());
+        let mut timings: BTreeMap<String, f64> = BTreeMap::new();
+        for m in markers {
+            stage.inputs.extend(m.inputs);
+            stage.outputs.extend(m.outputs);
+            stage.ledgers.extend(m.ledgers);
+            stage.accounting.add(&m.accounting);
+            for (k, v) in m.counters {
+                stage.count(&k, v);
+            }
+            for (k, v) in m.timings {
+                *timings.entry(k).or_default() += v;
+            }
+        }
+        stage.timings = timings;
+        stage.write(&self.dir.join(MANIFEST))?;
+        Ok(true)
+    }
+}
+
+/// A byte-count progress bar on stderr, hidden when stderr is not a terminal.
+pub fn progress_bar(total: u64, label: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(total);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{prefix:>8} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
+    ) {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.set_prefix(label.to_string());
+    pb
+}
+
+/// Unit markers in a stage directory that belong to `fingerprint`, by unit (for `inspect`).
+pub fn unit_markers(dir: &Loc, units: u64) -> Vec<(u64, Option<Manifest>)> {
+    (0..units as usize).map(|u| (u as u64, Manifest::read(&dir.join(&marker_name(u))).ok())).collect()
+}

@@ -1,0 +1,37 @@
+//! The command-line surface: help text (snapshot) and exit codes.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+
+#[test]
+fn help_lists_every_command() {
+    let help = stdout(&grist(&["--help"], &[]));
+    insta::assert_snapshot!(help, @r"
+    GPT-3's data recipe, from Common Crawl to a trained GPT, in one Rust tool
+
+    Usage: grist [OPTIONS] <COMMAND>
+
+    Commands:
+      run      Run a recipe: every stage that exists, in order; a rerun resumes where it stopped
+      sample   Write the built-in synthetic sample corpus (deterministic from a seed)
+      ingest   Ingest corpora (JSON lines, plain/.gz/.zst; text folders) into document shards
+      inspect  Summarize a stage output; --verify checks accounting and checksums
+      help     Print this message or the help of the given subcommand(s)
+
+    Options:
+      -v, --verbose...         More log output (-v debug, -vv trace); RUST_LOG overrides
+      -q, --quiet              Only warnings and errors on stderr
+          --threads <THREADS>  Worker threads (default: all cores; RAYON_NUM_THREADS also works)
+      -h, --help               Print help
+      -V, --version            Print version
+    ");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let o = grist(&["ingest"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("<RECIPE>"));
+}

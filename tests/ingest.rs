@@ -1,0 +1,293 @@
+//! End-to-end tests of `grist ingest`, `grist run` and `grist inspect` through the binary:
+//! accounting, determinism across task and thread counts, resume after a kill, verification
+//! of tampered outputs, bad input, and real Common Crawl text.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::Write;
+
+use common::*;
+use shards::{DocReader, LedgerReader, Loc, Manifest};
+
+fn report(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+#[test]
+fn accounting_matches_what_the_sample_planted() {
+    let dir = tempfile::tempdir().unwrap();
+    let planted = sample(dir.path(), 400);
+    let out = dir.path().join("run");
+    let recipe = sample_recipe(dir.path(), &out, "");
+    let rep = report(&ok(grist(&["-q", "ingest", recipe.to_str().unwrap()], &[])));
+    let records = planted["crawl_records"].as_u64().unwrap() + planted["book_files"].as_u64().unwrap();
+    assert_eq!(rep["accounting"]["docs_in"], records);
+
+    let m = Manifest::read(&Loc::local(out.join("ingest/manifest.json"))).unwrap();
+    assert!(m.accounting.balanced());
+    for (reason, key) in [
+        ("empty", "planted_empty"),
+        ("too_short", "planted_short"),
+        ("malformed_json", "planted_malformed_json"),
+        ("invalid_utf8", "planted_invalid_utf8"),
+    ] {
+        assert_eq!(m.counters.get(reason).copied().unwrap_or(0), planted[key].as_u64().unwrap(), "{reason}");
+    }
+    // The ledger holds exactly the removed documents, each with a location in its input.
+    let ledgered: Vec<_> = m
+        .ledgers
+        .iter()
+        .flat_map(|f| LedgerReader::open(&Loc::local(out.join("ingest").join(&f.path))).unwrap().entries().unwrap())
+        .collect();
+    assert_eq!(ledgered.len() as u64, m.accounting.docs_ledger);
+    assert!(ledgered.iter().all(|e| e.stage == "ingest" && e.location.as_deref().is_some_and(|l| l.contains('@'))));
+    // Kept documents carry their source and, for the crawl, a URL.
+    let docs = DocReader::open(&Loc::local(out.join("ingest/part-00000.parquet"))).unwrap().read_docs().unwrap();
+    assert!(
+        docs.iter().all(|d| d.source == "common_crawl" && d.url.as_deref().is_some_and(|u| u.starts_with("https://")))
+    );
+}
+
+#[test]
+fn byte_identical_for_any_task_and_thread_count() {
+    let dir = tempfile::tempdir().unwrap();
+    sample(dir.path(), 600);
+    // Small units so the plan has several of them to deal out.
+    let run = |name: &str, tasks: usize, threads: &str| {
+        let out = dir.path().join(name);
+        let recipe = sample_recipe(dir.path(), &out, "unit_bytes = 4096\nrow_group_bytes = 8192");
+        for t in 0..tasks {
+            ok(grist(
+                &["-q", "ingest", recipe.to_str().unwrap(), "--task", &t.to_string(), "--tasks", &tasks.to_string()],
+                &[("RAYON_NUM_THREADS", threads)],
+            ));
+        }
+        out.join("ingest")
+    };
+    let one = run("one", 1, "1");
+    let three = run("three", 3, "2");
+    let m1 = Manifest::read(&Loc::local(one.join("manifest.json"))).unwrap();
+    let m3 = Manifest::read(&Loc::local(three.join("manifest.json"))).unwrap();
+    assert!(m1.units >= 4, "the test needs several units, got {}", m1.units);
+    assert_eq!(m1.outputs, m3.outputs);
+    assert_eq!(m1.ledgers, m3.ledgers);
+    assert_eq!(m1.accounting, m3.accounting);
+    let (b1, b3) = (shard_bytes(&one), shard_bytes(&three));
+    assert_eq!(b1.len() as u64, 2 * m1.units);
+    assert!(b1 == b3, "shard bytes differ between 1 task and 3 tasks");
+    // Three task stats files, and only the last task to finish wrote the stage manifest.
+    assert_eq!(std::fs::read_dir(three.join("stats")).unwrap().count(), 3);
+}
+
+#[test]
+fn killed_run_leaves_no_partial_file_and_rerun_equals_uninterrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    sample(dir.path(), 600);
+    let extra = "unit_bytes = 4096\nrow_group_bytes = 8192";
+    let clean_out = dir.path().join("clean");
+    ok(grist(&["-q", "ingest", sample_recipe(dir.path(), &clean_out, extra).to_str().unwrap()], &[]));
+
+    let out = dir.path().join("killed");
+    let recipe = sample_recipe(dir.path(), &out, extra);
+    let killed = grist(
+        &["-q", "ingest", recipe.to_str().unwrap()],
+        &[("GRIST_TEST_ABORT_AFTER_DOCS", "400"), ("RAYON_NUM_THREADS", "1")],
+    );
+    assert!(!killed.status.success(), "the abort hook did not fire");
+    let stage = out.join("ingest");
+    assert!(!stage.join("manifest.json").exists(), "a killed run must not leave a stage manifest");
+    // Every visible file is complete: Parquet files open and match their unit's marker.
+    let visible = shard_bytes(&stage);
+    let temps = std::fs::read_dir(&stage)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".tmp"))
+        .count();
+    assert!(temps > 0, "the kill should have interrupted a unit mid-write");
+    assert!(!visible.is_empty(), "some units should have completed before the kill");
+    for name in visible.keys() {
+        let loc = Loc::local(stage.join(name));
+        if name.ends_with(".ledger.parquet") {
+            LedgerReader::open(&loc).unwrap();
+        } else {
+            DocReader::open(&loc).unwrap();
+        }
+    }
+
+    let rerun = report(&ok(grist(&["-q", "ingest", recipe.to_str().unwrap()], &[])));
+    assert!(rerun["units_skipped"].as_u64().unwrap() >= 1, "completed units must be skipped: {rerun}");
+    assert!(rerun["stage_complete"].as_bool().unwrap());
+    assert!(
+        shard_bytes(&stage) == shard_bytes(&clean_out.join("ingest")),
+        "resumed output differs from the uninterrupted run"
+    );
+    let hidden: Vec<_> = std::fs::read_dir(&stage)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(hidden.is_empty(), "the rerun must clean up the killed unit's temporary files: {hidden:?}");
+}
+
+#[test]
+fn verify_fails_loudly_on_tampered_output() {
+    let dir = tempfile::tempdir().unwrap();
+    sample(dir.path(), 200);
+    let out = dir.path().join("run");
+    let recipe = sample_recipe(dir.path(), &out, "");
+    ok(grist(&["-q", "ingest", recipe.to_str().unwrap()], &[]));
+    let stage = out.join("ingest");
+    let good = grist(&["inspect", "--verify", stage.to_str().unwrap()], &[]);
+    assert!(stdout(&good).starts_with("ok: stage ingest"), "{}", stdout(&good));
+
+    // Swap one unit's ledger for the other's: both valid Parquet, but not what the manifest recorded.
+    std::fs::copy(stage.join("part-00001.ledger.parquet"), stage.join("part-00000.ledger.parquet")).unwrap();
+    let bad = grist(&["inspect", "--verify", stage.to_str().unwrap()], &[]);
+    assert_eq!(bad.status.code(), Some(3));
+    let text = stdout(&bad);
+    assert!(
+        text.contains("FAILED") && text.contains("part-00000.ledger.parquet") && text.contains("mismatch"),
+        "{text}"
+    );
+
+    // A missing marker is reported too.
+    std::fs::remove_file(stage.join("part-00001.done.json")).unwrap();
+    let text = stdout(&grist(&["inspect", "--verify", "--json", stage.to_str().unwrap()], &[]));
+    let v = report(&text);
+    assert!(
+        v["problems"].as_array().unwrap().iter().any(|p| p.as_str().unwrap().contains("unit 1: completion marker")),
+        "{text}"
+    );
+}
+
+#[test]
+fn truncated_gzip_keeps_complete_records_and_ledgers_the_break() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut body = Vec::new();
+    for i in 0..2000 {
+        writeln!(body, "{}", serde_json::json!({"text": format!("record number {i} has enough words in it to keep")}))
+            .unwrap();
+    }
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(&body).unwrap();
+    let gz = enc.finish().unwrap();
+    std::fs::write(data.join("cut.jsonl.gz"), &gz[..gz.len() * 2 / 3]).unwrap();
+    let recipe = dir.path().join("r.toml");
+    let out = dir.path().join("out");
+    std::fs::write(
+        &recipe,
+        format!(
+            "[run]\nout = \"{}\"\n[ingest]\n[[ingest.sources]]\nname = \"web\"\npaths = [\"{}\"]\n",
+            out.display(),
+            data.display()
+        ),
+    )
+    .unwrap();
+
+    let rep = report(&ok(grist(&["-q", "ingest", recipe.to_str().unwrap()], &[])));
+    let kept = rep["accounting"]["docs_out"].as_u64().unwrap();
+    assert!(kept > 500 && kept < 2000, "kept {kept}");
+    let ledger =
+        LedgerReader::open(&Loc::local(out.join("ingest/part-00000.ledger.parquet"))).unwrap().entries().unwrap();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0].reason, "corrupt_input");
+    assert!(ledger[0].detail.as_deref().unwrap().contains("compressed byte"), "{:?}", ledger[0]);
+    // The kept records are exactly the first `kept` ones, in order.
+    let docs = DocReader::open(&Loc::local(out.join("ingest/part-00000.parquet"))).unwrap().read_docs().unwrap();
+    assert!(docs.iter().enumerate().all(|(i, d)| d.text.starts_with(&format!("record number {i} "))));
+
+    // Under --strict the same input is an error naming the file and the offset.
+    let strict = grist(
+        &[
+            "-q",
+            "ingest",
+            recipe.to_str().unwrap(),
+            "--set",
+            "ingest.strict=true",
+            "--set",
+            &format!("run.out={}", dir.path().join("strict").display()),
+        ],
+        &[],
+    );
+    assert_eq!(strict.status.code(), Some(1));
+    let err = stderr(&strict);
+    assert!(err.contains("cut.jsonl.gz (byte ") && err.contains("corrupt_input"), "{err}");
+}
+
+#[test]
+fn recipe_and_path_mistakes_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("r.toml");
+    std::fs::write(
+        &recipe,
+        "[run]\nout = \"o\"\n[ingest]\nmin_wordz = 3\n[[ingest.sources]]\nname = \"a\"\npaths = [\"x\"]\n",
+    )
+    .unwrap();
+    let e = stderr(&grist(&["ingest", recipe.to_str().unwrap()], &[]));
+    assert!(e.contains("r.toml") && e.contains("unknown field `min_wordz`"), "{e}");
+
+    std::fs::write(
+        &recipe,
+        "[run]\nout = \"o\"\n[ingest]\n[[ingest.sources]]\nname = \"a\"\npaths = [\"/nonexistent/grist\"]\n",
+    )
+    .unwrap();
+    let e = stderr(&grist(&["ingest", recipe.to_str().unwrap(), "--set", "ingest.min_wordz=1"], &[]));
+    assert!(e.contains("no key `min_wordz`") && e.contains("min_words"), "{e}");
+    let o = grist(&["ingest", recipe.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("/nonexistent/grist"), "{}", stderr(&o));
+
+    let o = grist(&["ingest", recipe.to_str().unwrap(), "--task", "3", "--tasks", "3"], &[]);
+    assert!(stderr(&o).contains("task 3 of 3 does not exist"), "{}", stderr(&o));
+    let o = grist(&["inspect", dir.path().to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("manifest.json") && stderr(&o).contains("not found"), "{}", stderr(&o));
+}
+
+#[test]
+fn slurm_array_variables_select_the_slice() {
+    let dir = tempfile::tempdir().unwrap();
+    sample(dir.path(), 200);
+    let out = dir.path().join("run");
+    let recipe = sample_recipe(dir.path(), &out, "");
+    // A 1-based Slurm array of 2 tasks: index 2 is slice 1, which owns unit 1 (books).
+    let o = ok(grist(
+        &["-q", "ingest", recipe.to_str().unwrap()],
+        &[("SLURM_ARRAY_TASK_ID", "2"), ("SLURM_ARRAY_TASK_COUNT", "2"), ("SLURM_ARRAY_TASK_MIN", "1")],
+    ));
+    let rep = report(&o);
+    assert_eq!(
+        (rep["task"].as_u64(), rep["units_done"].as_u64(), rep["stage_complete"].as_bool()),
+        (Some(1), Some(1), Some(false))
+    );
+    assert!(out.join("ingest/part-00001.parquet").exists() && !out.join("ingest/part-00000.parquet").exists());
+}
+
+#[test]
+fn real_common_crawl_text_from_shared_data() {
+    let Some(data) = test_data("real_common_crawl_text_from_shared_data") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let recipe = dir.path().join("r.toml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "[run]\nout = \"{}\"\n[ingest]\nmin_words = 5\n[[ingest.sources]]\nname = \"common_crawl\"\npaths = [\"{}\"]\nurl_field = \"metadata.warc_url\"\n",
+            out.display(),
+            data.join("web/cc2019-30.jsonl.gz").display()
+        ),
+    )
+    .unwrap();
+    let rep = report(&ok(grist(&["-q", "ingest", recipe.to_str().unwrap()], &[])));
+    // The data README: 697 documents, 44 of them empty or under 5 words.
+    assert_eq!(rep["accounting"]["docs_in"], 697);
+    assert_eq!(rep["accounting"]["docs_ledger"], 44);
+    let docs = DocReader::open(&Loc::local(out.join("ingest/part-00000.parquet"))).unwrap().read_docs().unwrap();
+    assert_eq!(docs.len(), 653);
+    assert!(docs.iter().all(|d| d.url.as_deref().is_some_and(|u| u.starts_with("http"))));
+    let ids: std::collections::BTreeSet<_> = docs.iter().map(|d| &d.id).collect();
+    assert_eq!(ids.len(), docs.len(), "ids must be unique");
+    ok(grist(&["inspect", "--verify", out.join("ingest").to_str().unwrap()], &[]));
+}
