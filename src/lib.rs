@@ -13,6 +13,8 @@ use clap::{Args, Parser, Subcommand};
 use pipeline::{Recipe, TaskSlice, ingest, sample, summary, verify};
 use shards::Loc;
 
+/// Exit code of command-line usage errors (clap's, and slices that do not exist).
+pub const EXIT_USAGE: u8 = 2;
 /// Exit code when `inspect --verify` finds problems.
 pub const EXIT_VERIFY_FAILED: u8 = 3;
 
@@ -98,7 +100,10 @@ pub fn main() -> ExitCode {
             for cause in e.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            ExitCode::FAILURE
+            match e.downcast_ref::<pipeline::StageError>() {
+                Some(pipeline::StageError::Usage(_)) => ExitCode::from(EXIT_USAGE),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -188,7 +193,7 @@ fn run_recipe(args: &StageArgs) -> Result<ExitCode> {
     }
     println!("verify   ok: {} files match their manifests; accounting balances\n", v.files_checked);
     print!("{}", summary::summarize(&out)?.render());
-    println!("\noutputs  {out}/ (manifest.json, part-*.parquet, part-*.ledger.parquet)");
+    println!("\noutputs  {out}/ (manifest.json, part-*.parquet, ledger-*.parquet)");
     println!("next     grist inspect {out}  |  the later stages of the recipe are not built yet");
     Ok(ExitCode::SUCCESS)
 }

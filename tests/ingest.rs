@@ -107,7 +107,7 @@ fn killed_run_leaves_no_partial_file_and_rerun_equals_uninterrupted() {
     assert!(!visible.is_empty(), "some units should have completed before the kill");
     for name in visible.keys() {
         let loc = Loc::local(stage.join(name));
-        if name.ends_with(".ledger.parquet") {
+        if name.starts_with("ledger-") {
             LedgerReader::open(&loc).unwrap();
         } else {
             DocReader::open(&loc).unwrap();
@@ -141,14 +141,11 @@ fn verify_fails_loudly_on_tampered_output() {
     assert!(stdout(&good).starts_with("ok: stage ingest"), "{}", stdout(&good));
 
     // Swap one unit's ledger for the other's: both valid Parquet, but not what the manifest recorded.
-    std::fs::copy(stage.join("part-00001.ledger.parquet"), stage.join("part-00000.ledger.parquet")).unwrap();
+    std::fs::copy(stage.join("ledger-00001.parquet"), stage.join("ledger-00000.parquet")).unwrap();
     let bad = grist(&["inspect", "--verify", stage.to_str().unwrap()], &[]);
     assert_eq!(bad.status.code(), Some(3));
     let text = stdout(&bad);
-    assert!(
-        text.contains("FAILED") && text.contains("part-00000.ledger.parquet") && text.contains("mismatch"),
-        "{text}"
-    );
+    assert!(text.contains("FAILED") && text.contains("ledger-00000.parquet") && text.contains("mismatch"), "{text}");
 
     // A missing marker is reported too.
     std::fs::remove_file(stage.join("part-00001.done.json")).unwrap();
@@ -189,8 +186,7 @@ fn truncated_gzip_keeps_complete_records_and_ledgers_the_break() {
     let rep = report(&ok(grist(&["-q", "ingest", recipe.to_str().unwrap()], &[])));
     let kept = rep["accounting"]["docs_out"].as_u64().unwrap();
     assert!(kept > 500 && kept < 2000, "kept {kept}");
-    let ledger =
-        LedgerReader::open(&Loc::local(out.join("ingest/part-00000.ledger.parquet"))).unwrap().entries().unwrap();
+    let ledger = LedgerReader::open(&Loc::local(out.join("ingest/ledger-00000.parquet"))).unwrap().entries().unwrap();
     assert_eq!(ledger.len(), 1);
     assert_eq!(ledger[0].reason, "corrupt_input");
     assert!(ledger[0].detail.as_deref().unwrap().contains("compressed byte"), "{:?}", ledger[0]);
@@ -240,6 +236,7 @@ fn recipe_and_path_mistakes_are_clear_errors() {
     assert!(stderr(&o).contains("/nonexistent/grist"), "{}", stderr(&o));
 
     let o = grist(&["ingest", recipe.to_str().unwrap(), "--task", "3", "--tasks", "3"], &[]);
+    assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("task 3 of 3 does not exist"), "{}", stderr(&o));
     let o = grist(&["inspect", dir.path().to_str().unwrap()], &[]);
     assert_eq!(o.status.code(), Some(1));
@@ -290,4 +287,79 @@ fn real_common_crawl_text_from_shared_data() {
     let ids: std::collections::BTreeSet<_> = docs.iter().map(|d| &d.id).collect();
     assert_eq!(ids.len(), docs.len(), "ids must be unique");
     ok(grist(&["inspect", "--verify", out.join("ingest").to_str().unwrap()], &[]));
+}
+
+#[test]
+fn strict_fails_on_bad_records_but_not_on_filtered_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        data.join("a.jsonl"),
+        "{\"text\": \"two words\"}\n{\"text\": \"\"}\n{\"text\": \"five words are enough here\"}\n",
+    )
+    .unwrap();
+    let recipe = dir.path().join("r.toml");
+    let out = dir.path().join("out");
+    let body = format!(
+        "[run]\nout = \"{}\"\n[ingest]\nmin_words = 5\nstrict = true\n[[ingest.sources]]\nname = \"web\"\npaths = [\"{}\"]\n",
+        out.display(),
+        data.display()
+    );
+    std::fs::write(&recipe, &body).unwrap();
+    let rep = report(&ok(grist(&["-q", "ingest", recipe.to_str().unwrap()], &[])));
+    assert_eq!((rep["accounting"]["docs_out"].as_u64(), rep["accounting"]["docs_ledger"].as_u64()), (Some(1), Some(2)));
+
+    std::fs::write(data.join("a.jsonl"), "{\"text\": \"five words are enough here\"}\n{\"text\": oops}\n").unwrap();
+    let o = grist(&["-q", "ingest", recipe.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("a.jsonl (byte 39)") && stderr(&o).contains("malformed_json"), "{}", stderr(&o));
+}
+
+#[test]
+fn files_that_would_share_ids_are_refused_and_overlaps_read_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["a", "b"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        std::fs::write(dir.path().join(sub).join("x.jsonl"), "{\"text\": \"some text here\"}\n").unwrap();
+    }
+    let recipe = dir.path().join("r.toml");
+    let write = |paths: &str| {
+        let out = dir.path().join("out");
+        std::fs::write(
+            &recipe,
+            format!(
+                "[run]\nout = \"{}\"\n[ingest]\n[[ingest.sources]]\nname = \"web\"\npaths = [{paths}]\n",
+                out.display()
+            ),
+        )
+        .unwrap();
+    };
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    write(&format!("\"{}\", \"{}\"", a.display(), b.display()));
+    let o = grist(&["-q", "ingest", recipe.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("two files at path `x.jsonl`"), "{}", stderr(&o));
+
+    write(&format!("\"{}\", \"{}/*.jsonl\"", a.display(), a.display()));
+    let rep = report(&ok(grist(&["-q", "ingest", recipe.to_str().unwrap()], &[])));
+    assert_eq!(rep["accounting"]["docs_in"], 1, "a file named twice is read once");
+}
+
+#[test]
+fn a_manifest_from_a_newer_grist_is_refused_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    sample(dir.path(), 100);
+    let out = dir.path().join("run");
+    ok(grist(&["-q", "ingest", sample_recipe(dir.path(), &out, "").to_str().unwrap()], &[]));
+    let path = out.join("ingest/manifest.json");
+    let text = std::fs::read_to_string(&path).unwrap().replace("\"format_version\": 1", "\"format_version\": 99");
+    std::fs::write(&path, text).unwrap();
+    let o = grist(&["inspect", out.join("ingest").to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("manifest.json") && e.contains("version 99 is newer") && e.contains("hint: upgrade grist"),
+        "{e}"
+    );
 }

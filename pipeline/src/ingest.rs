@@ -45,6 +45,9 @@ pub struct InputFile {
     /// Path within the source (relative to the configured path), used in ids.
     pub rel: String,
     pub bytes: u64,
+    /// Modification time (ns since the epoch) where the storage has one; in the fingerprint,
+    /// so an input rewritten in place redoes its unit.
+    pub modified: Option<i64>,
     pub format: InputFormat,
 }
 
@@ -58,6 +61,22 @@ pub fn plan(cfg: &IngestConfig) -> Result<(Vec<Vec<InputFile>>, u64), StageError
             let (found, skip) = expand(source, path)?;
             files.extend(found);
             skipped += skip;
+        }
+        // Overlapping paths (a folder and a pattern inside it) name a file once; two different
+        // files with the same path within the source would get the same document ids.
+        let mut seen_locs = std::collections::BTreeSet::new();
+        files.retain(|f| seen_locs.insert(f.loc.to_string()));
+        let mut rels = std::collections::BTreeMap::new();
+        for f in &files {
+            if let Some(other) = rels.insert(f.rel.clone(), f.loc.to_string()) {
+                return Err(StageError::Input {
+                    at: At::file(f.loc.to_string()),
+                    msg: format!(
+                        "source `{}` has two files at path `{}` (also {other}); document ids would collide\nhint: rename one, or list them under separate sources",
+                        source.name, f.rel
+                    ),
+                });
+            }
         }
         if files.is_empty() {
             return Err(StageError::Input {
@@ -116,7 +135,8 @@ fn expand(source: &SourceConfig, path: &str) -> Result<(Vec<InputFile>, u64), St
             },
             f => f,
         };
-        out.push(InputFile { source: source.name.clone(), bytes: loc.size()?, loc, rel, format });
+        let (bytes, modified) = loc.stat()?;
+        out.push(InputFile { source: source.name.clone(), bytes, modified, loc, rel, format });
     }
     Ok((out, skipped))
 }
@@ -130,22 +150,24 @@ fn split_pattern(path: &str) -> (String, Option<String>) {
     }
 }
 
-/// Shell-style match of `*` and `?` against a file's relative path.
+/// Shell-style match of `*` and `?` against a file's relative path; neither crosses `/`.
 fn glob_match(pattern: &str, name: &str) -> bool {
     let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
-    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None; // (pattern index after '*', name index it matched up to)
     while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+        if pi < p.len() && p[pi] == '*' {
+            star = Some((pi + 1, ni));
+            pi += 1;
+        } else if pi < p.len() && (p[pi] == n[ni] || (p[pi] == '?' && n[ni] != '/')) {
             pi += 1;
             ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ni;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ni = mark;
+        } else if let Some((after, matched)) = star
+            && n[matched] != '/'
+        {
+            star = Some((after, matched + 1));
+            pi = after;
+            ni = matched + 1;
         } else {
             return false;
         }
@@ -175,7 +197,7 @@ pub fn run(cfg: &IngestConfig, out: &Loc, slice: TaskSlice) -> Result<TaskReport
         .iter()
         .map(|files| {
             serde_json::Value::Array(
-                files.iter().map(|f| serde_json::json!([f.source, f.loc.to_string(), f.bytes])).collect(),
+                files.iter().map(|f| serde_json::json!([f.source, f.loc.to_string(), f.bytes, f.modified])).collect(),
             )
         })
         .collect();
@@ -226,6 +248,7 @@ impl UnitSink {
         Ok(())
     }
 
+    /// Ledgers a record that is bad input (fails the run under `strict`).
     fn reject(&mut self, file: &InputFile, offset: u64, reason: &str, detail: String) -> Result<(), StageError> {
         if self.strict {
             return Err(StageError::Input {
@@ -233,6 +256,11 @@ impl UnitSink {
                 msg: format!("{reason}: {detail}\nhint: without `strict` such records go to the ledger"),
             });
         }
+        self.filter(file, offset, reason, detail)
+    }
+
+    /// Ledgers a well-formed record that a rule removes (never an error).
+    fn filter(&mut self, file: &InputFile, offset: u64, reason: &str, detail: String) -> Result<(), StageError> {
         self.manifest.accounting.docs_in += 1;
         self.manifest.accounting.docs_ledger += 1;
         self.manifest.count(reason, 1);
@@ -322,11 +350,13 @@ struct Counting<R> {
     inner: R,
     bytes: u64,
     hash: Xxh3,
+    /// Whether reading the raw file failed (as opposed to decoding its bytes).
+    failed: bool,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = self.inner.read(buf).inspect_err(|_| self.failed = true)?;
         self.hash.update(&buf[..n]);
         self.bytes += n as u64;
         Ok(n)
@@ -354,7 +384,7 @@ fn ingest_file(cfg: &IngestConfig, file: &InputFile, sink: &mut UnitSink) -> Res
         .iter()
         .find(|s| s.name == file.source)
         .ok_or_else(|| StageError::Recipe(format!("unknown source {}", file.source)))?;
-    let mut raw = Counting { inner: file.loc.open()?, bytes: 0, hash: Xxh3::new() };
+    let mut raw = Counting { inner: file.loc.open()?, bytes: 0, hash: Xxh3::new(), failed: false };
     let mut records = 0u64;
     let outcome = {
         match decompress(BufReader::with_capacity(1 << 16, &mut raw)) {
@@ -368,6 +398,11 @@ fn ingest_file(cfg: &IngestConfig, file: &InputFile, sink: &mut UnitSink) -> Res
     match outcome {
         Ok(()) => {}
         Err(ReadFailure::Stage(e)) => return Err(e),
+        Err(ReadFailure::Io(e, _)) if raw.failed => {
+            // The file itself could not be read (permissions, I/O error): not a property of
+            // the data, so the run stops rather than ledgering the rest of the file.
+            return Err(StageError::Input { at: At::byte(path, raw.bytes), msg: format!("cannot read: {e}") });
+        }
         Err(ReadFailure::Io(e, offset)) => {
             // The stream broke (truncated or corrupt compression, unreadable file): what was
             // read before stays; the unreadable rest is one ledger entry at the break.
@@ -409,11 +444,11 @@ fn admit(
     sink: &mut UnitSink,
 ) -> Result<(), StageError> {
     if text.trim().is_empty() {
-        return sink.reject(file, offset, "empty", format!("{} bytes of whitespace", text.len()));
+        return sink.filter(file, offset, "empty", format!("{} bytes of whitespace", text.len()));
     }
     let words = word_count(&text);
     if words < cfg.min_words {
-        return sink.reject(file, offset, "too_short", format!("{words} words < min_words {}", cfg.min_words));
+        return sink.filter(file, offset, "too_short", format!("{words} words < min_words {}", cfg.min_words));
     }
     let doc = Doc { id: doc_id(&file.source, &file.rel, offset), source: file.source.clone(), url, text };
     sink.keep(doc, &file.rel, offset)
@@ -478,7 +513,8 @@ fn read_text(
     records: &mut u64,
 ) -> Result<(), ReadFailure> {
     let mut bytes = Vec::new();
-    reader.read_to_end(&mut bytes).map_err(|e| ReadFailure::Io(e, bytes.len() as u64))?;
+    // A text file is one document at offset 0, so a break anywhere is ledgered there.
+    reader.read_to_end(&mut bytes).map_err(|e| ReadFailure::Io(e, 0))?;
     *records += 1;
     match String::from_utf8(bytes) {
         Ok(text) => admit(text, None, file, 0, cfg, sink)?,
@@ -509,7 +545,11 @@ mod tests {
         assert!(glob_match("*.jsonl.gz", "a.jsonl.gz"));
         assert!(glob_match("part-??.txt", "part-01.txt"));
         assert!(!glob_match("*.jsonl", "a.jsonl.gz"));
-        assert!(glob_match("*", "sub/x.txt"));
+        assert!(!glob_match("*", "sub/x.txt"), "* must not cross folders");
+        assert!(!glob_match("*.gz", "sub/x.gz"));
+        assert!(glob_match("sub/*.gz", "sub/x.gz"));
+        assert!(glob_match("a*b*c", "axxbyyc"));
+        assert!(!glob_match("a*b*c", "axxbyy"));
         assert_eq!(split_pattern("data/web/*.gz"), ("data/web".into(), Some("*.gz".into())));
         assert_eq!(split_pattern("data/web"), ("data/web".into(), None));
     }

@@ -142,7 +142,8 @@ pub struct SampleReport {
 /// layout with `metadata.url`) and `books/` (one plain-text file per book).
 pub fn write_sample(out: &Loc, seed: u64, docs: usize) -> Result<SampleReport, StageError> {
     let mut rep = SampleReport { out: out.to_string(), ..Default::default() };
-    let files = 2usize;
+    // Two crawl files for small samples, more as it grows (about 20k records each).
+    let files = (docs / 20_000).max(2);
     for f in 0..files {
         let mut lines: Vec<Vec<u8>> = Vec::new();
         for i in (f..docs).step_by(files) {

@@ -41,18 +41,23 @@ impl TaskSlice {
         };
         match (task, tasks) {
             (Some(i), Some(n)) => return TaskSlice::new(i, n),
-            (Some(_), None) | (None, Some(_))
-                if var(env::SLURM_ARRAY_TASK_ID).is_none() && var(env::JOB_COMPLETION_INDEX).is_none() =>
-            {
+            (Some(_), None) => {
+                return Err(StageError::Usage("--task needs --tasks\nhint: pass both, e.g. --task 0 --tasks 4".into()));
+            }
+            (None, Some(_)) if var(env::SLURM_ARRAY_TASK_ID).is_none() && var(env::JOB_COMPLETION_INDEX).is_none() => {
                 return Err(StageError::Usage(
-                    "--task and --tasks go together\nhint: pass both, e.g. --task 0 --tasks 4".into(),
+                    "--tasks needs --task, or a scheduler's index (SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX)".into(),
                 ));
             }
             _ => {}
         }
         if let Some(id) = num(env::SLURM_ARRAY_TASK_ID)? {
             let min = num(env::SLURM_ARRAY_TASK_MIN)?.unwrap_or(0);
-            let count = tasks.or(num(env::SLURM_ARRAY_TASK_COUNT)?).ok_or_else(|| {
+            let count = match tasks {
+                Some(n) => Some(n),
+                None => num(env::SLURM_ARRAY_TASK_COUNT)?,
+            };
+            let count = count.ok_or_else(|| {
                 StageError::Usage(format!(
                     "{} is set but {} is not; pass --tasks N",
                     env::SLURM_ARRAY_TASK_ID,
@@ -62,7 +67,11 @@ impl TaskSlice {
             return TaskSlice::new(id.checked_sub(min).unwrap_or(usize::MAX), count);
         }
         if let Some(id) = num(env::JOB_COMPLETION_INDEX)? {
-            let count = tasks.or(num(env::GRIST_TASKS)?).ok_or_else(|| {
+            let count = match tasks {
+                Some(n) => Some(n),
+                None => num(env::GRIST_TASKS)?,
+            };
+            let count = count.ok_or_else(|| {
                 StageError::Usage(format!(
                     "{} is set but the task count is unknown\nhint: pass --tasks N or set {} to the Job's completions",
                     env::JOB_COMPLETION_INDEX,
@@ -139,6 +148,14 @@ mod tests {
         assert!(TaskSlice::new(3, 3).is_err());
         assert!(TaskSlice::new(0, 0).is_err());
         assert!(TaskSlice::resolve(Some(1), None, vars(&[])).is_err());
+        // --task without --tasks is an error even when a scheduler sets an index.
+        assert!(
+            TaskSlice::resolve(Some(1), None, vars(&[("SLURM_ARRAY_TASK_ID", "0"), ("SLURM_ARRAY_TASK_COUNT", "2")]))
+                .is_err()
+        );
+        // --tasks wins over a malformed count in the environment.
+        let bad_count = vars(&[("SLURM_ARRAY_TASK_ID", "1"), ("SLURM_ARRAY_TASK_COUNT", "x")]);
+        assert_eq!(TaskSlice::resolve(None, Some(2), bad_count).unwrap(), TaskSlice { index: 1, count: 2 });
         assert!(TaskSlice::resolve(None, None, vars(&[("JOB_COMPLETION_INDEX", "0")])).is_err());
         assert!(
             TaskSlice::resolve(None, None, vars(&[("SLURM_ARRAY_TASK_ID", "x"), ("SLURM_ARRAY_TASK_COUNT", "2")]))

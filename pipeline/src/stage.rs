@@ -5,8 +5,8 @@
 //!
 //! Layout of a stage directory:
 //! ```text
-//! part-00000.parquet          documents of unit 0
-//! part-00000.ledger.parquet   what unit 0 removed, and why
+//! part-00000.parquet          documents of unit 0 (so `part-*.parquet` globs documents only)
+//! ledger-00000.parquet        what unit 0 removed, and why
 //! part-00000.done.json        unit 0's manifest = its completion marker (written last)
 //! stats/task-00000-of-00002.json   per-task statistics (timings, threads, skipped units)
 //! manifest.json               the stage manifest, written once every unit is done
@@ -61,7 +61,7 @@ impl UnitCtx<'_> {
     }
     /// This unit's ledger.
     pub fn ledger(&self) -> (Loc, String) {
-        let name = format!("{}.ledger.parquet", self.stem());
+        let name = format!("ledger-{:05}.parquet", self.unit);
         (self.stage.dir.join(&name), name)
     }
     /// A fresh unit manifest to fill in.
@@ -83,6 +83,20 @@ fn unit_stem(u: usize) -> String {
 
 fn marker_name(u: usize) -> String {
     format!("{}.done.json", unit_stem(u))
+}
+
+/// The unit number of a unit file name (`part-00003.parquet`, `ledger-00003.parquet`,
+/// `part-00003.done.json`, and their hidden temporaries), if it is one.
+fn unit_of(name: &str) -> Option<usize> {
+    let name = name.trim_start_matches('.');
+    let rest = name.strip_prefix("part-").or_else(|| name.strip_prefix("ledger-"))?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    let tail = &rest[digits.len()..];
+    let known = tail.starts_with(".parquet") || tail.starts_with(".done.json");
+    if digits.is_empty() || !known {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// What one task did.
@@ -140,6 +154,7 @@ impl Stage {
             tracing::info!(stage = %self.name, "config or inputs changed since the last run; redoing the stage");
             stage_manifest.remove()?;
         }
+        self.remove_units_beyond_plan()?;
 
         let owned: Vec<usize> = slice.units(self.plan.len()).collect();
         let todo: Vec<usize> = owned.iter().copied().filter(|&u| self.completed(u, &fingerprint).is_none()).collect();
@@ -154,7 +169,8 @@ impl Stage {
             .par_iter()
             .map(|&u| {
                 // Leftovers of a killed run of this unit are never read, but clean them up.
-                let stale = self.dir.clean_temps(&format!("{}.", unit_stem(u)))?;
+                let stale = self.dir.clean_temps(&format!("{}.", unit_stem(u)))?
+                    + self.dir.clean_temps(&format!("ledger-{u:05}."))?;
                 if stale > 0 {
                     tracing::debug!(unit = u, stale, "removed temporary files of an interrupted run");
                 }
@@ -197,6 +213,29 @@ impl Stage {
         json.push('\n');
         stats.write_atomic(json.as_bytes())?;
         Ok(report)
+    }
+
+    /// Removes unit files numbered past the plan: left by an earlier run whose plan had more
+    /// units, they must not be mistaken for part of this output. Every task of one plan agrees
+    /// on its length, so concurrent tasks remove the same files.
+    fn remove_units_beyond_plan(&self) -> Result<(), StageError> {
+        let Some(dir) = self.dir.as_local() else {
+            for loc in self.dir.list()? {
+                if unit_of(&loc.file_name()).is_some_and(|u| u >= self.plan.len()) {
+                    loc.remove()?;
+                }
+            }
+            return Ok(());
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if unit_of(&name).is_some_and(|u| u >= self.plan.len()) {
+                tracing::info!(file = %name, "removing a unit file from an earlier, larger plan");
+                Loc::local(entry.path()).remove()?;
+            }
+        }
+        Ok(())
     }
 
     /// Writes the stage manifest if every unit is complete. Any task may do it; the
@@ -247,4 +286,46 @@ pub fn progress_bar(total: u64, label: &str) -> ProgressBar {
 /// Unit markers in a stage directory that belong to `fingerprint`, by unit (for `inspect`).
 pub fn unit_markers(dir: &Loc, units: u64) -> Vec<(u64, Option<Manifest>)> {
     (0..units as usize).map(|u| (u as u64, Manifest::read(&dir.join(&marker_name(u))).ok())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_numbers_from_file_names() {
+        assert_eq!(unit_of("part-00003.parquet"), Some(3));
+        assert_eq!(unit_of("ledger-00012.parquet"), Some(12));
+        assert_eq!(unit_of("part-123456.done.json"), Some(123_456));
+        assert_eq!(unit_of(".part-00007.parquet.99.0.tmp"), Some(7));
+        assert_eq!(unit_of("manifest.json"), None);
+        assert_eq!(unit_of("part-.parquet"), None);
+        assert_eq!(unit_of("part-00001.txt"), None);
+    }
+
+    #[test]
+    fn a_smaller_plan_removes_the_units_it_no_longer_has() {
+        let dir = tempfile::tempdir().unwrap();
+        let stage = |units: usize| Stage {
+            name: "t".into(),
+            dir: Loc::local(dir.path()),
+            config: serde_json::json!({}),
+            plan: (0..units).map(|u| serde_json::json!(u)).collect(),
+            unit_bytes: vec![0; units],
+        };
+        let work = |ctx: &UnitCtx| -> Result<Manifest, StageError> {
+            let (loc, name) = ctx.shard();
+            loc.write_atomic(b"x")?;
+            let mut m = ctx.manifest();
+            m.outputs.push(shards::FileEntry::describe(&loc, name, 0)?);
+            Ok(m)
+        };
+        assert!(stage(3).run(TaskSlice::ALL, work).unwrap().stage_complete);
+        assert!(dir.path().join("part-00002.parquet").exists());
+        let rep = stage(2).run(TaskSlice::ALL, work).unwrap();
+        assert_eq!(rep.units_done, 2, "a new plan has a new fingerprint: every unit is redone");
+        assert!(!dir.path().join("part-00002.parquet").exists());
+        assert!(!dir.path().join("part-00002.done.json").exists());
+        assert_eq!(Manifest::read(&Loc::local(dir.path().join(MANIFEST))).unwrap().units, 2);
+    }
 }

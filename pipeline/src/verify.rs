@@ -1,6 +1,7 @@
 //! `inspect --verify`: checks a stage directory against its manifests: every file present
-//! with its recorded size and checksum, row counts as recorded, and documents in = documents
-//! out + ledger rows, per unit and in total. Reports every problem, not just the first.
+//! with its recorded size and checksum, row counts as recorded (read from the files), input
+//! records = documents in = documents out + ledger rows, and every unit marker consistent with
+//! the stage manifest. Reports every problem, not just the first.
 
 use serde::Serialize;
 use shards::{DocReader, LedgerReader, Loc, Manifest};

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -26,7 +26,8 @@ const UPLOAD_PART_BYTES: usize = 16 << 20;
 ///
 /// Accepted forms: a plain path (`out/ingest`), `file:///abs/path`, `memory://name/key`
 /// (an in-process store, for tests), and `s3://`, `gs://`, `az://` URIs when grist is
-/// built with the `cloud` feature (credentials from the usual environment variables).
+/// built with the `cloud` feature (credentials and endpoints from the usual environment
+/// variables, e.g. `AWS_ACCESS_KEY_ID`, `AWS_ENDPOINT`, `AWS_ALLOW_HTTP`).
 #[derive(Clone)]
 pub struct Loc {
     inner: Inner,
@@ -73,8 +74,60 @@ fn memory_store(name: &str) -> Arc<dyn ObjectStore> {
     map.entry(name.to_string()).or_insert_with(|| Arc::new(InMemory::new())).clone()
 }
 
+/// Runs a storage future to completion. Local and in-memory stores need no runtime; the
+/// cloud clients (feature `cloud`) run on a small shared tokio runtime, which may be entered
+/// from many rayon threads at once.
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    #[cfg(feature = "cloud")]
+    {
+        static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+        RT.get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("grist-io")
+                .enable_all()
+                .build()
+                .expect("cannot start the I/O runtime")
+        })
+        .block_on(f)
+    }
+    #[cfg(not(feature = "cloud"))]
     futures::executor::block_on(f)
+}
+
+/// The client for an `s3://`, `gs://` or `az://` root, configured from the environment
+/// (`AWS_*`, `GOOGLE_*`, `AZURE_*`, as `object_store` reads them), one per bucket per process.
+#[cfg(feature = "cloud")]
+fn cloud_store(uri: &str, root: &str) -> Result<Arc<dyn ObjectStore>> {
+    static STORES: OnceLock<Mutex<HashMap<String, Arc<dyn ObjectStore>>>> = OnceLock::new();
+    let map = STORES.get_or_init(Default::default);
+    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(s) = map.get(root) {
+        return Ok(s.clone());
+    }
+    let url = url::Url::parse(root).map_err(|e| ShardError::Storage {
+        uri: uri.to_string(),
+        msg: format!("not a valid URL: {e}"),
+        hint: "write object-store paths as s3://bucket/key, gs://bucket/key or az://container/key",
+    })?;
+    let (store, _) = object_store::parse_url_opts(&url, std::env::vars()).map_err(|e| ShardError::Storage {
+        uri: uri.to_string(),
+        msg: e.to_string(),
+        hint: "check the credentials and endpoint variables (AWS_*, GOOGLE_*, AZURE_*)",
+    })?;
+    let store: Arc<dyn ObjectStore> = Arc::from(store);
+    map.insert(root.to_string(), store.clone());
+    Ok(store)
+}
+
+#[cfg(not(feature = "cloud"))]
+fn cloud_store(uri: &str, root: &str) -> Result<Arc<dyn ObjectStore>> {
+    let scheme = root.split("://").next().unwrap_or_default();
+    Err(ShardError::Storage {
+        uri: uri.to_string(),
+        msg: format!("`{scheme}://` needs grist built with the `cloud` feature"),
+        hint: "rebuild with `cargo build --release --features cloud`, or stage the data on a shared filesystem",
+    })
 }
 
 impl Loc {
@@ -91,13 +144,7 @@ impl Loc {
         let key = ObjPath::from(key.trim_end_matches('/'));
         let store: Arc<dyn ObjectStore> = match scheme {
             "memory" => memory_store(bucket),
-            "s3" | "s3a" | "gs" | "az" | "abfs" | "abfss" => {
-                return Err(ShardError::Storage {
-                    uri: s.to_string(),
-                    msg: format!("`{scheme}://` needs an object-store client"),
-                    hint: "this build of grist has local paths and memory:// only; stage data on a shared filesystem, or sync it with the cloud provider's CLI",
-                });
-            }
+            "s3" | "s3a" | "gs" | "az" | "abfs" | "abfss" => cloud_store(s, &root)?,
             other => {
                 return Err(ShardError::Storage {
                     uri: s.to_string(),
@@ -170,6 +217,24 @@ impl Loc {
         }
     }
 
+    /// Size in bytes and modification time (ns since the Unix epoch, where known).
+    pub fn stat(&self) -> Result<(u64, Option<i64>)> {
+        match &self.inner {
+            Inner::Local(p) => {
+                let m = fs::metadata(p).map_err(|e| self.io_err(e))?;
+                let modified = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_nanos() as i64);
+                Ok((m.len(), modified))
+            }
+            Inner::Object { store, key, .. } => block_on(store.head(key))
+                .map(|m| (m.size, m.last_modified.timestamp_nanos_opt()))
+                .map_err(|source| self.store_err(source)),
+        }
+    }
+
     /// Reads the whole file.
     pub fn read(&self) -> Result<Bytes> {
         match &self.inner {
@@ -180,11 +245,15 @@ impl Loc {
         }
     }
 
-    /// Opens for streaming reads: a local file directly, an object fully fetched.
+    /// Opens for streaming reads: a local file directly, an object as a streamed GET
+    /// (memory stays at one network chunk, whatever the object's size).
     pub fn open(&self) -> Result<Box<dyn io::Read + Send>> {
         match &self.inner {
             Inner::Local(p) => Ok(Box::new(File::open(p).map_err(|e| self.io_err(e))?)),
-            Inner::Object { .. } => Ok(Box::new(io::Cursor::new(self.read()?))),
+            Inner::Object { store, key, .. } => {
+                let got = block_on(store.get(key)).map_err(|source| self.store_err(source))?;
+                Ok(Box::new(ObjectReader { stream: got.into_stream(), chunk: Bytes::new() }))
+            }
         }
     }
 
@@ -362,20 +431,54 @@ impl AtomicFile {
     }
 }
 
+/// Sends a staged file: one PUT when small, else a multipart upload read from the file one
+/// part at a time (memory stays at one part), aborted if any part fails.
 fn upload(store: &dyn ObjectStore, key: &ObjPath, tmp: &Path) -> object_store::Result<()> {
-    let data = fs::read(tmp).map_err(|e| object_store::Error::Generic { store: "local", source: Box::new(e) })?;
-    block_on(async {
-        if data.len() <= UPLOAD_PART_BYTES {
-            store.put(key, PutPayload::from(data)).await?;
-            return Ok(());
+    let local = |e: io::Error| object_store::Error::Generic { store: "local staging file", source: Box::new(e) };
+    let mut file = File::open(tmp).map_err(local)?;
+    let len = file.metadata().map_err(local)?.len() as usize;
+    let mut part = vec![0u8; len.min(UPLOAD_PART_BYTES)];
+    if len <= UPLOAD_PART_BYTES {
+        file.read_exact(&mut part).map_err(local)?;
+        return block_on(store.put(key, PutPayload::from(part))).map(|_| ());
+    }
+    let mut upload = block_on(store.put_multipart(key))?;
+    let mut sent = 0;
+    let result = (|| {
+        while sent < len {
+            let n = (len - sent).min(UPLOAD_PART_BYTES);
+            file.read_exact(&mut part[..n]).map_err(local)?;
+            block_on(upload.put_part(PutPayload::from(part[..n].to_vec())))?;
+            sent += n;
         }
-        let mut upload = store.put_multipart(key).await?;
-        for chunk in data.chunks(UPLOAD_PART_BYTES) {
-            upload.put_part(PutPayload::from(chunk.to_vec())).await?;
+        block_on(upload.complete()).map(|_| ())
+    })();
+    if result.is_err() {
+        let _ = block_on(upload.abort());
+    }
+    result
+}
+
+/// A streaming reader over an object's GET response, one network chunk at a time.
+struct ObjectReader {
+    stream: futures::stream::BoxStream<'static, object_store::Result<Bytes>>,
+    chunk: Bytes,
+}
+
+impl io::Read for ObjectReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.chunk.is_empty() {
+            match block_on(self.stream.next()) {
+                None => return Ok(0),
+                Some(Ok(b)) => self.chunk = b,
+                Some(Err(e)) => return Err(io::Error::other(e)),
+            }
         }
-        upload.complete().await?;
-        Ok(())
-    })
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk[..n]);
+        self.chunk = self.chunk.slice(n..);
+        Ok(n)
+    }
 }
 
 impl Drop for AtomicFile {
@@ -457,19 +560,28 @@ mod tests {
     }
 
     #[test]
-    fn large_memory_upload_goes_multipart() {
+    fn large_memory_upload_goes_multipart_and_streams_back() {
         let loc = Loc::parse("memory://storage-test/big.bin").unwrap();
-        let data: Vec<u8> = (0..UPLOAD_PART_BYTES + 1000).map(|i| (i % 251) as u8).collect();
+        let data: Vec<u8> = (0..2 * UPLOAD_PART_BYTES + 1000).map(|i| (i % 251) as u8).collect();
         loc.write_atomic(&data).unwrap();
         assert_eq!(&loc.read().unwrap()[..], &data[..]);
+        let mut streamed = Vec::new();
+        loc.open().unwrap().read_to_end(&mut streamed).unwrap();
+        assert!(streamed == data);
+        let (size, modified) = loc.stat().unwrap();
+        assert_eq!(size, data.len() as u64);
+        assert!(modified.is_some());
     }
 
     #[test]
     fn missing_file_and_unknown_scheme_are_clear_errors() {
         let err = Loc::local("/nonexistent/grist/x").read().unwrap_err().to_string();
         assert!(err.contains("/nonexistent/grist/x") && err.contains("not found"), "{err}");
-        let err = Loc::parse("s3://bucket/key").unwrap_err().to_string();
-        assert!(err.contains("s3://bucket/key") && err.contains("hint:"), "{err}");
+        #[cfg(not(feature = "cloud"))]
+        {
+            let err = Loc::parse("s3://bucket/key").unwrap_err().to_string();
+            assert!(err.contains("s3://bucket/key") && err.contains("--features cloud"), "{err}");
+        }
         let err = Loc::parse("ftp://host/x").unwrap_err().to_string();
         assert!(err.contains("unknown scheme"), "{err}");
     }

@@ -92,7 +92,10 @@ impl DataLoader {
         inputs.copy_from_slice(&self.buf[..n]);
         targets.copy_from_slice(&self.buf[1..]);
         self.cursor.position += n * self.world;
-        if self.cursor.position + n + 1 > shard.len() {
+        // Every rank tests the whole world's next span (from rank 0's offset), so all ranks
+        // move to the next shard on the same step.
+        let base = self.cursor.position - n * self.rank;
+        if base + n * self.world + 1 > shard.len() {
             self.cursor.shard = (self.cursor.shard + 1) % self.shards.len();
             self.cursor.position = n * self.rank;
         }
@@ -154,6 +157,23 @@ mod tests {
         dl.set_cursor(saved).unwrap();
         dl.next_batch(&mut x, &mut y);
         assert_eq!(x, want);
+    }
+
+    #[test]
+    fn ranks_change_shards_on_the_same_step() {
+        let dir = tempfile::tempdir().unwrap();
+        // 92 tokens, B*T = 8, world 2: after 5 steps rank 0 would still fit (80 + 9 <= 92)
+        // while rank 1 would not (88 + 9 > 92); both must move together.
+        let locs = shards(&dir, &[92, 40]);
+        let mut ranks: Vec<DataLoader> = (0..2).map(|r| DataLoader::new(&locs, 1, 8, r, 2).unwrap()).collect();
+        let (mut x, mut y) = (vec![0; 8], vec![0; 8]);
+        for _ in 0..12 {
+            let shards: Vec<usize> = ranks.iter().map(|r| r.cursor().shard).collect();
+            assert_eq!(shards[0], shards[1]);
+            for r in ranks.iter_mut() {
+                r.next_batch(&mut x, &mut y);
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,61 @@
+# grist's named recipes. The README's two commands need none of this; `just` is
+# `cargo install just` or `pip install rust-just`.
+
+export CARGO_TARGET_DIR := env_var_or_default("CARGO_TARGET_DIR", env_var("HOME") + "/.cache/grist-target")
+
+# List recipes.
+default:
+    @just --list
+
+# Debug build of everything.
+build:
+    cargo build --workspace
+
+# Optimized build of the grist binary.
+release:
+    cargo build --release
+
+# The README's test command.
+test:
+    cargo test --workspace
+
+# Tests, with the real data in ../shared/data (skipped tests run).
+test-data:
+    GRIST_TEST_DATA="$(cd ../shared/data && pwd)" cargo test --workspace
+
+# Formatting and lints, as CI checks them.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Format the code.
+fmt:
+    cargo fmt --all
+
+# What CI runs.
+ci:
+    bash .ci/run
+
+# The main job: the demo recipe on the built-in sample (release build).
+demo:
+    cargo run --release -- run recipes/demo.toml
+
+# Check a stage output against its manifests, e.g. `just verify out/demo/ingest`.
+verify dir:
+    cargo run --release -- inspect --verify {{dir}}
+
+# Benchmarks (release build): ingest throughput on a generated corpus.
+bench: release
+    bash scripts/bench-ingest.sh
+
+# Clean and incremental build times, as recorded in the README (takes ~20 minutes).
+build-times:
+    bash scripts/build-times.sh
+
+# Remove run outputs.
+clean-out:
+    rm -rf out
+
+# grist against a local S3 server (moto, from PyPI), built with the `cloud` feature.
+test-s3:
+    bash scripts/test-s3.sh
