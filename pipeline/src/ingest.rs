@@ -430,8 +430,10 @@ impl From<StageError> for ReadFailure {
     }
 }
 
-fn word_count(text: &str) -> usize {
-    text.split_whitespace().count()
+/// Whitespace-separated words, counting no further than `limit` (the rule only needs to
+/// know whether a text reaches `min_words`, and long documents are the common case).
+fn word_count(text: &str, limit: usize) -> usize {
+    text.split_whitespace().take(limit).count()
 }
 
 /// Applies the rules every ingested text passes: not empty, at least `min_words` words.
@@ -443,10 +445,10 @@ fn admit(
     cfg: &IngestConfig,
     sink: &mut UnitSink,
 ) -> Result<(), StageError> {
-    if text.trim().is_empty() {
+    if text.trim_start().is_empty() {
         return sink.filter(file, offset, "empty", format!("{} bytes of whitespace", text.len()));
     }
-    let words = word_count(&text);
+    let words = word_count(&text, cfg.min_words);
     if words < cfg.min_words {
         return sink.filter(file, offset, "too_short", format!("{words} words < min_words {}", cfg.min_words));
     }
@@ -489,19 +491,21 @@ fn read_jsonl(
                 continue;
             }
         };
-        let value: serde_json::Value = match serde_json::from_str(text) {
+        let mut value: serde_json::Value = match serde_json::from_str(text) {
             Ok(v) => v,
             Err(e) => {
                 sink.reject(file, at, "malformed_json", e.to_string())?;
                 continue;
             }
         };
-        let Some(doc_text) = field(&value, &source.text_field).and_then(|v| v.as_str()) else {
+        let url = field(&value, &source.url_field).and_then(|v| v.as_str()).map(str::to_string);
+        // Take the text out of the parsed record rather than copying it.
+        let Some(serde_json::Value::String(doc_text)) = field_mut(&mut value, &source.text_field).map(std::mem::take)
+        else {
             sink.reject(file, at, "missing_text", format!("no string field `{}`", source.text_field))?;
             continue;
         };
-        let url = field(&value, &source.url_field).and_then(|v| v.as_str()).map(str::to_string);
-        admit(doc_text.to_string(), url, file, at, cfg, sink)?;
+        admit(doc_text, url, file, at, cfg, sink)?;
     }
 }
 
@@ -534,6 +538,10 @@ fn trim_eol(line: &[u8]) -> &[u8] {
 /// A dotted-path field of a JSON object.
 fn field<'a>(v: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
     path.split('.').try_fold(v, |v, k| v.get(k))
+}
+
+fn field_mut<'a>(v: &'a mut serde_json::Value, path: &str) -> Option<&'a mut serde_json::Value> {
+    path.split('.').try_fold(v, |v, k| v.get_mut(k))
 }
 
 #[cfg(test)]
@@ -569,6 +577,13 @@ mod tests {
         assert_ne!(doc_id("web", "a.jsonl", 0), doc_id("web", "a.jsonl", 1));
         assert_ne!(doc_id("web", "a.jsonl", 0), doc_id("books", "a.jsonl", 0));
         assert_eq!(doc_id("web", "a.jsonl", 0).len(), 32);
+    }
+
+    #[test]
+    fn word_counts_stop_at_the_limit() {
+        assert_eq!(word_count("a b\u{3000}c\td", 10), 4);
+        assert_eq!(word_count("a b c d e f", 3), 3);
+        assert_eq!(word_count("   ", 5), 0);
     }
 
     #[test]

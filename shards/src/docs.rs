@@ -90,7 +90,10 @@ pub struct DocWriter {
 impl DocWriter {
     pub fn create(loc: &Loc, schema: SchemaRef, opts: WriteOptions) -> Result<DocWriter> {
         check_doc_schema(&schema, &loc.to_string())?;
-        Ok(DocWriter { sink: ParquetSink::create(loc, schema.clone(), DOCS_FORMAT, DOCS_VERSION, opts)?, schema })
+        Ok(DocWriter {
+            sink: ParquetSink::create(loc, schema.clone(), DOCS_FORMAT, DOCS_VERSION, opts, &["id", "url", "text"])?,
+            schema,
+        })
     }
 
     pub fn schema(&self) -> &SchemaRef {

@@ -86,7 +86,14 @@ pub struct LedgerWriter {
 impl LedgerWriter {
     pub fn create(loc: &Loc, opts: WriteOptions) -> Result<LedgerWriter> {
         Ok(LedgerWriter {
-            sink: ParquetSink::create(loc, ledger_schema(), LEDGER_FORMAT, LEDGER_VERSION, opts)?,
+            sink: ParquetSink::create(
+                loc,
+                ledger_schema(),
+                LEDGER_FORMAT,
+                LEDGER_VERSION,
+                opts,
+                &["id", "detail", "duplicate_of"],
+            )?,
             buf: Vec::new(),
         })
     }
@@ -184,7 +191,7 @@ mod tests {
     #[test]
     fn round_trip_across_batches() {
         let dir = tempfile::tempdir().unwrap();
-        let loc = Loc::local(dir.path().join("part-00000.ledger.parquet"));
+        let loc = Loc::local(dir.path().join("ledger-00000.parquet"));
         let entries: Vec<LedgerEntry> = (0..(LEDGER_BATCH as u64 + 5))
             .map(|i| LedgerEntry {
                 id: format!("doc{i}"),

@@ -14,6 +14,7 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchR
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::{KeyValue, ParquetMetaData};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use crate::error::{At, Result, ShardError};
 use crate::storage::{AtomicFile, Loc};
@@ -48,10 +49,23 @@ pub struct ParquetSink {
 }
 
 impl ParquetSink {
-    pub fn create(loc: &Loc, schema: SchemaRef, format: &str, version: u32, opts: WriteOptions) -> Result<ParquetSink> {
+    /// `plain_columns` are written without dictionary encoding: for columns that are nearly
+    /// all distinct (ids, texts, URLs) a dictionary costs CPU and saves nothing.
+    pub fn create(
+        loc: &Loc,
+        schema: SchemaRef,
+        format: &str,
+        version: u32,
+        opts: WriteOptions,
+        plain_columns: &[&str],
+    ) -> Result<ParquetSink> {
         let at = || At::file(loc.to_string());
         let level = ZstdLevel::try_new(opts.zstd_level).map_err(|source| ShardError::Parquet { at: at(), source })?;
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder();
+        for c in plain_columns {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(*c), false);
+        }
+        let props = props
             .set_compression(Compression::ZSTD(level))
             .set_max_row_group_bytes(Some(opts.row_group_bytes.max(1)))
             .set_created_by(format!("grist {}", env!("CARGO_PKG_VERSION")))
@@ -141,7 +155,7 @@ impl ParquetSource {
                 got: got
                     .map(|g| format!("{FORMAT_KEY}={g}"))
                     .unwrap_or_else(|| "a Parquet file not written by grist".into()),
-                hint: "point at a grist stage output (part-*.parquet for documents, *.ledger.parquet for ledgers)",
+                hint: "point at a grist stage output (part-*.parquet for documents, ledger-*.parquet for ledgers)",
             });
         }
         let version: u64 = kv(VERSION_KEY).and_then(|v| v.parse().ok()).unwrap_or(0);
