@@ -363,3 +363,56 @@ fn a_manifest_from_a_newer_grist_is_refused_with_a_hint() {
         "{e}"
     );
 }
+
+#[test]
+fn sigkill_mid_run_then_rerun_equals_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    sample(dir.path(), 20_000);
+    let extra = "unit_bytes = 1\nrow_group_bytes = 65536";
+    let clean_out = dir.path().join("clean");
+    ok(grist(&["-q", "ingest", sample_recipe(dir.path(), &clean_out, extra).to_str().unwrap()], &[]));
+
+    let out = dir.path().join("killed");
+    let recipe = sample_recipe(dir.path(), &out, extra);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_grist"))
+        .args(["-q", "ingest", recipe.to_str().unwrap()])
+        .env("RAYON_NUM_THREADS", "1")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill (SIGKILL) as soon as the first unit is complete.
+    let first = out.join("ingest/part-00000.done.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !first.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Whatever the kill left, every file under a real name is complete.
+    for (name, _) in shard_bytes(&out.join("ingest")) {
+        let loc = Loc::local(out.join("ingest").join(&name));
+        if name.starts_with("ledger-") {
+            LedgerReader::open(&loc).unwrap();
+        } else {
+            DocReader::open(&loc).unwrap();
+        }
+    }
+    let rerun = report(&ok(grist(&["-q", "ingest", recipe.to_str().unwrap()], &[])));
+    assert!(rerun["units_skipped"].as_u64().unwrap() >= 1, "{rerun}");
+    assert!(shard_bytes(&out.join("ingest")) == shard_bytes(&clean_out.join("ingest")));
+}
+
+#[test]
+fn inspect_json_reports_per_source_counts_and_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let planted = sample(dir.path(), 300);
+    let out = dir.path().join("run");
+    ok(grist(&["-q", "ingest", sample_recipe(dir.path(), &out, "").to_str().unwrap()], &[]));
+    let s = report(&ok(grist(&["inspect", "--json", out.join("ingest").to_str().unwrap()], &[])));
+    assert_eq!(s["sources"]["books"]["docs"], planted["book_files"]);
+    assert_eq!(s["sources"]["common_crawl"]["removed"]["malformed_json"], planted["planted_malformed_json"]);
+    let kept: u64 = ["books", "common_crawl"].iter().map(|k| s["sources"][k]["docs"].as_u64().unwrap()).sum();
+    assert_eq!(kept, s["docs_out"].as_u64().unwrap());
+    let b = &s["sources"]["books"];
+    assert!(b["chars_min"].as_u64() <= b["chars_p50"].as_u64() && b["chars_p50"].as_u64() <= b["chars_max"].as_u64());
+}
