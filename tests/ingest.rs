@@ -14,6 +14,18 @@ fn report(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
 }
 
+/// Every Parquet file under a real (not temporary) name opens and validates.
+fn assert_visible_files_complete(stage: &std::path::Path) {
+    for name in shard_bytes(stage).keys() {
+        let loc = Loc::local(stage.join(name));
+        if name.starts_with("ledger-") {
+            LedgerReader::open(&loc).unwrap();
+        } else {
+            DocReader::open(&loc).unwrap();
+        }
+    }
+}
+
 #[test]
 fn accounting_matches_what_the_sample_planted() {
     let dir = tempfile::tempdir().unwrap();
@@ -97,7 +109,7 @@ fn killed_run_leaves_no_partial_file_and_rerun_equals_uninterrupted() {
     assert!(!killed.status.success(), "the abort hook did not fire");
     let stage = out.join("ingest");
     assert!(!stage.join("manifest.json").exists(), "a killed run must not leave a stage manifest");
-    // Every visible file is complete: Parquet files open and match their unit's marker.
+    // Every visible file is complete: each Parquet file opens and validates.
     let visible = shard_bytes(&stage);
     let temps = std::fs::read_dir(&stage)
         .unwrap()
@@ -105,14 +117,7 @@ fn killed_run_leaves_no_partial_file_and_rerun_equals_uninterrupted() {
         .count();
     assert!(temps > 0, "the kill should have interrupted a unit mid-write");
     assert!(!visible.is_empty(), "some units should have completed before the kill");
-    for name in visible.keys() {
-        let loc = Loc::local(stage.join(name));
-        if name.starts_with("ledger-") {
-            LedgerReader::open(&loc).unwrap();
-        } else {
-            DocReader::open(&loc).unwrap();
-        }
-    }
+    assert_visible_files_complete(&stage);
 
     let rerun = report(&ok(grist(&["-q", "ingest", recipe.to_str().unwrap()], &[])));
     assert!(rerun["units_skipped"].as_u64().unwrap() >= 1, "completed units must be skipped: {rerun}");
@@ -389,14 +394,7 @@ fn sigkill_mid_run_then_rerun_equals_an_uninterrupted_run() {
     child.kill().unwrap();
     child.wait().unwrap();
     // Whatever the kill left, every file under a real name is complete.
-    for (name, _) in shard_bytes(&out.join("ingest")) {
-        let loc = Loc::local(out.join("ingest").join(&name));
-        if name.starts_with("ledger-") {
-            LedgerReader::open(&loc).unwrap();
-        } else {
-            DocReader::open(&loc).unwrap();
-        }
-    }
+    assert_visible_files_complete(&out.join("ingest"));
     let rerun = report(&ok(grist(&["-q", "ingest", recipe.to_str().unwrap()], &[])));
     assert!(rerun["units_skipped"].as_u64().unwrap() >= 1, "{rerun}");
     assert!(shard_bytes(&out.join("ingest")) == shard_bytes(&clean_out.join("ingest")));

@@ -58,40 +58,8 @@ pub fn verify(dir: &Loc) -> Result<VerifyReport, StageError> {
             a.docs_in, a.docs_out, a.docs_ledger
         ));
     }
-    let mut out_rows = 0;
-    for f in &m.outputs {
-        let loc = dir.join(&f.path);
-        r.files_checked += 1;
-        if let Err(e) = f.verify(&loc) {
-            r.problems.push(e.to_string());
-            continue;
-        }
-        match DocReader::open(&loc) {
-            Ok(d) if d.num_rows() != f.rows => {
-                r.problems.push(format!("{loc}: {} rows, manifest records {}", d.num_rows(), f.rows))
-            }
-            Ok(_) => {}
-            Err(e) => r.problems.push(e.to_string()),
-        }
-        out_rows += f.rows;
-    }
-    let mut ledger_rows = 0;
-    for f in &m.ledgers {
-        let loc = dir.join(&f.path);
-        r.files_checked += 1;
-        if let Err(e) = f.verify(&loc) {
-            r.problems.push(e.to_string());
-            continue;
-        }
-        match LedgerReader::open(&loc) {
-            Ok(l) if l.num_rows() != f.rows => {
-                r.problems.push(format!("{loc}: {} rows, manifest records {}", l.num_rows(), f.rows))
-            }
-            Ok(_) => {}
-            Err(e) => r.problems.push(e.to_string()),
-        }
-        ledger_rows += f.rows;
-    }
+    let out_rows = check_files(dir, &m.outputs, |l| DocReader::open(l).map(|d| d.num_rows()), &mut r);
+    let ledger_rows = check_files(dir, &m.ledgers, |l| LedgerReader::open(l).map(|d| d.num_rows()), &mut r);
     if out_rows != a.docs_out {
         r.problems.push(format!("output shards hold {out_rows} documents, manifest counts {} out", a.docs_out));
     }
@@ -110,4 +78,30 @@ pub fn verify(dir: &Loc) -> Result<VerifyReport, StageError> {
         }
     }
     Ok(r)
+}
+
+/// Checks each file's size and checksum, then opens it with `rows_of` (which validates the
+/// format) and compares its row count with the manifest's. Returns the recorded rows.
+fn check_files(
+    dir: &Loc,
+    files: &[shards::FileEntry],
+    rows_of: impl Fn(&Loc) -> shards::Result<u64>,
+    r: &mut VerifyReport,
+) -> u64 {
+    let mut total = 0;
+    for f in files {
+        let loc = dir.join(&f.path);
+        r.files_checked += 1;
+        total += f.rows;
+        if let Err(e) = f.verify(&loc) {
+            r.problems.push(e.to_string());
+            continue;
+        }
+        match rows_of(&loc) {
+            Ok(n) if n != f.rows => r.problems.push(format!("{loc}: {n} rows, manifest records {}", f.rows)),
+            Ok(_) => {}
+            Err(e) => r.problems.push(e.to_string()),
+        }
+    }
+    total
 }
