@@ -62,6 +62,12 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also print the first N documents (id, source, url, and the text up to --chars).
+        #[arg(long, value_name = "N")]
+        head: Option<usize>,
+        /// Characters of text shown per document with --head.
+        #[arg(long, default_value_t = 400)]
+        chars: usize,
     },
 }
 
@@ -140,7 +146,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&rep)?);
         }
         Command::Run(args) => return run_recipe(&args),
-        Command::Inspect { dir, verify, json } => return inspect(&dir, verify, json),
+        Command::Inspect { dir, verify, json, head, chars } => {
+            let code = inspect(&dir, verify, json)?;
+            if let Some(n) = head {
+                print_head(&Loc::parse(&dir)?, n, chars)?;
+            }
+            return Ok(code);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -224,4 +236,22 @@ fn inspect(dir: &str, verify_only: bool, json: bool) -> Result<ExitCode> {
         print!("{}", s.render());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the first `n` documents of a stage output.
+fn print_head(dir: &Loc, n: usize, chars: usize) -> Result<()> {
+    let m = shards::Manifest::read(&dir.join(pipeline::stage::MANIFEST))?;
+    let mut shown = 0;
+    for f in &m.outputs {
+        for d in shards::DocReader::open(&dir.join(&f.path))?.read_docs()? {
+            if shown == n {
+                return Ok(());
+            }
+            let text: String = d.text.chars().take(chars).collect();
+            let more = if d.text.chars().count() > chars { " [...]" } else { "" };
+            println!("\n--- {} ({}) {}\n{text}{more}", d.id, d.source, d.url.as_deref().unwrap_or("-"));
+            shown += 1;
+        }
+    }
+    Ok(())
 }

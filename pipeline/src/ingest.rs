@@ -1,11 +1,15 @@
-//! `ingest` for curated and pre-extracted corpora: JSON lines (plain, gzip, zstd) and
-//! one-document-per-file text folders, into document shards. WARC/WET (Common Crawl) and
-//! Parquet inputs are separate readers; this module does not parse HTML.
+//! `ingest`: Common Crawl WARC/WET, JSON lines (plain, gzip, zstd) and one-document-per-file
+//! text folders, into document shards. The WARC format lives in `warc`, HTTP and HTML in
+//! `html`; this module turns records into documents and ledger entries.
 //!
-//! Document ids are the xxh3-128 (32 hex digits) of `source \0 path-within-source \0
-//! byte-offset`, where the offset is that of the record in the decompressed stream: stable
-//! across runs, machines and slicings, and distinct for identical texts at different places.
-//! Columns `file` and `offset` keep that provenance so any document can be traced to its bytes.
+//! Document ids are 32 hex digits of xxh3-128. For WARC/WET records: of the capture's record
+//! id (`WARC-Record-ID` of a response, `WARC-Refers-To` of a WET conversion, which names that
+//! same response), so a page has the same id whether it comes from the WARC or the WET. For
+//! other inputs: of `source \0 path-within-source \0 byte-offset`, where the offset is that of
+//! the record in the decompressed stream. Both are stable across runs, machines and slicings.
+//! Columns `file` and `offset` keep the provenance (for WARC, `offset` is the compressed offset
+//! of the record's gzip member, as in the Common Crawl index), so any document can be traced
+//! to its bytes.
 
 use std::io::{self, BufRead, BufReader, Read};
 use std::sync::Arc;
@@ -24,6 +28,7 @@ use crate::error::StageError;
 use crate::recipe::{IngestConfig, InputFormat, SourceConfig};
 use crate::slice::TaskSlice;
 use crate::stage::{Stage, TaskReport, UnitCtx};
+use crate::{html, warc};
 
 /// Stage name.
 pub const STAGE: &str = "ingest";
@@ -34,7 +39,21 @@ const BATCH_BYTES: usize = 8 << 20;
 
 /// The columns `ingest` adds to the shared document columns.
 pub fn schema() -> SchemaRef {
-    doc_schema(vec![Field::new("file", DataType::Utf8, false), Field::new("offset", DataType::UInt64, false)])
+    doc_schema(vec![
+        Field::new("file", DataType::Utf8, false),
+        Field::new("offset", DataType::UInt64, false),
+        Field::new("date", DataType::Utf8, true),
+        Field::new("language", DataType::Utf8, true),
+    ])
+}
+
+/// Per-document provenance beyond the shared columns.
+#[derive(Debug, Clone, Default)]
+struct Meta {
+    /// `WARC-Date`, as written.
+    date: Option<String>,
+    /// `WARC-Identified-Content-Language` (ISO 639-3 codes, comma-separated).
+    language: Option<String>,
 }
 
 /// One input file in the plan.
@@ -186,6 +205,7 @@ fn detect_format(name: &str) -> Option<InputFormat> {
     match ext {
         "jsonl" | "json" | "ndjson" => Some(InputFormat::Jsonl),
         "txt" | "text" | "md" => Some(InputFormat::Text),
+        "warc" | "wet" | "arc" => Some(InputFormat::Warc),
         _ => None,
     }
 }
@@ -228,6 +248,7 @@ struct UnitSink {
     batch: Vec<Doc>,
     files: Vec<String>,
     offsets: Vec<u64>,
+    metas: Vec<Meta>,
     batch_bytes: usize,
     manifest: Manifest,
     strict: bool,
@@ -235,11 +256,12 @@ struct UnitSink {
 }
 
 impl UnitSink {
-    fn keep(&mut self, doc: Doc, file: &str, offset: u64) -> Result<(), StageError> {
+    fn keep(&mut self, doc: Doc, file: &str, offset: u64, meta: Meta) -> Result<(), StageError> {
         self.batch_bytes += doc.text.len();
         self.batch.push(doc);
         self.files.push(file.to_string());
         self.offsets.push(offset);
+        self.metas.push(meta);
         self.manifest.accounting.docs_in += 1;
         self.manifest.accounting.docs_out += 1;
         if self.batch.len() >= BATCH_DOCS || self.batch_bytes >= BATCH_BYTES {
@@ -250,22 +272,42 @@ impl UnitSink {
 
     /// Ledgers a record that is bad input (fails the run under `strict`).
     fn reject(&mut self, file: &InputFile, offset: u64, reason: &str, detail: String) -> Result<(), StageError> {
+        let id = doc_id(&file.source, &file.rel, offset);
+        self.reject_id(file, id, offset, reason, detail)
+    }
+
+    /// [`Self::reject`] for a record whose id is known (WARC records).
+    fn reject_id(
+        &mut self,
+        file: &InputFile,
+        id: String,
+        offset: u64,
+        reason: &str,
+        detail: String,
+    ) -> Result<(), StageError> {
         if self.strict {
             return Err(StageError::Input {
                 at: At::byte(file.loc.to_string(), offset),
                 msg: format!("{reason}: {detail}\nhint: without `strict` such records go to the ledger"),
             });
         }
-        self.filter(file, offset, reason, detail)
+        self.filter_id(file, id, offset, reason, detail)
     }
 
     /// Ledgers a well-formed record that a rule removes (never an error).
-    fn filter(&mut self, file: &InputFile, offset: u64, reason: &str, detail: String) -> Result<(), StageError> {
+    fn filter_id(
+        &mut self,
+        file: &InputFile,
+        id: String,
+        offset: u64,
+        reason: &str,
+        detail: String,
+    ) -> Result<(), StageError> {
         self.manifest.accounting.docs_in += 1;
         self.manifest.accounting.docs_ledger += 1;
         self.manifest.count(reason, 1);
         self.ledger.push(LedgerEntry {
-            id: doc_id(&file.source, &file.rel, offset),
+            id,
             source: file.source.clone(),
             stage: STAGE.to_string(),
             reason: reason.to_string(),
@@ -283,6 +325,8 @@ impl UnitSink {
         let extra: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from_iter_values(self.files.iter())),
             Arc::new(UInt64Array::from_iter_values(self.offsets.iter().copied())),
+            Arc::new(StringArray::from_iter(self.metas.iter().map(|m| m.date.as_deref()))),
+            Arc::new(StringArray::from_iter(self.metas.iter().map(|m| m.language.as_deref()))),
         ];
         let batch = doc_batch(&self.schema, &self.batch, extra)?;
         self.docs.write(&batch)?;
@@ -296,9 +340,145 @@ impl UnitSink {
         self.batch.clear();
         self.files.clear();
         self.offsets.clear();
+        self.metas.clear();
         self.batch_bytes = 0;
         Ok(())
     }
+}
+
+/// The stable id of a WARC capture, from its record id.
+pub fn capture_id(record_id: &str) -> String {
+    format!("{:032x}", xxh3_128(record_id.trim().as_bytes()))
+}
+
+/// Reads one WARC/WET file: documents from `conversion` and HTML `response` records,
+/// ledger entries for everything that could have been a document and is not.
+fn read_warc<R: BufRead>(
+    raw: &mut warc::Counted<R>,
+    file: &InputFile,
+    cfg: &IngestConfig,
+    sink: &mut UnitSink,
+    records: &mut u64,
+) -> Result<(), StageError> {
+    let path = file.loc.to_string();
+    let head = raw
+        .fill_buf()
+        .map_err(|e| StageError::Input { at: At::byte(path.clone(), 0), msg: format!("cannot read: {e}") })?;
+    if head.starts_with(b"filedesc://") {
+        return Err(StageError::Input {
+            at: At::byte(path, 0),
+            msg: "a legacy ARC file, not WARC\nhint: convert it to WARC first (e.g. warcio's `arc2warc`)".into(),
+        });
+    }
+    let gz = head.starts_with(&[0x1f, 0x8b]);
+    let reader: Box<dyn Iterator<Item = io::Result<warc::WarcItem>> + '_> = if gz {
+        Box::new(warc::WarcReader::new(warc::GzMembers::new(warc::Counted::new(raw))))
+    } else {
+        Box::new(warc::WarcReader::new(warc::Plain(warc::Counted::new(raw))))
+    };
+    for item in reader {
+        let item =
+            item.map_err(|e| StageError::Input { at: At::file(path.clone()), msg: format!("cannot read: {e}") })?;
+        match item {
+            warc::WarcItem::Skipped { bytes, .. } => sink.manifest.count("warc_bytes_skipped_after_record", bytes),
+            warc::WarcItem::Bad { offset, reason, detail, .. } => {
+                *records += 1;
+                let id = doc_id(&file.source, &file.rel, offset);
+                sink.reject_id(file, id, offset, reason, detail)?;
+            }
+            warc::WarcItem::Record(rec) => {
+                let kind = rec.record_type();
+                if rec.missing_trailer {
+                    sink.manifest.count("warc_missing_trailer", 1);
+                }
+                if rec.short_length {
+                    sink.manifest.count("warc_short_content_length", 1);
+                }
+                let html_resource = kind == "resource"
+                    && rec.header("Content-Type").is_some_and(|t| t.to_ascii_lowercase().starts_with("text/html"));
+                if kind != "conversion" && kind != "response" && !html_resource {
+                    // warcinfo, request, metadata, revisit, resource: not documents.
+                    sink.manifest.count(&format!("warc_{}", if kind.is_empty() { "untyped" } else { &kind }), 1);
+                    continue;
+                }
+                *records += 1;
+                warc_record(rec, &kind, file, cfg, sink)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn warc_record(
+    rec: warc::WarcRecord,
+    kind: &str,
+    file: &InputFile,
+    cfg: &IngestConfig,
+    sink: &mut UnitSink,
+) -> Result<(), StageError> {
+    let capture =
+        if kind == "conversion" { rec.header("WARC-Refers-To") } else { None }.or(rec.header("WARC-Record-ID"));
+    let id = match capture {
+        Some(c) if !c.trim().is_empty() => capture_id(c),
+        _ => doc_id(&file.source, &file.rel, rec.offset),
+    };
+    let url = rec.target_uri().map(str::to_string);
+    let meta = Meta {
+        date: rec.header("WARC-Date").map(str::to_string),
+        language: rec.header("WARC-Identified-Content-Language").map(str::to_string),
+    };
+    let offset = rec.offset;
+    let text = if kind == "conversion" {
+        match String::from_utf8(rec.block) {
+            Ok(t) => t,
+            Err(e) => {
+                let at = e.utf8_error().valid_up_to();
+                return sink.reject_id(
+                    file,
+                    id,
+                    offset,
+                    "invalid_utf8",
+                    format!("invalid UTF-8 at byte {at} of the block"),
+                );
+            }
+        }
+    } else if kind == "resource" {
+        // An HTML resource record: the block is the page itself, without HTTP headers.
+        let (page, _) = html::decode_html(&rec.block, rec.header("Content-Type"));
+        match html::extract_text(&page, url.as_deref()) {
+            Ok(t) => t,
+            Err(r) => return sink.filter_id(file, id, offset, r.reason, r.detail),
+        }
+    } else {
+        let resp = match html::parse_http(&rec.block) {
+            Ok(r) => r,
+            Err(r) => return sink.filter_id(file, id, offset, r.reason, r.detail),
+        };
+        if resp.status != 200 {
+            return sink.filter_id(file, id, offset, "http_status", format!("HTTP {}", resp.status));
+        }
+        let media = resp.media_type();
+        let is_html = match media.as_deref() {
+            Some("text/html") | Some("application/xhtml+xml") => true,
+            None | Some("") => resp.body.iter().take(1024).any(|&b| b == b'<'),
+            _ => false,
+        };
+        if !is_html {
+            return sink.filter_id(
+                file,
+                id,
+                offset,
+                "not_html",
+                format!("Content-Type: {}", media.unwrap_or_default()),
+            );
+        }
+        let (page, _) = html::decode_html(&resp.body, resp.header("Content-Type"));
+        match html::extract_text(&page, url.as_deref()) {
+            Ok(t) => t,
+            Err(r) => return sink.filter_id(file, id, offset, r.reason, r.detail),
+        }
+    };
+    admit_id(Doc { id, source: file.source.clone(), url, text }, meta, file, offset, cfg, sink)
 }
 
 /// The stable id of the record at `offset` of `rel` in `source`.
@@ -325,6 +505,7 @@ fn ingest_unit(
         batch: Vec::new(),
         files: Vec::new(),
         offsets: Vec::new(),
+        metas: Vec::new(),
         batch_bytes: 0,
         manifest: ctx.manifest(),
         strict: cfg.strict,
@@ -386,11 +567,29 @@ fn ingest_file(cfg: &IngestConfig, file: &InputFile, sink: &mut UnitSink) -> Res
         .ok_or_else(|| StageError::Recipe(format!("unknown source {}", file.source)))?;
     let mut raw = Counting { inner: file.loc.open()?, bytes: 0, hash: Xxh3::new(), failed: false };
     let mut records = 0u64;
+    if file.format == InputFormat::Warc {
+        let mut raw = warc::Counted::new(BufReader::with_capacity(
+            1 << 16,
+            Counting { inner: file.loc.open()?, bytes: 0, hash: Xxh3::new(), failed: false },
+        ));
+        read_warc(&mut raw, file, cfg, sink, &mut records)?;
+        let mut counting = raw.into_inner().into_inner();
+        let _ = io::copy(&mut counting, &mut io::sink());
+        return Ok(FileEntry {
+            path,
+            rows: records,
+            bytes: counting.bytes,
+            xxh3: shards::checksum::hex64(counting.hash.digest()),
+        });
+    }
     let outcome = {
         match decompress(BufReader::with_capacity(1 << 16, &mut raw)) {
             Ok(mut reader) => match file.format {
                 InputFormat::Text => read_text(&mut reader, file, cfg, sink, &mut records),
-                _ => read_jsonl(&mut reader, file, source, cfg, sink, &mut records),
+                InputFormat::Jsonl | InputFormat::Auto => {
+                    read_jsonl(&mut reader, file, source, cfg, sink, &mut records)
+                }
+                InputFormat::Warc => unreachable!("WARC files are read above"),
             },
             Err(e) => Err(ReadFailure::Io(e, 0)),
         }
@@ -445,15 +644,32 @@ fn admit(
     cfg: &IngestConfig,
     sink: &mut UnitSink,
 ) -> Result<(), StageError> {
-    if text.trim_start().is_empty() {
-        return sink.filter(file, offset, "empty", format!("{} bytes of whitespace", text.len()));
+    let id = doc_id(&file.source, &file.rel, offset);
+    admit_id(Doc { id, source: file.source.clone(), url, text }, Meta::default(), file, offset, cfg, sink)
+}
+
+fn admit_id(
+    doc: Doc,
+    meta: Meta,
+    file: &InputFile,
+    offset: u64,
+    cfg: &IngestConfig,
+    sink: &mut UnitSink,
+) -> Result<(), StageError> {
+    if doc.text.trim_start().is_empty() {
+        return sink.filter_id(file, doc.id, offset, "empty", format!("{} bytes of whitespace", doc.text.len()));
     }
-    let words = word_count(&text, cfg.min_words);
+    let words = word_count(&doc.text, cfg.min_words);
     if words < cfg.min_words {
-        return sink.filter(file, offset, "too_short", format!("{words} words < min_words {}", cfg.min_words));
+        return sink.filter_id(
+            file,
+            doc.id,
+            offset,
+            "too_short",
+            format!("{words} words < min_words {}", cfg.min_words),
+        );
     }
-    let doc = Doc { id: doc_id(&file.source, &file.rel, offset), source: file.source.clone(), url, text };
-    sink.keep(doc, &file.rel, offset)
+    sink.keep(doc, &file.rel, offset, meta)
 }
 
 fn read_jsonl(

@@ -6,6 +6,7 @@
 
 pub mod env;
 pub mod error;
+pub mod html;
 pub mod ingest;
 pub mod recipe;
 pub mod rng;
@@ -14,6 +15,7 @@ pub mod slice;
 pub mod stage;
 pub mod summary;
 pub mod verify;
+pub mod warc;
 
 pub use error::StageError;
 pub use recipe::Recipe;

@@ -107,14 +107,18 @@ fn default_url_field() -> String {
 #[serde(rename_all = "snake_case")]
 pub enum InputFormat {
     /// By extension: `.jsonl`/`.json`/`.ndjson` are JSON lines, `.txt`/`.text`/`.md` are
-    /// one document per file; any of them may end in `.gz` or `.zst`. Other files in a
-    /// folder are skipped and counted (`skipped_files`).
+    /// one document per file (any of them may end in `.gz` or `.zst`); `.warc`, `.wet`,
+    /// `.arc` (optionally `.gz`) are WARC. Other files in a folder are skipped and counted
+    /// (`skipped_files`).
     #[default]
     Auto,
     /// JSON lines: one object per line.
     Jsonl,
     /// One document per file.
     Text,
+    /// WARC (`.warc`, `.warc.gz`) and WET (`.wet`, `.warc.wet.gz`) files: `conversion`
+    /// records are documents as they are, HTML `response` records are extracted to text.
+    Warc,
 }
 
 impl Recipe {

@@ -1,0 +1,296 @@
+//! From a WARC `response` block to text: the HTTP status line and headers, chunked
+//! transfer coding and gzip/deflate content coding undone, the charset found (header, then
+//! `<meta>`, then UTF-8 if valid, else windows-1252) and decoded with encoding_rs, and the main
+//! text extracted with dom_smoothie (a port of Mozilla's Readability: navigation, scripts,
+//! styles, ads and footers removed; paragraphs kept). Not a WARC reader.
+
+use std::io::Read;
+
+/// A parsed HTTP response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    /// The body with transfer and content codings undone.
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// The media type of `Content-Type`, lowercased, without parameters.
+    pub fn media_type(&self) -> Option<String> {
+        self.header("Content-Type").map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+    }
+}
+
+/// Why a block is not usable text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// Ledger reason: `malformed_http`, `http_status`, `not_html`, `unsupported_encoding`
+    /// (e.g. brotli), `bad_content_encoding` (a gzip/deflate body that does not decode),
+    /// `no_main_text`, `too_many_elements`.
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+fn reject(reason: &'static str, detail: impl Into<String>) -> Rejection {
+    Rejection { reason, detail: detail.into() }
+}
+
+/// Parses an HTTP/1.x response block.
+pub fn parse_http(block: &[u8]) -> Result<HttpResponse, Rejection> {
+    let head_end = memchr::memmem::find(block, b"\r\n\r\n")
+        .map(|i| (i, i + 4))
+        .or_else(|| memchr::memmem::find(block, b"\n\n").map(|i| (i, i + 2)))
+        .ok_or_else(|| reject("malformed_http", "no end of the HTTP headers"))?;
+    let head = String::from_utf8_lossy(&block[..head_end.0]);
+    let mut lines = head.lines();
+    let status_line = lines.next().unwrap_or("");
+    let mut parts = status_line.split_whitespace();
+    let proto = parts.next().unwrap_or("");
+    if !proto.starts_with("HTTP/") {
+        return Err(reject("malformed_http", format!("status line {:?}", truncate(status_line, 60))));
+    }
+    let status: u16 = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| reject("malformed_http", format!("status line {:?}", truncate(status_line, 60))))?;
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for line in lines {
+        if (line.starts_with(' ') || line.starts_with('\t'))
+            && let Some(last) = headers.last_mut()
+        {
+            last.1.push(' ');
+            last.1.push_str(line.trim());
+        } else if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let mut resp = HttpResponse { status, headers, body: block[head_end.1..].to_vec() };
+    if resp.header("Transfer-Encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+        && let Some(b) = dechunk(&resp.body)
+    {
+        resp.body = b;
+    }
+    if let Some(enc) = resp.header("Content-Encoding").map(|v| v.trim().to_ascii_lowercase()) {
+        resp.body = decode_content(&enc, std::mem::take(&mut resp.body))?;
+    }
+    Ok(resp)
+}
+
+/// Undoes chunked transfer coding; `None` if the body is not validly chunked (some archives
+/// store it already de-chunked while keeping the header).
+fn dechunk(body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(body.len());
+    let mut rest = body;
+    loop {
+        let eol = memchr::memmem::find(rest, b"\r\n")?;
+        let size_text = std::str::from_utf8(&rest[..eol]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        rest = &rest[eol + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        if rest.len() < size {
+            out.extend_from_slice(rest);
+            return Some(out); // a truncated last chunk: keep what there is
+        }
+        out.extend_from_slice(&rest[..size]);
+        rest = rest[size..].strip_prefix(b"\r\n").unwrap_or(&rest[size..]);
+    }
+}
+
+/// Undoes a content coding. A body that says gzip but is not (ClueWeb's archives store the
+/// decoded body and keep the header) is taken as it is.
+fn decode_content(encoding: &str, body: Vec<u8>) -> Result<Vec<u8>, Rejection> {
+    match encoding {
+        "" | "identity" => Ok(body),
+        "gzip" | "x-gzip" if body.starts_with(&[0x1f, 0x8b]) => {
+            // A body cut short (truncated capture) keeps what decodes.
+            let mut out = Vec::new();
+            let result = flate2::read::MultiGzDecoder::new(&body[..]).read_to_end(&mut out);
+            match result {
+                Err(e) if out.is_empty() => Err(reject("bad_content_encoding", format!("gzip body: {e}"))),
+                _ => Ok(out),
+            }
+        }
+        "deflate" if !looks_like_text(&body) => {
+            let mut out = Vec::new();
+            let zlib = flate2::read::ZlibDecoder::new(&body[..]).read_to_end(&mut out);
+            if zlib.is_err() {
+                out.clear();
+                flate2::read::DeflateDecoder::new(&body[..])
+                    .read_to_end(&mut out)
+                    .map_err(|e| reject("bad_content_encoding", format!("deflate body: {e}")))?;
+            }
+            Ok(out)
+        }
+        "gzip" | "x-gzip" | "deflate" => Ok(body),
+        _ if looks_like_text(&body) => Ok(body),
+        other => Err(reject("unsupported_encoding", format!("Content-Encoding: {other}"))),
+    }
+}
+
+fn looks_like_text(b: &[u8]) -> bool {
+    let head = &b[..b.len().min(512)];
+    !head.is_empty()
+        && head.iter().filter(|&&c| c == b'<' || c.is_ascii_whitespace()).count() > 0
+        && std::str::from_utf8(head).is_ok()
+}
+
+/// The charset declared in a `Content-Type` value.
+fn charset_param(content_type: &str) -> Option<String> {
+    content_type.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim().eq_ignore_ascii_case("charset").then(|| v.trim().trim_matches(['"', '\'']).to_string())
+    })
+}
+
+/// A charset declared in the first 1024 bytes by `<meta charset=...>` or
+/// `<meta http-equiv=Content-Type content="...; charset=...">`.
+fn meta_charset(body: &[u8]) -> Option<String> {
+    let head = String::from_utf8_lossy(&body[..body.len().min(1024)]).to_ascii_lowercase();
+    let at = head.find("charset=")?;
+    let rest = head[at + 8..].trim_start_matches(['"', '\'', ' ']);
+    let name: String =
+        rest.chars().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '.')).collect();
+    (!name.is_empty()).then_some(name)
+}
+
+/// Decodes an HTML body to UTF-8. Returns the text and the encoding used.
+pub fn decode_html(body: &[u8], content_type: Option<&str>) -> (String, &'static str) {
+    let declared = content_type.and_then(charset_param).or_else(|| meta_charset(body));
+    let encoding = declared.and_then(|d| encoding_rs::Encoding::for_label(d.as_bytes())).unwrap_or_else(|| {
+        if std::str::from_utf8(body).is_ok() { encoding_rs::UTF_8 } else { encoding_rs::WINDOWS_1252 }
+    });
+    // A BOM overrides the declaration, as browsers do.
+    let (text, used, _) = encoding.decode(body);
+    (text.into_owned(), used.name())
+}
+
+/// Largest number of elements a page may have before extraction gives up (bounds time and
+/// memory on pathological pages).
+pub const MAX_ELEMENTS: usize = 200_000;
+
+/// The main text of an HTML page: paragraphs separated by blank lines.
+pub fn extract_text(html: &str, url: Option<&str>) -> Result<String, Rejection> {
+    let cfg = dom_smoothie::Config {
+        text_mode: dom_smoothie::TextMode::Formatted,
+        max_elements_to_parse: MAX_ELEMENTS,
+        disable_json_ld: true,
+        ..Default::default()
+    };
+    // A URL that is not absolute only loses relative-link resolution, which text ignores.
+    let url = url.filter(|u| u.starts_with("http://") || u.starts_with("https://"));
+    let mut r = dom_smoothie::Readability::new(html, url, Some(cfg.clone()))
+        .or_else(|_| dom_smoothie::Readability::new(html, None, Some(cfg)))
+        .map_err(|e| reject("no_main_text", e.to_string()))?;
+    let article = r.parse().map_err(|e| match e {
+        dom_smoothie::ReadabilityError::TooManyElements(n, max) => {
+            reject("too_many_elements", format!("{n} elements > {max}"))
+        }
+        other => reject("no_main_text", other.to_string()),
+    })?;
+    Ok(normalize_whitespace(&article.text_content))
+}
+
+/// Trims each line, collapses runs of spaces, and keeps at most one blank line between paragraphs.
+pub fn normalize_whitespace(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut blank = 0;
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.is_empty() {
+            blank += 1;
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(if blank > 0 { "\n\n" } else { "\n" });
+        }
+        blank = 0;
+        out.push_str(&words.join(" "));
+    }
+    out
+}
+
+fn truncate(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn http_status_headers_and_body() {
+        let r = parse_http(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=ISO-8859-1\r\nX-A: 1\r\n\r\n<p>caf\xe9</p>",
+        )
+        .unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.media_type().as_deref(), Some("text/html"));
+        let (text, enc) = decode_html(&r.body, r.header("content-type"));
+        assert_eq!((text.as_str(), enc), ("<p>caf\u{e9}</p>", "windows-1252"));
+        assert!(parse_http(b"garbage").is_err());
+        assert_eq!(parse_http(b"HTTP/1.0 404 Not Found\r\n\r\n").unwrap().status, 404);
+    }
+
+    #[test]
+    fn chunked_and_gzip_bodies_are_decoded() {
+        let r = parse_http(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(r.body, b"hello world");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(b"<html>zipped</html>").unwrap();
+        let mut block = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n".to_vec();
+        block.extend(gz.finish().unwrap());
+        assert_eq!(parse_http(&block).unwrap().body, b"<html>zipped</html>");
+        // Says gzip, stored plain (ClueWeb): taken as is.
+        assert_eq!(
+            parse_http(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n<html>plain</html>").unwrap().body,
+            b"<html>plain</html>"
+        );
+    }
+
+    #[test]
+    fn meta_charset_and_utf8_fallback() {
+        let (t, e) = decode_html(b"<meta charset=\"shift_jis\"><p>\x82\xa0</p>", None);
+        assert_eq!(e, "Shift_JIS");
+        assert!(t.contains('\u{3042}'));
+        let (_, e) = decode_html("<p>\u{e9}t\u{e9}</p>".as_bytes(), None);
+        assert_eq!(e, "UTF-8");
+    }
+
+    #[test]
+    fn extraction_keeps_the_article_and_drops_the_chrome() {
+        let para = "The river crossed the valley beside the old mill, and the village gathered to watch the water rise through the long spring evening. ";
+        let html = format!(
+            "<html><head><title>T</title><style>.x{{color:red}}</style><script>var tracking = 1;</script></head>\
+             <body><nav><a href='/'>Home</a> | <a href='/about'>About us</a></nav>\
+             <article><h1>River</h1><p>{}</p><p>{}</p></article>\
+             <footer>Copyright 2024 Example Corp. All rights reserved.</footer></body></html>",
+            para.repeat(4),
+            para.repeat(3)
+        );
+        let text = extract_text(&html, Some("https://example.com/river")).unwrap();
+        assert!(text.contains("The river crossed the valley"), "{text}");
+        for chrome in ["tracking", "color:red", "About us", "All rights reserved"] {
+            assert!(!text.contains(chrome), "{chrome:?} leaked into {text}");
+        }
+        assert!(text.contains("\n\n"), "paragraphs must stay separate: {text}");
+    }
+
+    #[test]
+    fn whitespace_normalization() {
+        assert_eq!(normalize_whitespace("  a   b \n\n\n  c\n d  "), "a b\n\nc\nd");
+    }
+}
