@@ -59,3 +59,7 @@ clean-out:
 # grist against a local S3 server (moto, from PyPI), built with the `cloud` feature.
 test-s3:
     bash scripts/test-s3.sh
+
+# WARC/WET throughput beside fastwarc and warcio (PyPI, in a venv the script creates).
+bench-ingest: release
+    bash scripts/bench-warc.sh

@@ -50,8 +50,16 @@ enum Command {
         #[arg(long, default_value_t = 600)]
         docs: usize,
     },
-    /// Ingest corpora (JSON lines, plain/.gz/.zst; text folders) into document shards.
+    /// Ingest Common Crawl WARC/WET and corpora (JSON lines, text folders) into document shards.
     Ingest(StageArgs),
+    /// Count the records of WARC/WET files by type, and bad stretches by reason.
+    Warc {
+        /// WARC or WET files (plain or gzip).
+        files: Vec<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Summarize a stage output; --verify checks accounting and checksums.
     Inspect {
         /// A stage output directory, e.g. out/demo/ingest.
@@ -146,6 +154,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&rep)?);
         }
         Command::Run(args) => return run_recipe(&args),
+        Command::Warc { files, json } => warc_counts(&files, json)?,
         Command::Inspect { dir, verify, json, head, chars } => {
             let code = inspect(&dir, verify, json)?;
             if let Some(n) = head {
@@ -252,6 +261,38 @@ fn print_head(dir: &Loc, n: usize, chars: usize) -> Result<()> {
             println!("\n--- {} ({}) {}\n{text}{more}", d.id, d.source, d.url.as_deref().unwrap_or("-"));
             shown += 1;
         }
+    }
+    Ok(())
+}
+
+/// `grist warc`: streams each file through the WARC reader and counts what it finds.
+fn warc_counts(files: &[String], json: bool) -> Result<()> {
+    use std::collections::BTreeMap;
+    let start = std::time::Instant::now();
+    let mut total: BTreeMap<String, u64> = BTreeMap::new();
+    let mut bytes = 0u64;
+    for f in files {
+        let loc = Loc::parse(f)?;
+        bytes += loc.size()?;
+        let raw = pipeline::warc::Counted::new(std::io::BufReader::with_capacity(1 << 16, loc.open()?));
+        for item in pipeline::warc::open(raw).with_context(|| format!("opening {f}"))? {
+            let key = match item.with_context(|| format!("reading {f}"))? {
+                pipeline::warc::WarcItem::Record(r) => format!("record {}", r.record_type()),
+                pipeline::warc::WarcItem::Bad { reason, .. } => format!("bad {reason}"),
+                pipeline::warc::WarcItem::Skipped { .. } => "skipped tail".to_string(),
+            };
+            *total.entry(key).or_default() += 1;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    if json {
+        let doc = serde_json::json!({ "files": files.len(), "bytes": bytes, "seconds": secs, "counts": total });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        for (k, v) in &total {
+            println!("{v:>10}  {k}");
+        }
+        println!("{} files, {bytes} bytes in {secs:.3} s", files.len());
     }
     Ok(())
 }

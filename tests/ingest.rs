@@ -414,3 +414,115 @@ fn inspect_json_reports_per_source_counts_and_reasons() {
     let b = &s["sources"]["books"];
     assert!(b["chars_min"].as_u64() <= b["chars_p50"].as_u64() && b["chars_p50"].as_u64() <= b["chars_max"].as_u64());
 }
+
+/// A recipe with one source of the given paths and format, writing under `dir/out`.
+fn one_source_recipe(
+    dir: &std::path::Path,
+    paths: &[std::path::PathBuf],
+    format: &str,
+    min_words: usize,
+) -> std::path::PathBuf {
+    let list: Vec<String> = paths.iter().map(|p| format!("\"{}\"", p.display())).collect();
+    let recipe = dir.join("r.toml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "[run]\nout = \"{}\"\n[ingest]\nmin_words = {min_words}\nunit_bytes = 1\n[[ingest.sources]]\nname = \"common_crawl\"\nformat = \"{format}\"\npaths = [{}]\n",
+            dir.join("out").display(),
+            list.join(", ")
+        ),
+    )
+    .unwrap();
+    recipe
+}
+
+fn all_docs(stage: &std::path::Path) -> Vec<shards::Doc> {
+    let m = Manifest::read(&Loc::local(stage.join("manifest.json"))).unwrap();
+    m.outputs
+        .iter()
+        .flat_map(|f| DocReader::open(&Loc::local(stage.join(&f.path))).unwrap().read_docs().unwrap())
+        .collect()
+}
+
+#[test]
+fn warc_and_wet_of_one_capture_give_one_document_id() {
+    let Some(data) = test_data("warc_and_wet_of_one_capture_give_one_document_id") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let web = data.join("web");
+    let recipe =
+        one_source_recipe(dir.path(), &[web.join("whirlwind.warc.gz"), web.join("whirlwind.warc.wet.gz")], "auto", 0);
+    let rep = report(&ok(grist(&["-q", "ingest", recipe.to_str().unwrap()], &[])));
+    assert_eq!(rep["accounting"]["docs_out"], 2);
+    let docs = all_docs(&dir.path().join("out/ingest"));
+    assert_eq!(docs[0].id, docs[1].id, "the WARC response and its WET conversion are one capture");
+    assert_eq!(docs[0].url, docs[1].url);
+    assert_eq!(docs[0].url.as_deref(), Some("https://an.wikipedia.org/wiki/Escopete"));
+    // Extraction from HTML keeps the article: its text is part of what the WET holds.
+    let first_words: Vec<&str> = docs[0].text.split_whitespace().take(3).collect();
+    assert!(docs[1].text.contains(&first_words.join(" ")), "{}\n---\n{}", docs[0].text, docs[1].text);
+}
+
+#[test]
+fn html_extraction_on_real_pages_drops_boilerplate() {
+    let Some(data) = test_data("html_extraction_on_real_pages_drops_boilerplate") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let web = data.join("web");
+    let recipe = one_source_recipe(
+        dir.path(),
+        &[web.join("dolma-sample-0000.warc.gz"), web.join("dolma-sample-0001.warc.gz")],
+        "warc",
+        0,
+    );
+    let rep = report(&ok(grist(&["-q", "ingest", recipe.to_str().unwrap()], &[])));
+    assert_eq!(rep["accounting"]["docs_in"], 37, "22 + 15 responses");
+    let docs = all_docs(&dir.path().join("out/ingest"));
+    for d in &docs {
+        for junk in ["<script", "function(", "{display:", "</div>", "var "] {
+            assert!(
+                !d.text.contains(junk),
+                "{junk:?} in {}: {}",
+                d.url.as_deref().unwrap_or("-"),
+                &d.text[..d.text.len().min(300)]
+            );
+        }
+    }
+    let weld =
+        docs.iter().find(|d| d.url.as_deref() == Some("https://www.cs.washington.edu/people/faculty/weld")).unwrap();
+    assert!(weld.text.contains("Professor Emeritus at the Paul G. Allen School"), "{}", weld.text);
+    // Main text, not the whole page: the site's navigation menu is gone.
+    assert!(!weld.text.contains("Skip to main content"), "{}", &weld.text[..600.min(weld.text.len())]);
+    ok(grist(&["inspect", "--verify", dir.path().join("out/ingest").to_str().unwrap()], &[]));
+}
+
+#[test]
+fn malformed_warcs_become_ledger_entries_and_arc_files_errors() {
+    let Some(data) = test_data("malformed_warcs_become_ledger_entries_and_arc_files_errors") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let edge = data.join("web/edge");
+    let files: Vec<_> =
+        ["example.warc.gz", "example-trunc.warc", "resiliparse-clipped.warc.gz", "example-iana.org-chunked.warc"]
+            .iter()
+            .map(|f| edge.join(f))
+            .collect();
+    let recipe = one_source_recipe(dir.path(), &files, "warc", 0);
+    ok(grist(&["-q", "ingest", recipe.to_str().unwrap()], &[]));
+    let stage = dir.path().join("out/ingest");
+    let m = Manifest::read(&Loc::local(stage.join("manifest.json"))).unwrap();
+    assert_eq!(m.counters.get("truncated_gzip"), Some(&1), "{:?}", m.counters);
+    assert_eq!(m.counters.get("warc_missing_trailer"), Some(&1), "{:?}", m.counters);
+    let docs = all_docs(&stage);
+    assert!(docs.iter().any(|d| d.text.contains("illustrative examples")), "example.com's page");
+    assert!(
+        docs.iter().any(|d| d.url.as_deref().is_some_and(|u| u.contains("iana.org"))),
+        "the chunked page is decoded"
+    );
+    ok(grist(&["inspect", "--verify", stage.to_str().unwrap()], &[]));
+
+    let recipe = one_source_recipe(dir.path(), &[edge.join("bad.arc")], "warc", 0);
+    let o = grist(
+        &["-q", "ingest", recipe.to_str().unwrap(), "--set", &format!("run.out={}", dir.path().join("arc").display())],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("bad.arc (byte 0)") && stderr(&o).contains("legacy ARC"), "{}", stderr(&o));
+}

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# WARC.gz parsing and WET-to-shards throughput, side by side with fastwarc and warcio in one
+# run. Input: a real Common Crawl WARC.gz (../shared/data/web/cc2020-34.warc.gz) repeated to
+# about 200 MB, and a real WET (whirlwind) repeated to about 40 MB. The reference tools
+# install from PyPI into a virtual environment this script creates.
+# Usage: scripts/bench-warc.sh [MB]   (default 200)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mb="${1:-200}"
+data="${GRIST_TEST_DATA:-../shared/data}"
+target="${CARGO_TARGET_DIR:-$HOME/.cache/grist-target}"
+venv="${GRIST_BENCH_VENV:-$target/bench-venv}"
+work="${TMPDIR:-/tmp}/grist-bench-warc"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -c "import fastwarc, warcio" 2>/dev/null || "$venv/bin/pip" install -q "fastwarc==2.0.1" "warcio==1.8.1"
+cargo build --release --quiet
+grist="$target/release/grist"
+rm -rf "$work" && mkdir -p "$work/wet"
+src="$data/web/cc2020-34.warc.gz"
+copies=$(( mb * 1000000 / $(stat -c %s "$src") + 1 ))
+for _ in $(seq "$copies"); do cat "$src"; done >"$work/big.warc.gz"
+for i in $(seq 0 3); do
+  for _ in $(seq 3400); do cat "$data/web/whirlwind.warc.wet.gz"; done >"$work/wet/part-$i.warc.wet.gz"
+done
+size=$(stat -c %s "$work/big.warc.gz")
+raw=$(gzip -dc "$work/big.warc.gz" | wc -c)
+wet=$(du -cb "$work"/wet/* | tail -1 | cut -f1)
+now() { date +%s%N; }
+
+s=$(now); "$grist" warc "$work/big.warc.gz" >/dev/null; grist_ms=$(( ($(now) - s) / 1000000 ))
+read -r fast_ms warcio_ms < <("$venv/bin/python" - "$work/big.warc.gz" <<'PY'
+import sys, time
+from fastwarc.warc import ArchiveIterator
+path = sys.argv[1]
+t = time.perf_counter(); n = 0
+for rec in ArchiveIterator(path, parse_http=False):
+    rec.reader.read(); n += 1
+fast = time.perf_counter() - t
+from warcio.archiveiterator import ArchiveIterator as WI
+t = time.perf_counter()
+with open(path, "rb") as f:
+    for rec in WI(f):
+        rec.content_stream().read()
+slow = time.perf_counter() - t
+print(int(fast * 1000), int(slow * 1000))
+PY
+)
+cat >"$work/wet.toml" <<TOML
+[run]
+out = "$work/out"
+[ingest]
+unit_bytes = 1
+[[ingest.sources]]
+name = "common_crawl"
+paths = ["$work/wet"]
+TOML
+wet_run() { rm -rf "$work/out"; local s; s=$(now); "$grist" -q --threads "$1" ingest "$work/wet.toml" >/dev/null; echo $(( ($(now) - s) / 1000000 )); }
+wet1=$(wet_run 1)
+wetn=$(wet_run "$(nproc)")
+wet_fast_ms=$("$venv/bin/python" - "$work/wet" <<'PY'
+import os, sys, time
+from fastwarc.warc import ArchiveIterator
+t = time.perf_counter()
+for name in sorted(os.listdir(sys.argv[1])):
+    for rec in ArchiveIterator(os.path.join(sys.argv[1], name), parse_http=False):
+        rec.reader.read()
+print(int((time.perf_counter() - t) * 1000))
+PY
+)
+rate() { python3 -c "print(f'{$1/1e6/($2/1000):.1f}')"; }
+echo "WARC.gz parsing: $(python3 -c "print(f'{$size/1e6:.0f}')") MB gzip ($(python3 -c "print(f'{$raw/1e6:.0f}')") MB WARC), $copies copies of cc2020-34.warc.gz; 1 thread each"
+printf '%-28s %8s %12s %12s\n' "reader" "seconds" "gz MB/s" "WARC MB/s"
+for row in "grist warc:$grist_ms" "fastwarc (parse_http=False):$fast_ms" "warcio:$warcio_ms"; do
+  printf '%-28s %8.2f %12s %12s\n' "${row%%:*}" "$(python3 -c "print(${row##*:}/1000)")" "$(rate "$size" "${row##*:}")" "$(rate "$raw" "${row##*:}")"
+done
+echo "grist / fastwarc: $(python3 -c "print(f'{$fast_ms/$grist_ms:.2f}')")x"
+echo
+echo "WET to document shards: 4 files, $(python3 -c "print(f'{$wet/1e6:.1f}')") MB gzip"
+printf '%-28s %8s %12s\n' "run" "seconds" "gz MB/s"
+printf '%-28s %8.2f %12s\n' "grist ingest, 1 thread" "$(python3 -c "print($wet1/1000)")" "$(rate "$wet" "$wet1")"
+printf '%-28s %8.2f %12s\n' "grist ingest, $(nproc) threads" "$(python3 -c "print($wetn/1000)")" "$(rate "$wet" "$wetn")"
+printf '%-28s %8.2f %12s\n' "fastwarc, read only" "$(python3 -c "print($wet_fast_ms/1000)")" "$(rate "$wet" "$wet_fast_ms")"
+rm -rf "$work"
