@@ -50,6 +50,8 @@ enum Command {
         #[arg(long, default_value_t = 600)]
         docs: usize,
     },
+    /// Select WebText URLs from Pushshift Reddit dumps (score >= 3, outbound, normalized).
+    Reddit(StageArgs),
     /// Ingest Common Crawl WARC/WET and corpora (JSON lines, text folders) into document shards.
     Ingest(StageArgs),
     /// Count the records of WARC/WET files by type, and bad stretches by reason.
@@ -147,10 +149,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let rep = sample::write_sample(&Loc::parse(&out)?, seed, docs)?;
             println!("{}", serde_json::to_string_pretty(&rep)?);
         }
+        Command::Reddit(args) => {
+            let (recipe, slice) = args.load()?;
+            let cfg = recipe
+                .reddit
+                .as_ref()
+                .context("the recipe has no [reddit] table\nhint: add [reddit] with dumps = [...]")?;
+            let rep = pipeline::reddit::run(cfg, &stage_dir(&recipe, pipeline::reddit::STAGE)?, slice)?;
+            println!("{}", serde_json::to_string_pretty(&rep)?);
+        }
         Command::Ingest(args) => {
             let (recipe, slice) = args.load()?;
-            let out = stage_dir(&recipe, ingest::STAGE)?;
-            let rep = ingest::run(&recipe.ingest, &out, slice)?;
+            let rep = run_ingest(&recipe, slice)?;
             println!("{}", serde_json::to_string_pretty(&rep)?);
         }
         Command::Run(args) => return run_recipe(&args),
@@ -168,6 +178,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 
 fn stage_dir(recipe: &Recipe, stage: &str) -> Result<Loc> {
     Ok(Loc::parse(&recipe.run.out)?.join(stage))
+}
+
+/// Runs `ingest`, with the reddit stage's URLs when the recipe asks for WebText.
+fn run_ingest(recipe: &Recipe, slice: TaskSlice) -> Result<pipeline::stage::TaskReport> {
+    let webtext_dir = match &recipe.ingest.webtext {
+        Some(w) => Some(match &w.urls {
+            Some(u) => Loc::parse(u)?,
+            None => stage_dir(recipe, pipeline::reddit::STAGE)?,
+        }),
+        None => None,
+    };
+    Ok(ingest::run(&recipe.ingest, &stage_dir(recipe, ingest::STAGE)?, slice, webtext_dir.as_ref())?)
 }
 
 fn run_recipe(args: &StageArgs) -> Result<ExitCode> {
@@ -190,8 +212,24 @@ fn run_recipe(args: &StageArgs) -> Result<ExitCode> {
             marker.write_atomic(serde_json::to_string_pretty(&doc)?.as_bytes())?;
         }
     }
+    if let Some(cfg) = &recipe.reddit {
+        let rep = pipeline::reddit::run(cfg, &stage_dir(&recipe, pipeline::reddit::STAGE)?, slice)?;
+        println!(
+            "reddit   {} units done, {} skipped; {} submissions in = {} URLs selected + {} in the ledger ({:.2} s)",
+            rep.units_done,
+            rep.units_skipped,
+            rep.accounting.docs_in,
+            rep.accounting.docs_out,
+            rep.accounting.docs_ledger,
+            rep.seconds
+        );
+        if !rep.stage_complete {
+            println!("reddit   {slice} finished; other tasks still have units to do");
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     let out = stage_dir(&recipe, ingest::STAGE)?;
-    let rep = ingest::run(&recipe.ingest, &out, slice)?;
+    let rep = run_ingest(&recipe, slice)?;
     println!(
         "ingest   {} units done, {} skipped; {} documents in = {} kept + {} in the ledger ({:.2} s)",
         rep.units_done,

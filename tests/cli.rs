@@ -16,6 +16,7 @@ fn help_lists_every_command() {
     Commands:
       run      Run a recipe: every stage that exists, in order; a rerun resumes where it stopped
       sample   Write the built-in synthetic sample corpus (deterministic from a seed)
+      reddit   Select WebText URLs from Pushshift Reddit dumps (score >= 3, outbound, normalized)
       ingest   Ingest Common Crawl WARC/WET and corpora (JSON lines, text folders) into document shards
       warc     Count the records of WARC/WET files by type, and bad stretches by reason
       inspect  Summarize a stage output; --verify checks accounting and checksums

@@ -28,7 +28,7 @@ use crate::error::StageError;
 use crate::recipe::{IngestConfig, InputFormat, SourceConfig};
 use crate::slice::TaskSlice;
 use crate::stage::{Stage, TaskReport, UnitCtx};
-use crate::{html, warc};
+use crate::{codec, html, warc};
 
 /// Stage name.
 pub const STAGE: &str = "ingest";
@@ -210,9 +210,36 @@ fn detect_format(name: &str) -> Option<InputFormat> {
     }
 }
 
-/// Runs `ingest` for one task slice.
-pub fn run(cfg: &IngestConfig, out: &Loc, slice: TaskSlice) -> Result<TaskReport, StageError> {
+/// The WebText join: matched documents of `from` sources are renamed to `source`.
+struct Webtext {
+    keys: std::collections::HashSet<u64>,
+    from: Vec<String>,
+    source: String,
+}
+
+/// Runs `ingest` for one task slice. `webtext_dir` is the `reddit` stage output to match
+/// crawled pages against, when the recipe asks for WebText (`[ingest.webtext]`).
+pub fn run(
+    cfg: &IngestConfig,
+    out: &Loc,
+    slice: TaskSlice,
+    webtext_dir: Option<&Loc>,
+) -> Result<TaskReport, StageError> {
     let (units, skipped_files) = plan(cfg)?;
+    let mut config = serde_json::to_value(cfg).map_err(|e| StageError::Recipe(e.to_string()))?;
+    let webtext = match (&cfg.webtext, webtext_dir) {
+        (Some(w), Some(dir)) => {
+            let (keys, fingerprint) = crate::reddit::load_url_set(dir)?;
+            tracing::info!(urls = keys.len(), "WebText URL set loaded");
+            // The URLs are an input: a new reddit output redoes ingest.
+            config["webtext_urls_fingerprint"] = serde_json::Value::String(fingerprint);
+            Some(Arc::new(Webtext { keys, from: w.from.clone(), source: w.source.clone() }))
+        }
+        (Some(_), None) => {
+            return Err(StageError::Recipe("ingest.webtext is set but no reddit output was given".into()));
+        }
+        _ => None,
+    };
     let plan_json = units
         .iter()
         .map(|files| {
@@ -224,7 +251,7 @@ pub fn run(cfg: &IngestConfig, out: &Loc, slice: TaskSlice) -> Result<TaskReport
     let stage = Stage {
         name: STAGE.to_string(),
         dir: out.clone(),
-        config: serde_json::to_value(cfg).map_err(|e| StageError::Recipe(e.to_string()))?,
+        config,
         plan: plan_json,
         unit_bytes: units.iter().map(|u| u.iter().map(|f| f.bytes).sum()).collect(),
     };
@@ -232,7 +259,8 @@ pub fn run(cfg: &IngestConfig, out: &Loc, slice: TaskSlice) -> Result<TaskReport
     let abort_after: Option<u64> = std::env::var(env::TEST_ABORT_AFTER_DOCS).ok().and_then(|v| v.parse().ok());
     let written = Arc::new(AtomicU64::new(0));
     stage.run(slice, |ctx| {
-        let mut m = ingest_unit(cfg, &units[ctx.unit], ctx, abort_after.map(|n| (n, written.clone())))?;
+        let mut m =
+            ingest_unit(cfg, &units[ctx.unit], ctx, abort_after.map(|n| (n, written.clone())), webtext.clone())?;
         if ctx.unit == 0 && skipped_files > 0 {
             m.count("skipped_files", skipped_files);
         }
@@ -253,10 +281,19 @@ struct UnitSink {
     manifest: Manifest,
     strict: bool,
     abort: Option<(u64, Arc<AtomicU64>)>,
+    webtext: Option<Arc<Webtext>>,
 }
 
 impl UnitSink {
-    fn keep(&mut self, doc: Doc, file: &str, offset: u64, meta: Meta) -> Result<(), StageError> {
+    fn keep(&mut self, mut doc: Doc, file: &str, offset: u64, meta: Meta) -> Result<(), StageError> {
+        if let Some(w) = &self.webtext
+            && w.from.contains(&doc.source)
+            && let Some(key) = doc.url.as_deref().and_then(crate::urls::normalize)
+            && w.keys.contains(&crate::urls::key_hash(&key))
+        {
+            doc.source = w.source.clone();
+            self.manifest.count("webtext_matched", 1);
+        }
         self.batch_bytes += doc.text.len();
         self.batch.push(doc);
         self.files.push(file.to_string());
@@ -492,6 +529,7 @@ fn ingest_unit(
     files: &[InputFile],
     ctx: &UnitCtx,
     abort: Option<(u64, Arc<AtomicU64>)>,
+    webtext: Option<Arc<Webtext>>,
 ) -> Result<Manifest, StageError> {
     let start = Instant::now();
     let (shard_loc, shard_name) = ctx.shard();
@@ -510,6 +548,7 @@ fn ingest_unit(
         manifest: ctx.manifest(),
         strict: cfg.strict,
         abort,
+        webtext,
     };
     for file in files {
         let entry = ingest_file(cfg, file, &mut sink)?;
@@ -544,20 +583,6 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-/// Gzip, zstd or plain, by magic bytes. zstd allows a 2 GiB window (`--long=31`).
-fn decompress<'a, R: BufRead + 'a>(mut r: R) -> io::Result<Box<dyn BufRead + 'a>> {
-    let head = r.fill_buf()?;
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Ok(Box::new(BufReader::with_capacity(1 << 16, flate2::bufread::MultiGzDecoder::new(r))))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        let mut d = zstd::stream::read::Decoder::with_buffer(r)?;
-        d.window_log_max(31)?;
-        Ok(Box::new(BufReader::with_capacity(1 << 16, d)))
-    } else {
-        Ok(Box::new(r))
-    }
-}
-
 fn ingest_file(cfg: &IngestConfig, file: &InputFile, sink: &mut UnitSink) -> Result<FileEntry, StageError> {
     let path = file.loc.to_string();
     let source = cfg
@@ -583,7 +608,7 @@ fn ingest_file(cfg: &IngestConfig, file: &InputFile, sink: &mut UnitSink) -> Res
         });
     }
     let outcome = {
-        match decompress(BufReader::with_capacity(1 << 16, &mut raw)) {
+        match codec::decompress(BufReader::with_capacity(1 << 16, &mut raw), codec::DEFAULT_ZSTD_WINDOW_LOG) {
             Ok(mut reader) => match file.format {
                 InputFormat::Text => read_text(&mut reader, file, cfg, sink, &mut records),
                 InputFormat::Jsonl | InputFormat::Auto => {

@@ -4,16 +4,19 @@
 //!
 //! This crate never depends on the trainer; the two meet only through `shards` formats.
 
+pub mod codec;
 pub mod env;
 pub mod error;
 pub mod html;
 pub mod ingest;
 pub mod recipe;
+pub mod reddit;
 pub mod rng;
 pub mod sample;
 pub mod slice;
 pub mod stage;
 pub mod summary;
+pub mod urls;
 pub mod verify;
 pub mod warc;
 

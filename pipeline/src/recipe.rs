@@ -15,6 +15,9 @@ pub struct Recipe {
     /// When present, `grist run` first writes the built-in synthetic sample here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sample: Option<SampleConfig>,
+    /// When present, `grist run` selects WebText URLs from Pushshift dumps before ingest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reddit: Option<crate::reddit::RedditConfig>,
     pub ingest: IngestConfig,
 }
 
@@ -68,6 +71,28 @@ pub struct IngestConfig {
     /// Fail on the first bad record instead of writing it to the ledger.
     #[serde(default)]
     pub strict: bool,
+    /// WebText-style positives: crawled pages at URLs the `reddit` stage selected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webtext: Option<WebtextConfig>,
+}
+
+/// `[ingest.webtext]`: documents of the `from` sources whose normalized URL is among the
+/// `reddit` stage's selected links are written with source `source` instead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebtextConfig {
+    /// The `reddit` stage output directory (default: `{run.out}/reddit`).
+    #[serde(default)]
+    pub urls: Option<String>,
+    /// Sources whose documents are matched (crawl sources).
+    pub from: Vec<String>,
+    /// Source name given to matched documents.
+    #[serde(default = "default_webtext_source")]
+    pub source: String,
+}
+
+fn default_webtext_source() -> String {
+    "webtext".into()
 }
 
 fn default_unit_bytes() -> u64 {
@@ -168,6 +193,16 @@ impl Recipe {
             }
             if s.paths.is_empty() {
                 return bad(format!("source {:?} has no paths", s.name));
+            }
+        }
+        if let Some(w) = &self.ingest.webtext {
+            for f in &w.from {
+                if !names.contains(f) {
+                    return bad(format!("ingest.webtext.from names {f:?}, which is not an ingest source"));
+                }
+            }
+            if w.urls.is_none() && self.reddit.is_none() {
+                return bad("ingest.webtext needs [reddit] or ingest.webtext.urls (a reddit stage directory)".into());
             }
         }
         if self.ingest.unit_bytes == 0 || self.ingest.row_group_bytes == 0 {

@@ -43,6 +43,12 @@ pub fn summarize(dir: &Loc) -> Result<Summary, StageError> {
     let mut lengths: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let mut sources: BTreeMap<String, SourceSummary> = BTreeMap::new();
     for f in &m.outputs {
+        let (src, format) = shards::parquet_io::ParquetSource::open_any(&dir.join(&f.path))?;
+        if format != shards::docs::DOCS_FORMAT {
+            // A table, not documents (e.g. reddit's URLs): rows only.
+            sources.entry(format!("{} ({format})", m.stage)).or_default().docs += src.num_rows();
+            continue;
+        }
         let r = DocReader::open(&dir.join(&f.path))?;
         for batch in r.batches(Some(&["source", "text"]), 8192)? {
             let b = batch?;

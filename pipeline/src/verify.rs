@@ -58,7 +58,16 @@ pub fn verify(dir: &Loc) -> Result<VerifyReport, StageError> {
             a.docs_in, a.docs_out, a.docs_ledger
         ));
     }
-    let out_rows = check_files(dir, &m.outputs, |l| DocReader::open(l).map(|d| d.num_rows()), &mut r);
+    // Outputs are document shards, or a stage's tables (e.g. reddit's URL tables).
+    let out_rows = check_files(
+        dir,
+        &m.outputs,
+        |l| match shards::parquet_io::ParquetSource::open_any(l)? {
+            (_, f) if f == shards::docs::DOCS_FORMAT => DocReader::open(l).map(|d| d.num_rows()),
+            (s, _) => Ok(s.num_rows()),
+        },
+        &mut r,
+    );
     let ledger_rows = check_files(dir, &m.ledgers, |l| LedgerReader::open(l).map(|d| d.num_rows()), &mut r);
     if out_rows != a.docs_out {
         r.problems.push(format!("output shards hold {out_rows} documents, manifest counts {} out", a.docs_out));

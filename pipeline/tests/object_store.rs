@@ -27,7 +27,7 @@ paths = ["memory://grist-it/corpus"]
     )
     .unwrap();
     let out = Loc::parse(&recipe.run.out).unwrap().join(ingest::STAGE);
-    let rep = ingest::run(&recipe.ingest, &out, TaskSlice::ALL).unwrap();
+    let rep = ingest::run(&recipe.ingest, &out, TaskSlice::ALL, None).unwrap();
     assert!(rep.stage_complete);
     assert_eq!((rep.accounting.docs_in, rep.accounting.docs_out, rep.accounting.docs_ledger), (51, 50, 1));
     let docs = DocReader::open(&out.join("part-00000.parquet")).unwrap().read_docs().unwrap();
@@ -35,6 +35,6 @@ paths = ["memory://grist-it/corpus"]
     let v = verify::verify(&out).unwrap();
     assert!(v.ok(), "{:?}", v.problems);
     // A rerun skips the completed unit.
-    let again = ingest::run(&recipe.ingest, &out, TaskSlice::ALL).unwrap();
+    let again = ingest::run(&recipe.ingest, &out, TaskSlice::ALL, None).unwrap();
     assert_eq!((again.units_done, again.units_skipped), (0, 1));
 }

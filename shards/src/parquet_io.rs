@@ -115,8 +115,18 @@ pub struct ParquetSource {
 }
 
 impl ParquetSource {
+    /// Opens any of grist's Parquet files (documents, ledgers, tables): magic and a grist
+    /// format tag are checked, the kind is not. Returns the source and its format tag.
+    pub fn open_any(loc: &Loc) -> Result<(ParquetSource, String)> {
+        Self::open_checked(loc, None, u32::MAX)
+    }
+
     /// Opens `loc`, checking Parquet magic, grist's format tag `format` and version `<= max_version`.
     pub fn open(loc: &Loc, format: &str, max_version: u32) -> Result<ParquetSource> {
+        Self::open_checked(loc, Some(format), max_version).map(|(s, _)| s)
+    }
+
+    fn open_checked(loc: &Loc, format: Option<&str>, max_version: u32) -> Result<(ParquetSource, String)> {
         let path = loc.to_string();
         let at = || At::file(path.clone());
         let src = match loc.as_local() {
@@ -148,10 +158,11 @@ impl ParquetSource {
                 .and_then(|kv| kv.value.clone())
         };
         let got = kv(FORMAT_KEY);
-        if got.as_deref() != Some(format) {
+        let wanted = format.map(|f| got.as_deref() == Some(f)).unwrap_or(got.is_some());
+        if !wanted {
             return Err(ShardError::BadMagic {
                 at: at(),
-                expected: format!("{FORMAT_KEY}={format}"),
+                expected: format!("{FORMAT_KEY}={}", format.unwrap_or("<any grist format>")),
                 got: got
                     .map(|g| format!("{FORMAT_KEY}={g}"))
                     .unwrap_or_else(|| "a Parquet file not written by grist".into()),
@@ -167,7 +178,7 @@ impl ParquetSource {
                 max: max_version as u64,
             });
         }
-        Ok(ParquetSource { src, metadata, schema, path })
+        Ok((ParquetSource { src, metadata, schema, path }, got.unwrap_or_default()))
     }
 
     pub fn schema(&self) -> &SchemaRef {

@@ -1,0 +1,388 @@
+//! `reddit`: GPT-2's WebText link selection from Pushshift submission dumps. Every submission
+//! line is read (zstd with a 2 GiB window, xz, bzip2, gzip or plain NDJSON); a submission is
+//! selected when it is not a self post, links to an http(s) page outside the excluded domains
+//! and media types, and has `score >= min_score` (GPT-2: "at least 3 karma"). Selected links
+//! are normalized (see `urls`) and deduplicated within a dump, keeping the highest score; the
+//! output is a URL table per dump. Every other line goes to the ledger with its reason.
+//! This stage fetches nothing: crawled pages are matched to the URLs in `ingest`.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use shards::arrow::array::{ArrayRef, Int64Array, StringArray};
+use shards::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use shards::arrow::record_batch::RecordBatch;
+use shards::parquet_io::{ParquetSink, ParquetSource};
+use shards::{At, FileEntry, LedgerEntry, LedgerWriter, Loc, Manifest, ShardError, WriteOptions};
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::codec;
+use crate::error::StageError;
+use crate::slice::TaskSlice;
+use crate::stage::{Stage, TaskReport, UnitCtx};
+use crate::urls;
+
+/// Stage name.
+pub const STAGE: &str = "reddit";
+/// `grist.format` of URL tables.
+pub const URLS_FORMAT: &str = "urls";
+/// URL table format version.
+pub const URLS_VERSION: u32 = 1;
+
+/// `[reddit]` in a recipe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedditConfig {
+    /// Pushshift submission dumps (RS_*.zst, .xz, .bz2, .gz or plain NDJSON); files, folders or patterns.
+    pub dumps: Vec<String>,
+    /// Minimum score (karma) of a submission whose link is kept. GPT-2 used 3.
+    #[serde(default = "default_min_score")]
+    pub min_score: i64,
+    /// Links to these domains (and their subdomains) are not outbound pages. GPT-2 also removed
+    /// Wikipedia from WebText, as other datasets cover it.
+    #[serde(default = "default_exclude_domains")]
+    pub exclude_domains: Vec<String>,
+    /// Links whose path ends in one of these extensions are media, not text.
+    #[serde(default = "default_media_extensions")]
+    pub media_extensions: Vec<String>,
+    /// Largest zstd window (log2 bytes) to allow; Pushshift's dumps need 31.
+    #[serde(default = "default_window_log")]
+    pub zstd_window_log: u32,
+}
+
+fn default_min_score() -> i64 {
+    3
+}
+fn default_exclude_domains() -> Vec<String> {
+    ["reddit.com", "redd.it", "redditmedia.com", "wikipedia.org"].map(String::from).to_vec()
+}
+fn default_media_extensions() -> Vec<String> {
+    [
+        "jpg", "jpeg", "png", "gif", "gifv", "webp", "bmp", "svg", "mp4", "webm", "mov", "avi", "mp3", "ogg", "wav",
+        "zip", "gz", "exe",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+fn default_window_log() -> u32 {
+    codec::DEFAULT_ZSTD_WINDOW_LOG
+}
+
+/// The URL table's schema.
+pub fn urls_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("url", DataType::Utf8, false),
+        Field::new("key", DataType::Utf8, false),
+        Field::new("score", DataType::Int64, false),
+        Field::new("subreddit", DataType::Utf8, true),
+        Field::new("created_utc", DataType::Int64, true),
+        Field::new("submission_id", DataType::Utf8, true),
+    ]))
+}
+
+#[derive(Debug, Deserialize)]
+struct Submission {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    score: Option<serde_json::Value>,
+    #[serde(default)]
+    is_self: Option<bool>,
+    #[serde(default)]
+    subreddit: Option<String>,
+    #[serde(default)]
+    created_utc: Option<serde_json::Value>,
+}
+
+/// Pushshift writes numbers as numbers or as strings, depending on the year.
+fn as_i64(v: &Option<serde_json::Value>) -> Option<i64> {
+    match v.as_ref()? {
+        serde_json::Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        serde_json::Value::String(s) => s.trim().parse::<f64>().ok().map(|f| f as i64),
+        _ => None,
+    }
+}
+
+struct Selected {
+    url: String,
+    key: String,
+    score: i64,
+    subreddit: Option<String>,
+    created_utc: Option<i64>,
+    id: String,
+}
+
+/// Runs `reddit` for one task slice.
+pub fn run(cfg: &RedditConfig, out: &Loc, slice: TaskSlice) -> Result<TaskReport, StageError> {
+    let mut dumps = Vec::new();
+    for p in &cfg.dumps {
+        let loc = Loc::parse(p)?;
+        let found = if loc.exists()? { vec![loc] } else { loc.list()? };
+        if found.is_empty() {
+            return Err(StageError::Input {
+                at: At::file(p.clone()),
+                msg: "no Pushshift dump found here\nhint: check [reddit] dumps".into(),
+            });
+        }
+        dumps.extend(found);
+    }
+    let mut plan = Vec::new();
+    let mut unit_bytes = Vec::new();
+    for d in &dumps {
+        let (bytes, modified) = d.stat()?;
+        plan.push(serde_json::json!([d.to_string(), bytes, modified]));
+        unit_bytes.push(bytes);
+    }
+    let stage = Stage {
+        name: STAGE.to_string(),
+        dir: out.clone(),
+        config: serde_json::to_value(cfg).map_err(|e| StageError::Recipe(e.to_string()))?,
+        plan,
+        unit_bytes,
+    };
+    stage.run(slice, |ctx| reddit_unit(cfg, &dumps[ctx.unit], ctx))
+}
+
+fn reddit_unit(cfg: &RedditConfig, dump: &Loc, ctx: &UnitCtx) -> Result<Manifest, StageError> {
+    let start = Instant::now();
+    let path = dump.to_string();
+    let rel = dump.file_name();
+    let mut m = ctx.manifest();
+    let (ledger_loc, ledger_name) = ctx.ledger();
+    let mut ledger = LedgerWriter::create(&ledger_loc, WriteOptions::default())?;
+    let mut push = |m: &mut Manifest,
+                    id: String,
+                    reason: &str,
+                    detail: Option<String>,
+                    location: Option<String>,
+                    dup: Option<String>| {
+        m.accounting.docs_in += 1;
+        m.accounting.docs_ledger += 1;
+        m.count(reason, 1);
+        ledger.push(LedgerEntry {
+            id,
+            source: STAGE.to_string(),
+            stage: STAGE.to_string(),
+            reason: reason.to_string(),
+            detail,
+            location,
+            duplicate_of: dup,
+            ..LedgerEntry::default()
+        })
+    };
+
+    let mut hash = Xxh3::new();
+    let mut raw_bytes = 0u64;
+    let mut selected: Vec<Selected> = Vec::new();
+    let mut by_key: HashMap<String, usize> = HashMap::new();
+    let mut lines = 0u64;
+    {
+        let counting = HashingReader { inner: dump.open()?, hash: &mut hash, bytes: &mut raw_bytes };
+        let mut reader = codec::decompress(BufReader::with_capacity(1 << 16, counting), cfg.zstd_window_log)
+            .map_err(|e| StageError::Input { at: At::byte(path.clone(), 0), msg: e.to_string() })?;
+        let mut line = Vec::new();
+        let mut offset = 0u64;
+        loop {
+            line.clear();
+            let n = match reader.read_until(b'\n', &mut line) {
+                Ok(n) => n,
+                Err(e) => {
+                    // A zstd window that is not allowed is a setting, not bad data: stop.
+                    if e.to_string().contains("window log") {
+                        return Err(StageError::Input {
+                            at: At::byte(path, offset),
+                            msg: format!("{e}\nhint: set reddit.zstd_window_log = 31"),
+                        });
+                    }
+                    lines += 1;
+                    push(
+                        &mut m,
+                        format!("{rel}@{offset}"),
+                        "corrupt_input",
+                        Some(e.to_string()),
+                        Some(format!("{rel}@{offset}")),
+                        None,
+                    )?;
+                    break;
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            let at = offset;
+            offset += n as u64;
+            let body = line.strip_suffix(b"\n").unwrap_or(&line);
+            if body.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            lines += 1;
+            let here = || Some(format!("{rel}@{at}"));
+            let sub: Submission = match serde_json::from_slice(body) {
+                Ok(s) => s,
+                Err(e) => {
+                    let reason = if std::str::from_utf8(body).is_err() { "invalid_utf8" } else { "malformed_json" };
+                    push(&mut m, format!("{rel}@{at}"), reason, Some(e.to_string()), here(), None)?;
+                    continue;
+                }
+            };
+            let id = sub.id.clone().map(|i| format!("t3_{i}")).unwrap_or_else(|| format!("{rel}@{at}"));
+            let score = as_i64(&sub.score);
+            let reject = |reason: &'static str, detail: String| Some((reason, detail));
+            let verdict = match (&sub.url, score) {
+                _ if sub.is_self == Some(true) => reject("self_post", String::new()),
+                (None, _) => reject("no_url", String::new()),
+                (_, None) => reject("no_score", String::new()),
+                (_, Some(s)) if s < cfg.min_score => reject("low_score", format!("score {s} < {}", cfg.min_score)),
+                (Some(u), _) => match urls::normalize(u) {
+                    None => reject("not_http", u.clone()),
+                    Some(key) => {
+                        let host = key.split(['/', '?', ':']).next().unwrap_or("").to_string();
+                        if cfg.exclude_domains.iter().any(|d| host == *d || host.ends_with(&format!(".{d}"))) {
+                            reject("excluded_domain", host)
+                        } else if is_media(&key, &cfg.media_extensions) {
+                            reject("media_link", u.clone())
+                        } else {
+                            let s = Selected {
+                                url: u.clone(),
+                                key,
+                                score: score.unwrap_or_default(),
+                                subreddit: sub.subreddit.clone(),
+                                created_utc: as_i64(&sub.created_utc),
+                                id: id.clone(),
+                            };
+                            match by_key.get(&s.key) {
+                                Some(&i) => {
+                                    // Keep the higher score; the first seen on a tie.
+                                    let (winner, loser) = if s.score > selected[i].score {
+                                        let old = std::mem::replace(&mut selected[i], s);
+                                        (selected[i].id.clone(), old.id)
+                                    } else {
+                                        (selected[i].id.clone(), s.id)
+                                    };
+                                    push(&mut m, loser, "duplicate_url", None, None, Some(winner))?;
+                                }
+                                None => {
+                                    by_key.insert(s.key.clone(), selected.len());
+                                    selected.push(s);
+                                    m.accounting.docs_in += 1;
+                                }
+                            }
+                            None
+                        }
+                    }
+                },
+            };
+            if let Some((reason, detail)) = verdict {
+                push(&mut m, id, reason, (!detail.is_empty()).then_some(detail), here(), None)?;
+            }
+        }
+        let mut rest = reader;
+        let _ = std::io::copy(&mut rest, &mut std::io::sink());
+    }
+    m.accounting.docs_out = selected.len() as u64;
+    let (out_loc, out_name) = ctx.shard();
+    let mut sink = ParquetSink::create(
+        &out_loc,
+        urls_schema(),
+        URLS_FORMAT,
+        URLS_VERSION,
+        WriteOptions::default(),
+        &["url", "key", "submission_id"],
+    )?;
+    for chunk in selected.chunks(8192) {
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(chunk.iter().map(|s| s.url.as_str()))),
+            Arc::new(StringArray::from_iter_values(chunk.iter().map(|s| s.key.as_str()))),
+            Arc::new(Int64Array::from_iter_values(chunk.iter().map(|s| s.score))),
+            Arc::new(StringArray::from_iter(chunk.iter().map(|s| s.subreddit.as_deref()))),
+            Arc::new(Int64Array::from_iter(chunk.iter().map(|s| s.created_utc))),
+            Arc::new(StringArray::from_iter(chunk.iter().map(|s| Some(s.id.as_str())))),
+        ];
+        let batch = RecordBatch::try_new(urls_schema(), cols)
+            .map_err(|source| ShardError::Arrow { at: At::file(out_loc.to_string()), source })?;
+        sink.write(&batch)?;
+    }
+    let rows = sink.finish()?;
+    let ledger_rows = ledger.finish()?;
+    m.inputs.push(FileEntry { path, rows: lines, bytes: raw_bytes, xxh3: shards::checksum::hex64(hash.digest()) });
+    m.outputs.push(FileEntry::describe(&out_loc, out_name, rows)?);
+    m.ledgers.push(FileEntry::describe(&ledger_loc, ledger_name, ledger_rows)?);
+    m.count("selected_urls", rows);
+    m.timings.insert("reddit_seconds".into(), start.elapsed().as_secs_f64());
+    ctx.progress.inc(raw_bytes);
+    Ok(m)
+}
+
+fn is_media(key: &str, extensions: &[String]) -> bool {
+    let path = key.split('?').next().unwrap_or(key);
+    let last = path.rsplit('/').next().unwrap_or("");
+    match last.rsplit_once('.') {
+        Some((_, ext)) => extensions.iter().any(|e| e.eq_ignore_ascii_case(ext)),
+        None => false,
+    }
+}
+
+struct HashingReader<'a, R> {
+    inner: R,
+    hash: &'a mut Xxh3,
+    bytes: &'a mut u64,
+}
+
+impl<R: Read> Read for HashingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        *self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// The set of URL keys (as 64-bit hashes) of a completed `reddit` stage, and its fingerprint.
+pub fn load_url_set(dir: &Loc) -> Result<(std::collections::HashSet<u64>, String), StageError> {
+    let manifest_loc = dir.join(crate::stage::MANIFEST);
+    if !manifest_loc.exists()? {
+        return Err(StageError::Input {
+            at: At::file(manifest_loc.to_string()),
+            msg: "the reddit stage has not completed\nhint: run `grist reddit` (or `grist run`) first".into(),
+        });
+    }
+    let m = Manifest::read(&manifest_loc)?;
+    let mut set = std::collections::HashSet::new();
+    for f in &m.outputs {
+        let src = ParquetSource::open(&dir.join(&f.path), URLS_FORMAT, URLS_VERSION)?;
+        for batch in src.batches(Some(&["key"]), 65536)? {
+            let b = batch?;
+            for key in shards::str_col(&b, "key")?.iter().flatten() {
+                set.insert(urls::key_hash(key));
+            }
+        }
+    }
+    Ok((set, m.fingerprint))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_links_by_extension() {
+        let ext = default_media_extensions();
+        assert!(is_media("i.imgur.com/abc.JPG", &ext));
+        assert!(!is_media("example.com/article.html", &ext));
+        assert!(!is_media("example.com/jpg", &ext));
+        assert!(!is_media("example.com/a?x=y.png", &ext));
+    }
+
+    #[test]
+    fn numbers_as_numbers_or_strings() {
+        assert_eq!(as_i64(&Some(serde_json::json!(5))), Some(5));
+        assert_eq!(as_i64(&Some(serde_json::json!("1119552233"))), Some(1_119_552_233));
+        assert_eq!(as_i64(&Some(serde_json::json!(1.5e3))), Some(1500));
+        assert_eq!(as_i64(&None), None);
+    }
+}

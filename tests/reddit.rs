@@ -1,0 +1,131 @@
+//! `grist reddit` and the WebText join in `grist ingest`, end to end through the binary.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::Write;
+
+use common::*;
+use shards::{LedgerReader, Loc, Manifest};
+
+fn report(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+#[test]
+fn pushshift_2005_selects_gpt2s_links() {
+    let Some(data) = test_data("pushshift_2005_selects_gpt2s_links") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("r.toml");
+    let dump = data.join("reddit/RS_2005.zst");
+    std::fs::write(
+        &recipe,
+        format!(
+            "[run]\nout = \"{}\"\n[reddit]\ndumps = [\"{}\"]\n[ingest]\n[[ingest.sources]]\nname = \"x\"\npaths = [\"{}\"]\n",
+            dir.path().join("out").display(),
+            dump.display(),
+            dump.display()
+        ),
+    )
+    .unwrap();
+    let rep = report(&ok(grist(&["-q", "reddit", recipe.to_str().unwrap()], &[])));
+    // The data README: 1,182 lines, 840 submissions with score >= 3, no self posts.
+    assert_eq!(rep["accounting"]["docs_in"], 1182);
+    let m = Manifest::read(&Loc::local(dir.path().join("out/reddit/manifest.json"))).unwrap();
+    assert_eq!(m.counters["low_score"], 1182 - 840);
+    let selected = m.accounting.docs_out;
+    let others: u64 = ["duplicate_url", "media_link", "excluded_domain", "not_http", "no_url"]
+        .iter()
+        .map(|r| m.counters.get(*r).copied().unwrap_or(0))
+        .sum();
+    assert_eq!(selected + others, 840);
+    assert!(selected > 800, "{selected}");
+    // Duplicates point at the submission that was kept.
+    let ledger =
+        LedgerReader::open(&Loc::local(dir.path().join("out/reddit/ledger-00000.parquet"))).unwrap().entries().unwrap();
+    assert!(
+        ledger
+            .iter()
+            .filter(|e| e.reason == "duplicate_url")
+            .all(|e| e.duplicate_of.as_deref().is_some_and(|d| d.starts_with("t3_")))
+    );
+    ok(grist(&["inspect", "--verify", dir.path().join("out/reddit").to_str().unwrap()], &[]));
+
+    // Without the long window the zstd frame is refused with a message that says what to set.
+    let o = grist(
+        &[
+            "-q",
+            "reddit",
+            recipe.to_str().unwrap(),
+            "--set",
+            "reddit.zstd_window_log=27",
+            "--set",
+            &format!("run.out={}", dir.path().join("o2").display()),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("RS_2005.zst") && e.contains("zstd_window_log = 31"), "{e}");
+}
+
+#[test]
+fn crawled_pages_at_reddit_links_become_webtext() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut dump = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+    for (i, (url, score)) in [
+        ("https://www.news.example/story?utm_source=reddit", 10),
+        ("http://blog.example/post/", 3),
+        ("http://low.example/", 2),
+    ]
+    .iter()
+    .enumerate()
+    {
+        writeln!(dump, "{}", serde_json::json!({"id": format!("s{i}"), "url": url, "score": score, "is_self": false, "subreddit": "news", "created_utc": 1_120_000_000 + i})).unwrap();
+    }
+    writeln!(dump, "{{\"id\": \"self\", \"url\": \"https://www.reddit.com/r/x/1\", \"score\": 50, \"is_self\": true}}")
+        .unwrap();
+    std::fs::write(d.join("RS_test.zst"), dump.finish().unwrap()).unwrap();
+    let crawl: String = [
+        ("http://news.example/story", "the story as it was crawled"),
+        ("https://blog.example/post", "a blog post worth reading"),
+        ("http://low.example/", "a page few people liked"),
+        ("http://other.example/", "a page nobody linked"),
+    ]
+    .iter()
+    .map(|(u, t)| format!("{}\n", serde_json::json!({"url": u, "text": t})))
+    .collect();
+    std::fs::write(d.join("crawl.jsonl"), crawl).unwrap();
+    let recipe = d.join("r.toml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "[run]\nout = \"{out}\"\n[reddit]\ndumps = [\"{dump}\"]\n[ingest]\n[[ingest.sources]]\nname = \"common_crawl\"\npaths = [\"{crawl}\"]\n[ingest.webtext]\nfrom = [\"common_crawl\"]\n",
+            out = d.join("out").display(),
+            dump = d.join("RS_test.zst").display(),
+            crawl = d.join("crawl.jsonl").display()
+        ),
+    )
+    .unwrap();
+    let o = ok(grist(&["-q", "run", recipe.to_str().unwrap()], &[]));
+    assert!(o.contains("4 submissions in = 2 URLs selected + 2 in the ledger"), "{o}");
+    let docs =
+        shards::DocReader::open(&Loc::local(d.join("out/ingest/part-00000.parquet"))).unwrap().read_docs().unwrap();
+    let sources: Vec<(&str, &str)> = docs.iter().map(|d| (d.url.as_deref().unwrap(), d.source.as_str())).collect();
+    assert_eq!(
+        sources,
+        [
+            ("http://news.example/story", "webtext"),
+            ("https://blog.example/post", "webtext"),
+            ("http://low.example/", "common_crawl"),
+            ("http://other.example/", "common_crawl")
+        ]
+    );
+    // Ingest without the reddit stage is refused with a hint.
+    let o = grist(
+        &["-q", "ingest", recipe.to_str().unwrap(), "--set", &format!("run.out={}", d.join("fresh").display())],
+        &[],
+    );
+    assert!(stderr(&o).contains("hint: run `grist reddit`"), "{}", stderr(&o));
+}
