@@ -129,3 +129,35 @@ fn crawled_pages_at_reddit_links_become_webtext() {
     );
     assert!(stderr(&o).contains("hint: run `grist reddit`"), "{}", stderr(&o));
 }
+
+#[test]
+fn the_demo_recipe_runs_end_to_end_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = d.join("sample");
+    let recipe = concat!(env!("CARGO_MANIFEST_DIR"), "/recipes/demo.toml");
+    let sets = [
+        format!("run.out={}", d.join("out").display()),
+        format!("sample.out={}", s.display()),
+        format!("reddit.dumps=[\"{}\"]", s.join("reddit").display()),
+        format!("ingest.sources.0.paths=[\"{}\"]", s.join("crawl").display()),
+        format!("ingest.sources.1.paths=[\"{}\"]", s.join("cc").display()),
+        format!("ingest.sources.2.paths=[\"{}\"]", s.join("books").display()),
+    ];
+    let mut args = vec!["-q", "run", recipe];
+    for x in &sets {
+        args.extend(["--set", x.as_str()]);
+    }
+    let first = ok(grist(&args, &[]));
+    assert!(first.contains("verify   ok"), "{first}");
+    let planted: serde_json::Value = serde_json::from_slice(&std::fs::read(s.join("sample.json")).unwrap()).unwrap();
+    let m = Manifest::read(&Loc::local(d.join("out/ingest/manifest.json"))).unwrap();
+    // Every selected Reddit link points at a sample page, and every one of them is found.
+    assert_eq!(m.counters["webtext_matched"], planted["report"]["reddit_selected_links"].as_u64().unwrap());
+    assert!(m.counters["not_html"] >= 1 && m.counters["http_status"] >= 1, "{:?}", m.counters);
+    let summary = report(&ok(grist(&["inspect", "--json", d.join("out/ingest").to_str().unwrap()], &[])));
+    assert_eq!(summary["sources"]["webtext"]["docs"], m.counters["webtext_matched"]);
+
+    let again = ok(grist(&args, &[]));
+    assert!(again.contains("0 units done, 1 skipped") && again.contains("0 units done, 3 skipped"), "{again}");
+}

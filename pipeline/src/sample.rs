@@ -136,6 +136,13 @@ pub struct SampleReport {
     pub planted_malformed_json: usize,
     pub planted_invalid_utf8: usize,
     pub planted_short: usize,
+    /// `cc/`: WARC records (response pages with boilerplate around an article, plus a 404 and
+    /// an image) and WET conversion records, one gzip member per record as Common Crawl writes.
+    pub warc_responses: usize,
+    pub wet_records: usize,
+    /// `reddit/`: Pushshift-style submissions, and how many link to sample pages with score >= 3.
+    pub reddit_submissions: usize,
+    pub reddit_selected_links: usize,
 }
 
 /// Writes the sample into `out`: `crawl/` (JSON lines, one gzip and one zstd file, dolma
@@ -144,6 +151,8 @@ pub fn write_sample(out: &Loc, seed: u64, docs: usize) -> Result<SampleReport, S
     let mut rep = SampleReport { out: out.to_string(), ..Default::default() };
     // Two crawl files for small samples, more as it grows (about 20k records each).
     let files = (docs / 20_000).max(2);
+    // Pages a Reddit user might link to: the prose documents, by URL.
+    let mut prose_urls: Vec<String> = Vec::new();
     for f in 0..files {
         let mut lines: Vec<Vec<u8>> = Vec::new();
         for i in (f..docs).step_by(files) {
@@ -165,11 +174,15 @@ pub fn write_sample(out: &Loc, seed: u64, docs: usize) -> Result<SampleReport, S
                     prose(&mut r, paragraphs)
                 }
             };
+            let url = format!("https://site{}.example/page/{i}", r.below(40));
+            if kind > 46 {
+                prose_urls.push(url.clone());
+            }
             let rec = serde_json::json!({
                 "id": format!("sample-{i}"),
                 "text": text,
                 "source": "synthetic-crawl",
-                "metadata": { "url": format!("https://site{}.example/page/{i}", r.below(40)) },
+                "metadata": { "url": url },
             });
             lines.push(rec.to_string().into_bytes());
         }
@@ -199,6 +212,8 @@ pub fn write_sample(out: &Loc, seed: u64, docs: usize) -> Result<SampleReport, S
         out.join(&name).write_atomic(&bytes)?;
         rep.crawl_files += 1;
     }
+    write_warc(out, seed, docs, &mut rep, &mut prose_urls)?;
+    write_reddit(out, seed, &prose_urls, &mut rep)?;
     let books = (docs / 40).max(2);
     for b in 0..books {
         let mut r = DocRng::new(seed, "sample/books", &b.to_string());
@@ -209,6 +224,169 @@ pub fn write_sample(out: &Loc, seed: u64, docs: usize) -> Result<SampleReport, S
         rep.book_files += 1;
     }
     Ok(rep)
+}
+
+/// A deterministic UUID-shaped record id.
+fn record_id(r: &mut DocRng) -> String {
+    let (a, b) = (r.next_u64(), r.next_u64());
+    format!(
+        "<urn:uuid:{:08x}-{:04x}-{:04x}-{:04x}-{:012x}>",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xffff,
+        b >> 48,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+/// One WARC record, gzipped as its own member.
+fn warc_member(headers: &[(&str, String)], block: &[u8]) -> Result<Vec<u8>, std::io::Error> {
+    let mut rec = b"WARC/1.0\r\n".to_vec();
+    for (k, v) in headers {
+        rec.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+    }
+    rec.extend_from_slice(format!("Content-Length: {}\r\n\r\n", block.len()).as_bytes());
+    rec.extend_from_slice(block);
+    rec.extend_from_slice(b"\r\n\r\n");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+    enc.write_all(&rec)?;
+    enc.finish()
+}
+
+/// An article page with the chrome a crawler sees around it.
+fn html_page(r: &mut DocRng, title: &str, site: &str, body: &str) -> String {
+    let paragraphs: String = body.split("\n\n").map(|p| format!("<p>{p}</p>\n")).collect();
+    let menu: String = (0..6).map(|_| format!("<li><a href=\"/{0}\">{0}</a></li>", pick(r, NAV))).collect();
+    format!(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{title} | {site}</title>\
+         <style>body {{ font-family: serif }} .nav li {{ display: inline }}</style>\
+         <script>window.analytics = {{ site: \"{site}\", track: true }};</script></head>\
+         <body><nav><ul class=\"nav\">{menu}</ul></nav><main><article><h1>{title}</h1>\n{paragraphs}</article></main>\
+         <aside><h3>Related</h3><a href=\"/r/1\">Ten {a} tricks</a> <a href=\"/r/2\">Win a {b}</a></aside>\
+         <footer>Copyright 2020 {site}. All rights reserved. <a href=\"/privacy\">Privacy policy</a></footer></body></html>",
+        a = pick(r, ADJ),
+        b = pick(r, NOUN),
+    )
+}
+
+/// `cc/`: a WARC of HTML responses and a WET of conversion records. The URLs of the article
+/// pages are added to `prose_urls`; returns how many there are.
+fn write_warc(
+    out: &Loc,
+    seed: u64,
+    docs: usize,
+    rep: &mut SampleReport,
+    prose_urls: &mut Vec<String>,
+) -> Result<usize, StageError> {
+    let n = (docs / 6).max(4);
+    let date = "2020-08-04T12:00:00Z";
+    let info = warc_member(
+        &[
+            ("WARC-Type", "warcinfo".into()),
+            ("WARC-Date", date.into()),
+            ("Content-Type", "application/warc-fields".into()),
+        ],
+        b"software: grist sample\r\nformat: WARC File Format 1.0\r\n",
+    )
+    .map_err(|e| io_err(out, e))?;
+    let (mut warc, mut wet) = (info.clone(), info);
+    let mut pages = 0;
+    for i in 0..n {
+        let mut r = DocRng::new(seed, "sample/warc", &i.to_string());
+        let site = format!("site{}.example", r.below(40));
+        let url = format!("https://{site}/article/{i}");
+        let id = record_id(&mut r);
+        let kind = r.below(20);
+        let (status, ctype, body): (&str, &str, Vec<u8>) = match kind {
+            0 => ("404 Not Found", "text/html", b"<html><body>Not found</body></html>".to_vec()),
+            1 => ("200 OK", "image/png", vec![0x89, b'P', b'N', b'G', 0, 1, 2, 3]),
+            2..=5 => {
+                let title = format!("{} {} offer", pick(&mut r, ADJ), pick(&mut r, NOUN));
+                let text = spam(&mut r);
+                ("200 OK", "text/html; charset=utf-8", html_page(&mut r, &title, &site, &text).into_bytes())
+            }
+            _ => {
+                let title = format!("The {} {}", pick(&mut r, ADJ), pick(&mut r, NOUN));
+                let paragraphs = 2 + r.below(4) as usize;
+                let text = prose(&mut r, paragraphs);
+                prose_urls.push(url.clone());
+                pages += 1;
+                ("200 OK", "text/html; charset=utf-8", html_page(&mut r, &title, &site, &text).into_bytes())
+            }
+        };
+        let mut block = format!("HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n", body.len())
+            .into_bytes();
+        block.extend_from_slice(&body);
+        let headers = [
+            ("WARC-Type", "response".to_string()),
+            ("WARC-Date", date.to_string()),
+            ("WARC-Record-ID", id.clone()),
+            ("WARC-Target-URI", url.clone()),
+            ("Content-Type", "application/http; msgtype=response".to_string()),
+        ];
+        warc.extend(warc_member(&headers, &block).map_err(|e| io_err(out, e))?);
+        rep.warc_responses += 1;
+        // The WET of the same crawl: a conversion record for every page that had text.
+        if kind >= 2 {
+            let mut w = DocRng::new(seed, "sample/wet", &i.to_string());
+            let text = if kind <= 5 { spam(&mut w) } else { prose(&mut w, 2) };
+            let headers = [
+                ("WARC-Type", "conversion".to_string()),
+                ("WARC-Target-URI", url.replace("/article/", "/wet/")),
+                ("WARC-Date", date.to_string()),
+                ("WARC-Record-ID", record_id(&mut w)),
+                ("WARC-Refers-To", record_id(&mut w)),
+                ("WARC-Identified-Content-Language", "eng".to_string()),
+                ("Content-Type", "text/plain".to_string()),
+            ];
+            wet.extend(warc_member(&headers, text.as_bytes()).map_err(|e| io_err(out, e))?);
+            rep.wet_records += 1;
+        }
+    }
+    out.join("cc/CC-SAMPLE-00000.warc.gz").write_atomic(&warc)?;
+    out.join("cc/CC-SAMPLE-00000.warc.wet.gz").write_atomic(&wet)?;
+    Ok(pages)
+}
+
+/// `reddit/`: a Pushshift-style submission dump (zstd NDJSON) linking to some sample pages with
+/// enough karma, plus what GPT-2's rule leaves out: low scores, self posts, Reddit's own links,
+/// images, and a repost of the same page.
+fn write_reddit(out: &Loc, seed: u64, prose_urls: &[String], rep: &mut SampleReport) -> Result<(), StageError> {
+    let mut lines = Vec::new();
+    let mut selected = std::collections::BTreeSet::new();
+    for (i, url) in prose_urls.iter().enumerate() {
+        let mut r = DocRng::new(seed, "sample/reddit", url);
+        let roll = r.below(10);
+        if roll >= 4 {
+            continue; // not every good page was posted
+        }
+        // Links as people post them: with www., tracking parameters, either scheme.
+        let posted = match r.below(3) {
+            0 => url.replacen("https://", "https://www.", 1),
+            1 => format!("{url}?utm_source=reddit&utm_medium=social"),
+            _ => url.replacen("https://", "http://", 1),
+        };
+        let score = if roll == 0 { r.below(3) as i64 } else { 3 + r.below(500) as i64 };
+        if score >= 3 {
+            selected.insert(url.clone());
+        }
+        lines.push(serde_json::json!({
+            "id": format!("s{i:05}"), "url": posted, "score": score, "is_self": false,
+            "subreddit": pick(&mut r, NOUN), "created_utc": 1_120_000_000 + i as i64 * 60, "domain": "example",
+        }));
+    }
+    if let Some(first) = selected.iter().next() {
+        lines.push(serde_json::json!({"id": "repost", "url": first, "score": 4, "is_self": false, "subreddit": "repost", "created_utc": "1130000000"}));
+    }
+    lines.push(serde_json::json!({"id": "self1", "url": "https://www.reddit.com/r/sample/comments/1/", "score": 99, "is_self": true, "subreddit": "sample", "created_utc": 1_120_000_000}));
+    lines.push(serde_json::json!({"id": "meta1", "url": "https://www.reddit.com/r/sample/", "score": 12, "is_self": false, "subreddit": "sample", "created_utc": 1_120_000_001}));
+    lines.push(serde_json::json!({"id": "img1", "url": "https://i.example/cat.jpg", "score": 300, "is_self": false, "subreddit": "aww", "created_utc": 1_120_000_002}));
+    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let bytes = zstd::encode_all(body.as_bytes(), 3).map_err(|e| io_err(out, e))?;
+    out.join("reddit/RS_SAMPLE.zst").write_atomic(&bytes)?;
+    rep.reddit_submissions = lines.len();
+    rep.reddit_selected_links = selected.len();
+    Ok(())
 }
 
 fn io_err(out: &Loc, e: std::io::Error) -> StageError {
