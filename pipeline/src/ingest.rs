@@ -206,6 +206,7 @@ fn detect_format(name: &str) -> Option<InputFormat> {
         "jsonl" | "json" | "ndjson" => Some(InputFormat::Jsonl),
         "txt" | "text" | "md" => Some(InputFormat::Text),
         "warc" | "wet" | "arc" => Some(InputFormat::Warc),
+        "parquet" => Some(InputFormat::Parquet),
         _ => None,
     }
 }
@@ -592,6 +593,10 @@ fn ingest_file(cfg: &IngestConfig, file: &InputFile, sink: &mut UnitSink) -> Res
         .ok_or_else(|| StageError::Recipe(format!("unknown source {}", file.source)))?;
     let mut raw = Counting { inner: file.loc.open()?, bytes: 0, hash: Xxh3::new(), failed: false };
     let mut records = 0u64;
+    if file.format == InputFormat::Parquet {
+        read_parquet(file, source, cfg, sink, &mut records)?;
+        return Ok(FileEntry::describe(&file.loc, path, records)?);
+    }
     if file.format == InputFormat::Warc {
         let mut raw = warc::Counted::new(BufReader::with_capacity(
             1 << 16,
@@ -610,11 +615,11 @@ fn ingest_file(cfg: &IngestConfig, file: &InputFile, sink: &mut UnitSink) -> Res
     let outcome = {
         match codec::decompress(BufReader::with_capacity(1 << 16, &mut raw), codec::DEFAULT_ZSTD_WINDOW_LOG) {
             Ok(mut reader) => match file.format {
-                InputFormat::Text => read_text(&mut reader, file, cfg, sink, &mut records),
+                InputFormat::Text => read_text(&mut reader, file, source, cfg, sink, &mut records),
                 InputFormat::Jsonl | InputFormat::Auto => {
                     read_jsonl(&mut reader, file, source, cfg, sink, &mut records)
                 }
-                InputFormat::Warc => unreachable!("WARC files are read above"),
+                InputFormat::Warc | InputFormat::Parquet => unreachable!("WARC and Parquet files are read above"),
             },
             Err(e) => Err(ReadFailure::Io(e, 0)),
         }
@@ -753,6 +758,7 @@ fn read_jsonl(
 fn read_text(
     reader: &mut dyn BufRead,
     file: &InputFile,
+    source: &SourceConfig,
     cfg: &IngestConfig,
     sink: &mut UnitSink,
     records: &mut u64,
@@ -760,12 +766,81 @@ fn read_text(
     let mut bytes = Vec::new();
     // A text file is one document at offset 0, so a break anywhere is ledgered there.
     reader.read_to_end(&mut bytes).map_err(|e| ReadFailure::Io(e, 0))?;
-    *records += 1;
-    match String::from_utf8(bytes) {
-        Ok(text) => admit(text, None, file, 0, cfg, sink)?,
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
         Err(e) => {
+            *records += 1;
             let at = e.utf8_error().valid_up_to();
             sink.reject(file, 0, "invalid_utf8", format!("invalid UTF-8 at byte {at}"))?;
+            return Ok(());
+        }
+    };
+    for (offset, piece) in split_paragraphs(&text, source.split_bytes) {
+        *records += 1;
+        admit(piece.to_string(), None, file, offset as u64, cfg, sink)?;
+    }
+    Ok(())
+}
+
+/// Splits `text` into pieces of at least `every` bytes, each ending at a paragraph break (a
+/// blank line) or at the end; `every == 0` keeps it whole. Yields (byte offset, piece).
+fn split_paragraphs(text: &str, every: u64) -> Vec<(usize, &str)> {
+    if every == 0 || text.len() as u64 <= every {
+        return vec![(0, text)];
+    }
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < text.len() {
+        let from = (start + every as usize).min(text.len());
+        let from = (from..=text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(text.len());
+        let cut = text[from..].find("\n\n").map(|i| from + i + 2).unwrap_or(text.len());
+        out.push((start, &text[start..cut]));
+        start = cut;
+    }
+    out
+}
+
+/// Parquet from any tool: one document per row; `offset` is the row number.
+fn read_parquet(
+    file: &InputFile,
+    source: &SourceConfig,
+    cfg: &IngestConfig,
+    sink: &mut UnitSink,
+    records: &mut u64,
+) -> Result<(), StageError> {
+    use shards::arrow::array::{Array, AsArray};
+    let src = shards::parquet_io::ParquetSource::open_foreign(&file.loc)?;
+    let has = |c: &str| src.schema().index_of(c).is_ok();
+    if !has(&source.text_field) {
+        return Err(StageError::Input {
+            at: At::file(file.loc.to_string()),
+            msg: format!("no column `{}`\nhint: set text_field for source `{}`", source.text_field, source.name),
+        });
+    }
+    let with_url = has(&source.url_field);
+    let columns: Vec<&str> =
+        if with_url { vec![&source.text_field, &source.url_field] } else { vec![&source.text_field] };
+    let as_utf8 = |a: &shards::arrow::array::ArrayRef| -> Result<shards::arrow::array::ArrayRef, StageError> {
+        shards::arrow::compute::cast(a, &DataType::Utf8).map_err(|source| {
+            StageError::Shard(shards::ShardError::Arrow { at: At::file(file.loc.to_string()), source })
+        })
+    };
+    let mut row = 0u64;
+    for batch in src.batches(Some(&columns), 4096)? {
+        let b = batch?;
+        let text = as_utf8(b.column(0))?;
+        let text = text.as_string::<i32>();
+        let url = if with_url { Some(as_utf8(b.column(1))?) } else { None };
+        let url = url.as_ref().map(|u| u.as_string::<i32>());
+        for i in 0..b.num_rows() {
+            *records += 1;
+            if text.is_null(i) {
+                sink.reject(file, row, "missing_text", format!("null `{}`", source.text_field))?;
+            } else {
+                let u = url.filter(|u| u.is_valid(i)).map(|u| u.value(i).to_string());
+                admit(text.value(i).to_string(), u, file, row, cfg, sink)?;
+            }
+            row += 1;
         }
     }
     Ok(())
@@ -809,7 +884,8 @@ mod tests {
         assert_eq!(detect_format("A.JSON.ZST"), Some(InputFormat::Jsonl));
         assert_eq!(detect_format("book.txt"), Some(InputFormat::Text));
         assert_eq!(detect_format("README"), None);
-        assert_eq!(detect_format("x.parquet"), None);
+        assert_eq!(detect_format("x.parquet"), Some(InputFormat::Parquet));
+        assert_eq!(detect_format("CC-1.warc.wet.gz"), Some(InputFormat::Warc));
     }
 
     #[test]
@@ -818,6 +894,17 @@ mod tests {
         assert_ne!(doc_id("web", "a.jsonl", 0), doc_id("web", "a.jsonl", 1));
         assert_ne!(doc_id("web", "a.jsonl", 0), doc_id("books", "a.jsonl", 0));
         assert_eq!(doc_id("web", "a.jsonl", 0).len(), 32);
+    }
+
+    #[test]
+    fn paragraph_splits_cover_the_text_and_end_at_breaks() {
+        let text = "one two\n\nthree four five\n\nsix\n\nseven eight nine ten";
+        assert_eq!(split_paragraphs(text, 0), vec![(0, text)]);
+        let parts = split_paragraphs(text, 5);
+        assert_eq!(parts.iter().map(|p| p.1).collect::<String>(), text);
+        assert!(parts[..parts.len() - 1].iter().all(|p| p.1.ends_with("\n\n")), "{parts:?}");
+        assert_eq!(parts[1].0, parts[0].1.len());
+        assert_eq!(split_paragraphs("ééééé", 3), vec![(0, "ééééé")]);
     }
 
     #[test]

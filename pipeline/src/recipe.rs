@@ -112,12 +112,17 @@ pub struct SourceConfig {
     pub paths: Vec<String>,
     #[serde(default)]
     pub format: InputFormat,
-    /// JSON field holding the text; dotted paths reach into objects (`metadata.text`).
+    /// JSON field (or Parquet column) holding the text; dotted paths reach into JSON objects.
     #[serde(default = "default_text_field")]
     pub text_field: String,
-    /// JSON field holding the URL, if any (`url`, `metadata.url`).
+    /// JSON field (or Parquet column) holding the URL, if any (`url`, `metadata.url`).
     #[serde(default = "default_url_field")]
     pub url_field: String,
+    /// For one-document-per-file text: files longer than this many bytes are split into
+    /// documents at the first paragraph break (a blank line) after every `split_bytes`.
+    /// 0 keeps every file whole (a book is one document, as in GPT-3's book corpora).
+    #[serde(default)]
+    pub split_bytes: u64,
 }
 
 fn default_text_field() -> String {
@@ -133,8 +138,8 @@ fn default_url_field() -> String {
 pub enum InputFormat {
     /// By extension: `.jsonl`/`.json`/`.ndjson` are JSON lines, `.txt`/`.text`/`.md` are
     /// one document per file (any of them may end in `.gz` or `.zst`); `.warc`, `.wet`,
-    /// `.arc` (optionally `.gz`) are WARC. Other files in a folder are skipped and counted
-    /// (`skipped_files`).
+    /// `.arc` (optionally `.gz`) are WARC; `.parquet` is Parquet. Other files in a folder are
+    /// skipped and counted (`skipped_files`).
     #[default]
     Auto,
     /// JSON lines: one object per line.
@@ -144,6 +149,8 @@ pub enum InputFormat {
     /// WARC (`.warc`, `.warc.gz`) and WET (`.wet`, `.warc.wet.gz`) files: `conversion`
     /// records are documents as they are, HTML `response` records are extracted to text.
     Warc,
+    /// Parquet files from any tool: one document per row, text in the `text_field` column.
+    Parquet,
 }
 
 impl Recipe {

@@ -106,6 +106,14 @@ enum Source {
     Bytes(Bytes),
 }
 
+/// Which format tag a reader insists on.
+#[derive(Clone, Copy)]
+enum Tag<'a> {
+    Format(&'a str),
+    AnyGrist,
+    Foreign,
+}
+
 /// A validated Parquet file of one of grist's kinds.
 pub struct ParquetSource {
     src: Source,
@@ -118,15 +126,21 @@ impl ParquetSource {
     /// Opens any of grist's Parquet files (documents, ledgers, tables): magic and a grist
     /// format tag are checked, the kind is not. Returns the source and its format tag.
     pub fn open_any(loc: &Loc) -> Result<(ParquetSource, String)> {
-        Self::open_checked(loc, None, u32::MAX)
+        Self::open_checked(loc, Tag::AnyGrist, u32::MAX)
+    }
+
+    /// Opens a Parquet file written by any tool (a curated corpus, say): only Parquet's own
+    /// magic and footer are checked.
+    pub fn open_foreign(loc: &Loc) -> Result<ParquetSource> {
+        Self::open_checked(loc, Tag::Foreign, u32::MAX).map(|(s, _)| s)
     }
 
     /// Opens `loc`, checking Parquet magic, grist's format tag `format` and version `<= max_version`.
     pub fn open(loc: &Loc, format: &str, max_version: u32) -> Result<ParquetSource> {
-        Self::open_checked(loc, Some(format), max_version).map(|(s, _)| s)
+        Self::open_checked(loc, Tag::Format(format), max_version).map(|(s, _)| s)
     }
 
-    fn open_checked(loc: &Loc, format: Option<&str>, max_version: u32) -> Result<(ParquetSource, String)> {
+    fn open_checked(loc: &Loc, tag: Tag<'_>, max_version: u32) -> Result<(ParquetSource, String)> {
         let path = loc.to_string();
         let at = || At::file(path.clone());
         let src = match loc.as_local() {
@@ -158,11 +172,15 @@ impl ParquetSource {
                 .and_then(|kv| kv.value.clone())
         };
         let got = kv(FORMAT_KEY);
-        let wanted = format.map(|f| got.as_deref() == Some(f)).unwrap_or(got.is_some());
+        let (wanted, expected) = match tag {
+            Tag::Format(f) => (got.as_deref() == Some(f), f),
+            Tag::AnyGrist => (got.is_some(), "<any grist format>"),
+            Tag::Foreign => (true, ""),
+        };
         if !wanted {
             return Err(ShardError::BadMagic {
                 at: at(),
-                expected: format!("{FORMAT_KEY}={}", format.unwrap_or("<any grist format>")),
+                expected: format!("{FORMAT_KEY}={expected}"),
                 got: got
                     .map(|g| format!("{FORMAT_KEY}={g}"))
                     .unwrap_or_else(|| "a Parquet file not written by grist".into()),
