@@ -22,6 +22,10 @@ for _ in $(seq "$copies"); do cat "$src"; done >"$work/big.warc.gz"
 for i in $(seq 0 3); do
   for _ in $(seq 3400); do cat "$data/web/whirlwind.warc.wet.gz"; done >"$work/wet/part-$i.warc.wet.gz"
 done
+mkdir -p "$work/html"
+for i in $(seq 0 3); do
+  for _ in $(seq 60); do cat "$data/web/dolma-sample-0000.warc.gz" "$data/web/dolma-sample-0001.warc.gz"; done >"$work/html/part-$i.warc.gz"
+done
 size=$(stat -c %s "$work/big.warc.gz")
 raw=$(gzip -dc "$work/big.warc.gz" | wc -c)
 wet=$(du -cb "$work"/wet/* | tail -1 | cut -f1)
@@ -67,6 +71,20 @@ for name in sorted(os.listdir(sys.argv[1])):
 print(int((time.perf_counter() - t) * 1000))
 PY
 )
+cat >"$work/html.toml" <<TOML
+[run]
+out = "$work/out-html"
+[ingest]
+unit_bytes = 1
+[[ingest.sources]]
+name = "common_crawl"
+paths = ["$work/html"]
+TOML
+html_run() { rm -rf "$work/out-html"; local s; s=$(now); "$grist" -q --threads "$1" ingest "$work/html.toml" >/dev/null; echo $(( ($(now) - s) / 1000000 )); }
+html1=$(html_run 1)
+htmln=$(html_run "$(nproc)")
+pages=$(python3 -c "import json;print(json.load(open('$work/out-html/ingest/manifest.json'))['accounting']['docs_in'])")
+html_bytes=$(for f in "$work"/html/*; do gzip -dc "$f"; done | wc -c)
 rate() { python3 -c "print(f'{$1/1e6/($2/1000):.1f}')"; }
 echo "WARC.gz parsing: $(python3 -c "print(f'{$size/1e6:.0f}')") MB gzip ($(python3 -c "print(f'{$raw/1e6:.0f}')") MB WARC), $copies copies of cc2020-34.warc.gz; 1 thread each"
 printf '%-28s %8s %12s %12s\n' "reader" "seconds" "gz MB/s" "WARC MB/s"
@@ -80,4 +98,9 @@ printf '%-28s %8s %12s\n' "run" "seconds" "gz MB/s"
 printf '%-28s %8.2f %12s\n' "grist ingest, 1 thread" "$(python3 -c "print($wet1/1000)")" "$(rate "$wet" "$wet1")"
 printf '%-28s %8.2f %12s\n' "grist ingest, $(nproc) threads" "$(python3 -c "print($wetn/1000)")" "$(rate "$wet" "$wetn")"
 printf '%-28s %8.2f %12s\n' "fastwarc, read only" "$(python3 -c "print($wet_fast_ms/1000)")" "$(rate "$wet" "$wet_fast_ms")"
+echo
+echo "WARC HTML to text (HTTP, charset, Readability extraction) to shards: $pages pages (the dolma samples repeated), $(python3 -c "print(f'{$html_bytes/1e6:.0f}')") MB WARC"
+printf '%-28s %8s %12s %12s\n' "run" "seconds" "WARC MB/s" "pages/s"
+printf '%-28s %8.2f %12s %12s\n' "grist ingest, 1 thread" "$(python3 -c "print($html1/1000)")" "$(rate "$html_bytes" "$html1")" "$(python3 -c "print(int($pages/($html1/1000)))")"
+printf '%-28s %8.2f %12s %12s\n' "grist ingest, $(nproc) threads" "$(python3 -c "print($htmln/1000)")" "$(rate "$html_bytes" "$htmln")" "$(python3 -c "print(int($pages/($htmln/1000)))")"
 rm -rf "$work"

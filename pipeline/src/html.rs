@@ -6,6 +6,10 @@
 
 use std::io::Read;
 
+/// Largest decoded body (bytes): a gzip or deflate body that inflates past this is refused
+/// (`body_too_large`), which bounds memory and extraction time on decompression bombs.
+pub const MAX_BODY_BYTES: u64 = 64 << 20;
+
 /// A parsed HTTP response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpResponse {
@@ -31,7 +35,7 @@ impl HttpResponse {
 pub struct Rejection {
     /// Ledger reason: `malformed_http`, `http_status`, `not_html`, `unsupported_encoding`
     /// (e.g. brotli), `bad_content_encoding` (a gzip/deflate body that does not decode),
-    /// `no_main_text`, `too_many_elements`.
+    /// `body_too_large`, `no_main_text`, `too_many_elements`.
     pub reason: &'static str,
     pub detail: String,
 }
@@ -81,15 +85,23 @@ pub fn parse_http(block: &[u8]) -> Result<HttpResponse, Rejection> {
     Ok(resp)
 }
 
-/// Undoes chunked transfer coding; `None` if the body is not validly chunked (some archives
-/// store it already de-chunked while keeping the header).
+/// Undoes chunked transfer coding; `None` if the body does not start as a chunked body (some
+/// archives store it already de-chunked while keeping the header). A body that stops being
+/// validly chunked later (cut short, no final chunk) keeps what was decoded.
 fn dechunk(body: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(body.len());
     let mut rest = body;
+    let mut chunks = 0;
     loop {
-        let eol = memchr::memmem::find(rest, b"\r\n")?;
-        let size_text = std::str::from_utf8(&rest[..eol]).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        let size = memchr::memmem::find(rest, b"\r\n").and_then(|eol| {
+            let text = std::str::from_utf8(&rest[..eol]).ok()?;
+            let size = usize::from_str_radix(text.split(';').next()?.trim(), 16).ok()?;
+            Some((eol, size))
+        });
+        let Some((eol, size)) = size else {
+            return (chunks > 0).then_some(out);
+        };
+        chunks += 1;
         rest = &rest[eol + 2..];
         if size == 0 {
             return Some(out);
@@ -110,35 +122,33 @@ fn decode_content(encoding: &str, body: Vec<u8>) -> Result<Vec<u8>, Rejection> {
         "" | "identity" => Ok(body),
         "gzip" | "x-gzip" if body.starts_with(&[0x1f, 0x8b]) => {
             // A body cut short (truncated capture) keeps what decodes.
-            let mut out = Vec::new();
-            let result = flate2::read::MultiGzDecoder::new(&body[..]).read_to_end(&mut out);
-            match result {
-                Err(e) if out.is_empty() => Err(reject("bad_content_encoding", format!("gzip body: {e}"))),
-                _ => Ok(out),
-            }
+            inflate(flate2::read::MultiGzDecoder::new(&body[..]), "gzip")
         }
-        "deflate" if !looks_like_text(&body) => {
-            let mut out = Vec::new();
-            let zlib = flate2::read::ZlibDecoder::new(&body[..]).read_to_end(&mut out);
-            if zlib.is_err() {
-                out.clear();
-                flate2::read::DeflateDecoder::new(&body[..])
-                    .read_to_end(&mut out)
-                    .map_err(|e| reject("bad_content_encoding", format!("deflate body: {e}")))?;
-            }
-            Ok(out)
-        }
+        "deflate" if !looks_like_text(&body) => inflate(flate2::read::ZlibDecoder::new(&body[..]), "deflate")
+            .or_else(|_| inflate(flate2::read::DeflateDecoder::new(&body[..]), "deflate")),
         "gzip" | "x-gzip" | "deflate" => Ok(body),
         _ if looks_like_text(&body) => Ok(body),
         other => Err(reject("unsupported_encoding", format!("Content-Encoding: {other}"))),
     }
 }
 
+/// Decodes up to [`MAX_BODY_BYTES`]; what decoded before an error is kept.
+fn inflate(r: impl Read, name: &str) -> Result<Vec<u8>, Rejection> {
+    let mut out = Vec::new();
+    let result = r.take(MAX_BODY_BYTES + 1).read_to_end(&mut out);
+    if out.len() as u64 > MAX_BODY_BYTES {
+        return Err(reject("body_too_large", format!("{name} body inflates past {MAX_BODY_BYTES} bytes")));
+    }
+    match result {
+        Err(e) if out.is_empty() => Err(reject("bad_content_encoding", format!("{name} body: {e}"))),
+        _ => Ok(out),
+    }
+}
+
+/// Markup already (an archive that stored the decoded body): a `<` and no NUL in the first bytes.
 fn looks_like_text(b: &[u8]) -> bool {
     let head = &b[..b.len().min(512)];
-    !head.is_empty()
-        && head.iter().filter(|&&c| c == b'<' || c.is_ascii_whitespace()).count() > 0
-        && std::str::from_utf8(head).is_ok()
+    !head.is_empty() && head.contains(&b'<') && !head.contains(&0)
 }
 
 /// The charset declared in a `Content-Type` value.
@@ -162,10 +172,12 @@ fn meta_charset(body: &[u8]) -> Option<String> {
 
 /// Decodes an HTML body to UTF-8. Returns the text and the encoding used.
 pub fn decode_html(body: &[u8], content_type: Option<&str>) -> (String, &'static str) {
-    let declared = content_type.and_then(charset_param).or_else(|| meta_charset(body));
-    let encoding = declared.and_then(|d| encoding_rs::Encoding::for_label(d.as_bytes())).unwrap_or_else(|| {
-        if std::str::from_utf8(body).is_ok() { encoding_rs::UTF_8 } else { encoding_rs::WINDOWS_1252 }
-    });
+    // The header's label, then the page's own <meta>, each only if encoding_rs knows it.
+    let label = |l: Option<String>| l.and_then(|d| encoding_rs::Encoding::for_label(d.as_bytes()));
+    let encoding =
+        label(content_type.and_then(charset_param)).or_else(|| label(meta_charset(body))).unwrap_or_else(|| {
+            if std::str::from_utf8(body).is_ok() { encoding_rs::UTF_8 } else { encoding_rs::WINDOWS_1252 }
+        });
     // A BOM overrides the declaration, as browsers do.
     let (text, used, _) = encoding.decode(body);
     (text.into_owned(), used.name())
@@ -259,6 +271,29 @@ mod tests {
             parse_http(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n<html>plain</html>").unwrap().body,
             b"<html>plain</html>"
         );
+    }
+
+    #[test]
+    fn bombs_and_broken_chunks() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..(MAX_BODY_BYTES >> 20) + 1 {
+            gz.write_all(&zeros).unwrap();
+        }
+        let mut block = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n".to_vec();
+        block.extend(gz.finish().unwrap());
+        assert_eq!(parse_http(&block).unwrap_err().reason, "body_too_large");
+        // No final chunk: what was decoded is kept, no chunk-size line leaks.
+        let r = parse_http(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world").unwrap();
+        assert_eq!(r.body, b"hello world");
+    }
+
+    #[test]
+    fn an_unknown_header_charset_falls_back_to_meta() {
+        let (t, e) =
+            decode_html(b"<meta charset=\"windows-1251\"><p>\xcf\xf0\xe8</p>", Some("text/html; charset=x-nonsense"));
+        assert_eq!(e, "windows-1251");
+        assert!(t.contains("\u{41f}\u{440}\u{438}"), "{t}");
     }
 
     #[test]

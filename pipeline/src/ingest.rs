@@ -196,11 +196,7 @@ fn glob_match(pattern: &str, name: &str) -> bool {
 
 fn detect_format(name: &str) -> Option<InputFormat> {
     let name = name.to_ascii_lowercase();
-    let stem = name
-        .strip_suffix(".gz")
-        .or_else(|| name.strip_suffix(".zst"))
-        .or_else(|| name.strip_suffix(".zstd"))
-        .unwrap_or(&name);
+    let stem = [".gz", ".zst", ".zstd", ".xz", ".bz2"].iter().find_map(|c| name.strip_suffix(c)).unwrap_or(&name);
     let ext = stem.rsplit_once('.').map(|(_, e)| e)?;
     match ext {
         "jsonl" | "json" | "ndjson" => Some(InputFormat::Jsonl),
@@ -399,29 +395,62 @@ fn read_warc<R: BufRead>(
     records: &mut u64,
 ) -> Result<(), StageError> {
     let path = file.loc.to_string();
-    let head = raw
-        .fill_buf()
-        .map_err(|e| StageError::Input { at: At::byte(path.clone(), 0), msg: format!("cannot read: {e}") })?;
+    let cannot_read =
+        |e: io::Error, at: u64| StageError::Input { at: At::byte(path.clone(), at), msg: format!("cannot read: {e}") };
+    let gz = raw.fill_buf().map_err(|e| cannot_read(e, 0))?.starts_with(&[0x1f, 0x8b]);
+    let reader: Box<dyn Iterator<Item = io::Result<warc::WarcItem>> + '_> = if gz {
+        let mut src = warc::GzMembers::new(warc::Counted::new(&mut *raw));
+        // A decoding error here is left for the reader, which ledgers it.
+        check_not_arc(src.fill_buf().unwrap_or_default(), &path)?;
+        Box::new(warc::WarcReader::new(src))
+    } else {
+        check_not_arc(raw.fill_buf().map_err(|e| cannot_read(e, 0))?, &path)?;
+        Box::new(warc::WarcReader::new(warc::Plain(warc::Counted::new(&mut *raw))))
+    };
+    let mut failure = None;
+    for item in reader {
+        match item {
+            Ok(i) => warc_item(i, file, cfg, sink, records)?,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    if let Some(e) = failure {
+        return Err(cannot_read(e, raw.position()));
+    }
+    Ok(())
+}
+
+/// ARC (the format before WARC) starts with a `filedesc://` line.
+fn check_not_arc(head: &[u8], path: &str) -> Result<(), StageError> {
     if head.starts_with(b"filedesc://") {
         return Err(StageError::Input {
             at: At::byte(path, 0),
             msg: "a legacy ARC file, not WARC\nhint: convert it to WARC first (e.g. warcio's `arc2warc`)".into(),
         });
     }
-    let gz = head.starts_with(&[0x1f, 0x8b]);
-    let reader: Box<dyn Iterator<Item = io::Result<warc::WarcItem>> + '_> = if gz {
-        Box::new(warc::WarcReader::new(warc::GzMembers::new(warc::Counted::new(raw))))
-    } else {
-        Box::new(warc::WarcReader::new(warc::Plain(warc::Counted::new(raw))))
-    };
-    for item in reader {
-        let item =
-            item.map_err(|e| StageError::Input { at: At::file(path.clone()), msg: format!("cannot read: {e}") })?;
+    Ok(())
+}
+
+/// WARC record types that are not documents, counted by name; anything else is `warc_other`.
+const NON_DOCUMENT_TYPES: &[&str] = &["warcinfo", "request", "metadata", "revisit", "resource", "continuation"];
+
+fn warc_item(
+    item: warc::WarcItem,
+    file: &InputFile,
+    cfg: &IngestConfig,
+    sink: &mut UnitSink,
+    records: &mut u64,
+) -> Result<(), StageError> {
+    {
         match item {
             warc::WarcItem::Skipped { bytes, .. } => sink.manifest.count("warc_bytes_skipped_after_record", bytes),
-            warc::WarcItem::Bad { offset, reason, detail, .. } => {
+            warc::WarcItem::Bad { offset, stream_offset, reason, detail } => {
                 *records += 1;
-                let id = doc_id(&file.source, &file.rel, offset);
+                // Ids from the decompressed position: members can hold several records.
+                let id = doc_id(&file.source, &file.rel, stream_offset);
                 sink.reject_id(file, id, offset, reason, detail)?;
             }
             warc::WarcItem::Record(rec) => {
@@ -435,9 +464,9 @@ fn read_warc<R: BufRead>(
                 let html_resource = kind == "resource"
                     && rec.header("Content-Type").is_some_and(|t| t.to_ascii_lowercase().starts_with("text/html"));
                 if kind != "conversion" && kind != "response" && !html_resource {
-                    // warcinfo, request, metadata, revisit, resource: not documents.
-                    sink.manifest.count(&format!("warc_{}", if kind.is_empty() { "untyped" } else { &kind }), 1);
-                    continue;
+                    let name = if NON_DOCUMENT_TYPES.contains(&kind.as_str()) { kind.as_str() } else { "other" };
+                    sink.manifest.count(&format!("warc_{name}"), 1);
+                    return Ok(());
                 }
                 *records += 1;
                 warc_record(rec, &kind, file, cfg, sink)?;
@@ -458,7 +487,7 @@ fn warc_record(
         if kind == "conversion" { rec.header("WARC-Refers-To") } else { None }.or(rec.header("WARC-Record-ID"));
     let id = match capture {
         Some(c) if !c.trim().is_empty() => capture_id(c),
-        _ => doc_id(&file.source, &file.rel, rec.offset),
+        _ => doc_id(&file.source, &file.rel, rec.stream_offset),
     };
     let url = rec.target_uri().map(str::to_string);
     let meta = Meta {
@@ -686,6 +715,15 @@ fn admit_id(
     cfg: &IngestConfig,
     sink: &mut UnitSink,
 ) -> Result<(), StageError> {
+    if doc.text.len() as u64 > cfg.max_doc_bytes {
+        return sink.filter_id(
+            file,
+            doc.id,
+            offset,
+            "too_large",
+            format!("{} bytes > max_doc_bytes {}", doc.text.len(), cfg.max_doc_bytes),
+        );
+    }
     if doc.text.trim_start().is_empty() {
         return sink.filter_id(file, doc.id, offset, "empty", format!("{} bytes of whitespace", doc.text.len()));
     }
@@ -714,12 +752,26 @@ fn read_jsonl(
     let mut offset = 0u64;
     loop {
         line.clear();
-        let n = reader.read_until(b'\n', &mut line).map_err(|e| ReadFailure::Io(e, offset))?;
+        // A line may hold a document of up to max_doc_bytes, JSON-escaped: allow twice that.
+        let cap = cfg.max_doc_bytes.saturating_mul(2).saturating_add(1 << 16);
+        let n = (&mut *reader).take(cap).read_until(b'\n', &mut line).map_err(|e| ReadFailure::Io(e, offset))?;
         if n == 0 {
             return Ok(());
         }
         let at = offset;
         offset += n as u64;
+        if n as u64 == cap && !line.ends_with(b"\n") {
+            offset += skip_line(reader).map_err(|e| ReadFailure::Io(e, at))?;
+            *records += 1;
+            sink.filter_id(
+                file,
+                doc_id(&file.source, &file.rel, at),
+                at,
+                "too_large",
+                format!("a line longer than {cap} bytes"),
+            )?;
+            continue;
+        }
         let body = trim_eol(&line);
         if body.iter().all(u8::is_ascii_whitespace) {
             continue; // a blank line is not a record
@@ -755,6 +807,9 @@ fn read_jsonl(
     }
 }
 
+/// One document per file, or (with `split_bytes`) pieces that end at the first paragraph
+/// break (a blank line, LF or CRLF) after every `split_bytes`. Streams: memory stays at one
+/// piece, and a piece over `max_doc_bytes` is ledgered (`too_large`) without being held.
 fn read_text(
     reader: &mut dyn BufRead,
     file: &InputFile,
@@ -763,41 +818,74 @@ fn read_text(
     sink: &mut UnitSink,
     records: &mut u64,
 ) -> Result<(), ReadFailure> {
-    let mut bytes = Vec::new();
-    // A text file is one document at offset 0, so a break anywhere is ledgered there.
-    reader.read_to_end(&mut bytes).map_err(|e| ReadFailure::Io(e, 0))?;
-    let text = match String::from_utf8(bytes) {
-        Ok(t) => t,
-        Err(e) => {
-            *records += 1;
-            let at = e.utf8_error().valid_up_to();
-            sink.reject(file, 0, "invalid_utf8", format!("invalid UTF-8 at byte {at}"))?;
-            return Ok(());
+    let cap = cfg.max_doc_bytes;
+    let mut piece: Vec<u8> = Vec::new();
+    let (mut piece_start, mut pos, mut oversize) = (0u64, 0u64, false);
+    let mut line = Vec::new();
+    let mut emit = |piece: &mut Vec<u8>, start: u64, oversize: bool, records: &mut u64| -> Result<(), StageError> {
+        *records += 1;
+        let bytes = std::mem::take(piece);
+        if oversize {
+            let id = doc_id(&file.source, &file.rel, start);
+            return sink.filter_id(file, id, start, "too_large", format!("more than max_doc_bytes {cap} bytes"));
+        }
+        match String::from_utf8(bytes) {
+            Ok(text) => admit(text, None, file, start, cfg, sink),
+            Err(e) => {
+                let at = e.utf8_error().valid_up_to();
+                sink.reject(file, start, "invalid_utf8", format!("invalid UTF-8 at byte {at}"))
+            }
         }
     };
-    for (offset, piece) in split_paragraphs(&text, source.split_bytes) {
-        *records += 1;
-        admit(piece.to_string(), None, file, offset as u64, cfg, sink)?;
+    loop {
+        line.clear();
+        // A break is ledgered at the start of the piece it interrupts (that piece's id).
+        let n =
+            (&mut *reader).take(cap + 1).read_until(b'\n', &mut line).map_err(|e| ReadFailure::Io(e, piece_start))?;
+        if n == 0 {
+            break;
+        }
+        pos += n as u64;
+        if !oversize && piece.len() + n > cap as usize {
+            oversize = true;
+            piece = Vec::new();
+        }
+        if !oversize {
+            piece.extend_from_slice(&line);
+        }
+        let blank = trim_eol(&line).iter().all(u8::is_ascii_whitespace) && line.ends_with(b"\n");
+        if source.split_bytes > 0 && blank && pos - piece_start >= source.split_bytes {
+            emit(&mut piece, piece_start, oversize, records)?;
+            piece_start = pos;
+            oversize = false;
+        }
+    }
+    if pos > piece_start || pos == 0 {
+        emit(&mut piece, piece_start, oversize, records)?;
     }
     Ok(())
 }
 
-/// Splits `text` into pieces of at least `every` bytes, each ending at a paragraph break (a
-/// blank line) or at the end; `every == 0` keeps it whole. Yields (byte offset, piece).
-fn split_paragraphs(text: &str, every: u64) -> Vec<(usize, &str)> {
-    if every == 0 || text.len() as u64 <= every {
-        return vec![(0, text)];
+/// Consumes the rest of a line (through its `\n`); returns the bytes skipped.
+fn skip_line(reader: &mut dyn BufRead) -> io::Result<u64> {
+    let mut skipped = 0u64;
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(skipped);
+        }
+        match memchr::memchr(b'\n', buf) {
+            Some(i) => {
+                reader.consume(i + 1);
+                return Ok(skipped + i as u64 + 1);
+            }
+            None => {
+                let n = buf.len();
+                reader.consume(n);
+                skipped += n as u64;
+            }
+        }
     }
-    let mut out = Vec::new();
-    let mut start = 0;
-    while start < text.len() {
-        let from = (start + every as usize).min(text.len());
-        let from = (from..=text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(text.len());
-        let cut = text[from..].find("\n\n").map(|i| from + i + 2).unwrap_or(text.len());
-        out.push((start, &text[start..cut]));
-        start = cut;
-    }
-    out
 }
 
 /// Parquet from any tool: one document per row; `offset` is the row number.
@@ -894,17 +982,6 @@ mod tests {
         assert_ne!(doc_id("web", "a.jsonl", 0), doc_id("web", "a.jsonl", 1));
         assert_ne!(doc_id("web", "a.jsonl", 0), doc_id("books", "a.jsonl", 0));
         assert_eq!(doc_id("web", "a.jsonl", 0).len(), 32);
-    }
-
-    #[test]
-    fn paragraph_splits_cover_the_text_and_end_at_breaks() {
-        let text = "one two\n\nthree four five\n\nsix\n\nseven eight nine ten";
-        assert_eq!(split_paragraphs(text, 0), vec![(0, text)]);
-        let parts = split_paragraphs(text, 5);
-        assert_eq!(parts.iter().map(|p| p.1).collect::<String>(), text);
-        assert!(parts[..parts.len() - 1].iter().all(|p| p.1.ends_with("\n\n")), "{parts:?}");
-        assert_eq!(parts[1].0, parts[0].1.len());
-        assert_eq!(split_paragraphs("ééééé", 3), vec![(0, "ééééé")]);
     }
 
     #[test]

@@ -71,6 +71,10 @@ pub struct IngestConfig {
     /// Fail on the first bad record instead of writing it to the ledger.
     #[serde(default)]
     pub strict: bool,
+    /// Documents longer than this (bytes of UTF-8) go to the ledger (`too_large`); bounds the
+    /// memory one record can take (a line, a text file or piece, a page).
+    #[serde(default = "default_max_doc_bytes")]
+    pub max_doc_bytes: u64,
     /// WebText-style positives: crawled pages at URLs the `reddit` stage selected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webtext: Option<WebtextConfig>,
@@ -95,6 +99,9 @@ fn default_webtext_source() -> String {
     "webtext".into()
 }
 
+fn default_max_doc_bytes() -> u64 {
+    128 << 20
+}
 fn default_unit_bytes() -> u64 {
     256 << 20
 }
@@ -211,6 +218,9 @@ impl Recipe {
             if w.urls.is_none() && self.reddit.is_none() {
                 return bad("ingest.webtext needs [reddit] or ingest.webtext.urls (a reddit stage directory)".into());
             }
+        }
+        if self.ingest.max_doc_bytes == 0 || self.ingest.max_doc_bytes > 1 << 30 {
+            return bad("ingest.max_doc_bytes must be between 1 and 2^30".into());
         }
         if self.ingest.unit_bytes == 0 || self.ingest.row_group_bytes == 0 {
             return bad("ingest.unit_bytes and ingest.row_group_bytes must be positive".into());

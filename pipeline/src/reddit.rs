@@ -238,7 +238,7 @@ fn reddit_unit(cfg: &RedditConfig, dump: &Loc, ctx: &UnitCtx) -> Result<Manifest
                 (None, _) => reject("no_url", String::new()),
                 (_, None) => reject("no_score", String::new()),
                 (_, Some(s)) if s < cfg.min_score => reject("low_score", format!("score {s} < {}", cfg.min_score)),
-                (Some(u), _) => match urls::normalize(u) {
+                (Some(u), _) => match urls::normalize(&unescape_html(u)) {
                     None => reject("not_http", u.clone()),
                     Some(key) => {
                         let host = key.split(['/', '?', ':']).next().unwrap_or("").to_string();
@@ -318,6 +318,11 @@ fn reddit_unit(cfg: &RedditConfig, dump: &Loc, ctx: &UnitCtx) -> Result<Manifest
     Ok(m)
 }
 
+/// Pushshift stores links HTML-escaped (`?a=1&amp;b=2`); the page's URL has the plain `&`.
+fn unescape_html(u: &str) -> String {
+    u.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&#39;", "'")
+}
+
 fn is_media(key: &str, extensions: &[String]) -> bool {
     let path = key.split('?').next().unwrap_or(key);
     let last = path.rsplit('/').next().unwrap_or("");
@@ -376,6 +381,15 @@ mod tests {
         assert!(!is_media("example.com/article.html", &ext));
         assert!(!is_media("example.com/jpg", &ext));
         assert!(!is_media("example.com/a?x=y.png", &ext));
+    }
+
+    #[test]
+    fn escaped_ampersands_match_the_page() {
+        let posted = "http://www.nytimes.com/2005/07/01/x.html?ex=1277870400&amp;en=3c5&amp;ei=5090";
+        assert_eq!(
+            urls::normalize(&unescape_html(posted)),
+            urls::normalize("http://nytimes.com/2005/07/01/x.html?ex=1277870400&en=3c5&ei=5090")
+        );
     }
 
     #[test]

@@ -10,6 +10,11 @@ use std::io::{self, BufRead, Read};
 
 /// Content blocks larger than this are skipped (streamed past, not buffered) and reported.
 pub const MAX_BLOCK_BYTES: u64 = 256 << 20;
+/// A record's header section larger than this is not a header.
+pub const MAX_HEADER_BYTES: usize = 1 << 20;
+/// A Content-Length that overruns into the next record is cut there when the overrun is at
+/// most this long (bounds the bytes pushed back, so crafted input cannot make it quadratic).
+const MAX_PUSHBACK_BYTES: usize = 16 << 20;
 
 /// One WARC record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +78,8 @@ pub trait WarcSource: BufRead {
     fn resync(&mut self) -> io::Result<bool>;
     /// Whether the underlying file itself failed to read (not a decoding problem).
     fn raw_failed(&self) -> bool;
+    /// Decompressed bytes handed out so far (the stream position of the next byte).
+    fn position(&self) -> u64;
 }
 
 /// Counts consumed bytes of a `BufRead` and remembers whether reading it failed.
@@ -148,6 +155,9 @@ impl<R: BufRead> WarcSource for Plain<R> {
     fn raw_failed(&self) -> bool {
         self.0.failed
     }
+    fn position(&self) -> u64 {
+        self.0.pos
+    }
 }
 
 enum Member<R: BufRead> {
@@ -208,7 +218,14 @@ impl<R: BufRead> GzMembers<R> {
                     }
                 },
                 Member::Between(mut c) => {
-                    if c.fill_buf()?.is_empty() {
+                    let empty = match c.fill_buf() {
+                        Ok(b) => b.is_empty(),
+                        Err(e) => {
+                            self.state = Member::Between(c);
+                            return Err(e);
+                        }
+                    };
+                    if empty {
                         self.state = Member::Between(c);
                         return Ok(0);
                     }
@@ -259,7 +276,13 @@ impl<R: BufRead> WarcSource for GzMembers<R> {
             return Ok(false);
         };
         loop {
-            let buf = c.fill_buf()?;
+            let buf = match c.fill_buf() {
+                Ok(b) => b,
+                Err(e) => {
+                    self.state = Member::Between(c);
+                    return Err(e);
+                }
+            };
             if buf.is_empty() {
                 self.state = Member::Between(c);
                 return Ok(false);
@@ -286,6 +309,10 @@ impl<R: BufRead> WarcSource for GzMembers<R> {
             Member::Poisoned => false,
         }
     }
+
+    fn position(&self) -> u64 {
+        self.produced - (self.end - self.start) as u64
+    }
 }
 
 impl<R: BufRead> GzMembers<R> {
@@ -300,6 +327,15 @@ struct Pushback<S> {
     back: Vec<u8>,
     at: usize,
     src: S,
+}
+
+impl<S> Pushback<S> {
+    /// Puts `bytes` in front of whatever is still unread.
+    fn push_front(&mut self, mut bytes: Vec<u8>) {
+        bytes.extend_from_slice(&self.back[self.at..]);
+        self.back = bytes;
+        self.at = 0;
+    }
 }
 
 impl<S: BufRead> Read for Pushback<S> {
@@ -395,9 +431,19 @@ impl<S: WarcSource> WarcReader<S> {
         }
         let version = String::from_utf8_lossy(trim_eol(&line)).into_owned();
         let mut headers: Vec<(String, String)> = Vec::new();
+        let mut header_bytes = 0;
         loop {
-            if self.read_line(&mut line)? == 0 {
+            let n = self.read_line(&mut line)?;
+            if n == 0 {
                 return Ok(Step::Item(bad("truncated_record", "the input ends inside the record's headers".into())));
+            }
+            header_bytes += n;
+            if header_bytes > MAX_HEADER_BYTES {
+                let skipped = self.skip_to_next_record(&mut line)?;
+                return Ok(Step::Item(bad(
+                    "malformed_record",
+                    format!("headers longer than {MAX_HEADER_BYTES} bytes ({skipped} bytes skipped)"),
+                )));
             }
             let l = trim_eol(&line);
             if l.is_empty() {
@@ -443,26 +489,26 @@ impl<S: WarcSource> WarcReader<S> {
         let mut block = Vec::with_capacity(length as usize);
         let got = (&mut self.src).take(length).read_to_end(&mut block)? as u64;
         self.pos += got;
-        if got < length {
+        // A block is followed by CRLF CRLF. When that is missing (or the input ended early) and
+        // a version line stands inside the block, the Content-Length overran into the next
+        // record: give the block its real end and read the next record from where it starts.
+        let mut short_length = false;
+        let head = self.src.fill_buf()?;
+        let at_trailer = got == length && (head.is_empty() || head[0] == b'\r' || head[0] == b'\n');
+        if !at_trailer
+            && let Some(cut) = next_record_inside(&block)
+            && block.len() - cut <= MAX_PUSHBACK_BYTES
+        {
+            let rest = block.split_off(cut);
+            block.truncate(trim_trailing_eols(&block));
+            self.pos -= rest.len() as u64;
+            self.src.push_front(rest);
+            short_length = true;
+        } else if got < length {
             return Ok(Step::Item(bad(
                 "truncated_record",
                 format!("Content-Length {length} runs past the end of the input ({got} bytes present)"),
             )));
-        }
-        // A block is followed by CRLF CRLF. When that is missing and a version line stands
-        // inside the block, the Content-Length overran into the next record: give the block
-        // its real end and read the next record from where it starts.
-        let mut short_length = false;
-        let at_trailer = self.src.fill_buf()?.starts_with(b"\r\n") || self.src.fill_buf()?.is_empty();
-        if !at_trailer && let Some(cut) = next_record_inside(&block) {
-            let rest = block.split_off(cut);
-            block.truncate(trim_trailing_eols(&block));
-            self.pos -= rest.len() as u64;
-            let mut back = rest;
-            back.extend_from_slice(&self.src.back[self.src.at..]);
-            self.src.back = back;
-            self.src.at = 0;
-            short_length = true;
         }
         let missing_trailer = short_length || !self.consume_trailer()?;
         self.after_missing_trailer = missing_trailer && !short_length;
@@ -503,12 +549,16 @@ impl<S: WarcSource> WarcReader<S> {
     fn skip_to_next_record(&mut self, line: &mut Vec<u8>) -> io::Result<u64> {
         let mut skipped = 0;
         loop {
-            let buf = self.src.fill_buf()?;
-            if buf.is_empty() || buf.starts_with(b"WARC/") {
+            let n = self.read_line(line)?;
+            if n == 0 {
                 return Ok(skipped);
             }
-            let n = self.read_line(line)? as u64;
-            skipped += n;
+            if line.starts_with(b"WARC/") {
+                self.pos -= n as u64;
+                self.src.push_front(std::mem::take(line));
+                return Ok(skipped);
+            }
+            skipped += n as u64;
         }
     }
 }
@@ -576,6 +626,9 @@ impl<S: WarcSource> Iterator for WarcReader<S> {
                     Ok(false) => self.done = true,
                     Err(e) => return Some(Err(e)),
                 }
+                // Bytes consumed by the failed step were never counted: take the position
+                // from the source so later records get their own members' offsets.
+                self.pos = self.src.src.position();
                 Some(Ok(item))
             }
         }
@@ -663,6 +716,45 @@ mod tests {
         let uris: Vec<_> = records(&items).iter().map(|r| r.target_uri().unwrap().to_string()).collect();
         assert_eq!(uris, ["http://x/0", "http://x/2"]);
         assert!(items.iter().any(|i| matches!(i, WarcItem::Bad { reason: "corrupt_gzip", .. })), "{items:?}");
+    }
+
+    #[test]
+    fn offsets_stay_right_after_a_corrupt_member() {
+        let good: Vec<Vec<u8>> =
+            (0..4).map(|i| gz(&record("response", &format!("http://x/{i}"), &"b".repeat(3000)))).collect();
+        let mut bad = good[1].clone();
+        for b in &mut bad[12..40] {
+            *b ^= 0x5a;
+        }
+        let members = [good[0].clone(), bad, good[2].clone(), good[3].clone()];
+        let starts: Vec<u64> = members
+            .iter()
+            .scan(0u64, |at, m| {
+                let s = *at;
+                *at += m.len() as u64;
+                Some(s)
+            })
+            .collect();
+        let items = read_all(members.concat());
+        let offsets: Vec<(String, u64)> =
+            records(&items).iter().map(|r| (r.target_uri().unwrap().to_string(), r.offset)).collect();
+        assert_eq!(
+            offsets,
+            [("http://x/0".into(), starts[0]), ("http://x/2".into(), starts[2]), ("http://x/3".into(), starts[3])]
+        );
+    }
+
+    #[test]
+    fn an_inflated_length_mid_file_does_not_swallow_the_rest() {
+        let mut bytes = b"WARC/1.0\r\nWARC-Type: response\r\nContent-Length: 999999\r\n\r\nshort\r\n\r\n".to_vec();
+        bytes.extend(record("response", "http://b/", "bbb"));
+        bytes.extend(record("response", "http://c/", "ccc"));
+        let items = read_all(bytes);
+        let rs = records(&items);
+        assert_eq!(rs.len(), 3, "{items:?}");
+        assert_eq!(rs[0].block, b"short");
+        assert!(rs[0].short_length);
+        assert_eq!(rs[2].target_uri(), Some("http://c/"));
     }
 
     #[test]

@@ -103,3 +103,29 @@ fn a_long_book_splits_at_paragraph_breaks() {
     let ids: std::collections::BTreeSet<_> = parts.iter().map(|d| &d.id).collect();
     assert_eq!(ids.len(), parts.len());
 }
+
+#[test]
+fn crlf_books_split_too_and_oversized_pieces_are_ledgered() {
+    let dir = tempfile::tempdir().unwrap();
+    let book: String = (0..100).map(|i| format!("Paragraph {i} of a Windows book.\r\n\r\n")).collect();
+    std::fs::write(dir.path().join("crlf.txt"), &book).unwrap();
+    let (parts, _) = run(
+        &dir.path().join("a"),
+        &format!("name = \"books\"\npaths = [\"{}\"]\nsplit_bytes = 500", dir.path().join("crlf.txt").display()),
+    );
+    assert!(parts.len() > 3, "{}", parts.len());
+    assert_eq!(parts.iter().map(|d| d.text.as_str()).collect::<String>(), book);
+
+    std::fs::write(dir.path().join("big.txt"), "word ".repeat(10_000)).unwrap();
+    let text = format!(
+        "[run]\nout = \"{}\"\n[ingest]\nmax_doc_bytes = 1000\n[[ingest.sources]]\nname = \"b\"\npaths = [\"{}\"]\n",
+        dir.path().join("c/out").display(),
+        dir.path().join("big.txt").display()
+    );
+    let recipe = Recipe::parse(&text, "inline", &[]).unwrap();
+    let out = Loc::local(dir.path().join("c/out/ingest"));
+    let rep = ingest::run(&recipe.ingest, &out, TaskSlice::ALL, None).unwrap();
+    assert_eq!((rep.accounting.docs_out, rep.accounting.docs_ledger), (0, 1));
+    let ledger = LedgerReader::open(&out.join("ledger-00000.parquet")).unwrap().entries().unwrap();
+    assert_eq!(ledger[0].reason, "too_large");
+}
