@@ -214,33 +214,13 @@ fn run_recipe(args: &StageArgs) -> Result<ExitCode> {
     }
     if let Some(cfg) = &recipe.reddit {
         let rep = pipeline::reddit::run(cfg, &stage_dir(&recipe, pipeline::reddit::STAGE)?, slice)?;
-        println!(
-            "reddit   {} units done, {} skipped; {} submissions in = {} URLs selected + {} in the ledger ({:.2} s)",
-            rep.units_done,
-            rep.units_skipped,
-            rep.accounting.docs_in,
-            rep.accounting.docs_out,
-            rep.accounting.docs_ledger,
-            rep.seconds
-        );
-        if !rep.stage_complete {
-            println!("reddit   {slice} finished; other tasks still have units to do");
+        if !print_stage(&rep, "submissions", "URLs selected", slice) {
             return Ok(ExitCode::SUCCESS);
         }
     }
     let out = stage_dir(&recipe, ingest::STAGE)?;
     let rep = run_ingest(&recipe, slice)?;
-    println!(
-        "ingest   {} units done, {} skipped; {} documents in = {} kept + {} in the ledger ({:.2} s)",
-        rep.units_done,
-        rep.units_skipped,
-        rep.accounting.docs_in,
-        rep.accounting.docs_out,
-        rep.accounting.docs_ledger,
-        rep.seconds
-    );
-    if !rep.stage_complete {
-        println!("ingest   {slice} finished; other tasks still have units to do");
+    if !print_stage(&rep, "documents", "kept", slice) {
         return Ok(ExitCode::SUCCESS);
     }
     let v = verify::verify(&out)?;
@@ -255,6 +235,19 @@ fn run_recipe(args: &StageArgs) -> Result<ExitCode> {
     println!("\noutputs  {out}/ (manifest.json, part-*.parquet, ledger-*.parquet)");
     println!("next     grist inspect {out}  |  the later stages of the recipe are not built yet");
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line per stage run by `grist run`; false when other tasks still have units to do.
+fn print_stage(rep: &pipeline::stage::TaskReport, items: &str, kept: &str, slice: TaskSlice) -> bool {
+    let a = &rep.accounting;
+    println!(
+        "{:<8} {} units done, {} skipped; {} {items} in = {} {kept} + {} in the ledger ({:.2} s)",
+        rep.stage, rep.units_done, rep.units_skipped, a.docs_in, a.docs_out, a.docs_ledger, rep.seconds
+    );
+    if !rep.stage_complete {
+        println!("{:<8} {slice} finished; other tasks still have units to do", rep.stage);
+    }
+    rep.stage_complete
 }
 
 fn inspect(dir: &str, verify_only: bool, json: bool) -> Result<ExitCode> {

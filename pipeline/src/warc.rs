@@ -82,6 +82,15 @@ pub trait WarcSource: BufRead {
     fn position(&self) -> u64;
 }
 
+/// `Read::read` for a type whose reading goes through its own `BufRead`.
+fn read_buffered(r: &mut impl BufRead, out: &mut [u8]) -> io::Result<usize> {
+    let avail = r.fill_buf()?;
+    let n = avail.len().min(out.len());
+    out[..n].copy_from_slice(&avail[..n]);
+    r.consume(n);
+    Ok(n)
+}
+
 /// Counts consumed bytes of a `BufRead` and remembers whether reading it failed.
 pub struct Counted<R> {
     inner: R,
@@ -105,11 +114,7 @@ impl<R: BufRead> Counted<R> {
 
 impl<R: BufRead> Read for Counted<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let avail = self.fill_buf()?;
-        let n = avail.len().min(buf.len());
-        buf[..n].copy_from_slice(&avail[..n]);
-        self.consume(n);
-        Ok(n)
+        read_buffered(self, buf)
     }
 }
 
@@ -240,11 +245,7 @@ impl<R: BufRead> GzMembers<R> {
 
 impl<R: BufRead> Read for GzMembers<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let avail = self.fill_buf()?;
-        let n = avail.len().min(out.len());
-        out[..n].copy_from_slice(&avail[..n]);
-        self.consume(n);
-        Ok(n)
+        read_buffered(self, out)
     }
 }
 
@@ -340,11 +341,7 @@ impl<S> Pushback<S> {
 
 impl<S: BufRead> Read for Pushback<S> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let avail = self.fill_buf()?;
-        let n = avail.len().min(out.len());
-        out[..n].copy_from_slice(&avail[..n]);
-        self.consume(n);
-        Ok(n)
+        read_buffered(self, out)
     }
 }
 
