@@ -49,18 +49,24 @@ slow = time.perf_counter() - t
 print(int(fast * 1000), int(slow * 1000))
 PY
 )
-cat >"$work/wet.toml" <<TOML
+# ingest_run NAME THREADS: times `grist ingest` of the files in $work/NAME into $work/out-NAME.
+ingest_run() {
+  cat >"$work/$1.toml" <<TOML
 [run]
-out = "$work/out"
+out = "$work/out-$1"
 [ingest]
 unit_bytes = 1
 [[ingest.sources]]
 name = "common_crawl"
-paths = ["$work/wet"]
+paths = ["$work/$1"]
 TOML
-wet_run() { rm -rf "$work/out"; local s; s=$(now); "$grist" -q --threads "$1" ingest "$work/wet.toml" >/dev/null; echo $(( ($(now) - s) / 1000000 )); }
-wet1=$(wet_run 1)
-wetn=$(wet_run "$(nproc)")
+  rm -rf "$work/out-$1"
+  local s; s=$(now)
+  "$grist" -q --threads "$2" ingest "$work/$1.toml" >/dev/null
+  echo $(( ($(now) - s) / 1000000 ))
+}
+wet1=$(ingest_run wet 1)
+wetn=$(ingest_run wet "$(nproc)")
 wet_fast_ms=$("$venv/bin/python" - "$work/wet" <<'PY'
 import os, sys, time
 from fastwarc.warc import ArchiveIterator
@@ -71,18 +77,8 @@ for name in sorted(os.listdir(sys.argv[1])):
 print(int((time.perf_counter() - t) * 1000))
 PY
 )
-cat >"$work/html.toml" <<TOML
-[run]
-out = "$work/out-html"
-[ingest]
-unit_bytes = 1
-[[ingest.sources]]
-name = "common_crawl"
-paths = ["$work/html"]
-TOML
-html_run() { rm -rf "$work/out-html"; local s; s=$(now); "$grist" -q --threads "$1" ingest "$work/html.toml" >/dev/null; echo $(( ($(now) - s) / 1000000 )); }
-html1=$(html_run 1)
-htmln=$(html_run "$(nproc)")
+html1=$(ingest_run html 1)
+htmln=$(ingest_run html "$(nproc)")
 pages=$(python3 -c "import json;print(json.load(open('$work/out-html/ingest/manifest.json'))['accounting']['docs_in'])")
 html_bytes=$(for f in "$work"/html/*; do gzip -dc "$f"; done | wc -c)
 rate() { python3 -c "print(f'{$1/1e6/($2/1000):.1f}')"; }
