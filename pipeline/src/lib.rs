@@ -7,6 +7,7 @@
 pub mod codec;
 pub mod env;
 pub mod error;
+pub mod features;
 pub mod html;
 pub mod ingest;
 pub mod recipe;

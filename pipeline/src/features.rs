@@ -1,0 +1,129 @@
+//! The quality classifier's features, exactly as Spark ML computes them, so that a model
+//! trained by Spark and one trained by grist agree feature for feature:
+//! - `Tokenizer`: `text.toLowerCase().split("\\s")`: lowercased, split at every single ASCII
+//!   whitespace character (Java's `\s`: space, \t, \n, \x0B, \f, \r), so runs of whitespace
+//!   and leading whitespace give empty tokens; trailing empty tokens are dropped (Java's
+//!   `String.split`), and so is everything of an all-whitespace text but one empty token.
+//! - `HashingTF` (Spark 3, `hashFuncVersion` 2): MurmurHash3 x86_32 of each token's UTF-8 bytes
+//!   with seed 42, index = non-negative modulo `num_features` (default 2^18), values = term
+//!   counts (or 1.0 with `binary`). Empty tokens are hashed like any other.
+//! Not a model: this module turns text into sparse vectors.
+
+/// Spark's `HashingTF` seed.
+pub const SPARK_SEED: u32 = 42;
+/// Spark's default `numFeatures`.
+pub const DEFAULT_NUM_FEATURES: u32 = 1 << 18;
+
+/// MurmurHash3 x86_32 (Austin Appleby's reference; Spark's `Murmur3_x86_32.hashUnsafeBytes2`).
+pub fn murmur3_x86_32(data: &[u8], seed: u32) -> u32 {
+    const C1: u32 = 0xcc9e_2d51;
+    const C2: u32 = 0x1b87_3593;
+    let mix_k1 = |k1: u32| k1.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+    let mut h1 = seed;
+    let mut blocks = data.chunks_exact(4);
+    for b in &mut blocks {
+        h1 ^= mix_k1(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        h1 = h1.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+    }
+    let tail = blocks.remainder();
+    let mut k1 = 0u32;
+    for (i, &b) in tail.iter().enumerate() {
+        k1 ^= (b as u32) << (8 * i);
+    }
+    h1 ^= mix_k1(k1);
+    h1 ^= data.len() as u32;
+    h1 ^= h1 >> 16;
+    h1 = h1.wrapping_mul(0x85eb_ca6b);
+    h1 ^= h1 >> 13;
+    h1 = h1.wrapping_mul(0xc2b2_ae35);
+    h1 ^ (h1 >> 16)
+}
+
+/// Java's `\s` without `UNICODE_CHARACTER_CLASS`.
+fn is_java_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\u{0B}' | '\u{0C}' | '\r')
+}
+
+/// Spark's `Tokenizer`: lowercase, then Java's `split("\\s")`.
+pub fn spark_tokenize(text: &str) -> Vec<String> {
+    let lower = text.to_lowercase();
+    let mut tokens: Vec<String> = lower.split(is_java_space).map(str::to_string).collect();
+    // Java's split drops trailing empty strings; an input with no match at all is one token.
+    while tokens.len() > 1 && tokens.last().is_some_and(|t| t.is_empty()) {
+        tokens.pop();
+    }
+    if tokens.len() == 1 && tokens[0].is_empty() && !lower.is_empty() {
+        // All whitespace: every piece was empty and Java removes them all.
+        tokens.clear();
+    }
+    tokens
+}
+
+/// The `HashingTF` index of a term.
+pub fn term_index(term: &str, num_features: u32) -> u32 {
+    let h = murmur3_x86_32(term.as_bytes(), SPARK_SEED) as i32;
+    h.rem_euclid(num_features as i32) as u32
+}
+
+/// Spark's `HashingTF` over tokens: a sparse vector as (index, value) sorted by index.
+pub fn hashing_tf(tokens: &[String], num_features: u32, binary: bool) -> Vec<(u32, f32)> {
+    let mut idx: Vec<u32> = tokens.iter().map(|t| term_index(t, num_features)).collect();
+    idx.sort_unstable();
+    let mut out: Vec<(u32, f32)> = Vec::with_capacity(idx.len());
+    for i in idx {
+        match out.last_mut() {
+            Some((j, v)) if *j == i => {
+                if !binary {
+                    *v += 1.0;
+                }
+            }
+            _ => out.push((i, 1.0)),
+        }
+    }
+    out
+}
+
+/// Tokenizer then HashingTF, as one Spark pipeline would.
+pub fn features(text: &str, num_features: u32, binary: bool) -> Vec<(u32, f32)> {
+    hashing_tf(&spark_tokenize(text), num_features, binary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur3_reference_vectors() {
+        // Published MurmurHash3_x86_32 test vectors (SMHasher / Guava).
+        assert_eq!(murmur3_x86_32(b"", 0), 0);
+        assert_eq!(murmur3_x86_32(b"", 1), 0x514e_28b7);
+        assert_eq!(murmur3_x86_32(b"", 0xffff_ffff), 0x81f1_6f39);
+        assert_eq!(murmur3_x86_32(&[0, 0, 0, 0], 0), 0x2362_f9de);
+        assert_eq!(murmur3_x86_32(b"aaaa", 0x9747_b28c), 0x5a97_808a);
+        assert_eq!(murmur3_x86_32(b"abc", 0), 0xb3dd_93fa);
+        assert_eq!(murmur3_x86_32(b"Hello, world!", 0x9747_b28c), 0x2488_4cba);
+        assert_eq!(murmur3_x86_32(b"The quick brown fox jumps over the lazy dog", 0x9747_b28c), 0x2fa8_26cd);
+    }
+
+    #[test]
+    fn java_split_rules() {
+        assert_eq!(spark_tokenize("Hello  World"), ["hello", "", "world"]);
+        assert_eq!(spark_tokenize(" lead"), ["", "lead"]);
+        assert_eq!(spark_tokenize("trail \n\t"), ["trail"]);
+        assert_eq!(spark_tokenize(""), [""]);
+        assert!(spark_tokenize("   ").is_empty());
+        // Only ASCII whitespace splits: a no-break space stays inside the token.
+        assert_eq!(spark_tokenize("a\u{a0}b c"), ["a\u{a0}b", "c"]);
+    }
+
+    #[test]
+    fn term_frequencies_and_binary() {
+        let v = features("the cat the hat the", 1 << 18, false);
+        let the = term_index("the", 1 << 18);
+        assert_eq!(v.iter().find(|(i, _)| *i == the).map(|x| x.1), Some(3.0));
+        assert_eq!(v.iter().map(|x| x.1).sum::<f32>(), 5.0);
+        assert!(v.windows(2).all(|w| w[0].0 < w[1].0));
+        let b = features("the cat the hat the", 1 << 18, true);
+        assert!(b.iter().all(|x| x.1 == 1.0));
+    }
+}

@@ -1,0 +1,35 @@
+//! grist's Tokenizer + HashingTF against Spark's own output: `golden/spark_hashingtf.json` was
+//! produced by Spark 4.3.0 (`scripts/spark-golden.py`, local mode) on strings chosen for the
+//! edge cases: repeated, leading and trailing whitespace, \x0B and \x0C, a no-break space,
+//! accented Latin, final sigma, Turkish dotted I, CJK, Hangul, emoji with joiners, "" and "   ".
+#![allow(clippy::unwrap_used)]
+
+use pipeline::features::{hashing_tf, spark_tokenize};
+
+#[test]
+fn tokens_and_indices_match_spark() {
+    let golden: serde_json::Value = serde_json::from_str(include_str!("golden/spark_hashingtf.json")).unwrap();
+    let cases = golden["cases"].as_array().unwrap();
+    assert!(cases.len() >= 10);
+    for c in cases {
+        let text = c["text"].as_str().unwrap();
+        let want_tokens: Vec<&str> = c["tokens"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+        let tokens = spark_tokenize(text);
+        assert_eq!(tokens, want_tokens, "tokens of {text:?}");
+
+        let v = hashing_tf(&tokens, 1 << 18, false);
+        let want: Vec<(u32, f32)> = c["indices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(c["values"].as_array().unwrap())
+            .map(|(i, x)| (i.as_u64().unwrap() as u32, x.as_f64().unwrap() as f32))
+            .collect();
+        assert_eq!(v, want, "HashingTF of {text:?}");
+
+        let b: Vec<u32> = hashing_tf(&tokens, 1 << 10, true).iter().map(|x| x.0).collect();
+        let want_b: Vec<u32> =
+            c["binary_1024_indices"].as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as u32).collect();
+        assert_eq!(b, want_b, "binary HashingTF(1024) of {text:?}");
+    }
+}
