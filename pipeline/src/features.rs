@@ -7,6 +7,7 @@
 //! - `HashingTF` (Spark 3, `hashFuncVersion` 2): MurmurHash3 x86_32 of each token's UTF-8 bytes
 //!   with seed 42, index = non-negative modulo `num_features` (default 2^18), values = term
 //!   counts (or 1.0 with `binary`). Empty tokens are hashed like any other.
+//!
 //! Not a model: this module turns text into sparse vectors.
 
 /// Spark's `HashingTF` seed.
