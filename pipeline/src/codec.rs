@@ -34,6 +34,39 @@ impl Codec {
     }
 }
 
+/// Counts and hashes (xxh3-64) the raw bytes of an input as they are read, and remembers
+/// whether reading the file itself failed (as opposed to decoding its bytes). Every stage
+/// records its inputs' size and checksum this way, without a second pass over the file.
+pub struct Tally<R> {
+    inner: R,
+    /// Bytes read so far.
+    pub bytes: u64,
+    hash: xxhash_rust::xxh3::Xxh3,
+    /// Whether a read of the underlying file failed.
+    pub failed: bool,
+}
+
+impl<R: io::Read> Tally<R> {
+    pub fn new(inner: R) -> Self {
+        Tally { inner, bytes: 0, hash: xxhash_rust::xxh3::Xxh3::new(), failed: false }
+    }
+
+    /// Reads what is left (so the checksum covers the whole file) and returns (bytes, xxh3 hex).
+    pub fn finish(mut self) -> (u64, String) {
+        let _ = io::copy(&mut self, &mut io::sink());
+        (self.bytes, shards::checksum::hex64(self.hash.digest()))
+    }
+}
+
+impl<R: io::Read> io::Read for Tally<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf).inspect_err(|_| self.failed = true)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
 /// Wraps `r` in the decoder its first bytes call for. `zstd_window_log` caps the zstd window;
 /// a frame that needs more fails with an error that says how to allow it.
 pub fn decompress<'a, R: BufRead + 'a>(mut r: R, zstd_window_log: u32) -> io::Result<Box<dyn BufRead + 'a>> {

@@ -21,7 +21,7 @@ use shards::arrow::datatypes::{DataType, Field, SchemaRef};
 use shards::{
     At, Doc, DocWriter, FileEntry, LedgerEntry, LedgerWriter, Loc, Manifest, WriteOptions, doc_batch, doc_schema,
 };
-use xxhash_rust::xxh3::{Xxh3, xxh3_128};
+use xxhash_rust::xxh3::xxh3_128;
 
 use crate::env;
 use crate::error::StageError;
@@ -595,24 +595,6 @@ fn ingest_unit(
     Ok(m)
 }
 
-/// Counts and hashes the raw (compressed) bytes as they are read.
-struct Counting<R> {
-    inner: R,
-    bytes: u64,
-    hash: Xxh3,
-    /// Whether reading the raw file failed (as opposed to decoding its bytes).
-    failed: bool,
-}
-
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf).inspect_err(|_| self.failed = true)?;
-        self.hash.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-}
-
 fn ingest_file(cfg: &IngestConfig, file: &InputFile, sink: &mut UnitSink) -> Result<FileEntry, StageError> {
     let path = file.loc.to_string();
     let source = cfg
@@ -620,26 +602,17 @@ fn ingest_file(cfg: &IngestConfig, file: &InputFile, sink: &mut UnitSink) -> Res
         .iter()
         .find(|s| s.name == file.source)
         .ok_or_else(|| StageError::Recipe(format!("unknown source {}", file.source)))?;
-    let mut raw = Counting { inner: file.loc.open()?, bytes: 0, hash: Xxh3::new(), failed: false };
     let mut records = 0u64;
     if file.format == InputFormat::Parquet {
         read_parquet(file, source, cfg, sink, &mut records)?;
         return Ok(FileEntry::describe(&file.loc, path, records)?);
     }
+    let mut raw = codec::Tally::new(file.loc.open()?);
     if file.format == InputFormat::Warc {
-        let mut raw = warc::Counted::new(BufReader::with_capacity(
-            1 << 16,
-            Counting { inner: file.loc.open()?, bytes: 0, hash: Xxh3::new(), failed: false },
-        ));
-        read_warc(&mut raw, file, cfg, sink, &mut records)?;
-        let mut counting = raw.into_inner().into_inner();
-        let _ = io::copy(&mut counting, &mut io::sink());
-        return Ok(FileEntry {
-            path,
-            rows: records,
-            bytes: counting.bytes,
-            xxh3: shards::checksum::hex64(counting.hash.digest()),
-        });
+        let mut counted = warc::Counted::new(BufReader::with_capacity(1 << 16, raw));
+        read_warc(&mut counted, file, cfg, sink, &mut records)?;
+        let (bytes, xxh3) = counted.into_inner().into_inner().finish();
+        return Ok(FileEntry { path, rows: records, bytes, xxh3 });
     }
     let outcome = {
         match codec::decompress(BufReader::with_capacity(1 << 16, &mut raw), codec::DEFAULT_ZSTD_WINDOW_LOG) {
@@ -671,9 +644,8 @@ fn ingest_file(cfg: &IngestConfig, file: &InputFile, sink: &mut UnitSink) -> Res
             sink.reject(file, offset, "corrupt_input", detail)?;
         }
     }
-    // Hash the rest of the file too, so the recorded checksum covers all of it.
-    let _ = io::copy(&mut raw, &mut io::sink());
-    Ok(FileEntry { path, rows: records, bytes: raw.bytes, xxh3: shards::checksum::hex64(raw.hash.digest()) })
+    let (bytes, xxh3) = raw.finish();
+    Ok(FileEntry { path, rows: records, bytes, xxh3 })
 }
 
 enum ReadFailure {

@@ -7,7 +7,7 @@
 //! This stage fetches nothing: crawled pages are matched to the URLs in `ingest`.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,7 +17,6 @@ use shards::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use shards::arrow::record_batch::RecordBatch;
 use shards::parquet_io::{ParquetSink, ParquetSource};
 use shards::{At, FileEntry, LedgerEntry, LedgerWriter, Loc, Manifest, ShardError, WriteOptions};
-use xxhash_rust::xxh3::Xxh3;
 
 use crate::codec;
 use crate::error::StageError;
@@ -176,14 +175,12 @@ fn reddit_unit(cfg: &RedditConfig, dump: &Loc, ctx: &UnitCtx) -> Result<Manifest
         })
     };
 
-    let mut hash = Xxh3::new();
-    let mut raw_bytes = 0u64;
+    let mut raw = codec::Tally::new(dump.open()?);
     let mut selected: Vec<Selected> = Vec::new();
     let mut by_key: HashMap<String, usize> = HashMap::new();
     let mut lines = 0u64;
     {
-        let counting = HashingReader { inner: dump.open()?, hash: &mut hash, bytes: &mut raw_bytes };
-        let mut reader = codec::decompress(BufReader::with_capacity(1 << 16, counting), cfg.zstd_window_log)
+        let mut reader = codec::decompress(BufReader::with_capacity(1 << 16, &mut raw), cfg.zstd_window_log)
             .map_err(|e| StageError::Input { at: At::byte(path.clone(), 0), msg: e.to_string() })?;
         let mut line = Vec::new();
         let mut offset = 0u64;
@@ -281,8 +278,6 @@ fn reddit_unit(cfg: &RedditConfig, dump: &Loc, ctx: &UnitCtx) -> Result<Manifest
                 push(&mut m, id, reason, (!detail.is_empty()).then_some(detail), here(), None)?;
             }
         }
-        let mut rest = reader;
-        let _ = std::io::copy(&mut rest, &mut std::io::sink());
     }
     m.accounting.docs_out = selected.len() as u64;
     let (out_loc, out_name) = ctx.shard();
@@ -309,7 +304,8 @@ fn reddit_unit(cfg: &RedditConfig, dump: &Loc, ctx: &UnitCtx) -> Result<Manifest
     }
     let rows = sink.finish()?;
     let ledger_rows = ledger.finish()?;
-    m.inputs.push(FileEntry { path, rows: lines, bytes: raw_bytes, xxh3: shards::checksum::hex64(hash.digest()) });
+    let (raw_bytes, xxh3) = raw.finish();
+    m.inputs.push(FileEntry { path, rows: lines, bytes: raw_bytes, xxh3 });
     m.outputs.push(FileEntry::describe(&out_loc, out_name, rows)?);
     m.ledgers.push(FileEntry::describe(&ledger_loc, ledger_name, ledger_rows)?);
     m.count("selected_urls", rows);
@@ -329,21 +325,6 @@ fn is_media(key: &str, extensions: &[String]) -> bool {
     match last.rsplit_once('.') {
         Some((_, ext)) => extensions.iter().any(|e| e.eq_ignore_ascii_case(ext)),
         None => false,
-    }
-}
-
-struct HashingReader<'a, R> {
-    inner: R,
-    hash: &'a mut Xxh3,
-    bytes: &'a mut u64,
-}
-
-impl<R: Read> Read for HashingReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hash.update(&buf[..n]);
-        *self.bytes += n as u64;
-        Ok(n)
     }
 }
 
