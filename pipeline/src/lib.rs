@@ -10,6 +10,7 @@ pub mod error;
 pub mod features;
 pub mod html;
 pub mod ingest;
+pub mod logistic;
 pub mod quality;
 pub mod recipe;
 pub mod reddit;
