@@ -54,6 +54,9 @@ enum Command {
     Reddit(StageArgs),
     /// Ingest Common Crawl WARC/WET and corpora (JSON lines, text folders) into document shards.
     Ingest(StageArgs),
+    /// Train the quality classifier (Spark features + logistic regression) on ingested documents.
+    #[command(subcommand)]
+    Quality(QualityCmd),
     /// Count the records of WARC/WET files by type, and bad stretches by reason.
     Warc {
         /// WARC or WET files (plain or gzip).
@@ -79,6 +82,12 @@ enum Command {
         #[arg(long, default_value_t = 400)]
         chars: usize,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum QualityCmd {
+    /// Train on the ingest output: writes {run.out}/quality/model.gqm and train_report.json.
+    Train(StageArgs),
 }
 
 #[derive(Debug, Args)]
@@ -165,6 +174,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Run(args) => return run_recipe(&args),
         Command::Warc { files, json } => warc_counts(&files, json)?,
+        Command::Quality(QualityCmd::Train(args)) => {
+            let (recipe, _) = args.load()?;
+            let cfg = recipe
+                .quality
+                .as_ref()
+                .context("the recipe has no [quality] table\nhint: add [quality] with positives and negatives")?;
+            let out = stage_dir(&recipe, "quality")?;
+            let rep = pipeline::quality_train::train(cfg, recipe.run.seed, &stage_dir(&recipe, ingest::STAGE)?, &out)?;
+            println!("{}", serde_json::to_string_pretty(&rep)?);
+        }
         Command::Inspect { dir, verify, json, head, chars } => {
             let code = inspect(&dir, verify, json)?;
             if let Some(n) = head {
@@ -230,9 +249,26 @@ fn run_recipe(args: &StageArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::from(EXIT_VERIFY_FAILED));
     }
-    println!("verify   ok: {} files match their manifests; accounting balances\n", v.files_checked);
+    println!("verify   ok: {} files match their manifests; accounting balances", v.files_checked);
+    if let Some(cfg) = &recipe.quality {
+        let q = pipeline::quality_train::train(cfg, recipe.run.seed, &out, &stage_dir(&recipe, "quality")?)?;
+        println!(
+            "quality  trained on {} documents ({} positive, {} negative): held-out AUC {:.4}, accuracy {:.4}, log loss {:.4} ({:.2} s)",
+            q.train_docs + q.holdout_docs,
+            q.positives,
+            q.negatives,
+            q.holdout_auc,
+            q.holdout_accuracy,
+            q.holdout_log_loss,
+            q.seconds
+        );
+    }
+    println!();
     print!("{}", summary::summarize(&out)?.render());
     println!("\noutputs  {out}/ (manifest.json, part-*.parquet, ledger-*.parquet)");
+    if recipe.quality.is_some() {
+        println!("model    {}/model.gqm, train_report.json", stage_dir(&recipe, "quality")?);
+    }
     println!("next     grist inspect {out}  |  the later stages of the recipe are not built yet");
     Ok(ExitCode::SUCCESS)
 }

@@ -158,6 +158,16 @@ fn the_demo_recipe_runs_end_to_end_and_resumes() {
     let summary = report(&ok(grist(&["inspect", "--json", d.join("out/ingest").to_str().unwrap()], &[])));
     assert_eq!(summary["sources"]["webtext"]["docs"], m.counters["webtext_matched"]);
 
+    // The quality classifier trained on the sample: a model file that loads, and metrics.
+    assert!(first.contains("quality  trained on"), "{first}");
+    let model = pipeline::quality::QualityModel::load(&Loc::local(d.join("out/quality/model.gqm"))).unwrap();
+    let auc = model.header.metrics["holdout_auc"].as_f64().unwrap();
+    assert!(auc > 0.6, "held-out AUC {auc}");
+    assert!(
+        model.score("The quiet river crossed the valley beside the old harbor.")
+            > model.score("CASINO bonus free click winner slots jackpot!!!")
+    );
+
     let again = ok(grist(&args, &[]));
     assert!(again.contains("0 units done, 1 skipped") && again.contains("0 units done, 3 skipped"), "{again}");
 }

@@ -19,6 +19,9 @@ pub struct Recipe {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reddit: Option<crate::reddit::RedditConfig>,
     pub ingest: IngestConfig,
+    /// The quality classifier (`grist quality train`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<crate::quality_train::QualityConfig>,
 }
 
 /// Settings shared by every stage.
