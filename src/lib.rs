@@ -88,6 +88,8 @@ enum Command {
 enum QualityCmd {
     /// Train on the ingest output: writes {run.out}/quality/model.gqm and train_report.json.
     Train(StageArgs),
+    /// Score the ingest output and keep documents by GPT-3's Pareto rule.
+    Filter(StageArgs),
 }
 
 #[derive(Debug, Args)]
@@ -174,6 +176,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Run(args) => return run_recipe(&args),
         Command::Warc { files, json } => warc_counts(&files, json)?,
+        Command::Quality(QualityCmd::Filter(args)) => {
+            let (recipe, slice) = args.load()?;
+            let rep = run_filter(&recipe, slice)?;
+            println!("{}", serde_json::to_string_pretty(&rep)?);
+        }
         Command::Quality(QualityCmd::Train(args)) => {
             let (recipe, _) = args.load()?;
             let cfg = recipe
@@ -197,6 +204,25 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 
 fn stage_dir(recipe: &Recipe, stage: &str) -> Result<Loc> {
     Ok(Loc::parse(&recipe.run.out)?.join(stage))
+}
+
+/// Runs the quality filter over the ingest output with the recipe's model.
+fn run_filter(recipe: &Recipe, slice: TaskSlice) -> Result<pipeline::stage::TaskReport> {
+    let cfg = recipe.quality_filter.as_ref().context("the recipe has no [quality_filter] table")?;
+    let q = recipe.quality.as_ref().context("[quality_filter] needs [quality]")?;
+    let model = match &cfg.model {
+        Some(m) => Loc::parse(m)?,
+        None => stage_dir(recipe, "quality")?.join("model.gqm"),
+    };
+    Ok(pipeline::quality_filter::run(
+        cfg,
+        recipe.run.seed,
+        q.num_features,
+        &model,
+        &stage_dir(recipe, ingest::STAGE)?,
+        &stage_dir(recipe, pipeline::quality_filter::STAGE)?,
+        slice,
+    )?)
 }
 
 /// Runs `ingest`, with the reddit stage's URLs when the recipe asks for WebText.
@@ -263,9 +289,24 @@ fn run_recipe(args: &StageArgs) -> Result<ExitCode> {
             q.seconds
         );
     }
+    let mut last = out.clone();
+    if recipe.quality_filter.is_some() {
+        let rep = run_filter(&recipe, slice)?;
+        if !print_stage(&rep, "documents", "kept", slice) {
+            return Ok(ExitCode::SUCCESS);
+        }
+        last = stage_dir(&recipe, pipeline::quality_filter::STAGE)?;
+        let v = verify::verify(&last)?;
+        if !v.ok() {
+            for p in &v.problems {
+                eprintln!("verify: {p}");
+            }
+            return Ok(ExitCode::from(EXIT_VERIFY_FAILED));
+        }
+    }
     println!();
-    print!("{}", summary::summarize(&out)?.render());
-    println!("\noutputs  {out}/ (manifest.json, part-*.parquet, ledger-*.parquet)");
+    print!("{}", summary::summarize(&last)?.render());
+    println!("\noutputs  {last}/ (manifest.json, part-*.parquet, ledger-*.parquet)");
     if recipe.quality.is_some() {
         println!("model    {}/model.gqm, train_report.json", stage_dir(&recipe, "quality")?);
     }

@@ -168,6 +168,32 @@ fn the_demo_recipe_runs_end_to_end_and_resumes() {
             > model.score("CASINO bonus free click winner slots jackpot!!!")
     );
 
+    // The filter kept exactly the documents GPT-3's rule keeps: draw > 1 - score.
+    assert!(first.contains("quality_filter 3 units done"), "{first}");
+    let fdir = d.join("out/quality_filter");
+    let fm = Manifest::read(&Loc::local(fdir.join("manifest.json"))).unwrap();
+    assert_eq!(fm.accounting.docs_in, m.accounting.docs_out);
+    for f in &fm.ledgers {
+        for e in LedgerReader::open(&Loc::local(fdir.join(&f.path))).unwrap().entries().unwrap() {
+            assert_eq!(e.reason, "low_quality");
+            assert!(e.draw.unwrap() <= 1.0 - e.score.unwrap(), "{e:?}");
+        }
+    }
+    for f in &fm.outputs {
+        let r = shards::DocReader::open(&Loc::local(fdir.join(&f.path))).unwrap();
+        for b in r.batches(Some(&["quality_score", "keep_draw"]), 1024).unwrap() {
+            let b = b.unwrap();
+            let col =
+                |i: usize| b.column(i).as_any().downcast_ref::<shards::arrow::array::Float64Array>().unwrap().clone();
+            let (s, dr) = (col(0), col(1));
+            assert!((0..b.num_rows()).all(|i| dr.value(i) > 1.0 - s.value(i)));
+        }
+    }
+    // A model whose feature count differs from the recipe's is refused.
+    let o = grist(&["-q", "quality", "filter", recipe, "--set", &sets[0], "--set", "quality.num_features=1024"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("model.gqm") && stderr(&o).contains("1024"), "{}", stderr(&o));
+
     let again = ok(grist(&args, &[]));
     assert!(again.contains("0 units done, 1 skipped") && again.contains("0 units done, 3 skipped"), "{again}");
 }

@@ -12,6 +12,7 @@ pub mod html;
 pub mod ingest;
 pub mod logistic;
 pub mod quality;
+pub mod quality_filter;
 pub mod quality_train;
 pub mod recipe;
 pub mod reddit;

@@ -22,6 +22,9 @@ pub struct Recipe {
     /// The quality classifier (`grist quality train`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<crate::quality_train::QualityConfig>,
+    /// GPT-3's quality filter (`grist quality filter`); needs `[quality]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality_filter: Option<crate::quality_filter::FilterConfig>,
 }
 
 /// Settings shared by every stage.
@@ -221,6 +224,14 @@ impl Recipe {
             if w.urls.is_none() && self.reddit.is_none() {
                 return bad("ingest.webtext needs [reddit] or ingest.webtext.urls (a reddit stage directory)".into());
             }
+        }
+        if self.quality_filter.is_some() && self.quality.is_none() {
+            return bad("[quality_filter] needs [quality] (its num_features, and the model it trains)".into());
+        }
+        if let Some(f) = &self.quality_filter
+            && !(f.alpha > 0.0 && f.alpha.is_finite())
+        {
+            return bad(format!("quality_filter.alpha must be positive, got {}", f.alpha));
         }
         if self.ingest.max_doc_bytes == 0 || self.ingest.max_doc_bytes > 1 << 30 {
             return bad("ingest.max_doc_bytes must be between 1 and 2^30".into());
