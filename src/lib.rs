@@ -118,6 +118,14 @@ impl StageArgs {
 
 /// Entry point of the binary: parse, run, print errors with their causes, map exit codes.
 pub fn main() -> ExitCode {
+    // Output piped into `head` and closed early: end quietly as Unix tools do, rather than
+    // panicking on a write to a closed pipe.
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any thread exists; restoring the default
+    // disposition of SIGPIPE has no other effect on the process.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     match run(cli) {
@@ -310,7 +318,7 @@ fn run_recipe(args: &StageArgs) -> Result<ExitCode> {
     if recipe.quality.is_some() {
         println!("model    {}/model.gqm, train_report.json", stage_dir(&recipe, "quality")?);
     }
-    println!("next     grist inspect {out}  |  the later stages of the recipe are not built yet");
+    println!("next     grist inspect {last}  |  the later stages of the recipe are not built yet");
     Ok(ExitCode::SUCCESS)
 }
 
