@@ -196,14 +196,6 @@ impl<R: BufRead> GzMembers<R> {
         }
     }
 
-    fn counted(&mut self) -> Option<&mut Counted<R>> {
-        match &mut self.state {
-            Member::Between(c) => Some(c),
-            Member::In(d) => Some(d.get_mut()),
-            Member::Poisoned => None,
-        }
-    }
-
     /// Decodes the next chunk into the buffer; 0 at the end of the input.
     fn refill(&mut self) -> io::Result<usize> {
         loop {
@@ -313,13 +305,6 @@ impl<R: BufRead> WarcSource for GzMembers<R> {
 
     fn position(&self) -> u64 {
         self.produced - (self.end - self.start) as u64
-    }
-}
-
-impl<R: BufRead> GzMembers<R> {
-    /// Compressed bytes consumed so far.
-    pub fn compressed_position(&mut self) -> u64 {
-        self.counted().map(|c| c.position()).unwrap_or(0)
     }
 }
 
