@@ -63,3 +63,7 @@ test-s3:
 # WARC/WET throughput beside fastwarc and warcio (PyPI, in a venv the script creates).
 bench-ingest: release
     bash scripts/bench-warc.sh
+
+# Quality classifier training and scoring beside scikit-learn and Spark ML (PyPI, in a venv).
+bench-quality: release
+    bash scripts/bench-quality.sh

@@ -5,6 +5,7 @@
 //! and ends with a hint when the fix is known); 2 command-line usage error; 3 `inspect
 //! --verify` found an inconsistent output.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -90,6 +91,20 @@ enum QualityCmd {
     Train(StageArgs),
     /// Score the ingest output and keep documents by GPT-3's Pareto rule.
     Filter(StageArgs),
+    /// Score JSON-lines files or document shards with a model: prints `score<TAB>id` lines.
+    Score {
+        /// A model file written by `grist quality train` (model.gqm).
+        #[arg(long)]
+        model: String,
+        /// JSON lines (optionally compressed) or grist document shards (.parquet).
+        files: Vec<String>,
+        /// The JSON field holding the text.
+        #[arg(long, default_value = "text")]
+        field: String,
+        /// Print only the totals and throughput (to stdout), not one line per document.
+        #[arg(long)]
+        stats: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -188,6 +203,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let (recipe, slice) = args.load()?;
             let rep = run_filter(&recipe, slice)?;
             println!("{}", serde_json::to_string_pretty(&rep)?);
+            if rep.stage_complete {
+                let dir = stage_dir(&recipe, pipeline::quality_filter::STAGE)?;
+                let m = shards::Manifest::read(&dir.join(pipeline::stage::MANIFEST))?;
+                print!("{}", render_keep(&pipeline::quality_filter::keep_report(&m)));
+            }
         }
         Command::Quality(QualityCmd::Train(args)) => {
             let (recipe, _) = args.load()?;
@@ -197,7 +217,36 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 .context("the recipe has no [quality] table\nhint: add [quality] with positives and negatives")?;
             let out = stage_dir(&recipe, "quality")?;
             let rep = pipeline::quality_train::train(cfg, recipe.run.seed, &stage_dir(&recipe, ingest::STAGE)?, &out)?;
-            println!("{}", serde_json::to_string_pretty(&rep)?);
+            print_train(&rep);
+            println!("report   {out}/train_report.json");
+        }
+        Command::Quality(QualityCmd::Score { model, files, field, stats }) => {
+            let model = pipeline::quality::QualityModel::load(&Loc::parse(&model)?)?;
+            let files: Vec<Loc> = files.iter().map(|f| Loc::parse(f)).collect::<Result<_, _>>()?;
+            let start = std::time::Instant::now();
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut failed = None;
+            let t = pipeline::quality_score::score_files(&model, &files, &field, |id, s| {
+                if !stats && failed.is_none() {
+                    failed = writeln!(out, "{s:.6}\t{id}").err();
+                }
+            })?;
+            if let Some(e) = failed {
+                return Err(e.into());
+            }
+            if stats {
+                let mb = t.text_bytes as f64 / 1e6;
+                let threads = rayon::current_num_threads();
+                writeln!(
+                    out,
+                    "{} documents, {mb:.1} MB of text: scoring {:.3} s ({:.1} MB/s on {threads} threads), {:.3} s in all",
+                    t.docs,
+                    t.score_seconds,
+                    mb / t.score_seconds.max(1e-9),
+                    start.elapsed().as_secs_f64()
+                )?;
+            }
+            out.flush()?;
         }
         Command::Inspect { dir, verify, json, head, chars } => {
             let code = inspect(&dir, verify, json)?;
@@ -286,16 +335,7 @@ fn run_recipe(args: &StageArgs) -> Result<ExitCode> {
     println!("verify   ok: {} files match their manifests; accounting balances", v.files_checked);
     if let Some(cfg) = &recipe.quality {
         let q = pipeline::quality_train::train(cfg, recipe.run.seed, &out, &stage_dir(&recipe, "quality")?)?;
-        println!(
-            "quality  trained on {} documents ({} positive, {} negative): held-out AUC {:.4}, accuracy {:.4}, log loss {:.4} ({:.2} s)",
-            q.train_docs + q.holdout_docs,
-            q.positives,
-            q.negatives,
-            q.holdout_auc,
-            q.holdout_accuracy,
-            q.holdout_log_loss,
-            q.seconds
-        );
+        print_train(&q);
     }
     let mut last = out.clone();
     if recipe.quality_filter.is_some() {
@@ -311,6 +351,8 @@ fn run_recipe(args: &StageArgs) -> Result<ExitCode> {
             }
             return Ok(ExitCode::from(EXIT_VERIFY_FAILED));
         }
+        let m = shards::Manifest::read(&last.join(pipeline::stage::MANIFEST))?;
+        print!("{}", render_keep(&pipeline::quality_filter::keep_report(&m)));
     }
     println!();
     print!("{}", summary::summarize(&last)?.render());
@@ -320,6 +362,66 @@ fn run_recipe(args: &StageArgs) -> Result<ExitCode> {
     }
     println!("next     grist inspect {last}  |  the later stages of the recipe are not built yet");
     Ok(ExitCode::SUCCESS)
+}
+
+/// What quality training measured, in two lines.
+fn print_train(q: &pipeline::quality_train::TrainReport) {
+    println!(
+        "quality  trained on {} documents ({} positive, {} negative): held-out AUC {:.4}, accuracy {:.4}, log loss {:.4} ({:.2} s)",
+        q.train_docs + q.holdout_docs,
+        q.positives,
+        q.negatives,
+        q.holdout_auc,
+        q.holdout_accuracy,
+        q.holdout_log_loss,
+        q.seconds
+    );
+    let tuned = match (q.tuned_alpha, q.tuned_ks) {
+        (Some(a), Some(d)) => format!("; tuned Pareto alpha {a:.2} (KS distance {d:.3})"),
+        _ => String::new(),
+    };
+    println!(
+        "quality  {} iterations, parameters of iteration {} kept (best held-out loss){}{tuned}",
+        q.iterations,
+        q.best_iteration,
+        if q.spilled { "; the design spilled to disk" } else { "" }
+    );
+}
+
+/// The quality filter's keep rate per source and, under the Pareto rule, the keep curve
+/// per score decile beside the law (2 - s)^-alpha at the decile's midpoint.
+fn render_keep(r: &pipeline::quality_filter::KeepReport) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ =
+        writeln!(s, "\nkeep rate by source{}", r.alpha.map(|a| format!(" (Pareto alpha {a:.2})")).unwrap_or_default());
+    for (name, k) in &r.sources {
+        let _ = writeln!(
+            s,
+            "  {name:<20} {:>8} docs {:>8} kept  {:>6.1}%",
+            k.docs,
+            k.kept,
+            100.0 * k.kept as f64 / k.docs.max(1) as f64
+        );
+    }
+    if r.alpha.is_some() {
+        let _ = writeln!(s, "keep curve, all sources: score decile, docs, kept, expected by the law (2-s)^-alpha");
+        for bin in 0..10 {
+            let (n, kept, expected) = r.sources.values().fold((0, 0, 0.0), |acc, k| {
+                let d = k.deciles.get(bin).copied().unwrap_or((0, 0, 0.0));
+                (acc.0 + d.0, acc.1 + d.1, acc.2 + d.2)
+            });
+            if n > 0 {
+                let _ = writeln!(
+                    s,
+                    "  [{:.1}, {:.1})  {n:>8} {kept:>8} {expected:>10.1}",
+                    bin as f64 / 10.0,
+                    (bin + 1) as f64 / 10.0
+                );
+            }
+        }
+    }
+    s
 }
 
 /// One line per stage run by `grist run`; false when other tasks still have units to do.

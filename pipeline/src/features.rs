@@ -60,6 +60,116 @@ pub fn spark_tokenize(text: &str) -> Vec<String> {
     tokens
 }
 
+/// Calls `f` with the UTF-8 bytes of each of `text`'s Spark tokens, in order, exactly as
+/// `spark_tokenize` would give them but without allocating per token: ASCII tokens are
+/// lowercased into a reused buffer; others go through `str::to_lowercase` (Final_Sigma needs
+/// the token's context, and whitespace bounds that context, so lowercasing per token is the
+/// same as lowercasing the text).
+pub fn for_each_token(text: &str, mut f: impl FnMut(&[u8])) {
+    if text.is_empty() {
+        f(b"");
+        return;
+    }
+    // One pass over the bytes: Java's `\s` bytes never occur inside a multi-byte UTF-8
+    // sequence, so splitting bytes is splitting characters.
+    let bytes = text.as_bytes();
+    let mut buf: Vec<u8> = Vec::with_capacity(64);
+    // Empty tokens seen since the last non-empty one: emitted only if a non-empty one follows
+    // (Java drops trailing empty strings).
+    let mut pending_empty = 0usize;
+    let mut i = 0;
+    while i <= bytes.len() {
+        // The token starting at i.
+        let start = i;
+        let mut ascii = true;
+        buf.clear();
+        while i < bytes.len() && !is_java_space_byte(bytes[i]) {
+            let b = bytes[i];
+            ascii &= b < 0x80;
+            buf.push(b.to_ascii_lowercase());
+            i += 1;
+        }
+        if i == start {
+            pending_empty += 1;
+        } else {
+            for _ in 0..pending_empty {
+                f(b"");
+            }
+            pending_empty = 0;
+            if ascii {
+                f(&buf);
+            } else {
+                f(text[start..i].to_lowercase().as_bytes());
+            }
+        }
+        i += 1; // past the separator (or the end)
+    }
+}
+
+/// The `HashingTF` index of every Spark token of `text`, in order: `for_each_token` then
+/// `bytes_index`, fused for speed. ASCII tokens are lowercased and hashed in the same pass
+/// over the bytes (MurmurHash3 takes 4-byte blocks as they complete); others go through the
+/// exact path.
+pub fn for_each_index(text: &str, num_features: u32, mut f: impl FnMut(u32)) {
+    const C1: u32 = 0xcc9e_2d51;
+    const C2: u32 = 0x1b87_3593;
+    let mix_k1 = |k1: u32| k1.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+    let modulo = |h: u32| (h as i32).rem_euclid(num_features as i32) as u32;
+    if text.is_empty() {
+        f(bytes_index(b"", num_features));
+        return;
+    }
+    let bytes = text.as_bytes();
+    let empty = bytes_index(b"", num_features);
+    let mut pending_empty = 0usize;
+    let mut i = 0;
+    while i <= bytes.len() {
+        let start = i;
+        let (mut h, mut k, mut ascii) = (SPARK_SEED, 0u32, true);
+        while i < bytes.len() && !is_java_space_byte(bytes[i]) {
+            let b = bytes[i];
+            ascii &= b < 0x80;
+            let n = i - start;
+            k |= (b.to_ascii_lowercase() as u32) << (8 * (n & 3));
+            if n & 3 == 3 {
+                h ^= mix_k1(k);
+                h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+                k = 0;
+            }
+            i += 1;
+        }
+        if i == start {
+            pending_empty += 1;
+        } else {
+            for _ in 0..pending_empty {
+                f(empty);
+            }
+            pending_empty = 0;
+            if ascii {
+                h ^= mix_k1(k);
+                h ^= (i - start) as u32;
+                h ^= h >> 16;
+                h = h.wrapping_mul(0x85eb_ca6b);
+                h ^= h >> 13;
+                h = h.wrapping_mul(0xc2b2_ae35);
+                f(modulo(h ^ (h >> 16)));
+            } else {
+                f(bytes_index(text[start..i].to_lowercase().as_bytes(), num_features));
+            }
+        }
+        i += 1;
+    }
+}
+
+fn is_java_space_byte(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r')
+}
+
+/// The `HashingTF` index of a term's bytes.
+pub fn bytes_index(term: &[u8], num_features: u32) -> u32 {
+    (murmur3_x86_32(term, SPARK_SEED) as i32).rem_euclid(num_features as i32) as u32
+}
+
 /// The `HashingTF` index of a term.
 pub fn term_index(term: &str, num_features: u32) -> u32 {
     let h = murmur3_x86_32(term.as_bytes(), SPARK_SEED) as i32;
@@ -86,7 +196,21 @@ pub fn hashing_tf(tokens: &[String], num_features: u32, binary: bool) -> Vec<(u3
 
 /// Tokenizer then HashingTF, as one Spark pipeline would.
 pub fn features(text: &str, num_features: u32, binary: bool) -> Vec<(u32, f32)> {
-    hashing_tf(&spark_tokenize(text), num_features, binary)
+    let mut idx: Vec<u32> = Vec::with_capacity(text.len() / 5 + 1);
+    for_each_index(text, num_features, |i| idx.push(i));
+    idx.sort_unstable();
+    let mut out: Vec<(u32, f32)> = Vec::with_capacity(idx.len());
+    for i in idx {
+        match out.last_mut() {
+            Some((j, v)) if *j == i => {
+                if !binary {
+                    *v += 1.0;
+                }
+            }
+            _ => out.push((i, 1.0)),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -115,6 +239,39 @@ mod tests {
         assert!(spark_tokenize("   ").is_empty());
         // Only ASCII whitespace splits: a no-break space stays inside the token.
         assert_eq!(spark_tokenize("a\u{a0}b c"), ["a\u{a0}b", "c"]);
+    }
+
+    #[test]
+    fn streaming_tokens_equal_spark_tokenize() {
+        let cases = [
+            "",
+            " ",
+            "   ",
+            "a",
+            " a",
+            "a ",
+            "a  b",
+            "\tA\u{0B}B\x0cC\r\n",
+            "ΟΔΟΣ Σ ΣΑΣ. x",
+            "İstanbul ǅ ß Straße",
+            "mixed ÀSCII and ascii  ",
+            "a\u{a0}B c",
+            "\n\nHello\n\nWorld\n",
+            "abcd",
+            "abcdefgh",
+            "ABCDEFGHIJK lmnopq RS",
+            "x\u{1F600}y emoji",
+        ];
+        for c in cases {
+            let mut got: Vec<String> = Vec::new();
+            for_each_token(c, |t| got.push(String::from_utf8(t.to_vec()).unwrap()));
+            assert_eq!(got, spark_tokenize(c), "{c:?}");
+            assert_eq!(features(c, 1 << 18, false), hashing_tf(&spark_tokenize(c), 1 << 18, false), "{c:?}");
+            let mut fused = Vec::new();
+            for_each_index(c, 1000, |i| fused.push(i));
+            let slow: Vec<u32> = spark_tokenize(c).iter().map(|t| term_index(t, 1000)).collect();
+            assert_eq!(fused, slow, "{c:?}");
+        }
     }
 
     #[test]

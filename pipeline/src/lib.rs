@@ -13,6 +13,7 @@ pub mod ingest;
 pub mod logistic;
 pub mod quality;
 pub mod quality_filter;
+pub mod quality_score;
 pub mod quality_train;
 pub mod recipe;
 pub mod reddit;

@@ -2,29 +2,43 @@
 //! backtracking line search. The objective is linfa-logistic's, so the two agree on a dense
 //! problem: sum_i c_i * softplus(-y_i z_i) + alpha/2 * |w|^2, z_i = b + w . x_i, y_i in {-1, +1},
 //! c_i a per-class weight (1 by default), the bias not regularized.
-//! Deterministic: per-row work runs in parallel, every sum is taken in row order.
+//! Deterministic: rows are split into ranges that depend only on the row count, each range's
+//! loss and gradient are summed in row order, and the ranges are combined in order, so the
+//! result is the same on any number of threads. The design may live in a spill file
+//! (`RowsBuilder::spilling`), which bounds memory for millions of documents.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
-/// Rows of a sparse design matrix (CSR): row r is `indices[indptr[r]..indptr[r+1]]` with values.
-#[derive(Debug, Clone, Default)]
+/// Bytes per stored entry: feature index (u32 LE) then value (f32 LE).
+const ENTRY: usize = 8;
+
+/// Rows of a sparse design matrix (CSR), read-only: row r holds the entries
+/// `indptr[r]..indptr[r+1]`, in memory or in a memory-mapped spill file.
+#[derive(Debug)]
 pub struct SparseRows {
-    indptr: Vec<usize>,
-    indices: Vec<u32>,
-    values: Vec<f32>,
+    indptr: Vec<u64>,
+    data: Data,
+}
+
+#[derive(Debug)]
+enum Data {
+    Mem(Vec<u8>),
+    Map(memmap2::Mmap),
 }
 
 impl SparseRows {
-    pub fn new() -> Self {
-        SparseRows { indptr: vec![0], indices: Vec::new(), values: Vec::new() }
-    }
-    /// Appends a row of (feature index, value) pairs.
-    pub fn push(&mut self, row: &[(u32, f32)]) {
-        for &(i, v) in row {
-            self.indices.push(i);
-            self.values.push(v);
+    /// An in-memory design from rows of (feature index, value) pairs.
+    pub fn from_rows<'a>(rows: impl IntoIterator<Item = &'a [(u32, f32)]>) -> SparseRows {
+        let mut b = RowsBuilder::in_memory();
+        for r in rows {
+            b.push_mem(r);
         }
-        self.indptr.push(self.indices.len());
+        SparseRows { indptr: b.indptr, data: Data::Mem(b.buf) }
     }
     pub fn len(&self) -> usize {
         self.indptr.len() - 1
@@ -32,13 +46,111 @@ impl SparseRows {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    pub fn row(&self, r: usize) -> (&[u32], &[f32]) {
-        let (a, b) = (self.indptr[r], self.indptr[r + 1]);
-        (&self.indices[a..b], &self.values[a..b])
+    /// Row `r` as (feature index, value) pairs.
+    pub fn row(&self, r: usize) -> impl Iterator<Item = (u32, f32)> + '_ {
+        let bytes = match &self.data {
+            Data::Mem(v) => &v[..],
+            Data::Map(m) => &m[..],
+        };
+        let (a, b) = (self.indptr[r] as usize * ENTRY, self.indptr[r + 1] as usize * ENTRY);
+        bytes[a..b]
+            .chunks_exact(ENTRY)
+            .map(|e| (u32::from_le_bytes([e[0], e[1], e[2], e[3]]), f32::from_le_bytes([e[4], e[5], e[6], e[7]])))
     }
     /// Stored entries.
-    pub fn nnz(&self) -> usize {
-        self.indices.len()
+    pub fn nnz(&self) -> u64 {
+        self.indptr.last().copied().unwrap_or(0)
+    }
+    /// Whether the entries live in a spill file rather than in memory.
+    pub fn spilled(&self) -> bool {
+        matches!(self.data, Data::Map(_))
+    }
+}
+
+/// Builds a `SparseRows` row by row, keeping at most `mem_limit` bytes of entries in memory:
+/// past that, entries go to a spill file that is memory-mapped when the design is finished
+/// (and unlinked at once, so nothing is left behind). Memory then is the row index (8 bytes a
+/// row) plus what the page cache holds; the solver reads the rows in order, once per pass.
+#[derive(Debug)]
+pub struct RowsBuilder {
+    indptr: Vec<u64>,
+    buf: Vec<u8>,
+    mem_limit: usize,
+    spill_dir: Option<PathBuf>,
+    spill: Option<SpillFile>,
+}
+
+impl RowsBuilder {
+    /// A builder that never spills.
+    pub fn in_memory() -> RowsBuilder {
+        RowsBuilder { indptr: vec![0], buf: Vec::new(), mem_limit: usize::MAX, spill_dir: None, spill: None }
+    }
+    /// A builder that spills into `dir` past `mem_limit` bytes of entries.
+    pub fn spilling(dir: &Path, mem_limit: usize) -> RowsBuilder {
+        RowsBuilder { spill_dir: Some(dir.to_path_buf()), mem_limit, ..RowsBuilder::in_memory() }
+    }
+    fn push_mem(&mut self, row: &[(u32, f32)]) {
+        for &(i, v) in row {
+            self.buf.extend_from_slice(&i.to_le_bytes());
+            self.buf.extend_from_slice(&v.to_le_bytes());
+        }
+        let last = self.indptr.last().copied().unwrap_or(0);
+        self.indptr.push(last + row.len() as u64);
+    }
+    /// Appends a row of (feature index, value) pairs.
+    pub fn push(&mut self, row: &[(u32, f32)]) -> io::Result<()> {
+        self.push_mem(row);
+        if self.buf.len() >= self.mem_limit.min(if self.spill.is_some() { 8 << 20 } else { usize::MAX }) {
+            self.flush()?;
+        }
+        Ok(())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        if self.spill.is_none() {
+            let Some(dir) = &self.spill_dir else { return Ok(()) };
+            std::fs::create_dir_all(dir)?;
+            static SEQ: AtomicUsize = AtomicUsize::new(0);
+            let path = dir.join(format!(".design-{}-{}.tmp", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
+            // Read and write: the finished file is mapped for reading.
+            let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+            self.spill = Some(SpillFile(Some(BufWriter::with_capacity(1 << 20, file)), path));
+        }
+        if let Some(SpillFile(Some(w), _)) = &mut self.spill {
+            w.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+    pub fn len(&self) -> usize {
+        self.indptr.len() - 1
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The finished design.
+    pub fn finish(mut self) -> io::Result<SparseRows> {
+        let Some(mut spill) = self.spill.take() else {
+            return Ok(SparseRows { indptr: self.indptr, data: Data::Mem(self.buf) });
+        };
+        let Some(w) = spill.0.take() else { return Err(io::Error::other("spill file already closed")) };
+        let mut file = w.into_inner().map_err(|e| e.into_error())?;
+        file.write_all(&self.buf)?;
+        file.flush()?;
+        // SAFETY: the file is ours alone (created by `flush`, unlinked when `spill` drops right
+        // after mapping) and is never written again while mapped.
+        let map = unsafe { memmap2::Mmap::map(&file) }?;
+        drop(spill);
+        Ok(SparseRows { indptr: self.indptr, data: Data::Map(map) })
+    }
+}
+
+/// A spill file, removed when dropped (a failed or abandoned build leaves nothing behind).
+#[derive(Debug)]
+struct SpillFile(Option<BufWriter<File>>, PathBuf);
+
+impl Drop for SpillFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.1);
     }
 }
 
@@ -87,38 +199,46 @@ fn sigmoid(x: f64) -> f64 {
 
 /// The logit of every row.
 pub fn logits(x: &SparseRows, w: &[f64], b: f64) -> Vec<f64> {
-    (0..x.len())
-        .into_par_iter()
-        .map(|r| {
-            let (idx, val) = x.row(r);
-            b + idx.iter().zip(val).map(|(&i, &v)| w[i as usize] * v as f64).sum::<f64>()
-        })
-        .collect()
+    (0..x.len()).into_par_iter().map(|r| b + x.row(r).map(|(i, v)| w[i as usize] * v as f64).sum::<f64>()).collect()
+}
+
+/// Row ranges whose partial gradients are summed in order: a function of the row count and
+/// dimension only, so results do not depend on the thread count. At most 64 ranges, of at
+/// least 4096 rows, and at most 256 MiB of partial gradients at a time.
+fn partitions(rows: usize, dim: usize) -> Vec<std::ops::Range<usize>> {
+    let by_mem = ((256usize << 20) / (8 * (dim + 1))).max(1);
+    let k = rows.div_ceil(4096).clamp(1, 64).min(by_mem);
+    let per = rows.div_ceil(k).max(1);
+    (0..rows).step_by(per).map(|a| a..(a + per).min(rows)).collect()
 }
 
 /// Objective and gradient at `p` = (w, b); `grad` has the same length as `p`.
 fn objective(x: &SparseRows, y: &[bool], cfg: &LrConfig, p: &[f64], grad: &mut [f64]) -> f64 {
     let dim = p.len() - 1;
     let (w, b) = (&p[..dim], p[dim]);
-    let z = logits(x, w, b);
-    // Per row: loss and d(loss)/dz, computed in parallel, summed in row order.
-    let per_row: Vec<(f64, f64)> = z
-        .par_iter()
-        .zip(y.par_iter())
-        .map(|(&z, &pos)| {
-            let (s, c) = if pos { (1.0, cfg.pos_weight) } else { (-1.0, 1.0) };
-            (c * softplus(-s * z), -c * s * sigmoid(-s * z))
+    let parts: Vec<(f64, Vec<f64>)> = partitions(x.len(), dim)
+        .into_par_iter()
+        .map(|range| {
+            let mut g = vec![0.0; dim + 1];
+            let mut loss = 0.0;
+            for r in range {
+                let z = b + x.row(r).map(|(i, v)| w[i as usize] * v as f64).sum::<f64>();
+                let (s, c) = if y[r] { (1.0, cfg.pos_weight) } else { (-1.0, 1.0) };
+                loss += c * softplus(-s * z);
+                let dz = -c * s * sigmoid(-s * z);
+                for (i, v) in x.row(r) {
+                    g[i as usize] += dz * v as f64;
+                }
+                g[dim] += dz;
+            }
+            (loss, g)
         })
         .collect();
     grad.iter_mut().for_each(|g| *g = 0.0);
     let mut loss = 0.0;
-    for (r, &(l, dz)) in per_row.iter().enumerate() {
+    for (l, g) in &parts {
         loss += l;
-        let (idx, val) = x.row(r);
-        for (&i, &v) in idx.iter().zip(val) {
-            grad[i as usize] += dz * v as f64;
-        }
-        grad[dim] += dz;
+        grad.iter_mut().zip(g).for_each(|(a, b)| *a += b);
     }
     let mut reg = 0.0;
     for j in 0..dim {
@@ -134,6 +254,18 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 
 /// Fits weights over `dim` features. `y[r]` is true for positive rows.
 pub fn fit(x: &SparseRows, y: &[bool], dim: usize, cfg: &LrConfig) -> LrFit {
+    fit_monitored(x, y, dim, cfg, |_, _, _| false)
+}
+
+/// `fit`, calling `monitor(iteration, params, objective)` after every iteration with the
+/// parameters (weights then bias); it returns true to stop (early stopping).
+pub fn fit_monitored(
+    x: &SparseRows,
+    y: &[bool],
+    dim: usize,
+    cfg: &LrConfig,
+    mut monitor: impl FnMut(usize, &[f64], f64) -> bool,
+) -> LrFit {
     assert_eq!(x.len(), y.len(), "one label per row");
     let n = dim + 1;
     let mut p = vec![0.0; n];
@@ -203,7 +335,7 @@ pub fn fit(x: &SparseRows, y: &[bool], dim: usize, cfg: &LrConfig) -> LrFit {
         std::mem::swap(&mut g, &mut g_new);
         f = f_new;
         iterations += 1;
-        if decrease.abs() <= 1e-12 * f.abs().max(1.0) {
+        if monitor(iterations, &p, f) || decrease.abs() <= 1e-12 * f.abs().max(1.0) {
             break;
         }
     }
@@ -248,14 +380,15 @@ mod tests {
 
     #[test]
     fn learns_a_separating_feature_deterministically() {
-        let mut x = SparseRows::new();
+        let mut rows = Vec::new();
         let mut y = Vec::new();
         for i in 0..400u32 {
             let pos = i % 3 == 0;
             let signal = if pos { 7 } else { 11 };
-            x.push(&[(signal, 1.0), (i % 5 + 20, 2.0), (30 + i % 7, 1.0)]);
+            rows.push(vec![(signal, 1.0), (i % 5 + 20, 2.0), (30 + i % 7, 1.0)]);
             y.push(pos);
         }
+        let x = SparseRows::from_rows(rows.iter().map(|r| &r[..]));
         let cfg = LrConfig { alpha: 0.1, ..LrConfig::default() };
         let fit1 = fit(&x, &y, 64, &cfg);
         assert!(fit1.weights[7] > 1.0 && fit1.weights[11] < -1.0, "{:?}", &fit1.weights[..12]);
@@ -263,5 +396,27 @@ mod tests {
         assert_eq!(roc_auc(&z, &y), 1.0);
         let fit2 = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| fit(&x, &y, 64, &cfg));
         assert_eq!(fit1.weights, fit2.weights, "same result on 1 thread");
+
+        // A design spilled to disk (limit 64 bytes) gives bit-identical results.
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = RowsBuilder::spilling(dir.path(), 64);
+        for r in &rows {
+            b.push(r).unwrap();
+        }
+        let spilled = b.finish().unwrap();
+        assert!(spilled.spilled() && spilled.nnz() == x.nnz());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "the spill file is unlinked");
+        let fit3 = fit(&spilled, &y, 64, &cfg);
+        assert_eq!(fit1.weights, fit3.weights, "same result from the spilled design");
+    }
+
+    #[test]
+    fn partitions_cover_rows_and_ignore_threads() {
+        for rows in [0usize, 1, 4095, 4097, 1_000_000] {
+            let p = partitions(rows, 1 << 18);
+            assert_eq!(p.iter().map(|r| r.len()).sum::<usize>(), rows);
+            assert!(p.windows(2).all(|w| w[0].end == w[1].start));
+            assert!(p.len() <= 64);
+        }
     }
 }

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 use shards::{At, Loc, ShardError};
 
-use crate::features::{features, term_index};
+use crate::features::{for_each_index, term_index};
 use crate::rng::DocRng;
 
 /// Magic bytes of a model file.
@@ -61,10 +61,24 @@ impl QualityModel {
 
     /// The probability that `text` is like the positives.
     pub fn score(&self, text: &str) -> f64 {
-        let x = features(text, self.header.num_features, self.header.binary);
-        let z: f64 =
-            self.header.bias as f64 + x.iter().map(|&(i, v)| self.weights[i as usize] as f64 * v as f64).sum::<f64>();
-        1.0 / (1.0 + (-z).exp())
+        1.0 / (1.0 + (-self.logit(text)).exp())
+    }
+
+    /// The model's logit for `text`: bias + weights . features, summed in token order without
+    /// building the feature vector (term counts are sums over token occurrences).
+    pub fn logit(&self, text: &str) -> f64 {
+        let n = self.header.num_features;
+        let mut z = 0.0f64;
+        if self.header.binary {
+            let mut idx: Vec<u32> = Vec::with_capacity(text.len() / 5 + 1);
+            for_each_index(text, n, |i| idx.push(i));
+            idx.sort_unstable();
+            idx.dedup();
+            z = idx.iter().map(|&i| self.weights[i as usize] as f64).sum();
+        } else {
+            for_each_index(text, n, |i| z += self.weights[i as usize] as f64);
+        }
+        self.header.bias as f64 + z
     }
 
     /// The weight of a term (for reports: which terms push a document up or down).
@@ -151,6 +165,62 @@ pub fn pareto_keep(seed: u64, doc_id: &str, score: f64, alpha: f64) -> (bool, f6
     (draw > 1.0 - score, draw)
 }
 
+/// P(keep | score) under GPT-3's rule: P(pareto(alpha) > 1 - s) = (2 - s)^-alpha, since
+/// numpy's `pareto` is Lomax (Pareto II) with survival (1 + x)^-alpha.
+pub fn keep_probability(score: f64, alpha: f64) -> f64 {
+    (2.0 - score).powf(-alpha)
+}
+
+/// The Kolmogorov-Smirnov distance between the score distribution of `reference` and that of
+/// `target` weighted by the keep probability under `alpha`: how unlike the reference the
+/// documents the Pareto rule keeps would be.
+pub fn kept_ks_distance(reference: &[f64], target: &[f64], alpha: f64) -> f64 {
+    let mut r: Vec<f64> = reference.to_vec();
+    r.sort_by(f64::total_cmp);
+    let mut t: Vec<(f64, f64)> = target.iter().map(|&s| (s, keep_probability(s, alpha))).collect();
+    t.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total: f64 = t.iter().map(|x| x.1).sum();
+    if r.is_empty() || total <= 0.0 {
+        return 1.0;
+    }
+    // Walk both sorted lists, comparing the two CDFs after each distinct score.
+    let (mut i, mut j, mut cum_t, mut d) = (0usize, 0usize, 0.0f64, 0.0f64);
+    while i < r.len() || j < t.len() {
+        let x = match (r.get(i), t.get(j)) {
+            (Some(&a), Some(&(b, _))) => a.min(b),
+            (Some(&a), None) => a,
+            (None, Some(&(b, _))) => b,
+            (None, None) => break,
+        };
+        while i < r.len() && r[i] <= x {
+            i += 1;
+        }
+        while j < t.len() && t[j].0 <= x {
+            cum_t += t[j].1;
+            j += 1;
+        }
+        d = d.max((i as f64 / r.len() as f64 - cum_t / total).abs());
+    }
+    d
+}
+
+/// The alpha (on a log grid over [0.25, 64]) whose kept `target` scores are closest, in
+/// Kolmogorov-Smirnov distance, to the `reference` scores: GPT-3 chose alpha = 9 "to match the
+/// distribution of scores from our classifier on WebText". Returns (alpha, distance); the
+/// smallest alpha wins ties. An alpha at the grid's top means the classes are too well
+/// separated for any Pareto draw to make the kept documents look like the reference.
+pub fn tune_alpha(reference: &[f64], target: &[f64]) -> (f64, f64) {
+    let mut best = (f64::NAN, f64::INFINITY);
+    for k in 0..=160 {
+        let alpha = 0.25 * 2f64.powf(k as f64 / 20.0);
+        let d = kept_ks_distance(reference, target, alpha);
+        if d < best.1 - 1e-12 {
+            best = (alpha, d);
+        }
+    }
+    best
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,5 +278,54 @@ mod tests {
         let (_, d) = pareto_keep(7, "doc", 0.0, 9.0);
         assert_eq!(d, d1);
         assert!(pareto_keep(7, "doc", 1.0, 9.0).0, "score 1 keeps every document (draw > 0)");
+    }
+
+    #[test]
+    fn fused_logit_equals_the_feature_vector_dot_product() {
+        for binary in [false, true] {
+            let mut m = QualityModel::zeros(1 << 10, binary);
+            m.header.bias = 0.25;
+            for (i, w) in m.weights.iter_mut().enumerate() {
+                *w = ((i * 7919) % 201) as f32 / 100.0 - 1.0;
+            }
+            for text in ["The the THE cat  sat\n\non the mat.", "", "   ", "Straße ΟΔΟΣ odos odos", "x"] {
+                let want = 0.25
+                    + crate::features::features(text, 1 << 10, binary)
+                        .iter()
+                        .map(|&(i, v)| m.weights[i as usize] as f64 * v as f64)
+                        .sum::<f64>();
+                assert!((m.logit(text) - want).abs() < 1e-9, "{text:?} binary={binary}: {} vs {want}", m.logit(text));
+            }
+        }
+    }
+
+    #[test]
+    fn pareto_rule_follows_its_law() {
+        // For several scores, the empirical keep rate over many document ids matches
+        // (2 - s)^-alpha within 4 standard errors.
+        let n = 200_000;
+        for (s, alpha) in [(0.0, 9.0), (0.3, 9.0), (0.7, 9.0), (0.95, 9.0), (0.5, 2.0), (0.9, 20.0)] {
+            let kept = (0..n).filter(|i| pareto_keep(7, &format!("doc-{i}"), s, alpha).0).count() as f64;
+            let p = keep_probability(s, alpha);
+            let se = (p * (1.0 - p) / n as f64).sqrt();
+            let got = kept / n as f64;
+            assert!((got - p).abs() < 4.0 * se + 1e-9, "s={s} alpha={alpha}: kept {got}, law {p}");
+        }
+    }
+
+    #[test]
+    fn tuned_alpha_recovers_the_alpha_that_made_the_reference() {
+        // Reference = target documents kept by the Pareto rule with alpha 6: tuning finds ~6.
+        let target: Vec<f64> = (0..40_000).map(|i| DocRng::new(1, "t", &i.to_string()).next_f64()).collect();
+        let reference: Vec<f64> = target
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| pareto_keep(3, &i.to_string(), **s, 6.0).0)
+            .map(|x| *x.1)
+            .collect();
+        let (alpha, d) = tune_alpha(&reference, &target);
+        assert!((alpha - 6.0).abs() < 1.0, "alpha {alpha}, distance {d}");
+        assert!(d < 0.02, "distance {d}");
+        assert!(kept_ks_distance(&reference, &target, 0.5) > 0.1);
     }
 }

@@ -18,12 +18,72 @@ use shards::{
 };
 
 use crate::error::StageError;
-use crate::quality::{QualityModel, pareto_keep};
+use crate::quality::{QualityModel, keep_probability, pareto_keep};
 use crate::slice::TaskSlice;
 use crate::stage::{Stage, TaskReport};
 
 /// Stage name.
 pub const STAGE: &str = "quality_filter";
+/// Manifest counter prefixes: `{prefix}{source}/{decile}` counts documents and kept documents.
+pub const SCORE_BIN: &str = "scored/";
+pub const KEPT_BIN: &str = "kept/";
+/// ... and the expected kept count under the Pareto law, in millionths of a document.
+pub const EXPECTED_BIN: &str = "expected_kept_micro/";
+
+/// Keep rate per source and per score decile, from the stage manifest's counters.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeepReport {
+    /// The alpha the filter used (Pareto and tuned modes).
+    pub alpha: Option<f64>,
+    pub sources: std::collections::BTreeMap<String, SourceKeep>,
+}
+
+/// One source's row of the keep report.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SourceKeep {
+    pub docs: u64,
+    pub kept: u64,
+    /// Per score decile [k/10, (k+1)/10): documents, kept documents, and the kept count the
+    /// Pareto law expects for those documents' scores.
+    pub deciles: Vec<(u64, u64, f64)>,
+}
+
+/// The keep report of a completed filter output.
+pub fn keep_report(m: &Manifest) -> KeepReport {
+    let mut sources: std::collections::BTreeMap<String, SourceKeep> = Default::default();
+    for (k, &v) in &m.counters {
+        let (rest, what) = if let Some(r) = k.strip_prefix(SCORE_BIN) {
+            (r, 0)
+        } else if let Some(r) = k.strip_prefix(KEPT_BIN) {
+            (r, 1)
+        } else if let Some(r) = k.strip_prefix(EXPECTED_BIN) {
+            (r, 2)
+        } else {
+            continue;
+        };
+        let Some((src, bin)) = rest.rsplit_once('/') else { continue };
+        let Ok(bin) = bin.parse::<usize>() else { continue };
+        let s = sources.entry(src.to_string()).or_default();
+        s.deciles.resize(10, (0, 0, 0.0));
+        let d = &mut s.deciles[bin.min(9)];
+        match what {
+            0 => {
+                s.docs += v;
+                d.0 += v;
+            }
+            1 => {
+                s.kept += v;
+                d.1 += v;
+            }
+            _ => d.2 += v as f64 / 1e6,
+        }
+    }
+    let alpha = match m.config.get("mode").and_then(|v| v.as_str()) {
+        Some("threshold") => None,
+        _ => m.config.get("effective_alpha").and_then(|a| a.as_f64()),
+    };
+    KeepReport { alpha, sources }
+}
 
 /// How documents are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -34,6 +94,9 @@ pub enum KeepMode {
     Pareto,
     /// Keep iff `score >= threshold`.
     Threshold,
+    /// GPT-3's rule with the alpha that training tuned on `quality.tune_reference` (read from
+    /// the model's metrics).
+    Tuned,
 }
 
 /// `[quality_filter]` in a recipe.
@@ -80,11 +143,21 @@ pub fn run(
             ),
         });
     }
+    let alpha = match cfg.mode {
+        KeepMode::Tuned => model.header.metrics.get("tuned_alpha").and_then(|a| a.as_f64()).ok_or_else(|| {
+            StageError::Input {
+                at: At::file(model_loc.to_string()),
+                msg: "quality_filter.mode = \"tuned\" but the model has no tuned alpha\nhint: set quality.tune_reference (e.g. \"webtext\") and retrain".into(),
+            }
+        })?,
+        _ => cfg.alpha,
+    };
     let (_, model_xxh3) = shards::checksum::file_checksum(model_loc)?;
     let input = Manifest::read(&docs_dir.join(crate::stage::MANIFEST))?;
     let mut config = serde_json::to_value(cfg).map_err(|e| StageError::Recipe(e.to_string()))?;
     config["seed"] = seed.into();
     config["model_xxh3"] = model_xxh3.into();
+    config["effective_alpha"] = alpha.into();
     let stage = Stage {
         name: STAGE.to_string(),
         dir: out.clone(),
@@ -114,15 +187,23 @@ pub fn run(
                 .into_par_iter()
                 .map(|i| {
                     let score = model.score(texts.value(i));
-                    let (pareto, draw) = pareto_keep(seed, ids.value(i), score, cfg.alpha);
+                    let (pareto, draw) = pareto_keep(seed, ids.value(i), score, alpha);
                     let keep = match cfg.mode {
-                        KeepMode::Pareto => pareto,
+                        KeepMode::Pareto | KeepMode::Tuned => pareto,
                         KeepMode::Threshold => score >= cfg.threshold,
                     };
                     (score, draw, keep)
                 })
                 .collect();
             for (i, &(score, draw, keep)) in scored.iter().enumerate() {
+                // Per source and score decile: documents and kept ones (the keep curve).
+                let bin = ((score * 10.0) as usize).min(9);
+                m.count(&format!("{SCORE_BIN}{}/{bin}", sources.value(i)), 1);
+                if keep {
+                    m.count(&format!("{KEPT_BIN}{}/{bin}", sources.value(i)), 1);
+                }
+                let expected = (keep_probability(score, alpha) * 1e6).round() as u64;
+                m.count(&format!("{EXPECTED_BIN}{}/{bin}", sources.value(i)), expected);
                 if !keep {
                     ledger.push(LedgerEntry {
                         id: ids.value(i).to_string(),

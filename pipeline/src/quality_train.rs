@@ -3,8 +3,12 @@
 //! read from the `ingest` output; Spark-exact hashed features; L2 logistic regression (see
 //! `logistic`), classes balanced by weight; a held-out split drawn per document id; the model
 //! file (`quality::QualityModel`) and a JSON report with held-out accuracy, ROC AUC, log loss,
-//! per-class score histograms and the strongest terms. Training is one global step, not
-//! sliced: it needs every document's features at once (capped by `max_docs`).
+//! per-class score histograms, the strongest terms and the training curve.
+//! Training is one global step, not sliced. It streams the shards twice (ids and sources to
+//! draw the `max_docs` sample, then text to features) and never holds the text: the sparse
+//! design stays in memory up to `memory_mb` and spills to a memory-mapped file past it, so
+//! memory is about 8 bytes a document + 2 x 20 x 8 x num_features for L-BFGS + `memory_mb`.
+//! Early stopping keeps the parameters with the best held-out loss.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -15,8 +19,8 @@ use shards::{DocReader, Loc, Manifest, str_col};
 
 use crate::error::StageError;
 use crate::features::{DEFAULT_NUM_FEATURES, features};
-use crate::logistic::{LrConfig, SparseRows, fit, logits, roc_auc};
-use crate::quality::QualityModel;
+use crate::logistic::{LrConfig, RowsBuilder, fit_monitored, logits, roc_auc};
+use crate::quality::{QualityModel, tune_alpha};
 use crate::rng::DocRng;
 
 /// `[quality]` in a recipe.
@@ -42,9 +46,23 @@ pub struct QualityConfig {
     pub balance: bool,
     #[serde(default = "default_max_iters")]
     pub max_iters: usize,
-    /// At most this many documents are used (a seeded sample beyond it), bounding memory.
+    /// At most this many documents are used (a seeded sample beyond it).
     #[serde(default = "default_max_docs")]
     pub max_docs: usize,
+    /// Stop after this many iterations without a better held-out loss (0: never).
+    #[serde(default = "default_patience")]
+    pub patience: usize,
+    /// Feature entries held in memory before the design spills to disk, in MiB.
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: usize,
+    /// Where the design spills (default: the model's directory when local, else the system
+    /// temporary directory).
+    #[serde(default)]
+    pub spill_dir: Option<String>,
+    /// A positive source whose held-out scores the kept negatives should match: training then
+    /// tunes the Pareto alpha for it, as GPT-3 did with WebText (`quality_filter.mode = "tuned"`).
+    #[serde(default)]
+    pub tune_reference: Option<String>,
 }
 
 fn default_num_features() -> u32 {
@@ -63,7 +81,25 @@ fn default_max_iters() -> usize {
     200
 }
 fn default_max_docs() -> usize {
-    2_000_000
+    10_000_000
+}
+fn default_patience() -> usize {
+    10
+}
+fn default_memory_mb() -> usize {
+    2048
+}
+
+/// One iteration of the solver, as the report records it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainStep {
+    pub iteration: usize,
+    /// The training objective (weighted loss + L2 term).
+    pub objective: f64,
+    pub holdout_log_loss: f64,
+    pub holdout_auc: f64,
+    /// Since training started (reading and features included).
+    pub seconds: f64,
 }
 
 /// What training measured.
@@ -82,6 +118,19 @@ pub struct TrainReport {
     /// The terms of the training documents with the largest and smallest weights.
     pub top_positive_terms: Vec<(String, f32)>,
     pub top_negative_terms: Vec<(String, f32)>,
+    /// The iteration whose parameters were kept (best held-out loss).
+    pub best_iteration: usize,
+    /// Held-out metrics after every iteration.
+    pub history: Vec<TrainStep>,
+    /// Whether the design spilled to disk, and its stored entries.
+    pub spilled: bool,
+    pub nnz: u64,
+    /// With `tune_reference`: the Pareto alpha whose kept negatives best match the reference's
+    /// held-out scores, and the Kolmogorov-Smirnov distance it leaves.
+    pub tuned_alpha: Option<f64>,
+    pub tuned_ks: Option<f64>,
+    /// Seconds reading and featurizing, and in total.
+    pub feature_seconds: f64,
     pub seconds: f64,
 }
 
@@ -99,78 +148,167 @@ pub fn train(cfg: &QualityConfig, seed: u64, docs_dir: &Loc, out: &Loc) -> Resul
             None
         }
     };
-    // (id, text, label), in shard order.
-    let mut docs: Vec<(String, String, bool)> = Vec::new();
+    let sample_draw = |id: &str| DocRng::new(seed, "quality/sample", id).next_u64();
+    // Pass 1, ids and sources only: the sample's cutoff draw when there are too many documents.
+    let mut draws: Vec<u64> = Vec::new();
+    for f in &m.outputs {
+        for batch in DocReader::open(&docs_dir.join(&f.path))?.batches(Some(&["id", "source"]), 65536)? {
+            let b = batch?;
+            let (id, src) = (str_col(&b, "id")?, str_col(&b, "source")?);
+            draws.extend(
+                (0..b.num_rows()).filter(|&i| label_of(src.value(i)).is_some()).map(|i| sample_draw(id.value(i))),
+            );
+        }
+    }
+    let cutoff = if draws.len() > cfg.max_docs && cfg.max_docs > 0 {
+        *draws.select_nth_unstable(cfg.max_docs - 1).1
+    } else {
+        u64::MAX
+    };
+    drop(draws);
+
+    // Pass 2: features of the sampled documents, straight into the designs.
+    let spill_dir = match (&cfg.spill_dir, out.as_local()) {
+        (Some(d), _) => std::path::PathBuf::from(d),
+        (None, Some(p)) => p.to_path_buf(),
+        (None, None) => std::env::temp_dir(),
+    };
+    let limit = cfg.memory_mb.saturating_mul(1 << 20);
+    let (mut xt, mut xh) = (RowsBuilder::spilling(&spill_dir, limit), RowsBuilder::spilling(&spill_dir, limit / 8 + 1));
+    let (mut yt, mut yh, mut src_h) = (Vec::new(), Vec::new(), Vec::<u32>::new());
+    let mut source_names: Vec<String> = Vec::new();
+    let (mut pos, mut neg) = (0usize, 0usize);
+    let spill_err = |e: std::io::Error| StageError::Input {
+        at: shards::At::file(spill_dir.display().to_string()),
+        msg: format!("cannot write the feature spill file: {e}\nhint: set quality.spill_dir or quality.memory_mb"),
+    };
     for f in &m.outputs {
         for batch in DocReader::open(&docs_dir.join(&f.path))?.batches(Some(&["id", "source", "text"]), 8192)? {
             let b = batch?;
             let (id, src, text) = (str_col(&b, "id")?, str_col(&b, "source")?, str_col(&b, "text")?);
-            for i in 0..b.num_rows() {
-                if let Some(label) = label_of(src.value(i)) {
-                    docs.push((id.value(i).to_string(), text.value(i).to_string(), label));
+            let chosen: Vec<(usize, bool)> = (0..b.num_rows())
+                .filter_map(|i| label_of(src.value(i)).map(|l| (i, l)))
+                .filter(|&(i, _)| sample_draw(id.value(i)) <= cutoff)
+                .collect();
+            let feats: Vec<Vec<(u32, f32)>> =
+                chosen.par_iter().map(|&(i, _)| features(text.value(i), cfg.num_features, cfg.binary)).collect();
+            for (&(i, label), f) in chosen.iter().zip(&feats) {
+                if label {
+                    pos += 1;
+                } else {
+                    neg += 1;
+                }
+                if DocRng::new(seed, "quality/holdout", id.value(i)).next_f64() < cfg.holdout {
+                    xh.push(f).map_err(spill_err)?;
+                    yh.push(label);
+                    let s = src.value(i);
+                    let k = match source_names.iter().position(|n| n == s) {
+                        Some(k) => k,
+                        None => {
+                            source_names.push(s.to_string());
+                            source_names.len() - 1
+                        }
+                    };
+                    src_h.push(k as u32);
+                } else {
+                    xt.push(f).map_err(spill_err)?;
+                    yt.push(label);
                 }
             }
         }
     }
-    if docs.len() > cfg.max_docs {
-        // A seeded sample: keep the documents with the smallest draws.
-        docs.sort_by_key(|d| DocRng::new(seed, "quality/sample", &d.0).next_u64());
-        docs.truncate(cfg.max_docs);
-        docs.sort_by(|a, b| a.0.cmp(&b.0));
-    }
-    let (pos, neg) = (docs.iter().filter(|d| d.2).count(), docs.iter().filter(|d| !d.2).count());
     if pos == 0 || neg == 0 {
         return Err(StageError::Recipe(format!(
             "quality training needs both classes: {pos} positive and {neg} negative documents found\nhint: check [quality] positives and negatives against the ingest sources"
         )));
     }
-    let feats: Vec<Vec<(u32, f32)>> = docs.par_iter().map(|d| features(&d.1, cfg.num_features, cfg.binary)).collect();
-    let held: Vec<bool> =
-        docs.iter().map(|d| DocRng::new(seed, "quality/holdout", &d.0).next_f64() < cfg.holdout).collect();
-    let (mut xt, mut yt, mut xh, mut yh) = (SparseRows::new(), Vec::new(), SparseRows::new(), Vec::new());
-    for ((f, d), h) in feats.iter().zip(&docs).zip(&held) {
-        if *h {
-            xh.push(f);
-            yh.push(d.2);
-        } else {
-            xt.push(f);
-            yt.push(d.2);
-        }
-    }
+    let (xt, xh) = (xt.finish().map_err(spill_err)?, xh.finish().map_err(spill_err)?);
+    let feature_seconds = start.elapsed().as_secs_f64();
     let (tp, tn) = (yt.iter().filter(|&&v| v).count(), yt.iter().filter(|&&v| !v).count());
-    let lr = LrConfig {
-        alpha: cfg.l2,
-        max_iters: cfg.max_iters,
-        pos_weight: if cfg.balance && tp > 0 { tn as f64 / tp as f64 } else { 1.0 },
-        ..LrConfig::default()
-    };
-    let fitted = fit(&xt, &yt, cfg.num_features as usize, &lr);
+    let pos_weight = if cfg.balance && tp > 0 { tn as f64 / tp as f64 } else { 1.0 };
+    let lr = LrConfig { alpha: cfg.l2, max_iters: cfg.max_iters, pos_weight, ..LrConfig::default() };
 
-    let z = logits(&xh, &fitted.weights, fitted.bias);
+    // Early stopping on the class-weighted held-out loss; the history records plain metrics.
+    let mut history: Vec<TrainStep> = Vec::new();
+    let mut best: Option<(f64, usize, Vec<f64>)> = None;
+    let dim = cfg.num_features as usize;
+    let fitted = fit_monitored(&xt, &yt, dim, &lr, |it, p, objective| {
+        let z = logits(&xh, &p[..dim], p[dim]);
+        let (mut wl, mut wsum) = (0.0, 0.0);
+        for (z, &y) in z.iter().zip(&yh) {
+            let c = if y { pos_weight } else { 1.0 };
+            wl += c * log_loss_of(*z, y);
+            wsum += c;
+        }
+        let weighted = if wsum > 0.0 { wl / wsum } else { 0.0 };
+        let plain = z.iter().zip(&yh).map(|(z, &y)| log_loss_of(*z, y)).sum::<f64>() / z.len().max(1) as f64;
+        history.push(TrainStep {
+            iteration: it,
+            objective,
+            holdout_log_loss: plain,
+            holdout_auc: if yh.is_empty() { f64::NAN } else { roc_auc(&z, &yh) },
+            seconds: start.elapsed().as_secs_f64(),
+        });
+        if best.as_ref().is_none_or(|b| weighted < b.0) {
+            best = Some((weighted, it, p.to_vec()));
+        }
+        let since = it - best.as_ref().map_or(it, |b| b.1);
+        yh.is_empty() || (cfg.patience > 0 && since >= cfg.patience)
+    });
+    let (weights, bias, best_iteration) = match best {
+        Some((_, it, mut p)) if !yh.is_empty() => {
+            let b = p[dim];
+            p.truncate(dim);
+            (p, b, it)
+        }
+        _ => (fitted.weights, fitted.bias, fitted.iterations),
+    };
+
+    let z = logits(&xh, &weights, bias);
     let p: Vec<f64> = z.iter().map(|z| 1.0 / (1.0 + (-z).exp())).collect();
     let n = p.len().max(1) as f64;
     let accuracy = p.iter().zip(&yh).filter(|(p, y)| (**p >= 0.5) == **y).count() as f64 / n;
-    let log_loss = p.iter().zip(&yh).map(|(p, y)| -(if *y { *p } else { 1.0 - *p }).max(1e-15).ln()).sum::<f64>() / n;
+    let log_loss = z.iter().zip(&yh).map(|(z, &y)| log_loss_of(*z, y)).sum::<f64>() / n;
     let auc = roc_auc(&p, &yh);
     let mut hist: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (p, y) in p.iter().zip(&yh) {
         let h = hist.entry(if *y { "positive" } else { "negative" }.to_string()).or_insert_with(|| vec![0; 10]);
         h[((p * 10.0) as usize).min(9)] += 1;
     }
-    let mut model = QualityModel::zeros(cfg.num_features, cfg.binary);
-    model.weights = fitted.weights.iter().map(|&w| w as f32).collect();
-    model.header.bias = fitted.bias as f32;
-    // Strongest terms, named by a term of the training text that hashes to them.
-    let mut term_of: BTreeMap<u32, String> = BTreeMap::new();
-    for d in docs.iter().take(20_000) {
-        for t in crate::features::spark_tokenize(&d.1) {
-            term_of.entry(crate::features::term_index(&t, cfg.num_features)).or_insert(t);
+    let (tuned_alpha, tuned_ks) = match &cfg.tune_reference {
+        None => (None, None),
+        Some(r) => {
+            let reference: Vec<f64> = p
+                .iter()
+                .zip(&src_h)
+                .filter(|(_, k)| source_names.get(**k as usize) == Some(r))
+                .map(|(p, _)| *p)
+                .collect();
+            let target: Vec<f64> = p.iter().zip(&yh).filter(|(_, y)| !**y).map(|(p, _)| *p).collect();
+            if reference.is_empty() || target.is_empty() {
+                return Err(StageError::Recipe(format!(
+                    "quality.tune_reference = {r:?}: the held-out split has {} documents of it and {} negatives\nhint: name a positive source with documents, or raise quality.holdout",
+                    reference.len(),
+                    target.len()
+                )));
+            }
+            let (a, d) = tune_alpha(&reference, &target);
+            (Some(a), Some(d))
         }
-    }
-    let mut ranked: Vec<(String, f32)> = term_of.iter().map(|(i, t)| (t.clone(), model.weights[*i as usize])).collect();
-    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    let top_positive_terms = ranked.iter().take(20).cloned().collect();
-    let top_negative_terms = ranked.iter().rev().take(20).cloned().collect();
+    };
+    let mut model = QualityModel::zeros(cfg.num_features, cfg.binary);
+    model.weights = weights.iter().map(|&w| w as f32).collect();
+    model.header.bias = bias as f32;
+    // The strongest features, named by a term of the training text that hashes to them.
+    let mut by_weight: Vec<u32> = (0..cfg.num_features).collect();
+    by_weight.sort_by(|&a, &b| model.weights[b as usize].total_cmp(&model.weights[a as usize]).then(a.cmp(&b)));
+    let wanted: Vec<u32> = by_weight.iter().take(20).chain(by_weight.iter().rev().take(20)).copied().collect();
+    let names = name_features(docs_dir, &m, &label_of, &wanted, cfg.num_features)?;
+    let named = |idx: &[u32]| -> Vec<(String, f32)> {
+        idx.iter().filter_map(|i| names.get(i).map(|t| (t.clone(), model.weights[*i as usize]))).collect()
+    };
+    let top_positive_terms = named(&by_weight[..20.min(by_weight.len())]);
+    let top_negative_terms = named(&by_weight.iter().rev().take(20).copied().collect::<Vec<_>>());
     let report = TrainReport {
         train_docs: yt.len(),
         holdout_docs: yh.len(),
@@ -183,14 +321,78 @@ pub fn train(cfg: &QualityConfig, seed: u64, docs_dir: &Loc, out: &Loc) -> Resul
         score_histogram: hist,
         top_positive_terms,
         top_negative_terms,
+        best_iteration,
+        history,
+        spilled: xt.spilled(),
+        nnz: xt.nnz() + xh.nnz(),
+        tuned_alpha,
+        tuned_ks,
+        feature_seconds,
         seconds: start.elapsed().as_secs_f64(),
     };
-    model.header.training = serde_json::json!({ "config": cfg, "seed": seed, "docs": docs.len(), "iterations": fitted.iterations, "loss": fitted.loss });
-    model.header.metrics =
+    model.header.training = serde_json::json!({
+        "config": cfg, "seed": seed, "docs": pos + neg, "iterations": fitted.iterations,
+        "best_iteration": best_iteration, "loss": fitted.loss,
+    });
+    let mut metrics =
         serde_json::json!({ "holdout_accuracy": accuracy, "holdout_auc": auc, "holdout_log_loss": log_loss });
+    if let (Some(a), Some(d)) = (tuned_alpha, tuned_ks) {
+        metrics["tuned_alpha"] = a.into();
+        metrics["tuned_ks"] = d.into();
+    }
+    model.header.metrics = metrics;
     model.save(&out.join("model.gqm"))?;
     let mut json = serde_json::to_string_pretty(&report).unwrap_or_default();
     json.push('\n');
     out.join("train_report.json").write_atomic(json.as_bytes())?;
     Ok(report)
+}
+
+/// A term for each of the `wanted` feature indices: the most frequent token hashing there
+/// in the labeled documents (the first 20,000 in shard order; ties go to the smaller term).
+fn name_features(
+    docs_dir: &Loc,
+    m: &Manifest,
+    label_of: &dyn Fn(&str) -> Option<bool>,
+    wanted: &[u32],
+    num_features: u32,
+) -> Result<BTreeMap<u32, String>, StageError> {
+    let want: std::collections::BTreeSet<u32> = wanted.iter().copied().collect();
+    let mut counts: BTreeMap<u32, BTreeMap<Vec<u8>, u64>> = BTreeMap::new();
+    let mut read = 0usize;
+    'files: for f in &m.outputs {
+        for batch in DocReader::open(&docs_dir.join(&f.path))?.batches(Some(&["source", "text"]), 1024)? {
+            let b = batch?;
+            let (src, text) = (str_col(&b, "source")?, str_col(&b, "text")?);
+            for i in 0..b.num_rows() {
+                if label_of(src.value(i)).is_none() {
+                    continue;
+                }
+                crate::features::for_each_token(text.value(i), |t| {
+                    let idx = crate::features::bytes_index(t, num_features);
+                    if want.contains(&idx) {
+                        *counts.entry(idx).or_default().entry(t.to_vec()).or_default() += 1;
+                    }
+                });
+                read += 1;
+                if read >= 20_000 {
+                    break 'files;
+                }
+            }
+        }
+    }
+    Ok(counts
+        .into_iter()
+        .filter_map(|(idx, terms)| {
+            let best = terms.into_iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))?;
+            Some((idx, String::from_utf8_lossy(&best.0).into_owned()))
+        })
+        .collect())
+}
+
+/// -log P(y | logit z), computed stably.
+fn log_loss_of(z: f64, y: bool) -> f64 {
+    let m = if y { -z } else { z };
+    // softplus(m) = log(1 + e^m)
+    if m > 0.0 { m + (-m).exp().ln_1p() } else { m.exp().ln_1p() }
 }

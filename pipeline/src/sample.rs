@@ -88,16 +88,15 @@ fn pick<'a>(r: &mut DocRng, xs: &[&'a str]) -> &'a str {
 }
 
 fn sentence(r: &mut DocRng) -> String {
-    format!(
-        "The {} {} {} the {} {} the {} {}.",
-        pick(r, ADJ),
-        pick(r, NOUN),
-        pick(r, VERB),
-        pick(r, NOUN),
-        pick(r, PREP),
-        pick(r, ADJ),
-        pick(r, NOUN)
-    )
+    let (a1, n1, v, n2, p, a2, n3) =
+        (pick(r, ADJ), pick(r, NOUN), pick(r, VERB), pick(r, NOUN), pick(r, PREP), pick(r, ADJ), pick(r, NOUN));
+    match r.below(5) {
+        0 => format!("The {a1} {n1} {v} the {n2} {p} the {a2} {n3}."),
+        1 => format!("Years later, she {v} the {n2} that had stood {p} the {a2} {n3} for as long as anyone knew."),
+        2 => format!("Nobody in the {n1} could say why the {a2} {n3} was {v} {p} the {n2}, but everyone had a theory."),
+        3 => format!("When the {n1} finally {v} the {n2}, it was {a1}, and the {n3} {p} it seemed {a2} again."),
+        _ => format!("\"We {v} the {n2} {p} the {n3},\" the {a1} {n1} said, \"and it was {a2} enough.\""),
+    }
 }
 
 /// A paragraph-structured document of `paragraphs` paragraphs.
@@ -117,6 +116,41 @@ fn spam(r: &mut DocRng) -> String {
         })
         .collect();
     format!("{}!!! {}", words.join(" "), "Click here now. ".repeat(1 + r.below(4) as usize))
+}
+
+const CITY: &[&str] = &["Springfield", "Riverton", "Lakeside", "Fairview", "Greenville", "Maplewood", "Oakdale"];
+const PRODUCT: &[&str] = &[
+    "plumber",
+    "dentist",
+    "roofing",
+    "car insurance",
+    "hotel",
+    "used cars",
+    "web hosting",
+    "mattress",
+    "lawyer",
+    "movers",
+];
+
+/// Templated search-engine filler: the "best X in Y" pages that fill much of a raw crawl.
+fn listing(r: &mut DocRng) -> String {
+    let (p, c) = (pick(r, PRODUCT), pick(r, CITY));
+    let mut out = format!("Best {p} in {c} 2019 | Top 10 {p} near me\n\n");
+    for k in 0..4 + r.below(6) {
+        let p2 = pick(r, PRODUCT);
+        out.push_str(&format!(
+            "{}. {c} {p2} - {} reviews - rated {}.{} out of 5. Call now for a free quote! Open 24/7. Book online today.\n",
+            k + 1,
+            10 + r.below(900),
+            3 + r.below(3),
+            r.below(10)
+        ));
+    }
+    out.push_str(&format!(
+        "Looking for {p} in {c}? Compare prices, read reviews and save up to {}% today.",
+        10 + r.below(60)
+    ));
+    out
 }
 
 fn boilerplate(r: &mut DocRng) -> String {
@@ -167,15 +201,16 @@ pub fn write_sample(out: &Loc, seed: u64, docs: usize) -> Result<SampleReport, S
                     rep.planted_short += 1;
                     format!("{} {}", pick(&mut r, ADJ), pick(&mut r, NOUN))
                 }
-                7..=26 => spam(&mut r),
-                27..=46 => boilerplate(&mut r),
+                7..=30 => spam(&mut r),
+                31..=54 => boilerplate(&mut r),
+                55..=82 => listing(&mut r),
                 _ => {
                     let paragraphs = 1 + r.below(4) as usize;
                     prose(&mut r, paragraphs)
                 }
             };
             let url = format!("https://site{}.example/page/{i}", r.below(40));
-            if kind > 46 {
+            if kind > 82 {
                 prose_urls.push(url.clone());
             }
             let rec = serde_json::json!({
@@ -305,6 +340,11 @@ fn write_warc(
                 let text = spam(&mut r);
                 ("200 OK", "text/html; charset=utf-8", html_page(&mut r, &title, &site, &text).into_bytes())
             }
+            6..=13 => {
+                let title = format!("Best {} in {}", pick(&mut r, PRODUCT), pick(&mut r, CITY));
+                let text = listing(&mut r);
+                ("200 OK", "text/html; charset=utf-8", html_page(&mut r, &title, &site, &text).into_bytes())
+            }
             _ => {
                 let title = format!("The {} {}", pick(&mut r, ADJ), pick(&mut r, NOUN));
                 let paragraphs = 2 + r.below(4) as usize;
@@ -329,7 +369,11 @@ fn write_warc(
         // The WET of the same crawl: a conversion record for every page that had text.
         if kind >= 2 {
             let mut w = DocRng::new(seed, "sample/wet", &i.to_string());
-            let text = if kind <= 5 { spam(&mut w) } else { prose(&mut w, 2) };
+            let text = match kind {
+                ..=5 => spam(&mut w),
+                6..=13 => listing(&mut w),
+                _ => prose(&mut w, 2),
+            };
             let headers = [
                 ("WARC-Type", "conversion".to_string()),
                 ("WARC-Target-URI", url.replace("/article/", "/wet/")),
@@ -357,7 +401,7 @@ fn write_reddit(out: &Loc, seed: u64, prose_urls: &[String], rep: &mut SampleRep
     for (i, url) in prose_urls.iter().enumerate() {
         let mut r = DocRng::new(seed, "sample/reddit", url);
         let roll = r.below(10);
-        if roll >= 4 {
+        if roll >= 8 {
             continue; // not every good page was posted
         }
         // Links as people post them: with www., tracking parameters, either scheme.

@@ -37,11 +37,8 @@ fn agrees_with_linfa_logistic_on_a_dense_problem() {
     let linfa_w: Vec<f64> = linfa.params().iter().map(|w| sign * w).collect();
     let linfa_b = sign * linfa.intercept();
 
-    let mut rows = SparseRows::new();
-    for r in 0..n {
-        let row: Vec<(u32, f32)> = (0..d).map(|j| (j as u32, x[[r, j]] as f32)).collect();
-        rows.push(&row);
-    }
+    let dense: Vec<Vec<(u32, f32)>> = (0..n).map(|r| (0..d).map(|j| (j as u32, x[[r, j]] as f32)).collect()).collect();
+    let rows = SparseRows::from_rows(dense.iter().map(|r| &r[..]));
     // Same objective on the f32-rounded design: compare on what both actually see.
     let x32 = x.mapv(|v| v as f32 as f64);
     let linfa32 = LogisticRegression::default()

@@ -4,7 +4,7 @@
 //! accented Latin, final sigma, Turkish dotted I, CJK, Hangul, emoji with joiners, "" and "   ".
 #![allow(clippy::unwrap_used)]
 
-use pipeline::features::{hashing_tf, spark_tokenize};
+use pipeline::features::{features, for_each_token, hashing_tf, spark_tokenize};
 
 #[test]
 fn tokens_and_indices_match_spark() {
@@ -26,10 +26,17 @@ fn tokens_and_indices_match_spark() {
             .map(|(i, x)| (i.as_u64().unwrap() as u32, x.as_f64().unwrap() as f32))
             .collect();
         assert_eq!(v, want, "HashingTF of {text:?}");
+        // The fused path that training and scoring use gives Spark's vector too.
+        assert_eq!(features(text, 1 << 18, false), want, "features() of {text:?}");
+        let mut streamed: Vec<String> = Vec::new();
+        for_each_token(text, |t| streamed.push(String::from_utf8(t.to_vec()).unwrap()));
+        assert_eq!(streamed, want_tokens, "for_each_token of {text:?}");
 
         let b: Vec<u32> = hashing_tf(&tokens, 1 << 10, true).iter().map(|x| x.0).collect();
         let want_b: Vec<u32> =
             c["binary_1024_indices"].as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as u32).collect();
         assert_eq!(b, want_b, "binary HashingTF(1024) of {text:?}");
+        let fb: Vec<u32> = features(text, 1 << 10, true).iter().map(|x| x.0).collect();
+        assert_eq!(fb, want_b, "binary features() of {text:?}");
     }
 }

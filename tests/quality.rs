@@ -1,0 +1,103 @@
+//! The quality classifier on real data (`recipes/quality-real.toml` with the paths pointed at
+//! GRIST_TEST_DATA): what it measures, that spilling the design changes nothing, and
+//! `grist quality score` on files, including a malformed one.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{grist, ok, stderr, test_data};
+use shards::Loc;
+
+fn recipe_sets(data: &std::path::Path, out: &std::path::Path) -> Vec<String> {
+    let d = |p: &str| format!("[\"{}\"]", data.join(p).display());
+    let two = |a: &str, b: &str| format!("[\"{}\", \"{}\"]", data.join(a).display(), data.join(b).display());
+    vec![
+        format!("run.out={}", out.display()),
+        format!("ingest.sources.0.paths={}", d("curated/sotu")),
+        format!("ingest.sources.1.paths={}", two("curated/moby-dick.txt", "curated/tinyshakespeare.txt")),
+        format!("ingest.sources.2.paths={}", d("curated/wikitext-2")),
+        format!("ingest.sources.3.paths={}", two("web/cc_en_head-0091.jsonl.gz", "web/cc_en_head-0174.jsonl.gz")),
+        format!("ingest.sources.4.paths={}", d("web/cc2019-30.jsonl.gz")),
+        format!("ingest.sources.5.paths={}", d("web/cc2020-34.warc.gz")),
+        format!("ingest.sources.6.paths={}", d("negatives/spam-assassin.jsonl.zst")),
+    ]
+}
+
+fn run(cmd: &[&str], sets: &[String], extra: &[&str]) -> String {
+    let recipe = concat!(env!("CARGO_MANIFEST_DIR"), "/recipes/quality-real.toml");
+    let mut args: Vec<&str> = vec!["-q"];
+    args.extend(cmd);
+    args.push(recipe);
+    for s in sets {
+        args.extend(["--set", s.as_str()]);
+    }
+    for s in extra {
+        args.extend(["--set", s]);
+    }
+    ok(grist(&args, &[]))
+}
+
+#[test]
+fn real_data_classifier_separates_prose_from_crawl_and_spam() {
+    let Some(data) = test_data("real_data_classifier_separates_prose_from_crawl_and_spam") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let sets = recipe_sets(&data, &out);
+    run(&["ingest"], &sets, &[]);
+    let printed = run(&["quality", "train"], &sets, &[]);
+    assert!(printed.contains("held-out AUC") && printed.contains("tuned Pareto alpha"), "{printed}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("quality/train_report.json")).unwrap()).unwrap();
+    let auc = report["holdout_auc"].as_f64().unwrap();
+    assert!(auc > 0.995, "held-out AUC {auc}");
+    assert!(report["holdout_accuracy"].as_f64().unwrap() > 0.98, "{report}");
+    // Early stopping kept the best iteration, and the history shows its loss was the lowest.
+    let history = report["history"].as_array().unwrap();
+    let best = report["best_iteration"].as_u64().unwrap() as usize;
+    assert!(best >= 1 && best <= history.len());
+    assert!(!report["top_positive_terms"].as_array().unwrap().is_empty());
+    let tuned = report["tuned_alpha"].as_f64().unwrap();
+    assert!((0.25..=64.0).contains(&tuned), "{tuned}");
+
+    // A design spilled to disk (1 MiB in memory) trains the same weights.
+    let model = std::fs::read(out.join("quality/model.gqm")).unwrap();
+    let printed = run(&["quality", "train"], &sets, &["quality.memory_mb=1"]);
+    assert!(printed.contains("the design spilled to disk"), "{printed}");
+    let spilled = std::fs::read(out.join("quality/model.gqm")).unwrap();
+    let weights = 4 << 18;
+    assert_eq!(model[model.len() - weights..], spilled[spilled.len() - weights..], "weights differ after spilling");
+    assert!(
+        std::fs::read_dir(out.join("quality")).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".tmp"))
+    );
+
+    // Scoring files: one line per document, in input order, the scores the model gives.
+    let m = pipeline::quality::QualityModel::load(&Loc::local(out.join("quality/model.gqm"))).unwrap();
+    let jsonl = dir.path().join("docs.jsonl");
+    let texts = [
+        "It is a truth universally acknowledged, that a single man in possession of a good fortune must be in want of a wife.",
+        "CHEAP pills!!! click here now >> free bonus | casino | login | register",
+    ];
+    let body: String =
+        texts.iter().enumerate().map(|(i, t)| format!("{}\n", serde_json::json!({"id": i, "text": t}))).collect();
+    std::fs::write(&jsonl, body).unwrap();
+    let model_path = out.join("quality/model.gqm");
+    let o = ok(grist(&["quality", "score", "--model", model_path.to_str().unwrap(), jsonl.to_str().unwrap()], &[]));
+    let lines: Vec<(f64, String)> =
+        o.lines().map(|l| l.split_once('\t').unwrap()).map(|(s, id)| (s.parse().unwrap(), id.to_string())).collect();
+    assert_eq!(lines.iter().map(|l| l.1.as_str()).collect::<Vec<_>>(), ["0", "1"]);
+    for ((s, _), t) in lines.iter().zip(texts) {
+        assert!((s - m.score(t)).abs() < 1e-6);
+    }
+    assert!(lines[0].0 > 0.5 && lines[1].0 < 0.5, "{lines:?}");
+
+    // A malformed line is an error naming the file, the offset and the line.
+    std::fs::write(&jsonl, "{\"text\": \"fine\"}\n{\"text\": oops}\n").unwrap();
+    let o = grist(&["quality", "score", "--model", model_path.to_str().unwrap(), jsonl.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("docs.jsonl") && err.contains("17") && err.contains("line 2"), "{err}");
+}
