@@ -334,8 +334,14 @@ fn run_recipe(args: &StageArgs) -> Result<ExitCode> {
     }
     println!("verify   ok: {} files match their manifests; accounting balances", v.files_checked);
     if let Some(cfg) = &recipe.quality {
-        let q = pipeline::quality_train::train(cfg, recipe.run.seed, &out, &stage_dir(&recipe, "quality")?)?;
-        print_train(&q);
+        let qdir = stage_dir(&recipe, "quality")?;
+        match pipeline::quality_train::completed(cfg, recipe.run.seed, &out, &qdir)? {
+            Some(q) => println!(
+                "quality  model up to date (same config, seed and input); held-out AUC {:.4}; not retrained",
+                q.holdout_auc
+            ),
+            None => print_train(&pipeline::quality_train::train(cfg, recipe.run.seed, &out, &qdir)?),
+        }
     }
     let mut last = out.clone();
     if recipe.quality_filter.is_some() {

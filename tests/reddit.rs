@@ -233,6 +233,12 @@ fn the_demo_recipe_runs_end_to_end_and_resumes() {
 
     let again = ok(grist(&args, &[]));
     assert!(again.contains("0 units done, 1 skipped") && again.contains("0 units done, 3 skipped"), "{again}");
+    assert!(again.contains("quality  model up to date"), "{again}");
+    // A changed [quality] value retrains.
+    let mut changed = args.clone();
+    changed.extend(["--set", "quality.l2=2.0"]);
+    let third = ok(grist(&changed, &[]));
+    assert!(third.contains("quality  trained on"), "{third}");
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

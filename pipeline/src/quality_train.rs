@@ -91,7 +91,7 @@ fn default_memory_mb() -> usize {
 }
 
 /// One iteration of the solver, as the report records it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainStep {
     pub iteration: usize,
     /// The training objective (weighted loss + L2 term).
@@ -103,8 +103,11 @@ pub struct TrainStep {
 }
 
 /// What training measured.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainReport {
+    /// xxh3 of the config, the seed and the input shards' checksums: a report with the same
+    /// fingerprint describes the model training would produce now.
+    pub fingerprint: String,
     pub train_docs: usize,
     pub holdout_docs: usize,
     pub positives: usize,
@@ -132,6 +135,25 @@ pub struct TrainReport {
     /// Seconds reading and featurizing, and in total.
     pub feature_seconds: f64,
     pub seconds: f64,
+}
+
+/// The fingerprint of training `cfg` with `seed` on the ingest output `m`.
+fn fingerprint(cfg: &QualityConfig, seed: u64, m: &Manifest) -> String {
+    let inputs: Vec<&str> = m.outputs.iter().map(|f| f.xxh3.as_str()).collect();
+    let doc = serde_json::json!({ "config": cfg, "seed": seed, "inputs": inputs });
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(doc.to_string().as_bytes()))
+}
+
+/// The report of a model in `out` trained with this config, seed and input, if there is one
+/// whose files are intact: training would only reproduce it.
+pub fn completed(cfg: &QualityConfig, seed: u64, docs_dir: &Loc, out: &Loc) -> Result<Option<TrainReport>, StageError> {
+    let m = Manifest::read(&docs_dir.join(crate::stage::MANIFEST))?;
+    let Ok(bytes) = out.join("train_report.json").read() else { return Ok(None) };
+    let Ok(report) = serde_json::from_slice::<TrainReport>(&bytes) else { return Ok(None) };
+    let model_ok = QualityModel::load(&out.join("model.gqm")).is_ok_and(|model| {
+        model.header.training.get("fingerprint").and_then(|f| f.as_str()) == Some(&report.fingerprint)
+    });
+    Ok((report.fingerprint == fingerprint(cfg, seed, &m) && model_ok).then_some(report))
 }
 
 /// Trains on the documents of the `ingest` output in `docs_dir`; writes `model.gqm` and
@@ -310,6 +332,7 @@ pub fn train(cfg: &QualityConfig, seed: u64, docs_dir: &Loc, out: &Loc) -> Resul
     let top_positive_terms = named(&by_weight[..20.min(by_weight.len())]);
     let top_negative_terms = named(&by_weight.iter().rev().take(20).copied().collect::<Vec<_>>());
     let report = TrainReport {
+        fingerprint: fingerprint(cfg, seed, &m),
         train_docs: yt.len(),
         holdout_docs: yh.len(),
         positives: pos,
@@ -332,7 +355,7 @@ pub fn train(cfg: &QualityConfig, seed: u64, docs_dir: &Loc, out: &Loc) -> Resul
     };
     model.header.training = serde_json::json!({
         "config": cfg, "seed": seed, "docs": pos + neg, "iterations": fitted.iterations,
-        "best_iteration": best_iteration, "loss": fitted.loss,
+        "best_iteration": best_iteration, "loss": fitted.loss, "fingerprint": report.fingerprint,
     });
     let mut metrics =
         serde_json::json!({ "holdout_accuracy": accuracy, "holdout_auc": auc, "holdout_log_loss": log_loss });
