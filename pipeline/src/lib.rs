@@ -11,6 +11,7 @@ pub mod features;
 pub mod html;
 pub mod ingest;
 pub mod logistic;
+pub mod minhash;
 pub mod quality;
 pub mod quality_filter;
 pub mod quality_score;

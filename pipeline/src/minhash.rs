@@ -1,0 +1,296 @@
+//! Near-duplicate detection's building blocks: text normalization, exact-duplicate hashes,
+//! feature sets, MinHash signatures and LSH band keys, in the two modes of `[dedup]`:
+//!
+//! - `gpt3` (GPT-3's "Spark's MinHashLSH ... using the same features as were used for
+//!   classification"): the set of the quality classifier's HashingTF indices (Spark's
+//!   Tokenizer and MurmurHash3, see `features`), hashed as Spark's `MinHashLSH` does,
+//!   `h_i(x) = ((1 + x) * a_i + b_i) mod 2038074743` with coefficients drawn by
+//!   `java.util.Random` from the seed exactly as Spark draws them, one hash per table
+//!   (`num_hash_tables`); two documents are candidates when any table's value is equal.
+//! - `shingles` (datatrove's and datasketch's way): word n-grams of the normalized text,
+//!   each hashed to 64 bits with xxh3, then `k = bands x rows` hash functions
+//!   `h_i(x) = (a_i * x + b_i) mod (2^61 - 1)` (universal hashing over a Mersenne prime, as
+//!   datasketch), minimum over the set; a band's key is the xxh3 of its `rows` values, and two
+//!   documents are candidates when any band's key is equal.
+//!
+//! Normalization (exact dedup and shingles): Unicode NFC, every run of whitespace (Unicode
+//! `White_Space`) collapsed to one space, leading and trailing whitespace removed, and
+//! lowercased when configured. Documents with fewer words than the n-gram size have no
+//! shingles: they get no signature and take part in exact dedup only.
+
+use icu_normalizer::ComposingNormalizerBorrowed;
+use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed, xxh3_128};
+
+use crate::features::for_each_index;
+
+/// Spark `MinHashLSH.HASH_PRIME`.
+pub const SPARK_HASH_PRIME: u64 = 2_038_074_743;
+/// 2^61 - 1.
+pub const MERSENNE_61: u64 = (1 << 61) - 1;
+
+/// NFC, whitespace runs collapsed to one space, trimmed; lowercased if `lowercase`.
+pub fn normalize(text: &str, lowercase: bool) -> String {
+    let nfc = ComposingNormalizerBorrowed::new_nfc().normalize(text);
+    let mut out = String::with_capacity(nfc.len());
+    for word in nfc.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        if lowercase {
+            out.extend(word.chars().flat_map(char::to_lowercase));
+        } else {
+            out.push_str(word);
+        }
+    }
+    out
+}
+
+/// The exact-duplicate key of a normalized text: xxh3-128.
+pub fn exact_key(normalized: &str) -> u128 {
+    xxh3_128(normalized.as_bytes())
+}
+
+/// The 64-bit hashes of the word `n`-grams of a normalized text (words joined by one space),
+/// sorted and deduplicated: the document's shingle set. Empty when it has fewer than `n` words.
+pub fn shingles(normalized: &str, n: usize) -> Vec<u64> {
+    let n = n.max(1);
+    // Byte offsets of word starts and ends (words are separated by exactly one space).
+    let mut bounds: Vec<(usize, usize)> = Vec::new();
+    let mut start = 0;
+    for (i, b) in normalized.bytes().enumerate() {
+        if b == b' ' {
+            bounds.push((start, i));
+            start = i + 1;
+        }
+    }
+    if start < normalized.len() {
+        bounds.push((start, normalized.len()));
+    }
+    if bounds.len() < n {
+        return Vec::new();
+    }
+    let mut out: Vec<u64> =
+        (0..=bounds.len() - n).map(|i| xxh3_64(&normalized.as_bytes()[bounds[i].0..bounds[i + n - 1].1])).collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// The quality classifier's feature set of a raw text: its HashingTF indices, sorted, unique.
+pub fn feature_set(text: &str, num_features: u32) -> Vec<u64> {
+    let mut idx: Vec<u64> = Vec::with_capacity(text.len() / 5 + 1);
+    for_each_index(text, num_features, |i| idx.push(i as u64));
+    idx.sort_unstable();
+    idx.dedup();
+    idx
+}
+
+/// Exact Jaccard similarity of two sorted, deduplicated sets (1.0 for two empty sets).
+pub fn jaccard(a: &[u64], b: &[u64]) -> f64 {
+    if a.is_empty() && b.is_empty() {
+        return 1.0;
+    }
+    let (mut i, mut j, mut inter) = (0, 0, 0usize);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                inter += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    inter as f64 / (a.len() + b.len() - inter) as f64
+}
+
+/// `java.util.Random`, bit for bit (a 48-bit LCG), for Spark-exact coefficients.
+#[derive(Debug, Clone)]
+pub struct JavaRandom(u64);
+
+impl JavaRandom {
+    const MULT: u64 = 0x5_DEEC_E66D;
+    const MASK: u64 = (1 << 48) - 1;
+    pub fn new(seed: i64) -> Self {
+        JavaRandom((seed as u64 ^ Self::MULT) & Self::MASK)
+    }
+    fn next(&mut self, bits: u32) -> i32 {
+        self.0 = (self.0.wrapping_mul(Self::MULT).wrapping_add(0xB)) & Self::MASK;
+        (self.0 >> (48 - bits)) as i32
+    }
+    /// `nextInt(bound)`, bound > 0.
+    pub fn next_int(&mut self, bound: i32) -> i32 {
+        if bound & bound.wrapping_neg() == bound {
+            return ((bound as i64 * self.next(31) as i64) >> 31) as i32;
+        }
+        loop {
+            let bits = self.next(31);
+            let val = bits % bound;
+            if bits.wrapping_sub(val).wrapping_add(bound - 1) >= 0 {
+                return val;
+            }
+        }
+    }
+}
+
+/// A family of MinHash functions.
+#[derive(Debug, Clone)]
+pub enum Hasher {
+    /// Spark `MinHashLSH`: ((1 + x) * a + b) mod 2038074743 per table.
+    Spark { a: Vec<u64>, b: Vec<u64> },
+    /// (a * x + b) mod 2^61 - 1 per function, grouped into `bands` of `rows`.
+    Universal { a: Vec<u64>, b: Vec<u64>, bands: usize, rows: usize },
+}
+
+impl Hasher {
+    /// Spark's coefficients for `MinHashLSH(numHashTables = tables, seed = seed)`.
+    pub fn spark(tables: usize, seed: i64) -> Hasher {
+        let mut r = JavaRandom::new(seed);
+        let (mut a, mut b) = (Vec::with_capacity(tables), Vec::with_capacity(tables));
+        for _ in 0..tables {
+            a.push(1 + r.next_int(SPARK_HASH_PRIME as i32 - 1) as u64);
+            b.push(r.next_int(SPARK_HASH_PRIME as i32 - 1) as u64);
+        }
+        Hasher::Spark { a, b }
+    }
+
+    /// `bands x rows` universal hash functions, coefficients from xxh3 of (seed, i).
+    pub fn universal(bands: usize, rows: usize, seed: u64) -> Hasher {
+        let k = bands * rows;
+        let draw = |i: usize, which: u64| xxh3_64_with_seed(&(i as u64).to_le_bytes(), seed ^ which) % MERSENNE_61;
+        let a = (0..k).map(|i| draw(i, 0xA).max(1)).collect();
+        let b = (0..k).map(|i| draw(i, 0xB)).collect();
+        Hasher::Universal { a, b, bands, rows }
+    }
+
+    /// Number of hash values in a signature.
+    pub fn len(&self) -> usize {
+        match self {
+            Hasher::Spark { a, .. } | Hasher::Universal { a, .. } => a.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Number of LSH bands (Spark: one per table).
+    pub fn bands(&self) -> usize {
+        match self {
+            Hasher::Spark { a, .. } => a.len(),
+            Hasher::Universal { bands, .. } => *bands,
+        }
+    }
+
+    /// The signature of a non-empty set (Spark rejects empty vectors; callers skip them).
+    pub fn signature(&self, set: &[u64]) -> Vec<u64> {
+        match self {
+            Hasher::Spark { a, b } => a
+                .iter()
+                .zip(b)
+                .map(|(&a, &b)| set.iter().map(|&x| ((1 + x) * a + b) % SPARK_HASH_PRIME).min().unwrap_or(u64::MAX))
+                .collect(),
+            Hasher::Universal { a, b, .. } => {
+                let mut sig = vec![u64::MAX; a.len()];
+                for &x in set {
+                    let x = x % MERSENNE_61;
+                    // Independent lanes: the compiler keeps this loop branch-free.
+                    for ((s, &a), &b) in sig.iter_mut().zip(a).zip(b) {
+                        let h = mod_mersenne61(a as u128 * x as u128 + b as u128);
+                        *s = (*s).min(h);
+                    }
+                }
+                sig
+            }
+        }
+    }
+
+    /// The LSH keys of a signature, one per band: Spark's table value itself; or the xxh3 of
+    /// the band's `rows` values (seeded by the band index).
+    pub fn band_keys(&self, sig: &[u64]) -> Vec<u64> {
+        match self {
+            Hasher::Spark { .. } => sig.to_vec(),
+            Hasher::Universal { bands, rows, .. } => (0..*bands)
+                .map(|j| {
+                    let mut bytes = Vec::with_capacity(8 * rows);
+                    for v in &sig[j * rows..(j + 1) * rows] {
+                        bytes.extend_from_slice(&v.to_le_bytes());
+                    }
+                    xxh3_64_with_seed(&bytes, j as u64)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// x mod 2^61 - 1 for x < 2^122.
+fn mod_mersenne61(x: u128) -> u64 {
+    let lo = (x as u64) & MERSENNE_61;
+    let hi = (x >> 61) as u64;
+    let s = lo + (hi & MERSENNE_61) + (hi >> 61);
+    let s = (s & MERSENNE_61) + (s >> 61);
+    if s >= MERSENNE_61 { s - MERSENNE_61 } else { s }
+}
+
+/// The fraction of equal values: the MinHash estimate of Jaccard similarity.
+pub fn estimate(a: &[u64], b: &[u64]) -> f64 {
+    a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / a.len().max(1) as f64
+}
+
+/// P(candidate | Jaccard s) for `bands` bands of `rows` rows: 1 - (1 - s^rows)^bands.
+pub fn candidate_probability(s: f64, bands: usize, rows: usize) -> f64 {
+    1.0 - (1.0 - s.powi(rows as i32)).powi(bands as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalization_nfc_whitespace_case() {
+        // "e" + combining acute composes to "é"; tabs, newlines and no-break spaces collapse.
+        assert_eq!(normalize("  Cafe\u{301}\t\n DU\u{a0}Monde  ", true), "café du monde");
+        assert_eq!(normalize("A  b", false), "A b");
+        assert_eq!(exact_key(&normalize("a b", true)), exact_key(&normalize(" A\n\nB ", true)));
+        assert_ne!(exact_key("a b"), exact_key("a c"));
+    }
+
+    #[test]
+    fn shingles_of_short_and_repeated_texts() {
+        assert!(shingles("one two three four", 5).is_empty());
+        assert_eq!(shingles("a b c d e", 5).len(), 1);
+        assert_eq!(shingles("a b c d e", 5)[0], xxh3_64(b"a b c d e"));
+        // "x y x y x y": 2-grams "x y" and "y x" only.
+        assert_eq!(shingles("x y x y x y", 2).len(), 2);
+    }
+
+    #[test]
+    fn java_random_matches_the_jdk() {
+        // Values the JDK 17 gives (jshell): new Random(42).nextInt(), three nextInt(100), and
+        // new Random(7).nextInt(2038074742) twice (Spark's coefficient draws).
+        let mut r = JavaRandom::new(42);
+        assert_eq!(r.next(32), -1_170_105_035);
+        let mut r = JavaRandom::new(42);
+        assert_eq!([r.next_int(100), r.next_int(100), r.next_int(100)], [30, 63, 48]);
+        let mut r = JavaRandom::new(7);
+        assert_eq!([r.next_int(2_038_074_742), r.next_int(2_038_074_742)], [1_569_164_236, 1_371_249_164]);
+    }
+
+    #[test]
+    fn mersenne_reduction() {
+        for x in [0u128, 1, MERSENNE_61 as u128, MERSENNE_61 as u128 + 5, (1u128 << 122) - 1, 12345678901234567890] {
+            assert_eq!(mod_mersenne61(x) as u128, x % MERSENNE_61 as u128, "{x}");
+        }
+    }
+
+    #[test]
+    fn identical_sets_collide_everywhere_disjoint_ones_rarely() {
+        let h = Hasher::universal(14, 8, 1);
+        let a: Vec<u64> = (0..200).collect();
+        let b: Vec<u64> = (1000..1200).collect();
+        assert_eq!(h.signature(&a), h.signature(&a.clone()));
+        assert_eq!(estimate(&h.signature(&a), &h.signature(&a)), 1.0);
+        assert!(estimate(&h.signature(&a), &h.signature(&b)) < 0.05);
+        let keys = h.band_keys(&h.signature(&a));
+        assert_eq!(keys.len(), 14);
+    }
+}
