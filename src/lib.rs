@@ -58,6 +58,8 @@ enum Command {
     /// Train the quality classifier (Spark features + logistic regression) on ingested documents.
     #[command(subcommand)]
     Quality(QualityCmd),
+    /// Remove exact and near-duplicate documents (MinHash-LSH, GPT-3's Spark settings by default).
+    Dedup(StageArgs),
     /// Count the records of WARC/WET files by type, and bad stretches by reason.
     Warc {
         /// WARC or WET files (plain or gzip).
@@ -198,6 +200,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&rep)?);
         }
         Command::Run(args) => return run_recipe(&args),
+        Command::Dedup(args) => {
+            let (recipe, slice) = args.load()?;
+            let cfg = recipe.dedup.as_ref().context("the recipe has no [dedup] table")?;
+            let rep = pipeline::dedup::run(cfg, recipe.run.seed, &Loc::parse(&recipe.run.out)?, slice)?;
+            println!("{}", serde_json::to_string_pretty(&rep)?);
+        }
         Command::Warc { files, json } => warc_counts(&files, json)?,
         Command::Quality(QualityCmd::Filter(args)) => {
             let (recipe, slice) = args.load()?;
@@ -359,6 +367,37 @@ fn run_recipe(args: &StageArgs) -> Result<ExitCode> {
         }
         let m = shards::Manifest::read(&last.join(pipeline::stage::MANIFEST))?;
         print!("{}", render_keep(&pipeline::quality_filter::keep_report(&m)));
+    }
+    if let Some(cfg) = &recipe.dedup {
+        let rep = pipeline::dedup::run(cfg, recipe.run.seed, &Loc::parse(&recipe.run.out)?, slice)?;
+        if !print_stage(&rep.signatures, "documents", "signed", slice) {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if let Some(c) = &rep.clusters {
+            println!(
+                "dedup    {} documents: {} exact and {} near duplicates removed ({} candidate pairs, {} joined; {} without features) ({:.2} s)",
+                c.docs,
+                c.exact_duplicates,
+                c.near_duplicates,
+                c.candidate_pairs,
+                c.verified_pairs,
+                c.docs_without_features,
+                c.seconds
+            );
+        }
+        if let Some(f) = &rep.filter {
+            if !print_stage(f, "documents", "kept", slice) {
+                return Ok(ExitCode::SUCCESS);
+            }
+            last = stage_dir(&recipe, pipeline::dedup::STAGE)?;
+            let v = verify::verify(&last)?;
+            if !v.ok() {
+                for p in &v.problems {
+                    eprintln!("verify: {p}");
+                }
+                return Ok(ExitCode::from(EXIT_VERIFY_FAILED));
+            }
+        }
     }
     println!();
     print!("{}", summary::summarize(&last)?.render());

@@ -19,6 +19,7 @@ fn help_lists_every_command() {
       reddit   Select WebText URLs from Pushshift Reddit dumps (score >= 3, outbound, normalized)
       ingest   Ingest Common Crawl WARC/WET and corpora (JSON lines, text folders) into document shards
       quality  Train the quality classifier (Spark features + logistic regression) on ingested documents
+      dedup    Remove exact and near-duplicate documents (MinHash-LSH, GPT-3's Spark settings by default)
       warc     Count the records of WARC/WET files by type, and bad stretches by reason
       inspect  Summarize a stage output; --verify checks accounting and checksums
       help     Print this message or the help of the given subcommand(s)

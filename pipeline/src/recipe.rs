@@ -25,6 +25,9 @@ pub struct Recipe {
     /// GPT-3's quality filter (`grist quality filter`); needs `[quality]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality_filter: Option<crate::quality_filter::FilterConfig>,
+    /// Exact and MinHash-LSH deduplication (`grist dedup`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup: Option<crate::dedup::DedupConfig>,
 }
 
 /// Settings shared by every stage.
@@ -232,6 +235,14 @@ impl Recipe {
             && !(f.alpha > 0.0 && f.alpha.is_finite())
         {
             return bad(format!("quality_filter.alpha must be positive, got {}", f.alpha));
+        }
+        if let Some(d) = &self.dedup {
+            if !(0.0..=1.0).contains(&d.threshold) || !(0.0..=1.0).contains(&d.max_removal) {
+                return bad("dedup.threshold and dedup.max_removal must be between 0 and 1".into());
+            }
+            if d.bands == 0 || d.rows == 0 || d.num_hash_tables == 0 || d.ngram == 0 || d.num_features == 0 {
+                return bad("dedup.bands, rows, num_hash_tables, ngram and num_features must be positive".into());
+            }
         }
         if self.ingest.max_doc_bytes == 0 || self.ingest.max_doc_bytes > 1 << 30 {
             return bad("ingest.max_doc_bytes must be between 1 and 2^30".into());

@@ -170,6 +170,9 @@ pub struct SampleReport {
     pub planted_malformed_json: usize,
     pub planted_invalid_utf8: usize,
     pub planted_short: usize,
+    /// Copies of prose pages in the crawl: near (a line appended) and exact.
+    pub planted_near_duplicates: usize,
+    pub planted_exact_duplicates: usize,
     /// `cc/`: WARC records (response pages with boilerplate around an article, plus a 404 and
     /// an image) and WET conversion records, one gzip member per record as Common Crawl writes.
     pub warc_responses: usize,
@@ -220,6 +223,34 @@ pub fn write_sample(out: &Loc, seed: u64, docs: usize) -> Result<SampleReport, S
                 "metadata": { "url": url },
             });
             lines.push(rec.to_string().into_bytes());
+            // Planted duplicates of prose pages, as mirrors and scrapers make them: a near copy
+            // (a line appended, whitespace changed) or an exact one, on another site.
+            if kind > 82 {
+                let copy = match r.below(6) {
+                    0 => {
+                        rep.planted_near_duplicates += 1;
+                        Some(format!(
+                            "{}\n\nShared from the {} archive.",
+                            text.replace("\n\n", "\n \n"),
+                            pick(&mut r, ADJ)
+                        ))
+                    }
+                    1 => {
+                        rep.planted_exact_duplicates += 1;
+                        Some(text.clone())
+                    }
+                    _ => None,
+                };
+                if let Some(copy) = copy {
+                    let rec = serde_json::json!({
+                        "id": format!("sample-{i}-copy"),
+                        "text": copy,
+                        "source": "synthetic-crawl",
+                        "metadata": { "url": format!("https://mirror{}.example/copy/{i}", r.below(9)) },
+                    });
+                    lines.push(rec.to_string().into_bytes());
+                }
+            }
         }
         // One planted bad record of each kind per file, at a seeded position.
         let mut r = DocRng::new(seed, "sample/bad", &f.to_string());
