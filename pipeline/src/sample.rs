@@ -485,7 +485,9 @@ mod tests {
             assert_eq!(read(&a, f), read(&b, f), "{f}");
             assert_ne!(read(&a, f), read(&c, f), "{f}");
         }
-        assert_eq!(ra.crawl_records, 200 + 4);
+        // 200 documents, 4 planted bad lines, and the planted copies of prose pages.
+        assert!(ra.planted_near_duplicates > 0 && ra.planted_exact_duplicates > 0);
+        assert_eq!(ra.crawl_records, 200 + 4 + ra.planted_near_duplicates + ra.planted_exact_duplicates);
         assert_eq!(ra.book_files, 5);
         assert!(ra.planted_empty > 0 && ra.planted_short > 0);
     }
