@@ -178,7 +178,11 @@ pub fn term_index(term: &str, num_features: u32) -> u32 {
 
 /// Spark's `HashingTF` over tokens: a sparse vector as (index, value) sorted by index.
 pub fn hashing_tf(tokens: &[String], num_features: u32, binary: bool) -> Vec<(u32, f32)> {
-    let mut idx: Vec<u32> = tokens.iter().map(|t| term_index(t, num_features)).collect();
+    counts(tokens.iter().map(|t| term_index(t, num_features)).collect(), binary)
+}
+
+/// Sorted indices with their counts (or 1.0 each with `binary`).
+fn counts(mut idx: Vec<u32>, binary: bool) -> Vec<(u32, f32)> {
     idx.sort_unstable();
     let mut out: Vec<(u32, f32)> = Vec::with_capacity(idx.len());
     for i in idx {
@@ -198,19 +202,7 @@ pub fn hashing_tf(tokens: &[String], num_features: u32, binary: bool) -> Vec<(u3
 pub fn features(text: &str, num_features: u32, binary: bool) -> Vec<(u32, f32)> {
     let mut idx: Vec<u32> = Vec::with_capacity(text.len() / 5 + 1);
     for_each_index(text, num_features, |i| idx.push(i));
-    idx.sort_unstable();
-    let mut out: Vec<(u32, f32)> = Vec::with_capacity(idx.len());
-    for i in idx {
-        match out.last_mut() {
-            Some((j, v)) if *j == i => {
-                if !binary {
-                    *v += 1.0;
-                }
-            }
-            _ => out.push((i, 1.0)),
-        }
-    }
-    out
+    counts(idx, binary)
 }
 
 #[cfg(test)]
