@@ -29,9 +29,7 @@ use shards::arrow::compute::filter_record_batch;
 use shards::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use shards::arrow::record_batch::RecordBatch;
 use shards::parquet_io::{ParquetSink, ParquetSource};
-use shards::{
-    At, DocReader, DocWriter, FileEntry, LedgerEntry, LedgerWriter, Loc, Manifest, ShardError, WriteOptions, str_col,
-};
+use shards::{At, DocReader, DocWriter, LedgerEntry, LedgerWriter, Loc, Manifest, ShardError, WriteOptions, str_col};
 
 use crate::error::StageError;
 use crate::features::DEFAULT_NUM_FEATURES;
@@ -230,8 +228,8 @@ fn signatures(
         if has_score {
             cols.push("quality_score");
         }
-        let (out_loc, out_name) = ctx.shard();
-        let (ledger_loc, ledger_name) = ctx.ledger();
+        let (out_loc, _) = ctx.shard();
+        let (ledger_loc, _) = ctx.ledger();
         let mut sink =
             ParquetSink::create(&out_loc, sig_schema(), SIG_FORMAT, 1, WriteOptions::default(), &["id", "keys"])?;
         let ledger = LedgerWriter::create(&ledger_loc, WriteOptions::default())?;
@@ -274,11 +272,8 @@ fn signatures(
         }
         let rows = sink.finish()?;
         let ledger_rows = ledger.finish()?;
-        m.inputs.push(FileEntry { path: src_loc.to_string(), ..entry.clone() });
-        m.outputs.push(FileEntry::describe(&out_loc, out_name, rows)?);
-        m.ledgers.push(FileEntry::describe(&ledger_loc, ledger_name, ledger_rows)?);
+        ctx.record_files(&mut m, entry, &src_loc, rows, ledger_rows)?;
         m.timings.insert("signature_seconds".into(), start.elapsed().as_secs_f64());
-        ctx.progress.inc(entry.bytes);
         Ok(m)
     })
 }
@@ -673,8 +668,8 @@ fn filter(
         let gone = removed.get(&(ctx.unit as u32)).unwrap_or(&empty);
         let reader = DocReader::open(&src_loc)?;
         let schema = reader.schema().clone();
-        let (shard_loc, shard_name) = ctx.shard();
-        let (ledger_loc, ledger_name) = ctx.ledger();
+        let (shard_loc, _) = ctx.shard();
+        let (ledger_loc, _) = ctx.ledger();
         let mut writer = DocWriter::create(&shard_loc, schema, WriteOptions::default())?;
         let mut ledger = LedgerWriter::create(&ledger_loc, WriteOptions::default())?;
         let mut m = ctx.manifest();
@@ -711,10 +706,7 @@ fn filter(
         }
         let rows = writer.finish()?;
         let ledger_rows = ledger.finish()?;
-        m.inputs.push(FileEntry { path: src_loc.to_string(), ..entry.clone() });
-        m.outputs.push(FileEntry::describe(&shard_loc, shard_name, rows)?);
-        m.ledgers.push(FileEntry::describe(&ledger_loc, ledger_name, ledger_rows)?);
-        ctx.progress.inc(entry.bytes);
+        ctx.record_files(&mut m, entry, &src_loc, rows, ledger_rows)?;
         Ok(m)
     })
 }

@@ -13,9 +13,7 @@ use shards::arrow::array::{ArrayRef, BooleanArray, Float64Array};
 use shards::arrow::compute::filter_record_batch;
 use shards::arrow::datatypes::{DataType, Field, Schema};
 use shards::arrow::record_batch::RecordBatch;
-use shards::{
-    At, DocReader, DocWriter, FileEntry, LedgerEntry, LedgerWriter, Loc, Manifest, ShardError, WriteOptions, str_col,
-};
+use shards::{At, DocReader, DocWriter, LedgerEntry, LedgerWriter, Loc, Manifest, ShardError, WriteOptions, str_col};
 
 use crate::error::StageError;
 use crate::quality::{QualityModel, keep_probability, pareto_keep};
@@ -175,8 +173,8 @@ pub fn run(
         fields.push(Field::new("quality_score", DataType::Float64, false));
         fields.push(Field::new("keep_draw", DataType::Float64, false));
         let schema = Arc::new(Schema::new(fields));
-        let (shard_loc, shard_name) = ctx.shard();
-        let (ledger_loc, ledger_name) = ctx.ledger();
+        let (shard_loc, _) = ctx.shard();
+        let (ledger_loc, _) = ctx.ledger();
         let mut writer = DocWriter::create(&shard_loc, schema.clone(), WriteOptions::default())?;
         let mut ledger = LedgerWriter::create(&ledger_loc, WriteOptions::default())?;
         let mut m = ctx.manifest();
@@ -234,11 +232,8 @@ pub fn run(
         }
         let rows = writer.finish()?;
         let ledger_rows = ledger.finish()?;
-        m.inputs.push(FileEntry { path: src_loc.to_string(), ..entry.clone() });
-        m.outputs.push(FileEntry::describe(&shard_loc, shard_name, rows)?);
-        m.ledgers.push(FileEntry::describe(&ledger_loc, ledger_name, ledger_rows)?);
+        ctx.record_files(&mut m, entry, &src_loc, rows, ledger_rows)?;
         m.timings.insert("filter_seconds".into(), start.elapsed().as_secs_f64());
-        ctx.progress.inc(entry.bytes);
         Ok(m)
     })
 }

@@ -19,7 +19,7 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde::Serialize;
-use shards::{Accounting, Loc, Manifest};
+use shards::{Accounting, FileEntry, Loc, Manifest};
 
 use crate::error::StageError;
 use crate::slice::TaskSlice;
@@ -63,6 +63,23 @@ impl UnitCtx<'_> {
     pub fn ledger(&self) -> (Loc, String) {
         let name = format!("ledger-{:05}.parquet", self.unit);
         (self.stage.dir.join(&name), name)
+    }
+    /// Records a unit that read one upstream output file (`input`, found at `src`) and wrote
+    /// this unit's shard and ledger: the three file entries, and the progress.
+    pub fn record_files(
+        &self,
+        m: &mut Manifest,
+        input: &FileEntry,
+        src: &Loc,
+        rows: u64,
+        ledger_rows: u64,
+    ) -> Result<(), StageError> {
+        let ((shard_loc, shard_name), (ledger_loc, ledger_name)) = (self.shard(), self.ledger());
+        m.inputs.push(FileEntry { path: src.to_string(), ..input.clone() });
+        m.outputs.push(FileEntry::describe(&shard_loc, shard_name, rows)?);
+        m.ledgers.push(FileEntry::describe(&ledger_loc, ledger_name, ledger_rows)?);
+        self.progress.inc(input.bytes);
+        Ok(())
     }
     /// A fresh unit manifest to fill in.
     pub fn manifest(&self) -> Manifest {
