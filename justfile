@@ -67,3 +67,7 @@ bench-ingest: release
 # Quality classifier training and scoring beside scikit-learn and Spark ML (PyPI, in a venv).
 bench-quality: release
     bash scripts/bench-quality.sh
+
+# MinHash signature throughput beside datasketch and datatrove (PyPI, in a venv).
+bench-dedup: release
+    bash scripts/bench-dedup.sh

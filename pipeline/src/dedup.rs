@@ -33,7 +33,7 @@ use shards::{At, DocReader, DocWriter, LedgerEntry, LedgerWriter, Loc, Manifest,
 
 use crate::error::StageError;
 use crate::features::DEFAULT_NUM_FEATURES;
-use crate::minhash::{Hasher, exact_key, feature_set, jaccard, normalize, shingles};
+use crate::minhash::{Hasher, exact_key, feature_set, jaccard, normalize, shingle_hashes, shingles};
 use crate::slice::TaskSlice;
 use crate::stage::{MANIFEST, Stage, TaskReport};
 
@@ -133,7 +133,15 @@ impl DedupConfig {
             DedupMode::Shingles => Hasher::universal(self.bands, self.rows, seed),
         }
     }
-    /// A document's feature set in this mode.
+    /// The features a signature is taken over: the set, or (shingles) the n-gram hashes in text
+    /// order with repeats, which give the same signature without sorting.
+    fn features_of(&self, text: &str, normalized: &str) -> Vec<u64> {
+        match self.mode {
+            DedupMode::Gpt3 => feature_set(text, self.num_features),
+            DedupMode::Shingles => shingle_hashes(normalized, self.ngram),
+        }
+    }
+    /// A document's feature set in this mode (sorted, unique: for exact Jaccard).
     fn set_of(&self, text: &str, normalized: &str) -> Vec<u64> {
         match self.mode {
             DedupMode::Gpt3 => feature_set(text, self.num_features),
@@ -150,7 +158,8 @@ fn sig_schema() -> SchemaRef {
         Field::new("score", DataType::Float64, true),
         Field::new("exact_hi", DataType::UInt64, false),
         Field::new("exact_lo", DataType::UInt64, false),
-        Field::new("set_len", DataType::UInt32, false),
+        // Features the signature was taken over (shingles: n-grams, repeats counted).
+        Field::new("features", DataType::UInt32, false),
         // The band keys, 8 bytes each little-endian; empty when the document has no features.
         Field::new("keys", DataType::Binary, false),
     ]))
@@ -243,7 +252,7 @@ fn signatures(
                 .into_par_iter()
                 .map(|i| {
                     let norm = normalize(texts.value(i), cfg.lowercase);
-                    let set = cfg.set_of(texts.value(i), &norm);
+                    let set = cfg.features_of(texts.value(i), &norm);
                     let keys = if set.is_empty() {
                         Vec::new()
                     } else {

@@ -8,10 +8,10 @@
 //!   `java.util.Random` from the seed exactly as Spark draws them, one hash per table
 //!   (`num_hash_tables`); two documents are candidates when any table's value is equal.
 //! - `shingles` (datatrove's and datasketch's way): word n-grams of the normalized text,
-//!   each hashed to 64 bits with xxh3, then `k = bands x rows` hash functions
-//!   `h_i(x) = (a_i * x + b_i) mod (2^61 - 1)` (universal hashing over a Mersenne prime, as
-//!   datasketch), minimum over the set; a band's key is the xxh3 of its `rows` values, and two
-//!   documents are candidates when any band's key is equal.
+//!   each hashed with xxh3, then `k = bands x rows` hash functions of its low 32 bits,
+//!   `h_i(x) = (a_i * x + b_i) >> 32` in 64-bit arithmetic (multiply-add-shift, strongly
+//!   universal; 32-bit values as datasketch's), minimum over the set; a band's key is the xxh3
+//!   of its `rows` values, and two documents are candidates when any band's key is equal.
 //!
 //! Normalization (exact dedup and shingles): Unicode NFC, every run of whitespace (Unicode
 //! `White_Space`) collapsed to one space, leading and trailing whitespace removed, and
@@ -25,21 +25,41 @@ use crate::features::for_each_index;
 
 /// Spark `MinHashLSH.HASH_PRIME`.
 pub const SPARK_HASH_PRIME: u64 = 2_038_074_743;
-/// 2^61 - 1.
-pub const MERSENNE_61: u64 = (1 << 61) - 1;
 
 /// NFC, whitespace runs collapsed to one space, trimmed; lowercased if `lowercase`.
 pub fn normalize(text: &str, lowercase: bool) -> String {
+    if text.is_ascii() {
+        // ASCII is NFC already, and its only whitespace is ASCII: one pass over the bytes.
+        let mut out = Vec::with_capacity(text.len());
+        let mut space = false;
+        for &b in text.as_bytes() {
+            if matches!(b, b' ' | b'\t'..=b'\r') {
+                space = !out.is_empty();
+            } else {
+                if space {
+                    out.push(b' ');
+                    space = false;
+                }
+                out.push(if lowercase { b.to_ascii_lowercase() } else { b });
+            }
+        }
+        // Only ASCII bytes were written.
+        return String::from_utf8(out).unwrap_or_default();
+    }
     let nfc = ComposingNormalizerBorrowed::new_nfc().normalize(text);
     let mut out = String::with_capacity(nfc.len());
     for word in nfc.split_whitespace() {
         if !out.is_empty() {
             out.push(' ');
         }
-        if lowercase {
-            out.extend(word.chars().flat_map(char::to_lowercase));
+        let start = out.len();
+        if lowercase && !word.is_ascii() {
+            out.push_str(&word.to_lowercase());
         } else {
             out.push_str(word);
+            if lowercase {
+                out[start..].make_ascii_lowercase();
+            }
         }
     }
     out
@@ -53,6 +73,15 @@ pub fn exact_key(normalized: &str) -> u128 {
 /// The 64-bit hashes of the word `n`-grams of a normalized text (words joined by one space),
 /// sorted and deduplicated: the document's shingle set. Empty when it has fewer than `n` words.
 pub fn shingles(normalized: &str, n: usize) -> Vec<u64> {
+    let mut out = shingle_hashes(normalized, n);
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// `shingles` in text order with repeats: enough for a MinHash signature (a minimum does not
+/// care about order or repeats), without the sort.
+pub fn shingle_hashes(normalized: &str, n: usize) -> Vec<u64> {
     let n = n.max(1);
     // Byte offsets of word starts and ends (words are separated by exactly one space).
     let mut bounds: Vec<(usize, usize)> = Vec::new();
@@ -69,11 +98,7 @@ pub fn shingles(normalized: &str, n: usize) -> Vec<u64> {
     if bounds.len() < n {
         return Vec::new();
     }
-    let mut out: Vec<u64> =
-        (0..=bounds.len() - n).map(|i| xxh3_64(&normalized.as_bytes()[bounds[i].0..bounds[i + n - 1].1])).collect();
-    out.sort_unstable();
-    out.dedup();
-    out
+    (0..=bounds.len() - n).map(|i| xxh3_64(&normalized.as_bytes()[bounds[i].0..bounds[i + n - 1].1])).collect()
 }
 
 /// The quality classifier's feature set of a raw text: its HashingTF indices, sorted, unique.
@@ -139,7 +164,7 @@ impl JavaRandom {
 pub enum Hasher {
     /// Spark `MinHashLSH`: ((1 + x) * a + b) mod 2038074743 per table.
     Spark { a: Vec<u64>, b: Vec<u64> },
-    /// (a * x + b) mod 2^61 - 1 per function, grouped into `bands` of `rows`.
+    /// (a * x + b) >> 32 per function (32-bit values), grouped into `bands` of `rows`.
     Universal { a: Vec<u64>, b: Vec<u64>, bands: usize, rows: usize },
 }
 
@@ -155,11 +180,11 @@ impl Hasher {
         Hasher::Spark { a, b }
     }
 
-    /// `bands x rows` universal hash functions, coefficients from xxh3 of (seed, i).
+    /// `bands x rows` universal hash functions, 64-bit coefficients from xxh3 of (seed, i).
     pub fn universal(bands: usize, rows: usize, seed: u64) -> Hasher {
         let k = bands * rows;
-        let draw = |i: usize, which: u64| xxh3_64_with_seed(&(i as u64).to_le_bytes(), seed ^ which) % MERSENNE_61;
-        let a = (0..k).map(|i| draw(i, 0xA).max(1)).collect();
+        let draw = |i: usize, which: u64| xxh3_64_with_seed(&(i as u64).to_le_bytes(), seed ^ which);
+        let a = (0..k).map(|i| draw(i, 0xA)).collect();
         let b = (0..k).map(|i| draw(i, 0xB)).collect();
         Hasher::Universal { a, b, bands, rows }
     }
@@ -190,16 +215,9 @@ impl Hasher {
                 .map(|(&a, &b)| set.iter().map(|&x| ((1 + x) * a + b) % SPARK_HASH_PRIME).min().unwrap_or(u64::MAX))
                 .collect(),
             Hasher::Universal { a, b, .. } => {
-                let mut sig = vec![u64::MAX; a.len()];
-                for &x in set {
-                    let x = x % MERSENNE_61;
-                    // Independent lanes: the compiler keeps this loop branch-free.
-                    for ((s, &a), &b) in sig.iter_mut().zip(a).zip(b) {
-                        let h = mod_mersenne61(a as u128 * x as u128 + b as u128);
-                        *s = (*s).min(h);
-                    }
-                }
-                sig
+                let mut sig = vec![u32::MAX; a.len()];
+                min_hash(a, b, set, &mut sig);
+                sig.into_iter().map(u64::from).collect()
             }
         }
     }
@@ -222,13 +240,50 @@ impl Hasher {
     }
 }
 
-/// x mod 2^61 - 1 for x < 2^122.
-fn mod_mersenne61(x: u128) -> u64 {
-    let lo = (x as u64) & MERSENNE_61;
-    let hi = (x >> 61) as u64;
-    let s = lo + (hi & MERSENNE_61) + (hi >> 61);
-    let s = (s & MERSENNE_61) + (s >> 61);
-    if s >= MERSENNE_61 { s - MERSENNE_61 } else { s }
+/// `sig[i] = min(sig[i], h_i(x))` over the set, `h_i(x) = (a_i * x + b_i) >> 32` on the low
+/// 32 bits of each element (multiply-add-shift, Dietzfelbinger's strongly universal family for
+/// 32-bit keys, with 64-bit a_i and b_i). The lanes are independent, so the inner loop
+/// vectorizes; with AVX-512 or AVX2 present (detected at run time) it runs 8 or 4 lanes a
+/// vector.
+fn min_hash(a: &[u64], b: &[u64], set: &[u64], sig: &mut [u32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq") {
+        // SAFETY: AVX-512 F and DQ are present (checked above); nothing else is required.
+        unsafe { min_hash_avx512(a, b, set, sig) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is present (checked above); the function has no other requirement.
+        unsafe { min_hash_avx2(a, b, set, sig) };
+        return;
+    }
+    min_hash_lanes(a, b, set, sig);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn min_hash_avx2(a: &[u64], b: &[u64], set: &[u64], sig: &mut [u32]) {
+    min_hash_lanes(a, b, set, sig);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn min_hash_avx512(a: &[u64], b: &[u64], set: &[u64], sig: &mut [u32]) {
+    min_hash_lanes(a, b, set, sig);
+}
+
+#[inline(always)]
+fn min_hash_lanes(a: &[u64], b: &[u64], set: &[u64], sig: &mut [u32]) {
+    let n = sig.len().min(a.len()).min(b.len());
+    let (a, b, sig) = (&a[..n], &b[..n], &mut sig[..n]);
+    for &x in set {
+        let x = x as u32 as u64;
+        for ((s, &a), &b) in sig.iter_mut().zip(a).zip(b) {
+            let h = (a.wrapping_mul(x).wrapping_add(b) >> 32) as u32;
+            *s = (*s).min(h);
+        }
+    }
 }
 
 /// The fraction of equal values: the MinHash estimate of Jaccard similarity.
@@ -250,6 +305,11 @@ mod tests {
         // "e" + combining acute composes to "é"; tabs, newlines and no-break spaces collapse.
         assert_eq!(normalize("  Cafe\u{301}\t\n DU\u{a0}Monde  ", true), "café du monde");
         assert_eq!(normalize("A  b", false), "A b");
+        // The ASCII fast path and the general path agree.
+        for t in ["  Mixed\tCASE\n\x0b words\r\n", "", "   ", "a"] {
+            let general: String = t.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+            assert_eq!(normalize(t, true), general, "{t:?}");
+        }
         assert_eq!(exact_key(&normalize("a b", true)), exact_key(&normalize(" A\n\nB ", true)));
         assert_ne!(exact_key("a b"), exact_key("a c"));
     }
@@ -276,10 +336,18 @@ mod tests {
     }
 
     #[test]
-    fn mersenne_reduction() {
-        for x in [0u128, 1, MERSENNE_61 as u128, MERSENNE_61 as u128 + 5, (1u128 << 122) - 1, 12345678901234567890] {
-            assert_eq!(mod_mersenne61(x) as u128, x % MERSENNE_61 as u128, "{x}");
+    fn vectorized_and_portable_kernels_agree() {
+        let h = Hasher::universal(14, 8, 3);
+        let Hasher::Universal { a, b, .. } = &h else { unreachable!() };
+        let set: Vec<u64> = (0..1000u64).map(|i| xxh3_64(&i.to_le_bytes())).collect();
+        let (mut fast, mut slow) = (vec![u32::MAX; a.len()], vec![u32::MAX; a.len()]);
+        min_hash(a, b, &set, &mut fast);
+        for &x in &set {
+            for i in 0..a.len() {
+                slow[i] = slow[i].min((a[i].wrapping_mul(x as u32 as u64).wrapping_add(b[i]) >> 32) as u32);
+            }
         }
+        assert_eq!(fast, slow);
     }
 
     #[test]
