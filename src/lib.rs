@@ -373,13 +373,19 @@ fn run_recipe(args: &StageArgs) -> Result<ExitCode> {
         if !print_stage(&rep.signatures, "documents", "signed", slice) {
             return Ok(ExitCode::SUCCESS);
         }
+        if let Some(b) = &rep.buckets
+            && !print_stage(b, "candidate pairs", "written", slice)
+        {
+            return Ok(ExitCode::SUCCESS);
+        }
         if let Some(c) = &rep.clusters {
             println!(
-                "dedup    {} documents: {} exact and {} near duplicates removed ({} candidate pairs, {} joined; {} without features) ({:.2} s)",
+                "dedup    {} documents: {} exact and {} near duplicates removed ({} candidate pairs over {} documents, {} joined; {} without features) ({:.2} s)",
                 c.docs,
                 c.exact_duplicates,
                 c.near_duplicates,
                 c.candidate_pairs,
+                c.candidate_docs,
                 c.verified_pairs,
                 c.docs_without_features,
                 c.seconds

@@ -34,9 +34,9 @@ fn run_dedup(d: &std::path::Path, out: &str, tasks: usize) {
         with(cmd, &mut args);
         ok(grist(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]));
     }
-    // As a job array would: every slice once (signatures; the last one to finish also
-    // clusters and filters its units), then every slice again for the filter units.
-    for _round in 0..2 {
+    // As a job array would, rerun until done: a slice stops at a step that other slices have
+    // not finished (signatures, then buckets), and completed units are skipped on rerun.
+    for _round in 0..3 {
         for t in 0..tasks {
             with("dedup", &mut args);
             args.extend(["--task".into(), t.to_string(), "--tasks".into(), tasks.to_string()]);

@@ -16,20 +16,21 @@
 //! 3. `dedup`, a sliced stage, one unit per input shard: the input's documents minus the
 //!    removed ones; ledger rows carry the reason, cluster id, representative id and Jaccard.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::sync::Arc;
 use std::time::Instant;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use shards::arrow::array::{
-    Array, ArrayRef, BinaryArray, BooleanArray, Float64Array, StringArray, UInt32Array, UInt64Array,
-};
+use shards::arrow::array::{Array, ArrayRef, BooleanArray, Float64Array, StringArray, UInt32Array, UInt64Array};
 use shards::arrow::compute::filter_record_batch;
 use shards::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use shards::arrow::record_batch::RecordBatch;
 use shards::parquet_io::{ParquetSink, ParquetSource};
-use shards::{At, DocReader, DocWriter, LedgerEntry, LedgerWriter, Loc, Manifest, ShardError, WriteOptions, str_col};
+use shards::{
+    At, DocReader, DocWriter, FileEntry, LedgerEntry, LedgerWriter, Loc, Manifest, ShardError, WriteOptions, str_col,
+};
 
 use crate::error::StageError;
 use crate::features::DEFAULT_NUM_FEATURES;
@@ -41,9 +42,15 @@ use crate::stage::{MANIFEST, Stage, TaskReport};
 pub const STAGE: &str = "dedup";
 /// The signature stage's name and directory.
 pub const SIGNATURES: &str = "dedup_signatures";
+/// The bucket stage's name and directory.
+pub const BUCKETS: &str = "dedup_buckets";
 /// The clusters step's directory.
 pub const CLUSTERS: &str = "dedup_clusters";
 const SIG_FORMAT: &str = "dedup_signatures";
+const KEYS_FORMAT: &str = "dedup_keys";
+const PAIRS_FORMAT: &str = "dedup_pairs";
+/// Entries per batch of each side table the bucket stage merges.
+const MERGE_BATCH: usize = 4096;
 const REMOVALS_FORMAT: &str = "dedup_removals";
 
 /// Which features a signature is taken over.
@@ -93,6 +100,9 @@ pub struct DedupConfig {
     /// Sources never removed (e.g. `webtext`): target documents near-duplicating them are.
     #[serde(default)]
     pub index_sources: Vec<String>,
+    /// Key ranges each band's keys are split into: bucket units = (bands + 1) x ranges.
+    #[serde(default = "default_key_ranges")]
+    pub key_ranges: usize,
     /// Fail rather than remove more than this fraction of the documents.
     #[serde(default = "default_max_removal")]
     pub max_removal: f64,
@@ -121,6 +131,9 @@ fn default_rows() -> usize {
 }
 fn default_threshold() -> f64 {
     0.8
+}
+fn default_key_ranges() -> usize {
+    1
 }
 fn default_max_removal() -> f64 {
     0.5
@@ -160,8 +173,20 @@ fn sig_schema() -> SchemaRef {
         Field::new("exact_lo", DataType::UInt64, false),
         // Features the signature was taken over (shingles: n-grams, repeats counted).
         Field::new("features", DataType::UInt32, false),
-        // The band keys, 8 bytes each little-endian; empty when the document has no features.
-        Field::new("keys", DataType::Binary, false),
+    ]))
+}
+
+/// A side table of sorted (key, document) entries: one per signature unit, band and key range.
+fn keys_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new("key", DataType::UInt64, false), Field::new("doc", DataType::UInt64, false)]))
+}
+
+/// Candidate pairs of one bucket unit; `exact` when the key was the exact-text key.
+fn pairs_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("a", DataType::UInt64, false),
+        Field::new("b", DataType::UInt64, false),
+        Field::new("exact", DataType::Boolean, false),
     ]))
 }
 
@@ -181,31 +206,77 @@ fn arrow_err(at: &Loc) -> impl Fn(shards::arrow::error::ArrowError) -> StageErro
     move |source| StageError::Shard(ShardError::Arrow { at: At::file(at.to_string()), source })
 }
 
+/// A document's global number: its signature unit (= input shard) and row.
+fn gid(unit: usize, row: u32) -> u64 {
+    ((unit as u64) << 32) | row as u64
+}
+
+/// The name of a (band, key range) side table; band `None` is the exact-text key.
+fn side_name(band: Option<usize>, range: usize) -> String {
+    match band {
+        Some(b) => format!("b{b:03}-r{range:03}"),
+        None => format!("exact-r{range:03}"),
+    }
+}
+
+/// Which of `ranges` equal key ranges a key falls in.
+fn range_of(key: u64, ranges: usize) -> usize {
+    ((key as u128 * ranges as u128) >> 64) as usize
+}
+
+/// A column of a table, downcast, or an error naming the file.
+fn column<T: Clone + 'static>(b: &RecordBatch, name: &str, at: &Loc) -> Result<T, StageError> {
+    b.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<T>().cloned()).ok_or_else(|| StageError::Input {
+        at: At::file(at.to_string()),
+        msg: format!("column {name:?} missing or of another type"),
+    })
+}
+
 /// What `grist dedup` did.
 #[derive(Debug, Clone, Serialize)]
 pub struct DedupRun {
     pub signatures: TaskReport,
+    pub buckets: Option<TaskReport>,
     pub clusters: Option<ClusterReport>,
     pub filter: Option<TaskReport>,
 }
 
-/// Runs the three steps for one task slice: signatures for the slice; when they are complete,
-/// the clusters step (once; deterministic, so concurrent tasks write the same files); then
-/// the filter for the slice.
+impl DedupRun {
+    /// Whether the whole dedup is done (for this slice's view: the filter stage complete).
+    pub fn complete(&self) -> bool {
+        self.filter.as_ref().is_some_and(|f| f.stage_complete)
+    }
+}
+
+/// Runs the steps for one task slice: signatures for the slice; when they are all complete,
+/// the bucket units of the slice; when those are complete, the clusters step (once;
+/// deterministic, so concurrent tasks write the same files); then the filter for the slice.
+/// A task that finds an earlier step incomplete stops there: run the slices again (completed
+/// units are skipped) until every task reports the filter complete.
 pub fn run(cfg: &DedupConfig, seed: u64, run_out: &Loc, slice: TaskSlice) -> Result<DedupRun, StageError> {
     let input_dir = run_out.join(&cfg.input);
     let input = Manifest::read(&input_dir.join(MANIFEST))?;
-    let signatures = signatures(cfg, seed, &input, &input_dir, &run_out.join(SIGNATURES), slice)?;
-    if !signatures.stage_complete {
-        return Ok(DedupRun { signatures, clusters: None, filter: None });
+    let sig_dir = run_out.join(SIGNATURES);
+    let signatures = signatures(cfg, seed, &input, &input_dir, &sig_dir, slice)?;
+    let mut out = DedupRun { signatures, buckets: None, clusters: None, filter: None };
+    if !out.signatures.stage_complete {
+        return Ok(out);
+    }
+    let buckets_dir = run_out.join(BUCKETS);
+    let buckets = buckets(cfg, &sig_dir, &buckets_dir, slice)?;
+    let complete = buckets.stage_complete;
+    out.buckets = Some(buckets);
+    if !complete {
+        return Ok(out);
     }
     let clusters_dir = run_out.join(CLUSTERS);
-    let clusters = match completed_clusters(cfg, seed, &run_out.join(SIGNATURES), &clusters_dir)? {
+    let clusters = match completed_clusters(cfg, seed, &buckets_dir, &clusters_dir)? {
         Some(r) => r,
-        None => clusters(cfg, seed, &input, &input_dir, &run_out.join(SIGNATURES), &clusters_dir)?,
+        None => clusters(cfg, seed, &input, &input_dir, &sig_dir, &buckets_dir, &clusters_dir)?,
     };
-    let filter = filter(&input, &input_dir, &clusters_dir, &run_out.join(STAGE), slice)?;
-    Ok(DedupRun { signatures, clusters: Some(clusters), filter: Some(filter) })
+    out.clusters = Some(clusters);
+    out.filter = Some(filter(&input, &input_dir, &clusters_dir, &run_out.join(STAGE), slice)?);
+    Ok(out)
 }
 
 fn signatures(
@@ -226,6 +297,7 @@ fn signatures(
         unit_bytes: input.outputs.iter().map(|f| f.bytes).collect(),
     };
     let hasher = cfg.hasher(seed);
+    let bands = hasher.bands();
     stage.run(slice, |ctx| {
         let start = Instant::now();
         let entry = &input.outputs[ctx.unit];
@@ -239,29 +311,35 @@ fn signatures(
         }
         let (out_loc, _) = ctx.shard();
         let (ledger_loc, _) = ctx.ledger();
-        let mut sink =
-            ParquetSink::create(&out_loc, sig_schema(), SIG_FORMAT, 1, WriteOptions::default(), &["id", "keys"])?;
+        let mut sink = ParquetSink::create(&out_loc, sig_schema(), SIG_FORMAT, 1, WriteOptions::default(), &["id"])?;
         let ledger = LedgerWriter::create(&ledger_loc, WriteOptions::default())?;
         let mut m = ctx.manifest();
+        // (key, doc) per band (and the exact key last), sorted at the end of the unit.
+        let mut keyed: Vec<Vec<(u64, u64)>> = vec![Vec::new(); bands + cfg.exact as usize];
         let mut row = 0u32;
         for batch in reader.batches(Some(&cols), 4096)? {
             let b = batch?;
             let (ids, sources, texts) = (str_col(&b, "id")?, str_col(&b, "source")?, str_col(&b, "text")?);
             let scores = b.column_by_name("quality_score").and_then(|c| c.as_any().downcast_ref::<Float64Array>());
-            let per_doc: Vec<(u128, u32, Vec<u8>)> = (0..b.num_rows())
+            let per_doc: Vec<(u128, u32, Vec<u64>)> = (0..b.num_rows())
                 .into_par_iter()
                 .map(|i| {
                     let norm = normalize(texts.value(i), cfg.lowercase);
                     let set = cfg.features_of(texts.value(i), &norm);
-                    let keys = if set.is_empty() {
-                        Vec::new()
-                    } else {
-                        hasher.band_keys(&hasher.signature(&set)).iter().flat_map(|k| k.to_le_bytes()).collect()
-                    };
+                    let keys = if set.is_empty() { Vec::new() } else { hasher.band_keys(&hasher.signature(&set)) };
                     (exact_key(&norm), set.len() as u32, keys)
                 })
                 .collect();
             let n = b.num_rows();
+            for (i, d) in per_doc.iter().enumerate() {
+                let g = gid(ctx.unit, row + i as u32);
+                for (j, &k) in d.2.iter().enumerate() {
+                    keyed[j].push((k, g));
+                }
+                if cfg.exact {
+                    keyed[bands].push(((d.0 >> 64) as u64, g));
+                }
+            }
             m.count("docs_without_features", per_doc.iter().filter(|d| d.1 == 0).count() as u64);
             let cols: Vec<ArrayRef> = vec![
                 Arc::new(UInt32Array::from_iter_values(row..row + n as u32)),
@@ -271,13 +349,32 @@ fn signatures(
                 Arc::new(UInt64Array::from_iter_values(per_doc.iter().map(|d| (d.0 >> 64) as u64))),
                 Arc::new(UInt64Array::from_iter_values(per_doc.iter().map(|d| d.0 as u64))),
                 Arc::new(UInt32Array::from_iter_values(per_doc.iter().map(|d| d.1))),
-                Arc::new(BinaryArray::from_iter_values(per_doc.iter().map(|d| &d.2[..]))),
             ];
             let rb = RecordBatch::try_new(sig_schema(), cols).map_err(arrow_err(&out_loc))?;
             sink.write(&rb)?;
             row += n as u32;
             m.accounting.docs_in += n as u64;
             m.accounting.docs_out += n as u64;
+        }
+        // The band (and exact) keys, sorted, one side table per band and key range.
+        for (j, mut entries) in keyed.into_iter().enumerate() {
+            entries.sort_unstable();
+            let band = (j < bands).then_some(j);
+            for r in 0..cfg.key_ranges {
+                let (loc, name) = ctx.side(&side_name(band, r));
+                let mut side = ParquetSink::create(&loc, keys_schema(), KEYS_FORMAT, 1, WriteOptions::default(), &[])?;
+                let part: Vec<(u64, u64)> =
+                    entries.iter().copied().filter(|e| range_of(e.0, cfg.key_ranges) == r).collect();
+                for chunk in part.chunks(1 << 16) {
+                    let cols: Vec<ArrayRef> = vec![
+                        Arc::new(UInt64Array::from_iter_values(chunk.iter().map(|e| e.0))),
+                        Arc::new(UInt64Array::from_iter_values(chunk.iter().map(|e| e.1))),
+                    ];
+                    side.write(&RecordBatch::try_new(keys_schema(), cols).map_err(arrow_err(&loc))?)?;
+                }
+                let rows = side.finish()?;
+                m.side.push(FileEntry::describe(&loc, name, rows)?);
+            }
         }
         let rows = sink.finish()?;
         let ledger_rows = ledger.finish()?;
@@ -287,17 +384,161 @@ fn signatures(
     })
 }
 
+/// One sorted side table being merged.
+struct Run {
+    batches: shards::parquet_io::Batches,
+    keys: UInt64Array,
+    docs: UInt64Array,
+    i: usize,
+    loc: Loc,
+}
+
+impl Run {
+    fn open(loc: Loc) -> Result<Option<Run>, StageError> {
+        let batches = ParquetSource::open(&loc, KEYS_FORMAT, 1)?.batches(None, MERGE_BATCH)?;
+        let mut run = Run {
+            batches,
+            keys: UInt64Array::from(Vec::<u64>::new()),
+            docs: UInt64Array::from(Vec::<u64>::new()),
+            i: 0,
+            loc,
+        };
+        Ok(run.refill()?.then_some(run))
+    }
+    /// Loads the next non-empty batch; false at the end.
+    fn refill(&mut self) -> Result<bool, StageError> {
+        for batch in self.batches.by_ref() {
+            let b = batch?;
+            if b.num_rows() > 0 {
+                self.keys = column(&b, "key", &self.loc)?;
+                self.docs = column(&b, "doc", &self.loc)?;
+                self.i = 0;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+    fn head(&self) -> (u64, u64) {
+        (self.keys.value(self.i), self.docs.value(self.i))
+    }
+    /// Moves past the head; false when the run is exhausted.
+    fn advance(&mut self) -> Result<bool, StageError> {
+        self.i += 1;
+        if self.i < self.keys.len() {
+            return Ok(true);
+        }
+        self.refill()
+    }
+}
+
+/// The bucket stage: one unit per (band, key range), and per key range for the exact keys.
+/// Each unit merges the sorted side tables of every signature unit (memory: one batch of
+/// `MERGE_BATCH` entries per signature unit) and writes the candidate pairs of each run of
+/// equal keys: (first, x) and (previous, x) for every later member x.
+fn buckets(cfg: &DedupConfig, sig_dir: &Loc, out: &Loc, slice: TaskSlice) -> Result<TaskReport, StageError> {
+    let sm = Manifest::read(&sig_dir.join(MANIFEST))?;
+    let sig_units = sm.units as usize;
+    let bands = match cfg.mode {
+        DedupMode::Gpt3 => cfg.num_hash_tables,
+        DedupMode::Shingles => cfg.bands,
+    };
+    let mut plan_units: Vec<(Option<usize>, usize)> = Vec::new();
+    for band in (0..bands).map(Some).chain(cfg.exact.then_some(None)) {
+        for r in 0..cfg.key_ranges {
+            plan_units.push((band, r));
+        }
+    }
+    let side_files: Vec<Vec<&FileEntry>> = plan_units
+        .iter()
+        .map(|&(band, r)| {
+            let suffix = format!(".side-{}.parquet", side_name(band, r));
+            sm.side.iter().filter(|f| f.path.ends_with(&suffix)).collect()
+        })
+        .collect();
+    let stage = Stage {
+        name: BUCKETS.to_string(),
+        dir: out.clone(),
+        config: serde_json::json!({ "signatures": sm.fingerprint, "sig_units": sig_units }),
+        plan: plan_units.iter().map(|(b, r)| serde_json::json!([b, r])).collect(),
+        unit_bytes: side_files.iter().map(|fs| fs.iter().map(|f| f.bytes).sum()).collect(),
+    };
+    stage.run(slice, |ctx| {
+        let start = Instant::now();
+        let exact = plan_units[ctx.unit].0.is_none();
+        let mut m = ctx.manifest();
+        let mut runs: Vec<Run> = Vec::new();
+        for f in &side_files[ctx.unit] {
+            let loc = sig_dir.join(&f.path);
+            f.verify(&loc)?;
+            m.inputs.push(FileEntry { path: loc.to_string(), ..(*f).clone() });
+            runs.extend(Run::open(loc)?);
+        }
+        let (out_loc, out_name) = ctx.shard();
+        let (ledger_loc, ledger_name) = ctx.ledger();
+        let mut sink = ParquetSink::create(&out_loc, pairs_schema(), PAIRS_FORMAT, 1, WriteOptions::default(), &[])?;
+        let ledger = LedgerWriter::create(&ledger_loc, WriteOptions::default())?;
+        let mut heap: BinaryHeap<Reverse<(u64, u64, usize)>> =
+            runs.iter().enumerate().map(|(i, r)| Reverse((r.head().0, r.head().1, i))).collect();
+        let mut pairs: Vec<(u64, u64)> = Vec::new();
+        // The current run of equal keys: its key, first and previous member.
+        let mut current: Option<(u64, u64, u64)> = None;
+        let flush = |pairs: &mut Vec<(u64, u64)>, sink: &mut ParquetSink| -> Result<(), StageError> {
+            let cols: Vec<ArrayRef> = vec![
+                Arc::new(UInt64Array::from_iter_values(pairs.iter().map(|p| p.0))),
+                Arc::new(UInt64Array::from_iter_values(pairs.iter().map(|p| p.1))),
+                Arc::new(BooleanArray::from(vec![exact; pairs.len()])),
+            ];
+            sink.write(&RecordBatch::try_new(pairs_schema(), cols).map_err(arrow_err(&out_loc))?)?;
+            pairs.clear();
+            Ok(())
+        };
+        while let Some(Reverse((key, doc, i))) = heap.pop() {
+            match current {
+                Some((k, first, prev)) if k == key => {
+                    pairs.push((first, doc));
+                    if prev != first {
+                        pairs.push((prev, doc));
+                    }
+                    current = Some((k, first, doc));
+                }
+                _ => current = Some((key, doc, doc)),
+            }
+            if pairs.len() >= 1 << 16 {
+                flush(&mut pairs, &mut sink)?;
+            }
+            if runs[i].advance()? {
+                let (k, d) = runs[i].head();
+                heap.push(Reverse((k, d, i)));
+            }
+        }
+        if !pairs.is_empty() {
+            flush(&mut pairs, &mut sink)?;
+        }
+        let rows = sink.finish()?;
+        let ledger_rows = ledger.finish()?;
+        m.accounting.docs_in = rows;
+        m.accounting.docs_out = rows;
+        m.outputs.push(FileEntry::describe(&out_loc, out_name, rows)?);
+        m.ledgers.push(FileEntry::describe(&ledger_loc, ledger_name, ledger_rows)?);
+        m.timings.insert("merge_seconds".into(), start.elapsed().as_secs_f64());
+        ctx.progress.inc(ctx.stage.unit_bytes[ctx.unit]);
+        Ok(m)
+    })
+}
+
 /// What the clusters step found.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClusterReport {
-    /// xxh3 of the config, seed and signature files: a report with the same one is current.
+    /// xxh3 of the config, seed and candidate files: a report with the same one is current.
     pub fingerprint: String,
     pub docs: u64,
     pub removed: u64,
     pub exact_duplicates: u64,
     pub near_duplicates: u64,
-    /// Candidate pairs from the LSH bands, and how many verification confirmed.
+    /// Candidate pairs from the bucket stage (with repeats across bands), the documents in
+    /// them, and the pairs verification confirmed.
     pub candidate_pairs: u64,
+    pub candidate_docs: u64,
     pub verified_pairs: u64,
     /// Documents with no feature (too short for an n-gram): exact dedup only.
     pub docs_without_features: u64,
@@ -310,33 +551,33 @@ pub struct ClusterReport {
     pub seconds: f64,
 }
 
-/// One document as the clusters step holds it.
+/// A document of a candidate pair, as the clusters step holds it.
+#[derive(Default)]
 struct Doc {
-    unit: u32,
-    row: u32,
+    gid: u64,
     id: String,
     source: u16,
     score: f64,
     exact: u128,
-    keys: Vec<u64>,
 }
 
-fn sig_fingerprint(cfg: &DedupConfig, seed: u64, sig_dir: &Loc) -> Result<String, StageError> {
-    let m = Manifest::read(&sig_dir.join(MANIFEST))?;
+fn cluster_fingerprint(cfg: &DedupConfig, seed: u64, buckets_dir: &Loc) -> Result<String, StageError> {
+    let m = Manifest::read(&buckets_dir.join(MANIFEST))?;
     let files: Vec<&str> = m.outputs.iter().map(|f| f.xxh3.as_str()).collect();
-    let doc = serde_json::json!({ "config": cfg, "seed": seed, "signatures": files });
+    let doc = serde_json::json!({ "config": cfg, "seed": seed, "pairs": files, "buckets": m.fingerprint });
     Ok(format!("{:016x}", xxhash_rust::xxh3::xxh3_64(doc.to_string().as_bytes())))
 }
 
 fn completed_clusters(
     cfg: &DedupConfig,
     seed: u64,
-    sig_dir: &Loc,
+    buckets_dir: &Loc,
     dir: &Loc,
 ) -> Result<Option<ClusterReport>, StageError> {
     let Ok(bytes) = dir.join("report.json").read() else { return Ok(None) };
     let Ok(r) = serde_json::from_slice::<ClusterReport>(&bytes) else { return Ok(None) };
-    Ok((r.fingerprint == sig_fingerprint(cfg, seed, sig_dir)? && dir.join("removals.parquet").exists()?).then_some(r))
+    Ok((r.fingerprint == cluster_fingerprint(cfg, seed, buckets_dir)? && dir.join("removals.parquet").exists()?)
+        .then_some(r))
 }
 
 /// Union-find with path halving; the smaller index becomes the root (deterministic).
@@ -360,119 +601,120 @@ impl Dsu {
     }
 }
 
+/// Streams every candidate pair of the bucket stage, in unit order.
+fn for_each_pair(
+    buckets_dir: &Loc,
+    m: &Manifest,
+    mut f: impl FnMut(u64, u64, bool) -> Result<(), StageError>,
+) -> Result<(), StageError> {
+    for file in &m.outputs {
+        let loc = buckets_dir.join(&file.path);
+        for batch in ParquetSource::open(&loc, PAIRS_FORMAT, 1)?.batches(None, 65536)? {
+            let b = batch?;
+            let (a, bb, e): (UInt64Array, UInt64Array, BooleanArray) =
+                (column(&b, "a", &loc)?, column(&b, "b", &loc)?, column(&b, "exact", &loc)?);
+            for i in 0..b.num_rows() {
+                f(a.value(i), bb.value(i), e.value(i))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The clusters step. Memory is bounded by the documents in candidate pairs (D), not by the
+/// corpus: about D x (120 bytes + id + 8 bytes per feature when verifying); the pairs and
+/// the signature tables are streamed.
 fn clusters(
     cfg: &DedupConfig,
     seed: u64,
     input: &Manifest,
     input_dir: &Loc,
     sig_dir: &Loc,
+    buckets_dir: &Loc,
     dir: &Loc,
 ) -> Result<ClusterReport, StageError> {
     let start = Instant::now();
-    let fingerprint = sig_fingerprint(cfg, seed, sig_dir)?;
+    let fingerprint = cluster_fingerprint(cfg, seed, buckets_dir)?;
+    let bm = Manifest::read(&buckets_dir.join(MANIFEST))?;
+    // Pass 1 over the pairs: the documents in them, numbered densely in gid order.
+    let mut candidate_pairs = 0u64;
+    let mut involved: BTreeSet<u64> = BTreeSet::new();
+    for_each_pair(buckets_dir, &bm, |a, b, _| {
+        candidate_pairs += 1;
+        involved.insert(a);
+        involved.insert(b);
+        Ok(())
+    })?;
+    let dense: BTreeMap<u64, u32> = involved.iter().enumerate().map(|(i, &g)| (g, i as u32)).collect();
+    drop(involved);
+    // The signature tables, streamed: per-source counts for all, details for the involved.
     let sm = Manifest::read(&sig_dir.join(MANIFEST))?;
+    let mut docs: Vec<Doc> = (0..dense.len()).map(|_| Doc::default()).collect();
     let mut source_names: Vec<String> = Vec::new();
-    let mut docs: Vec<Doc> = Vec::new();
+    let mut sources: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut n = 0u64;
     for (unit, f) in sm.outputs.iter().enumerate() {
         let loc = sig_dir.join(&f.path);
-        let src = ParquetSource::open(&loc, SIG_FORMAT, 1)?;
-        for batch in src.batches(None, 65536)? {
+        for batch in ParquetSource::open(&loc, SIG_FORMAT, 1)?.batches(None, 65536)? {
             let b = batch?;
-            let col = |name: &str| b.column_by_name(name).cloned();
-            let bad = || StageError::Input { at: At::file(loc.to_string()), msg: "not a signature table".into() };
-            let rows = col("row").ok_or_else(bad)?;
-            let rows = rows.as_any().downcast_ref::<UInt32Array>().ok_or_else(bad)?;
-            let (ids, sources) = (str_col(&b, "id")?, str_col(&b, "source")?);
-            let score = col("score").ok_or_else(bad)?;
-            let score = score.as_any().downcast_ref::<Float64Array>().ok_or_else(bad)?;
-            let (hi, lo) = (col("exact_hi").ok_or_else(bad)?, col("exact_lo").ok_or_else(bad)?);
-            let hi = hi.as_any().downcast_ref::<UInt64Array>().ok_or_else(bad)?;
-            let lo = lo.as_any().downcast_ref::<UInt64Array>().ok_or_else(bad)?;
-            let keys = col("keys").ok_or_else(bad)?;
-            let keys = keys.as_any().downcast_ref::<BinaryArray>().ok_or_else(bad)?;
+            let rows: UInt32Array = column(&b, "row", &loc)?;
+            let (ids, srcs) = (str_col(&b, "id")?, str_col(&b, "source")?);
+            let score: Float64Array = column(&b, "score", &loc)?;
+            let (hi, lo): (UInt64Array, UInt64Array) = (column(&b, "exact_hi", &loc)?, column(&b, "exact_lo", &loc)?);
             for i in 0..b.num_rows() {
-                let s = sources.value(i);
-                let source = match source_names.iter().position(|n| n == s) {
-                    Some(k) => k,
+                n += 1;
+                let s = srcs.value(i);
+                sources.entry(s.to_string()).or_default().0 += 1;
+                let g = gid(unit, rows.value(i));
+                let Some(&k) = dense.get(&g) else { continue };
+                let source = match source_names.iter().position(|x| x == s) {
+                    Some(p) => p,
                     None => {
                         source_names.push(s.to_string());
                         source_names.len() - 1
                     }
                 } as u16;
-                docs.push(Doc {
-                    unit: unit as u32,
-                    row: rows.value(i),
+                docs[k as usize] = Doc {
+                    gid: g,
                     id: ids.value(i).to_string(),
                     source,
                     score: if score.is_null(i) { f64::NEG_INFINITY } else { score.value(i) },
                     exact: ((hi.value(i) as u128) << 64) | lo.value(i) as u128,
-                    keys: keys
-                        .value(i)
-                        .chunks_exact(8)
-                        .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-                        .collect(),
-                });
+                };
             }
         }
     }
-    let n = docs.len();
-    let mut dsu = Dsu((0..n as u32).collect());
-    // Exact groups.
-    let mut exact_pairs = 0u64;
-    if cfg.exact {
-        let mut order: Vec<u32> = (0..n as u32).collect();
-        order.sort_by_key(|&g| (docs[g as usize].exact, g));
-        for w in order.windows(2) {
-            if docs[w[0] as usize].exact == docs[w[1] as usize].exact {
-                dsu.union(w[0], w[1]);
-                exact_pairs += 1;
-            }
-        }
-    }
-    // LSH candidates: per band, documents sorted by key; each run of equal keys gives pairs
-    // (first, x) and (previous, x).
-    let bands = docs.iter().map(|d| d.keys.len()).max().unwrap_or(0);
-    let mut candidates: BTreeSet<(u32, u32)> = BTreeSet::new();
-    for j in 0..bands {
-        let mut col: Vec<(u64, u32)> =
-            docs.iter().enumerate().filter(|(_, d)| d.keys.len() > j).map(|(g, d)| (d.keys[j], g as u32)).collect();
-        col.sort_unstable();
-        let mut i = 0;
-        while i < col.len() {
-            let mut k = i + 1;
-            while k < col.len() && col[k].0 == col[i].0 {
-                candidates.insert((col[i].1, col[k].1));
-                if k > i + 1 {
-                    candidates.insert((col[k - 1].1, col[k].1));
-                }
-                k += 1;
-            }
-            i = k;
-        }
-    }
-    // Drop pairs already joined as exact duplicates; verify the rest on exact feature sets.
-    let pending: Vec<(u32, u32)> = candidates.iter().copied().filter(|&(a, b)| dsu.find(a) != dsu.find(b)).collect();
-    let mut sets: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
-    if cfg.verify && !pending.is_empty() {
-        let needed: BTreeSet<u32> = pending.iter().flat_map(|&(a, b)| [a, b]).collect();
-        sets = read_sets(cfg, input, input_dir, &docs, &needed)?;
-    }
+    // Feature sets of the involved documents, re-read from the input, to verify pairs.
+    let needs_sets = cfg.verify && !docs.is_empty();
+    let sets: Vec<Vec<u64>> = if needs_sets { read_sets(cfg, input, input_dir, &docs)? } else { Vec::new() };
+    // Pass 2 over the pairs: union the confirmed ones. Pairs already in one cluster add
+    // nothing, so they are not verified again; the clusters do not depend on pair order.
+    let mut dsu = Dsu((0..docs.len() as u32).collect());
     let mut verified = 0u64;
-    for &(a, b) in &pending {
-        let ok = !cfg.verify || jaccard(&sets[&a], &sets[&b]) >= cfg.threshold;
+    for_each_pair(buckets_dir, &bm, |a, b, exact| {
+        let (a, b) = (dense[&a], dense[&b]);
+        if dsu.find(a) == dsu.find(b) {
+            return Ok(());
+        }
+        let ok = if exact {
+            docs[a as usize].exact == docs[b as usize].exact
+        } else {
+            !cfg.verify || jaccard(&sets[a as usize], &sets[b as usize]) >= cfg.threshold
+        };
         if ok {
             dsu.union(a, b);
             verified += 1;
         }
-    }
+        Ok(())
+    })?;
     // Clusters and their representatives.
     let mut members: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-    for g in 0..n as u32 {
-        let r = dsu.find(g);
-        members.entry(r).or_default().push(g);
+    for k in 0..docs.len() as u32 {
+        let r = dsu.find(k);
+        members.entry(r).or_default().push(k);
     }
     let is_index = |d: &Doc| cfg.index_sources.iter().any(|s| *s == source_names[d.source as usize]);
-    let mut removals: Vec<(u32, &'static str, u32, Option<f64>)> = Vec::new(); // (g, reason, rep, jaccard)
+    let mut removals: Vec<(u32, &'static str, u32, Option<f64>)> = Vec::new(); // (doc, reason, rep, jaccard)
     let mut cluster_sizes: BTreeMap<u64, u64> = BTreeMap::new();
     let mut largest: Vec<(u64, u32)> = Vec::new();
     for group in members.values().filter(|m| m.len() > 1) {
@@ -488,21 +730,20 @@ fn clusters(
         sorted.sort_by(better);
         let rep = sorted[0];
         largest.push((group.len() as u64, rep));
-        for &g in &sorted[1..] {
-            let d = &docs[g as usize];
+        for &k in &sorted[1..] {
+            let d = &docs[k as usize];
             if is_index(d) {
                 continue;
             }
             let exact = docs[rep as usize].exact == d.exact;
             let j = if exact {
                 Some(1.0)
+            } else if needs_sets {
+                Some(jaccard(&sets[k as usize], &sets[rep as usize]))
             } else {
-                match (sets.get(&g), sets.get(&rep)) {
-                    (Some(a), Some(b)) => Some(jaccard(a, b)),
-                    _ => None,
-                }
+                None
             };
-            removals.push((g, if exact { "exact_duplicate" } else { "near_duplicate" }, rep, j));
+            removals.push((k, if exact { "exact_duplicate" } else { "near_duplicate" }, rep, j));
         }
     }
     let removed = removals.len() as u64;
@@ -514,47 +755,49 @@ fn clusters(
             dir
         )));
     }
-    removals.sort_by_key(|r| (docs[r.0 as usize].unit, docs[r.0 as usize].row));
+    removals.sort_by_key(|r| docs[r.0 as usize].gid);
     let sink_loc = dir.join("removals.parquet");
     let mut sink = ParquetSink::create(&sink_loc, removals_schema(), REMOVALS_FORMAT, 1, WriteOptions::default(), &[])?;
     for chunk in removals.chunks(65536) {
+        let doc = |r: &(u32, &str, u32, Option<f64>)| &docs[r.0 as usize];
         let cols: Vec<ArrayRef> = vec![
-            Arc::new(UInt32Array::from_iter_values(chunk.iter().map(|r| docs[r.0 as usize].unit))),
-            Arc::new(UInt32Array::from_iter_values(chunk.iter().map(|r| docs[r.0 as usize].row))),
-            Arc::new(StringArray::from_iter_values(chunk.iter().map(|r| docs[r.0 as usize].id.as_str()))),
+            Arc::new(UInt32Array::from_iter_values(chunk.iter().map(|r| (doc(r).gid >> 32) as u32))),
+            Arc::new(UInt32Array::from_iter_values(chunk.iter().map(|r| doc(r).gid as u32))),
+            Arc::new(StringArray::from_iter_values(chunk.iter().map(|r| doc(r).id.as_str()))),
             Arc::new(StringArray::from_iter_values(chunk.iter().map(|r| r.1))),
-            Arc::new(UInt64Array::from_iter_values(chunk.iter().map(|r| r.2 as u64))),
+            Arc::new(UInt64Array::from_iter_values(chunk.iter().map(|r| docs[r.2 as usize].gid))),
             Arc::new(StringArray::from_iter_values(chunk.iter().map(|r| docs[r.2 as usize].id.as_str()))),
             Arc::new(Float64Array::from_iter(chunk.iter().map(|r| r.3))),
         ];
         sink.write(&RecordBatch::try_new(removals_schema(), cols).map_err(arrow_err(&sink_loc))?)?;
     }
     sink.finish()?;
-
-    let mut sources: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for d in &docs {
-        sources.entry(source_names[d.source as usize].clone()).or_default().0 += 1;
-    }
     for r in &removals {
         sources.entry(source_names[docs[r.0 as usize].source as usize].clone()).or_default().1 += 1;
     }
     largest.sort_by(|a, b| b.0.cmp(&a.0).then(docs[a.1 as usize].id.cmp(&docs[b.1 as usize].id)));
     largest.truncate(5);
-    let snippets = read_snippets(input, input_dir, &docs, &largest.iter().map(|l| l.1).collect())?;
+    let wanted: Vec<&Doc> = largest.iter().map(|l| &docs[l.1 as usize]).collect();
+    let snippets: BTreeMap<u64, String> =
+        read_texts(input, input_dir, &wanted)?.into_iter().map(|(g, t)| (g, t.chars().take(300).collect())).collect();
     let report = ClusterReport {
         fingerprint,
-        docs: n as u64,
+        docs: n,
         removed,
         exact_duplicates: removals.iter().filter(|r| r.1 == "exact_duplicate").count() as u64,
         near_duplicates: removals.iter().filter(|r| r.1 == "near_duplicate").count() as u64,
-        candidate_pairs: candidates.len() as u64,
-        verified_pairs: verified + exact_pairs,
-        docs_without_features: docs.iter().filter(|d| d.keys.is_empty()).count() as u64,
+        candidate_pairs,
+        candidate_docs: docs.len() as u64,
+        verified_pairs: verified,
+        docs_without_features: sm.counters.get("docs_without_features").copied().unwrap_or(0),
         sources,
         cluster_sizes,
         largest: largest
             .iter()
-            .map(|(size, g)| (*size, docs[*g as usize].id.clone(), snippets.get(g).cloned().unwrap_or_default()))
+            .map(|(size, k)| {
+                let d = &docs[*k as usize];
+                (*size, d.id.clone(), snippets.get(&d.gid).cloned().unwrap_or_default())
+            })
             .collect(),
         seconds: start.elapsed().as_secs_f64(),
     };
@@ -564,47 +807,24 @@ fn clusters(
     Ok(report)
 }
 
-/// The feature sets of the `needed` documents, re-read from the input shards.
-fn read_sets(
-    cfg: &DedupConfig,
-    input: &Manifest,
-    input_dir: &Loc,
-    docs: &[Doc],
-    needed: &BTreeSet<u32>,
-) -> Result<BTreeMap<u32, Vec<u64>>, StageError> {
-    let texts = read_texts(input, input_dir, docs, needed)?;
-    Ok(texts
-        .into_par_iter()
-        .map(|(g, t)| {
-            let norm = normalize(&t, cfg.lowercase);
-            (g, cfg.set_of(&t, &norm))
+/// The feature sets of `docs` (in their order), re-read from the input shards.
+fn read_sets(cfg: &DedupConfig, input: &Manifest, input_dir: &Loc, docs: &[Doc]) -> Result<Vec<Vec<u64>>, StageError> {
+    let texts: BTreeMap<u64, String> =
+        read_texts(input, input_dir, &docs.iter().collect::<Vec<_>>())?.into_iter().collect();
+    Ok(docs
+        .par_iter()
+        .map(|d| {
+            let t = texts.get(&d.gid).map(String::as_str).unwrap_or_default();
+            cfg.set_of(t, &normalize(t, cfg.lowercase))
         })
         .collect())
 }
 
-fn read_snippets(
-    input: &Manifest,
-    input_dir: &Loc,
-    docs: &[Doc],
-    wanted: &BTreeSet<u32>,
-) -> Result<BTreeMap<u32, String>, StageError> {
-    Ok(read_texts(input, input_dir, docs, wanted)?
-        .into_iter()
-        .map(|(g, t)| (g, t.chars().take(300).collect()))
-        .collect())
-}
-
-/// The texts of the `wanted` documents, by (unit, row), reading only the units that hold them.
-fn read_texts(
-    input: &Manifest,
-    input_dir: &Loc,
-    docs: &[Doc],
-    wanted: &BTreeSet<u32>,
-) -> Result<Vec<(u32, String)>, StageError> {
-    let mut by_unit: BTreeMap<u32, BTreeMap<u32, u32>> = BTreeMap::new();
-    for &g in wanted {
-        let d = &docs[g as usize];
-        by_unit.entry(d.unit).or_default().insert(d.row, g);
+/// The texts of `wanted` documents by gid, reading only the input shards that hold them.
+fn read_texts(input: &Manifest, input_dir: &Loc, wanted: &[&Doc]) -> Result<Vec<(u64, String)>, StageError> {
+    let mut by_unit: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
+    for d in wanted {
+        by_unit.entry((d.gid >> 32) as u32).or_default().insert(d.gid as u32);
     }
     let mut out = Vec::with_capacity(wanted.len());
     for (unit, rows) in by_unit {
@@ -614,8 +834,8 @@ fn read_texts(
             let b = batch?;
             let text = str_col(&b, "text")?;
             for i in 0..b.num_rows() {
-                if let Some(&g) = rows.get(&row) {
-                    out.push((g, text.value(i).to_string()));
+                if rows.contains(&row) {
+                    out.push((gid(unit as usize, row), text.value(i).to_string()));
                 }
                 row += 1;
             }

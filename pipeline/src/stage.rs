@@ -59,6 +59,11 @@ impl UnitCtx<'_> {
         let name = format!("{}.parquet", self.stem());
         (self.stage.dir.join(&name), name)
     }
+    /// A side table of this unit (`part-N.side-<what>.parquet`; see `Manifest::side`).
+    pub fn side(&self, what: &str) -> (Loc, String) {
+        let name = format!("{}.side-{what}.parquet", self.stem());
+        (self.stage.dir.join(&name), name)
+    }
     /// This unit's ledger.
     pub fn ledger(&self) -> (Loc, String) {
         let name = format!("ledger-{:05}.parquet", self.unit);
@@ -109,7 +114,8 @@ fn unit_of(name: &str) -> Option<usize> {
     let rest = name.strip_prefix("part-").or_else(|| name.strip_prefix("ledger-"))?;
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     let tail = &rest[digits.len()..];
-    let known = tail.starts_with(".parquet") || tail.starts_with(".done.json");
+    // Side files of a unit are named `part-N.<what>.parquet`.
+    let known = tail.starts_with(".parquet") || tail.starts_with(".done.json") || tail.starts_with(".side-");
     if digits.is_empty() || !known {
         return None;
     }
@@ -150,6 +156,7 @@ impl Stage {
             .outputs
             .iter()
             .chain(&m.ledgers)
+            .chain(&m.side)
             .all(|f| self.dir.join(&f.path).size().map(|s| s == f.bytes).unwrap_or(false));
         (fresh && outputs_present).then_some(m)
     }
@@ -271,6 +278,7 @@ impl Stage {
             stage.inputs.extend(m.inputs);
             stage.outputs.extend(m.outputs);
             stage.ledgers.extend(m.ledgers);
+            stage.side.extend(m.side);
             stage.accounting.add(&m.accounting);
             for (k, v) in m.counters {
                 stage.count(&k, v);
@@ -318,6 +326,7 @@ mod tests {
         assert_eq!(unit_of("manifest.json"), None);
         assert_eq!(unit_of("part-.parquet"), None);
         assert_eq!(unit_of("part-00001.txt"), None);
+        assert_eq!(unit_of("part-00004.side-b007-r000.parquet"), Some(4));
     }
 
     #[test]

@@ -89,6 +89,10 @@ pub struct Manifest {
     pub outputs: Vec<FileEntry>,
     /// Ledger shards written (paths relative to the manifest's directory).
     pub ledgers: Vec<FileEntry>,
+    /// Side tables written for a later step (e.g. dedup's sorted band keys): checked like the
+    /// outputs, but not documents, so not part of the accounting.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub side: Vec<FileEntry>,
     pub accounting: Accounting,
     /// Removal and event counts by reason.
     pub counters: BTreeMap<String, u64>,
@@ -111,6 +115,7 @@ impl Manifest {
             inputs: Vec::new(),
             outputs: Vec::new(),
             ledgers: Vec::new(),
+            side: Vec::new(),
             accounting: Accounting::default(),
             counters: BTreeMap::new(),
             timings: BTreeMap::new(),
