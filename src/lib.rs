@@ -59,7 +59,13 @@ enum Command {
     #[command(subcommand)]
     Quality(QualityCmd),
     /// Remove exact and near-duplicate documents (MinHash-LSH, GPT-3's Spark settings by default).
-    Dedup(StageArgs),
+    Dedup {
+        #[command(flatten)]
+        args: StageArgs,
+        /// Run only this step (its earlier steps must be complete): for batch schedulers.
+        #[arg(long, value_enum)]
+        step: Option<DedupStep>,
+    },
     /// Count the records of WARC/WET files by type, and bad stretches by reason.
     Warc {
         /// WARC or WET files (plain or gzip).
@@ -85,6 +91,30 @@ enum Command {
         #[arg(long, default_value_t = 400)]
         chars: usize,
     },
+}
+
+/// `grist dedup --step`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum DedupStep {
+    /// Exact keys, MinHash signatures and sorted band keys (sliced by input shard).
+    Signatures,
+    /// Candidate pairs from the band keys (sliced by band and key range).
+    Buckets,
+    /// Verification, union-find and representatives (one task).
+    Clusters,
+    /// The input minus the removed documents (sliced by input shard).
+    Filter,
+}
+
+impl From<DedupStep> for pipeline::dedup::DedupStep {
+    fn from(s: DedupStep) -> Self {
+        match s {
+            DedupStep::Signatures => Self::Signatures,
+            DedupStep::Buckets => Self::Buckets,
+            DedupStep::Clusters => Self::Clusters,
+            DedupStep::Filter => Self::Filter,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -200,10 +230,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&rep)?);
         }
         Command::Run(args) => return run_recipe(&args),
-        Command::Dedup(args) => {
+        Command::Dedup { args, step } => {
             let (recipe, slice) = args.load()?;
             let cfg = recipe.dedup.as_ref().context("the recipe has no [dedup] table")?;
-            let rep = pipeline::dedup::run(cfg, recipe.run.seed, &Loc::parse(&recipe.run.out)?, slice)?;
+            let rep =
+                pipeline::dedup::run(cfg, recipe.run.seed, &Loc::parse(&recipe.run.out)?, slice, step.map(Into::into))?;
             println!("{}", serde_json::to_string_pretty(&rep)?);
         }
         Command::Warc { files, json } => warc_counts(&files, json)?,
@@ -369,8 +400,9 @@ fn run_recipe(args: &StageArgs) -> Result<ExitCode> {
         print!("{}", render_keep(&pipeline::quality_filter::keep_report(&m)));
     }
     if let Some(cfg) = &recipe.dedup {
-        let rep = pipeline::dedup::run(cfg, recipe.run.seed, &Loc::parse(&recipe.run.out)?, slice)?;
-        if !print_stage(&rep.signatures, "documents", "signed", slice) {
+        let rep = pipeline::dedup::run(cfg, recipe.run.seed, &Loc::parse(&recipe.run.out)?, slice, None)?;
+        let Some(sigs) = &rep.signatures else { return Ok(ExitCode::SUCCESS) };
+        if !print_stage(sigs, "documents", "signed", slice) {
             return Ok(ExitCode::SUCCESS);
         }
         if let Some(b) = &rep.buckets

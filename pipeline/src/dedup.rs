@@ -232,50 +232,78 @@ fn column<T: Clone + 'static>(b: &RecordBatch, name: &str, at: &Loc) -> Result<T
     })
 }
 
-/// What `grist dedup` did.
+/// One step of `grist dedup`, for `--step`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DedupStep {
+    Signatures,
+    Buckets,
+    Clusters,
+    Filter,
+}
+
+/// What `grist dedup` did (`None`: the step was not run).
 #[derive(Debug, Clone, Serialize)]
 pub struct DedupRun {
-    pub signatures: TaskReport,
+    pub signatures: Option<TaskReport>,
     pub buckets: Option<TaskReport>,
     pub clusters: Option<ClusterReport>,
     pub filter: Option<TaskReport>,
-}
-
-impl DedupRun {
-    /// Whether the whole dedup is done (for this slice's view: the filter stage complete).
-    pub fn complete(&self) -> bool {
-        self.filter.as_ref().is_some_and(|f| f.stage_complete)
-    }
 }
 
 /// Runs the steps for one task slice: signatures for the slice; when they are all complete,
 /// the bucket units of the slice; when those are complete, the clusters step (once;
 /// deterministic, so concurrent tasks write the same files); then the filter for the slice.
 /// A task that finds an earlier step incomplete stops there: run the slices again (completed
-/// units are skipped) until every task reports the filter complete.
-pub fn run(cfg: &DedupConfig, seed: u64, run_out: &Loc, slice: TaskSlice) -> Result<DedupRun, StageError> {
+/// units are skipped) until every task reports the filter complete. With `only`, just that
+/// step runs, and an incomplete earlier step is an error.
+pub fn run(
+    cfg: &DedupConfig,
+    seed: u64,
+    run_out: &Loc,
+    slice: TaskSlice,
+    only: Option<DedupStep>,
+) -> Result<DedupRun, StageError> {
     let input_dir = run_out.join(&cfg.input);
     let input = Manifest::read(&input_dir.join(MANIFEST))?;
-    let sig_dir = run_out.join(SIGNATURES);
-    let signatures = signatures(cfg, seed, &input, &input_dir, &sig_dir, slice)?;
-    let mut out = DedupRun { signatures, buckets: None, clusters: None, filter: None };
-    if !out.signatures.stage_complete {
-        return Ok(out);
-    }
-    let buckets_dir = run_out.join(BUCKETS);
-    let buckets = buckets(cfg, &sig_dir, &buckets_dir, slice)?;
-    let complete = buckets.stage_complete;
-    out.buckets = Some(buckets);
-    if !complete {
-        return Ok(out);
-    }
-    let clusters_dir = run_out.join(CLUSTERS);
-    let clusters = match completed_clusters(cfg, seed, &buckets_dir, &clusters_dir)? {
-        Some(r) => r,
-        None => clusters(cfg, seed, &input, &input_dir, &sig_dir, &buckets_dir, &clusters_dir)?,
+    let (sig_dir, buckets_dir, clusters_dir) =
+        (run_out.join(SIGNATURES), run_out.join(BUCKETS), run_out.join(CLUSTERS));
+    let wants = |s: DedupStep| only.is_none_or(|o| o == s);
+    let ready = |dir: &Loc, step: &str| -> Result<bool, StageError> {
+        let done = dir.join(MANIFEST).exists()?;
+        if !done && only.is_some() {
+            return Err(StageError::Recipe(format!(
+                "dedup: the {step} step is not complete in {dir}\nhint: run `grist dedup --step {step}` for every task first"
+            )));
+        }
+        Ok(done)
     };
-    out.clusters = Some(clusters);
-    out.filter = Some(filter(&input, &input_dir, &clusters_dir, &run_out.join(STAGE), slice)?);
+    let mut out = DedupRun { signatures: None, buckets: None, clusters: None, filter: None };
+    if wants(DedupStep::Signatures) {
+        out.signatures = Some(signatures(cfg, seed, &input, &input_dir, &sig_dir, slice)?);
+    }
+    if only == Some(DedupStep::Signatures) || !ready(&sig_dir, "signatures")? {
+        return Ok(out);
+    }
+    if wants(DedupStep::Buckets) {
+        out.buckets = Some(buckets(cfg, &sig_dir, &buckets_dir, slice)?);
+    }
+    if only == Some(DedupStep::Buckets) || !ready(&buckets_dir, "buckets")? {
+        return Ok(out);
+    }
+    if wants(DedupStep::Clusters) || wants(DedupStep::Filter) {
+        out.clusters = Some(match completed_clusters(cfg, seed, &buckets_dir, &clusters_dir)? {
+            Some(r) => r,
+            None if only == Some(DedupStep::Filter) => {
+                return Err(StageError::Recipe(format!(
+                    "dedup: the clusters step is not complete in {clusters_dir}\nhint: run `grist dedup --step clusters` once first"
+                )));
+            }
+            None => clusters(cfg, seed, &input, &input_dir, &sig_dir, &buckets_dir, &clusters_dir)?,
+        });
+    }
+    if wants(DedupStep::Filter) {
+        out.filter = Some(filter(&input, &input_dir, &clusters_dir, &run_out.join(STAGE), slice)?);
+    }
     Ok(out)
 }
 
