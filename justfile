@@ -71,3 +71,7 @@ bench-quality: release
 # MinHash signature throughput beside datasketch and datatrove (PyPI, in a venv).
 bench-dedup: release
     bash scripts/bench-dedup.sh
+
+# Peak memory of each dedup step at 10^5, 3x10^5 and 10^6 synthetic documents (~2 minutes).
+bench-dedup-memory: release
+    bash scripts/dedup-memory.sh

@@ -9,7 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dt_mb="${1:-5}"
-target="${CARGO_TARGET_DIR:-$HOME/.cache/grist-target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/grist-target}"
+target="$CARGO_TARGET_DIR"
 venv="${GRIST_BENCH_VENV:-$target/bench-venv}"
 out="${TMPDIR:-/tmp}/grist-bench-dedup"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"

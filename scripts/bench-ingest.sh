@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 docs="${1:-300000}"
-target="${CARGO_TARGET_DIR:-$HOME/.cache/grist-target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/grist-target}"
+target="$CARGO_TARGET_DIR"
 grist="$target/release/grist"
 [ -x "$grist" ] || cargo build --release
 work="${TMPDIR:-/tmp}/grist-bench-ingest"

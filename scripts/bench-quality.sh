@@ -7,7 +7,8 @@
 # virtual environment this script creates. Usage: scripts/bench-quality.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target="${CARGO_TARGET_DIR:-$HOME/.cache/grist-target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/grist-target}"
+target="$CARGO_TARGET_DIR"
 venv="${GRIST_BENCH_VENV:-$target/bench-venv}"
 out="${TMPDIR:-/tmp}/grist-bench-quality"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"

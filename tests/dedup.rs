@@ -150,3 +150,44 @@ fn planted_copies_are_found_and_slicing_changes_nothing() {
     assert_eq!(o.status.code(), Some(1));
     assert!(common::stderr(&o).contains("more than dedup.max_removal"), "{}", common::stderr(&o));
 }
+
+#[test]
+fn killed_dedup_resumes_to_the_uninterrupted_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    common::sample(d, 20_000);
+    let recipe_for = |out: &std::path::Path| {
+        let r = common::sample_recipe(d, out, "unit_bytes = 1");
+        let mut text = std::fs::read_to_string(&r).unwrap();
+        text.push_str("\n[dedup]\ninput = \"ingest\"\nmode = \"shingles\"\n");
+        std::fs::write(&r, text).unwrap();
+        r
+    };
+    let clean = d.join("clean");
+    let clean_recipe = recipe_for(&clean);
+    ok(grist(&["-q", "ingest", clean_recipe.to_str().unwrap()], &[]));
+    ok(grist(&["-q", "dedup", clean_recipe.to_str().unwrap()], &[]));
+
+    let out = d.join("killed");
+    let recipe = recipe_for(&out);
+    ok(grist(&["-q", "ingest", recipe.to_str().unwrap()], &[]));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_grist"))
+        .args(["-q", "dedup", recipe.to_str().unwrap()])
+        .env("RAYON_NUM_THREADS", "1")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // SIGKILL as soon as the first signature unit is complete.
+    let first = out.join("dedup_signatures/part-00000.done.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !first.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    ok(grist(&["-q", "dedup", recipe.to_str().unwrap()], &[]));
+    let (a, b) = (common::shard_bytes(&clean.join("dedup")), common::shard_bytes(&out.join("dedup")));
+    assert!(!a.is_empty() && a == b, "the resumed dedup output differs from the uninterrupted one");
+    let removals = |o: &std::path::Path| std::fs::read(o.join("dedup_clusters/removals.parquet")).unwrap();
+    assert_eq!(removals(&clean), removals(&out));
+}

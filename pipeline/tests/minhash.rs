@@ -155,3 +155,82 @@ fn natural_near_duplicates_of_a_real_crawl() {
     }
     assert_eq!(found, exact);
 }
+
+#[test]
+fn injected_near_duplicates_in_real_text_are_found() {
+    let Ok(data) = std::env::var("GRIST_TEST_DATA") else {
+        println!("skipping injected_near_duplicates_in_real_text_are_found: GRIST_TEST_DATA is not set");
+        return;
+    };
+    use pipeline::minhash::{normalize, shingles};
+    // Real documents with at least 100 words; for each, an edited copy: a word changed every
+    // k words, a sentence inserted, or its paragraphs (or halves) swapped.
+    let texts: Vec<String> = lines(&std::path::Path::new(&data).join("web/cc2019-30.jsonl.gz"))
+        .into_iter()
+        .filter(|t| t.split_whitespace().count() >= 100)
+        .take(300)
+        .collect();
+    let mut docs: Vec<String> = texts.clone();
+    for (i, t) in texts.iter().enumerate() {
+        let mut r = DocRng::new(11, "inject", &i.to_string());
+        let words: Vec<&str> = t.split_whitespace().collect();
+        let copy = match i % 4 {
+            0 => {
+                let k = 40 + r.below(60) as usize;
+                words
+                    .iter()
+                    .enumerate()
+                    .map(|(j, w)| if j % k == k / 2 { "EDITED" } else { w })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }
+            1 => {
+                let at = r.below(words.len() as u64) as usize;
+                let mut w = words.clone();
+                w.insert(at, "This sentence was inserted by a scraper.");
+                w.join(" ")
+            }
+            2 => {
+                let paras: Vec<&str> = t.split("\n").collect();
+                if paras.len() > 1 {
+                    let mut p = paras.clone();
+                    p.rotate_left(1);
+                    p.join("\n")
+                } else {
+                    let (a, b) = words.split_at(words.len() / 2);
+                    [b, a].concat().join(" ")
+                }
+            }
+            _ => {
+                // A heavier edit: every 8th word changed (true Jaccard well under 0.8).
+                words
+                    .iter()
+                    .enumerate()
+                    .map(|(j, w)| if j % 8 == 3 { "CHANGED" } else { w })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }
+        };
+        docs.push(copy);
+    }
+    let sets: Vec<Vec<u64>> = docs.iter().map(|t| shingles(&normalize(t, true), 5)).collect();
+    let h = Hasher::universal(14, 8, 42);
+    let keys: Vec<Vec<u64>> = sets.iter().map(|s| h.band_keys(&h.signature(s))).collect();
+    let (mut truth, mut found, mut found_true) = (0usize, 0usize, 0usize);
+    for a in 0..docs.len() {
+        for b in a + 1..docs.len() {
+            let j = jaccard(&sets[a], &sets[b]);
+            let candidate = keys[a].iter().zip(&keys[b]).any(|(x, y)| x == y);
+            let verified = candidate && j >= 0.8;
+            truth += (j >= 0.8) as usize;
+            found += verified as usize;
+            found_true += (verified && j >= 0.8) as usize;
+        }
+    }
+    let recall = found_true as f64 / truth as f64;
+    let precision = found_true as f64 / found.max(1) as f64;
+    println!("injected near-duplicates: {truth} pairs at Jaccard >= 0.8, recall {recall:.4}, precision {precision:.4}");
+    assert!(truth >= 200, "{truth} true pairs");
+    assert!(recall >= 0.95, "recall {recall} ({found_true} of {truth})");
+    assert!(precision >= 0.99, "precision {precision}");
+}
