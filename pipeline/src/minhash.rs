@@ -30,19 +30,27 @@ pub const SPARK_HASH_PRIME: u64 = 2_038_074_743;
 pub fn normalize(text: &str, lowercase: bool) -> String {
     if text.is_ascii() {
         // ASCII is NFC already, and its only whitespace is ASCII: one pass over the bytes.
-        let mut out = Vec::with_capacity(text.len());
-        let mut space = false;
-        for &b in text.as_bytes() {
+        // Lowercase in bulk (vectorized), then squeeze whitespace in place.
+        let mut out = text.as_bytes().to_vec();
+        if lowercase {
+            out.make_ascii_lowercase();
+        }
+        let (mut w, mut space) = (0usize, false);
+        for r in 0..out.len() {
+            let b = out[r];
             if matches!(b, b' ' | b'\t'..=b'\r') {
-                space = !out.is_empty();
+                space = w > 0;
             } else {
                 if space {
-                    out.push(b' ');
+                    out[w] = b' ';
+                    w += 1;
                     space = false;
                 }
-                out.push(if lowercase { b.to_ascii_lowercase() } else { b });
+                out[w] = b;
+                w += 1;
             }
         }
+        out.truncate(w);
         // Only ASCII bytes were written.
         return String::from_utf8(out).unwrap_or_default();
     }
