@@ -66,6 +66,8 @@ enum Command {
         #[arg(long, value_enum)]
         step: Option<DedupStep>,
     },
+    /// Cut benchmark 13-grams out of training documents (GPT-3 Appendix C).
+    Decontaminate(StageArgs),
     /// Count the records of WARC/WET files by type, and bad stretches by reason.
     Warc {
         /// WARC or WET files (plain or gzip).
@@ -235,6 +237,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let cfg = recipe.dedup.as_ref().context("the recipe has no [dedup] table")?;
             let rep =
                 pipeline::dedup::run(cfg, recipe.run.seed, &Loc::parse(&recipe.run.out)?, slice, step.map(Into::into))?;
+            println!("{}", serde_json::to_string_pretty(&rep)?);
+        }
+        Command::Decontaminate(args) => {
+            let (recipe, slice) = args.load()?;
+            let cfg = recipe.decontaminate.as_ref().context("the recipe has no [decontaminate] table")?;
+            let rep = pipeline::decontam::run(cfg, &Loc::parse(&recipe.run.out)?, slice)?;
             println!("{}", serde_json::to_string_pretty(&rep)?);
         }
         Command::Warc { files, json } => warc_counts(&files, json)?,
@@ -435,6 +443,34 @@ fn run_recipe(args: &StageArgs) -> Result<ExitCode> {
                 }
                 return Ok(ExitCode::from(EXIT_VERIFY_FAILED));
             }
+        }
+    }
+    if let Some(cfg) = &recipe.decontaminate {
+        let rep = pipeline::decontam::run(cfg, &Loc::parse(&recipe.run.out)?, slice)?;
+        if !print_stage(&rep.hits, "gram counts", "written", slice) {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if let Some(c) = &rep.clean {
+            if !print_stage(c, "documents", "kept", slice) {
+                return Ok(ExitCode::SUCCESS);
+            }
+            last = stage_dir(&recipe, pipeline::decontam::STAGE)?;
+            let v = verify::verify(&last)?;
+            if !v.ok() {
+                for p in &v.problems {
+                    eprintln!("verify: {p}");
+                }
+                return Ok(ExitCode::from(EXIT_VERIFY_FAILED));
+            }
+            let m = shards::Manifest::read(&last.join(pipeline::stage::MANIFEST))?;
+            let hits: Vec<String> =
+                m.counters.iter().filter_map(|(k, v)| k.strip_prefix("hits_").map(|b| format!("{b} {v}"))).collect();
+            println!(
+                "decontam {} documents cut, {} removed; benchmark gram hits: {}",
+                m.counters.get("documents_cut").copied().unwrap_or(0),
+                m.accounting.docs_ledger,
+                if hits.is_empty() { "none".to_string() } else { hits.join(", ") }
+            );
         }
     }
     println!();

@@ -14,15 +14,16 @@ fn help_lists_every_command() {
     Usage: grist [OPTIONS] <COMMAND>
 
     Commands:
-      run      Run a recipe: every stage that exists, in order; a rerun resumes where it stopped
-      sample   Write the built-in synthetic sample corpus (deterministic from a seed)
-      reddit   Select WebText URLs from Pushshift Reddit dumps (score >= 3, outbound, normalized)
-      ingest   Ingest Common Crawl WARC/WET and corpora (JSON lines, text folders) into document shards
-      quality  Train the quality classifier (Spark features + logistic regression) on ingested documents
-      dedup    Remove exact and near-duplicate documents (MinHash-LSH, GPT-3's Spark settings by default)
-      warc     Count the records of WARC/WET files by type, and bad stretches by reason
-      inspect  Summarize a stage output; --verify checks accounting and checksums
-      help     Print this message or the help of the given subcommand(s)
+      run            Run a recipe: every stage that exists, in order; a rerun resumes where it stopped
+      sample         Write the built-in synthetic sample corpus (deterministic from a seed)
+      reddit         Select WebText URLs from Pushshift Reddit dumps (score >= 3, outbound, normalized)
+      ingest         Ingest Common Crawl WARC/WET and corpora (JSON lines, text folders) into document shards
+      quality        Train the quality classifier (Spark features + logistic regression) on ingested documents
+      dedup          Remove exact and near-duplicate documents (MinHash-LSH, GPT-3's Spark settings by default)
+      decontaminate  Cut benchmark 13-grams out of training documents (GPT-3 Appendix C)
+      warc           Count the records of WARC/WET files by type, and bad stretches by reason
+      inspect        Summarize a stage output; --verify checks accounting and checksums
+      help           Print this message or the help of the given subcommand(s)
 
     Options:
       -v, --verbose...         More log output (-v debug, -vv trace); RUST_LOG overrides

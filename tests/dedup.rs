@@ -19,6 +19,7 @@ fn run_dedup(d: &std::path::Path, out: &str, tasks: usize) {
         format!("ingest.sources.0.paths=[\"{}\"]", s.join("crawl").display()),
         format!("ingest.sources.1.paths=[\"{}\"]", s.join("cc").display()),
         format!("ingest.sources.2.paths=[\"{}\"]", s.join("books").display()),
+        format!("decontaminate.benchmarks.0.paths=[\"{}\"]", s.join("benchmarks/sample-bench.jsonl").display()),
         "dedup.input=\"ingest\"".to_string(),
     ];
     let with = |cmd: &str, args: &mut Vec<String>| {

@@ -143,6 +143,7 @@ fn the_demo_recipe_runs_end_to_end_and_resumes() {
         format!("ingest.sources.0.paths=[\"{}\"]", s.join("crawl").display()),
         format!("ingest.sources.1.paths=[\"{}\"]", s.join("cc").display()),
         format!("ingest.sources.2.paths=[\"{}\"]", s.join("books").display()),
+        format!("decontaminate.benchmarks.0.paths=[\"{}\"]", s.join("benchmarks/sample-bench.jsonl").display()),
     ];
     let mut args = vec!["-q", "run", recipe];
     for x in &sets {
@@ -225,6 +226,13 @@ fn the_demo_recipe_runs_end_to_end_and_resumes() {
             assert!(tuned > 0.25 && tuned < 64.0, "{tuned}");
         }
     }
+
+    // The later stages find what the sample planted: duplicates, and benchmark passages.
+    let dm = Manifest::read(&Loc::local(d.join("out/dedup/manifest.json"))).unwrap();
+    assert!(dm.accounting.docs_ledger > 0, "dedup found no planted copy after the filter");
+    let cm = Manifest::read(&Loc::local(d.join("out/decontaminate/manifest.json"))).unwrap();
+    assert!(cm.counters.get("documents_cut").copied().unwrap_or(0) > 0, "{:?}", cm.counters);
+    assert!(first.contains("decontam ") && first.contains("documents cut"), "{first}");
 
     // A model whose feature count differs from the recipe's is refused.
     let o = grist(&["-q", "quality", "filter", recipe, "--set", &sets[0], "--set", "quality.num_features=1024"], &[]);

@@ -5,6 +5,7 @@
 //! This crate never depends on the trainer; the two meet only through `shards` formats.
 
 pub mod codec;
+pub mod decontam;
 pub mod dedup;
 pub mod env;
 pub mod error;

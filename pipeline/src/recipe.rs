@@ -28,6 +28,9 @@ pub struct Recipe {
     /// Exact and MinHash-LSH deduplication (`grist dedup`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dedup: Option<crate::dedup::DedupConfig>,
+    /// Benchmark decontamination (`grist decontaminate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decontaminate: Option<crate::decontam::DecontamConfig>,
 }
 
 /// Settings shared by every stage.
@@ -243,6 +246,13 @@ impl Recipe {
             if d.bands == 0 || d.rows == 0 || d.num_hash_tables == 0 || d.ngram == 0 || d.num_features == 0 {
                 return bad("dedup.bands, rows, num_hash_tables, ngram and num_features must be positive".into());
             }
+        }
+        if let Some(d) = &self.decontaminate
+            && (d.n == 0
+                || d.benchmarks.is_empty()
+                || d.benchmarks.iter().any(|b| b.paths.is_empty() || b.fields.is_empty()))
+        {
+            return bad("decontaminate needs n > 0 and benchmarks, each with paths and fields".into());
         }
         if self.ingest.max_doc_bytes == 0 || self.ingest.max_doc_bytes > 1 << 30 {
             return bad("ingest.max_doc_bytes must be between 1 and 2^30".into());

@@ -132,6 +132,22 @@ const PRODUCT: &[&str] = &[
     "movers",
 ];
 
+const NAME: &[&str] = &["Ada", "Bram", "Chiara", "Dmitri", "Esi", "Farid", "Greta", "Hiro", "Ines", "Jonas"];
+
+/// The built-in sample's benchmark: word problems in the style of a math test set. Item `i`
+/// is deterministic from the seed; some are planted inside crawl prose.
+pub fn benchmark_item(seed: u64, i: usize) -> String {
+    let mut r = DocRng::new(seed, "sample/benchmark", &i.to_string());
+    let (name, noun, adj) = (pick(&mut r, NAME), pick(&mut r, NOUN), pick(&mut r, ADJ));
+    let (k, m, j) = (3 + r.below(40), 2 + r.below(30), 1 + r.below(9));
+    format!(
+        "{name} keeps {k} {noun}s in the {adj} shed and buys {m} more at the market on Sunday. After giving {j} {noun}s to a neighbour, how many {noun}s does {name} have left in the shed?"
+    )
+}
+
+/// Benchmark items written by the sample.
+pub const BENCHMARK_ITEMS: usize = 40;
+
 /// Templated search-engine filler: the "best X in Y" pages that fill much of a raw crawl.
 fn listing(r: &mut DocRng) -> String {
     let (p, c) = (pick(r, PRODUCT), pick(r, CITY));
@@ -173,6 +189,8 @@ pub struct SampleReport {
     /// Copies of prose pages in the crawl: near (a line appended) and exact.
     pub planted_near_duplicates: usize,
     pub planted_exact_duplicates: usize,
+    /// Benchmark items (`benchmarks/sample-bench.jsonl`) planted inside crawl prose.
+    pub planted_benchmark_passages: usize,
     /// `cc/`: WARC records (response pages with boilerplate around an article, plus a 404 and
     /// an image) and WET conversion records, one gzip member per record as Common Crawl writes.
     pub warc_responses: usize,
@@ -209,7 +227,15 @@ pub fn write_sample(out: &Loc, seed: u64, docs: usize) -> Result<SampleReport, S
                 55..=82 => listing(&mut r),
                 _ => {
                     let paragraphs = 1 + r.below(4) as usize;
-                    prose(&mut r, paragraphs)
+                    let mut text = prose(&mut r, paragraphs);
+                    // A benchmark item leaked into a page, between its paragraphs.
+                    if r.below(5) == 0 {
+                        rep.planted_benchmark_passages += 1;
+                        let item = benchmark_item(seed, r.below(BENCHMARK_ITEMS as u64) as usize);
+                        let at = text.find("\n\n").unwrap_or(text.len());
+                        text.insert_str(at, &format!("\n\n{item}"));
+                    }
+                    text
                 }
             };
             let url = format!("https://site{}.example/page/{i}", r.below(40));
@@ -226,7 +252,7 @@ pub fn write_sample(out: &Loc, seed: u64, docs: usize) -> Result<SampleReport, S
             // Planted duplicates of prose pages, as mirrors and scrapers make them: a near copy
             // (a line appended, whitespace changed) or an exact one, on another site.
             if kind > 82 {
-                let copy = match r.below(6) {
+                let copy = match r.below(10) {
                     0 => {
                         rep.planted_near_duplicates += 1;
                         Some(format!(
@@ -279,6 +305,10 @@ pub fn write_sample(out: &Loc, seed: u64, docs: usize) -> Result<SampleReport, S
         rep.crawl_files += 1;
     }
     write_warc(out, seed, docs, &mut rep, &mut prose_urls)?;
+    let bench: String = (0..BENCHMARK_ITEMS)
+        .map(|i| format!("{}\n", serde_json::json!({ "id": i, "question": benchmark_item(seed, i) })))
+        .collect();
+    out.join("benchmarks/sample-bench.jsonl").write_atomic(bench.as_bytes())?;
     write_reddit(out, seed, &prose_urls, &mut rep)?;
     let books = (docs / 40).max(2);
     for b in 0..books {
