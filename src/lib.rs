@@ -68,6 +68,8 @@ enum Command {
     },
     /// Cut benchmark 13-grams out of training documents (GPT-3 Appendix C).
     Decontaminate(StageArgs),
+    /// GPT-2 BPE into llm.c token shards, with a validation split and a per-document sidecar.
+    Tokenize(StageArgs),
     /// Count the records of WARC/WET files by type, and bad stretches by reason.
     Warc {
         /// WARC or WET files (plain or gzip).
@@ -243,6 +245,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let (recipe, slice) = args.load()?;
             let cfg = recipe.decontaminate.as_ref().context("the recipe has no [decontaminate] table")?;
             let rep = pipeline::decontam::run(cfg, &Loc::parse(&recipe.run.out)?, slice)?;
+            println!("{}", serde_json::to_string_pretty(&rep)?);
+        }
+        Command::Tokenize(args) => {
+            let (recipe, slice) = args.load()?;
+            let cfg = recipe.tokenize.as_ref().context("the recipe has no [tokenize] table")?;
+            let rep = pipeline::tokenize::run(cfg, recipe.run.seed, &Loc::parse(&recipe.run.out)?, slice)?;
             println!("{}", serde_json::to_string_pretty(&rep)?);
         }
         Command::Warc { files, json } => warc_counts(&files, json)?,
@@ -472,6 +480,28 @@ fn run_recipe(args: &StageArgs) -> Result<ExitCode> {
                 if hits.is_empty() { "none".to_string() } else { hits.join(", ") }
             );
         }
+    }
+    if let Some(cfg) = &recipe.tokenize {
+        let rep = pipeline::tokenize::run(cfg, recipe.run.seed, &Loc::parse(&recipe.run.out)?, slice)?;
+        if !print_stage(&rep, "documents", "tokenized", slice) {
+            return Ok(ExitCode::SUCCESS);
+        }
+        let dir = stage_dir(&recipe, pipeline::tokenize::STAGE)?;
+        let v = verify::verify(&dir)?;
+        if !v.ok() {
+            for p in &v.problems {
+                eprintln!("verify: {p}");
+            }
+            return Ok(ExitCode::from(EXIT_VERIFY_FAILED));
+        }
+        let m = shards::Manifest::read(&dir.join(pipeline::stage::MANIFEST))?;
+        let c = |k: &str| m.counters.get(k).copied().unwrap_or(0);
+        println!(
+            "tokens   {} train + {} validation GPT-2 tokens in {} llm.c shards under {dir}/",
+            c("tokens_train"),
+            c("tokens_val"),
+            m.side.len()
+        );
     }
     println!();
     print!("{}", summary::summarize(&last)?.render());

@@ -21,6 +21,7 @@ fn help_lists_every_command() {
       quality        Train the quality classifier (Spark features + logistic regression) on ingested documents
       dedup          Remove exact and near-duplicate documents (MinHash-LSH, GPT-3's Spark settings by default)
       decontaminate  Cut benchmark 13-grams out of training documents (GPT-3 Appendix C)
+      tokenize       GPT-2 BPE into llm.c token shards, with a validation split and a per-document sidecar
       warc           Count the records of WARC/WET files by type, and bad stretches by reason
       inspect        Summarize a stage output; --verify checks accounting and checksums
       help           Print this message or the help of the given subcommand(s)

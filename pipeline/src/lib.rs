@@ -25,6 +25,7 @@ pub mod sample;
 pub mod slice;
 pub mod stage;
 pub mod summary;
+pub mod tokenize;
 pub mod urls;
 pub mod verify;
 pub mod warc;

@@ -31,6 +31,9 @@ pub struct Recipe {
     /// Benchmark decontamination (`grist decontaminate`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decontaminate: Option<crate::decontam::DecontamConfig>,
+    /// GPT-2 BPE into llm.c token shards (`grist tokenize`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenize: Option<crate::tokenize::TokenizeConfig>,
 }
 
 /// Settings shared by every stage.
@@ -253,6 +256,13 @@ impl Recipe {
                 || d.benchmarks.iter().any(|b| b.paths.is_empty() || b.fields.is_empty()))
         {
             return bad("decontaminate needs n > 0 and benchmarks, each with paths and fields".into());
+        }
+        if let Some(t) = &self.tokenize
+            && (t.shard_tokens == 0
+                || t.shard_tokens > shards::tokens::MAX_TOKENS
+                || !(0.0..=1.0).contains(&t.val_fraction))
+        {
+            return bad("tokenize.shard_tokens must be 1..2^31-1 and tokenize.val_fraction in [0, 1]".into());
         }
         if self.ingest.max_doc_bytes == 0 || self.ingest.max_doc_bytes > 1 << 30 {
             return bad("ingest.max_doc_bytes must be between 1 and 2^30".into());

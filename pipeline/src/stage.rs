@@ -61,7 +61,11 @@ impl UnitCtx<'_> {
     }
     /// A side table of this unit (`part-N.side-<what>.parquet`; see `Manifest::side`).
     pub fn side(&self, what: &str) -> (Loc, String) {
-        let name = format!("{}.side-{what}.parquet", self.stem());
+        self.side_file(what, "parquet")
+    }
+    /// A side file of this unit with another extension (`part-N.side-<what>.<ext>`).
+    pub fn side_file(&self, what: &str, ext: &str) -> (Loc, String) {
+        let name = format!("{}.side-{what}.{ext}", self.stem());
         (self.stage.dir.join(&name), name)
     }
     /// This unit's ledger.

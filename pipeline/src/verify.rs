@@ -69,7 +69,16 @@ pub fn verify(dir: &Loc) -> Result<VerifyReport, StageError> {
         &mut r,
     );
     let ledger_rows = check_files(dir, &m.ledgers, |l| LedgerReader::open(l).map(|d| d.num_rows()), &mut r);
-    check_files(dir, &m.side, |l| shards::parquet_io::ParquetSource::open_any(l).map(|(s, _)| s.num_rows()), &mut r);
+    check_files(
+        dir,
+        &m.side,
+        |l| match l.to_string().ends_with(".bin") {
+            // llm.c token shards: rows are tokens.
+            true => shards::tokens::TokenShard::open(l).map(|t| t.len() as u64),
+            false => shards::parquet_io::ParquetSource::open_any(l).map(|(s, _)| s.num_rows()),
+        },
+        &mut r,
+    );
     if out_rows != a.docs_out {
         r.problems.push(format!("output shards hold {out_rows} documents, manifest counts {} out", a.docs_out));
     }

@@ -1,0 +1,182 @@
+//! `grist tokenize`: GPT-2 BPE (r50k_base, through tiktoken-rs, whose ranks are compiled in)
+//! into llm.c token shards. Every document is written as `<|endoftext|>` (50256) followed by
+//! its tokens, as llm.c's data scripts do; a document goes to the validation split when its
+//! seeded draw is under `val_fraction`. One unit per input shard; its token shards
+//! (`part-N.side-train-K.bin`, `part-N.side-val-K.bin`, uint16, llm.c header) hold whole
+//! documents, up to `shard_tokens` tokens each (a longer document gets a shard of its own), and
+//! its sidecar (`part-N.parquet`) gives each document's id, source, split, shard, token offset
+//! and token count, so the trainer and the report can follow losses per source.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use shards::arrow::array::{ArrayRef, StringArray, UInt64Array};
+use shards::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use shards::arrow::record_batch::RecordBatch;
+use shards::parquet_io::ParquetSink;
+use shards::tokens::{TokenWidth, TokenWriter};
+use shards::{At, DocReader, FileEntry, LedgerWriter, Loc, Manifest, ShardError, WriteOptions, str_col};
+
+use crate::error::StageError;
+use crate::rng::DocRng;
+use crate::slice::TaskSlice;
+use crate::stage::{MANIFEST, Stage, TaskReport, UnitCtx};
+
+/// Stage name.
+pub const STAGE: &str = "tokenize";
+/// GPT-2's `<|endoftext|>`.
+pub const EOT: u32 = 50256;
+/// GPT-2's vocabulary size.
+pub const GPT2_VOCAB: usize = 50257;
+const SIDECAR_FORMAT: &str = "token_docs";
+
+/// `[tokenize]` in a recipe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenizeConfig {
+    /// The stage whose documents are tokenized (a directory under `run.out`).
+    #[serde(default = "default_input")]
+    pub input: String,
+    /// Tokens per shard at most (llm.c's data scripts use 10^8).
+    #[serde(default = "default_shard_tokens")]
+    pub shard_tokens: u64,
+    /// Fraction of documents drawn into the validation split.
+    #[serde(default = "default_val")]
+    pub val_fraction: f64,
+}
+
+fn default_input() -> String {
+    crate::decontam::STAGE.to_string()
+}
+fn default_shard_tokens() -> u64 {
+    100_000_000
+}
+fn default_val() -> f64 {
+    0.005
+}
+
+/// GPT-2 tokens of a text (no special tokens: `<|endoftext|>` in the text is ordinary text).
+pub fn gpt2_tokens(text: &str) -> Vec<u32> {
+    tiktoken_rs::r50k_base_singleton().encode_ordinary(text)
+}
+
+/// Text of GPT-2 tokens (`None` when an id is not in the vocabulary or the bytes are not UTF-8).
+pub fn gpt2_decode(tokens: &[u32]) -> Option<String> {
+    tiktoken_rs::r50k_base_singleton().decode(tokens).ok()
+}
+
+fn sidecar_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("source", DataType::Utf8, false),
+        Field::new("split", DataType::Utf8, false),
+        Field::new("shard", DataType::Utf8, false),
+        Field::new("offset", DataType::UInt64, false),
+        Field::new("tokens", DataType::UInt64, false),
+    ]))
+}
+
+/// The open shard of one split.
+struct Split {
+    name: &'static str,
+    writer: Option<(TokenWriter, Loc, String)>,
+    count: usize,
+}
+
+impl Split {
+    /// Makes room for `n` tokens: a new shard when the current one would pass `max`.
+    fn room(&mut self, ctx: &UnitCtx, m: &mut Manifest, n: u64, max: u64) -> Result<(), StageError> {
+        if let Some((w, _, _)) = &self.writer
+            && (w.is_empty() || w.len() + n <= max)
+        {
+            return Ok(());
+        }
+        self.close(m)?;
+        let (loc, name) = ctx.side_file(&format!("{}-{:03}", self.name, self.count), "bin");
+        self.count += 1;
+        self.writer = Some((TokenWriter::create(&loc, TokenWidth::for_vocab(GPT2_VOCAB))?, loc, name));
+        Ok(())
+    }
+    fn close(&mut self, m: &mut Manifest) -> Result<(), StageError> {
+        if let Some((w, loc, name)) = self.writer.take() {
+            let n = w.finish()?;
+            m.side.push(FileEntry::describe(&loc, name, n)?);
+        }
+        Ok(())
+    }
+}
+
+/// Runs the tokenizer for one task slice.
+pub fn run(cfg: &TokenizeConfig, seed: u64, run_out: &Loc, slice: TaskSlice) -> Result<TaskReport, StageError> {
+    let input_dir = run_out.join(&cfg.input);
+    let input = Manifest::read(&input_dir.join(MANIFEST))?;
+    let mut config = serde_json::to_value(cfg).map_err(|e| StageError::Recipe(e.to_string()))?;
+    config["seed"] = seed.into();
+    config["tokenizer"] = "r50k_base (tiktoken-rs 0.12)".into();
+    let stage = Stage {
+        name: STAGE.to_string(),
+        dir: run_out.join(STAGE),
+        config,
+        plan: input.outputs.iter().map(|f| serde_json::json!([f.path, f.xxh3])).collect(),
+        unit_bytes: input.outputs.iter().map(|f| f.bytes).collect(),
+    };
+    stage.run(slice, |ctx| {
+        let start = Instant::now();
+        let entry = &input.outputs[ctx.unit];
+        let src_loc = input_dir.join(&entry.path);
+        entry.verify(&src_loc)?;
+        let (side_loc, side_name) = ctx.shard();
+        let (ledger_loc, ledger_name) = ctx.ledger();
+        let mut sidecar =
+            ParquetSink::create(&side_loc, sidecar_schema(), SIDECAR_FORMAT, 1, WriteOptions::default(), &["id"])?;
+        let mut m = ctx.manifest();
+        let mut splits =
+            [Split { name: "train", writer: None, count: 0 }, Split { name: "val", writer: None, count: 0 }];
+        for batch in DocReader::open(&src_loc)?.batches(Some(&["id", "source", "text"]), 1024)? {
+            let b = batch?;
+            let (ids, sources, texts) = (str_col(&b, "id")?, str_col(&b, "source")?, str_col(&b, "text")?);
+            let tokens: Vec<Vec<u32>> =
+                (0..b.num_rows()).into_par_iter().map(|i| gpt2_tokens(texts.value(i))).collect();
+            // (document, split, shard, offset, tokens) per row of the sidecar.
+            let mut rows: Vec<(usize, &str, String, u64, u64)> = Vec::with_capacity(tokens.len());
+            for (i, t) in tokens.iter().enumerate() {
+                let val = DocRng::new(seed, "tokenize/val", ids.value(i)).next_f64() < cfg.val_fraction;
+                let s = &mut splits[val as usize];
+                let n = t.len() as u64 + 1;
+                s.room(ctx, &mut m, n, cfg.shard_tokens)?;
+                let Some((w, _, name)) = &mut s.writer else { continue };
+                rows.push((i, s.name, name.clone(), w.len(), n));
+                w.write(&[EOT])?;
+                w.write(t)?;
+                m.count(&format!("tokens_{}", s.name), n);
+                m.count(&format!("tokens_source_{}", sources.value(i)), n);
+            }
+            let cols: Vec<ArrayRef> = vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| ids.value(r.0)))),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| sources.value(r.0)))),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2.as_str()))),
+                Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.3))),
+                Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.4))),
+            ];
+            let rb = RecordBatch::try_new(sidecar_schema(), cols)
+                .map_err(|source| ShardError::Arrow { at: At::file(side_loc.to_string()), source })?;
+            sidecar.write(&rb)?;
+            m.accounting.docs_in += b.num_rows() as u64;
+            m.accounting.docs_out += b.num_rows() as u64;
+        }
+        for s in &mut splits {
+            s.close(&mut m)?;
+        }
+        let rows = sidecar.finish()?;
+        let ledger_rows = LedgerWriter::create(&ledger_loc, WriteOptions::default())?.finish()?;
+        m.inputs.push(FileEntry { path: src_loc.to_string(), ..entry.clone() });
+        m.outputs.push(FileEntry::describe(&side_loc, side_name, rows)?);
+        m.ledgers.push(FileEntry::describe(&ledger_loc, ledger_name, ledger_rows)?);
+        m.timings.insert("tokenize_seconds".into(), start.elapsed().as_secs_f64());
+        ctx.progress.inc(entry.bytes);
+        Ok(m)
+    })
+}

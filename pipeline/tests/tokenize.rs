@@ -1,0 +1,48 @@
+//! GPT-2 tokens equal OpenAI's: `golden/gpt2_tokens.json` holds ids that Python tiktoken 0.14
+//! gave (loaded with the rank file tiktoken-rs compiles in; `scripts/tiktoken-golden.py`) for
+//! edge cases (U+FEFF, emoji with joiners, CRLF, long whitespace runs, the end-of-text marker as
+//! plain text, contractions, ...) and for real texts in ../shared/data (ids only).
+#![allow(clippy::unwrap_used)]
+
+use std::io::BufRead;
+
+use pipeline::tokenize::gpt2_tokens;
+
+fn golden() -> serde_json::Value {
+    serde_json::from_str(include_str!("golden/gpt2_tokens.json")).unwrap()
+}
+
+fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+#[test]
+fn edge_cases_match_tiktoken() {
+    let g = golden();
+    for c in g["cases"].as_array().unwrap() {
+        let text = c["text"].as_str().unwrap();
+        assert_eq!(gpt2_tokens(text), ids(&c["ids"]), "{text:?}");
+    }
+}
+
+#[test]
+fn real_texts_match_tiktoken() {
+    let Ok(data) = std::env::var("GRIST_TEST_DATA") else {
+        println!("skipping real_texts_match_tiktoken: GRIST_TEST_DATA is not set");
+        return;
+    };
+    let data = std::path::Path::new(&data);
+    let g = golden();
+    for r in g["real"].as_array().unwrap() {
+        let file = r["file"].as_str().unwrap();
+        let text = if let Some(line) = r["line"].as_u64() {
+            let f = flate2::read::MultiGzDecoder::new(std::fs::File::open(data.join(file)).unwrap());
+            let l = std::io::BufReader::new(f).lines().nth(line as usize).unwrap().unwrap();
+            serde_json::from_str::<serde_json::Value>(&l).unwrap()["text"].as_str().unwrap().to_string()
+        } else {
+            let chars = r["chars"].as_u64().unwrap() as usize;
+            std::fs::read_to_string(data.join(file)).unwrap().chars().take(chars).collect()
+        };
+        assert_eq!(gpt2_tokens(&text), ids(&r["ids"]), "{file} {}", r["line"]);
+    }
+}
