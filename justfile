@@ -75,3 +75,7 @@ bench-dedup: release
 # Peak memory of each dedup step at 10^5, 3x10^5 and 10^6 synthetic documents (~2 minutes).
 bench-dedup-memory: release
     bash scripts/dedup-memory.sh
+
+# GPT-2 tokenization throughput beside Python tiktoken (PyPI, in a venv).
+bench-tokenize: release
+    bash scripts/bench-tokenize.sh
