@@ -70,6 +70,14 @@ enum Command {
     Decontaminate(StageArgs),
     /// GPT-2 BPE into llm.c token shards, with a validation split and a per-document sidecar.
     Tokenize(StageArgs),
+    /// Mix the tokenized sources by the recipe's weights into shuffled llm.c training shards.
+    Blend {
+        #[command(flatten)]
+        args: StageArgs,
+        /// Print the mixture plan (weights, tokens, epochs) and exit.
+        #[arg(long)]
+        plan: bool,
+    },
     /// Count the records of WARC/WET files by type, and bad stretches by reason.
     Warc {
         /// WARC or WET files (plain or gzip).
@@ -252,6 +260,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let cfg = recipe.tokenize.as_ref().context("the recipe has no [tokenize] table")?;
             let rep = pipeline::tokenize::run(cfg, recipe.run.seed, &Loc::parse(&recipe.run.out)?, slice)?;
             println!("{}", serde_json::to_string_pretty(&rep)?);
+        }
+        Command::Blend { args, plan } => {
+            let (recipe, slice) = args.load()?;
+            let cfg = recipe.blend.as_ref().context("the recipe has no [blend] table")?;
+            let out = Loc::parse(&recipe.run.out)?;
+            if plan {
+                print!("{}", pipeline::blend::plan(cfg, &out)?.render());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let rep = pipeline::blend::run(cfg, recipe.run.seed, &out, slice)?;
+            print!("{}", rep.plan.render());
+            println!("{}", serde_json::to_string_pretty(&rep.stage)?);
         }
         Command::Warc { files, json } => warc_counts(&files, json)?,
         Command::Quality(QualityCmd::Filter(args)) => {
@@ -502,6 +522,28 @@ fn run_recipe(args: &StageArgs) -> Result<ExitCode> {
             c("tokens_val"),
             m.side.len()
         );
+    }
+    if let Some(cfg) = &recipe.blend {
+        let rep = pipeline::blend::run(cfg, recipe.run.seed, &Loc::parse(&recipe.run.out)?, slice)?;
+        print!("\n{}", rep.plan.render());
+        if !print_stage(&rep.stage, "documents", "written", slice) {
+            return Ok(ExitCode::SUCCESS);
+        }
+        let dir = stage_dir(&recipe, pipeline::blend::STAGE)?;
+        let v = verify::verify(&dir)?;
+        if !v.ok() {
+            for p in &v.problems {
+                eprintln!("verify: {p}");
+            }
+            return Ok(ExitCode::from(EXIT_VERIFY_FAILED));
+        }
+        let realized: Vec<String> = rep
+            .plan
+            .sources
+            .iter()
+            .map(|p| format!("{} {} of {}", p.name, rep.realized.get(&p.name).copied().unwrap_or(0), p.target_tokens))
+            .collect();
+        println!("blend    realized tokens (of planned): {}", realized.join(", "));
     }
     println!();
     print!("{}", summary::summarize(&last)?.render());

@@ -234,6 +234,25 @@ fn the_demo_recipe_runs_end_to_end_and_resumes() {
     assert!(cm.counters.get("documents_cut").copied().unwrap_or(0) > 0, "{:?}", cm.counters);
     assert!(first.contains("decontam ") && first.contains("documents cut"), "{first}");
 
+    // Tokens and the mixture: the blend gives every source its planned share, exceeded by
+    // less than one document, in llm.c shards.
+    let bm = Manifest::read(&Loc::local(d.join("out/blend/manifest.json"))).unwrap();
+    let recipe_toml: toml::Value = toml::from_str(&std::fs::read_to_string(recipe).unwrap()).unwrap();
+    let total = recipe_toml["blend"]["total_tokens"].as_integer().unwrap() as f64;
+    let weights = recipe_toml["blend"]["sources"].as_array().unwrap();
+    let sum: f64 = weights.iter().map(|w| w["weight"].as_float().unwrap()).sum();
+    for w in weights {
+        let name = w["name"].as_str().unwrap();
+        let target = (w["weight"].as_float().unwrap() / sum * total).round() as u64;
+        let got = bm.counters[&format!("tokens_source_{name}")];
+        assert!(got >= target && got < target + 3000, "{name}: {got} tokens for a plan of {target}");
+    }
+    for f in &bm.side {
+        let t = shards::tokens::TokenShard::open(&Loc::local(d.join("out/blend").join(&f.path))).unwrap();
+        assert_eq!(t.len() as u64, f.rows);
+        assert_eq!(t.get(0), 50256, "every document starts with <|endoftext|>");
+    }
+
     // A model whose feature count differs from the recipe's is refused.
     let o = grist(&["-q", "quality", "filter", recipe, "--set", &sets[0], "--set", "quality.num_features=1024"], &[]);
     assert_eq!(o.status.code(), Some(1));

@@ -25,11 +25,16 @@ fn tokenize(dir: &Path, out: &Path, tasks: usize) {
     let r = sample_recipe(dir, out, "");
     let mut text = std::fs::read_to_string(&r).unwrap();
     text.push_str("\n[tokenize]\ninput = \"ingest\"\nshard_tokens = 20000\nval_fraction = 0.1\n");
+    text.push_str("\n[blend]\ntotal_tokens = 50000\nshard_tokens = 10000\n");
+    text.push_str("[[blend.sources]]\nname = \"common_crawl\"\nweight = 0.6\n");
+    text.push_str("[[blend.sources]]\nname = \"books\"\nweight = 0.4\n");
     std::fs::write(&r, text).unwrap();
     ok(grist(&["-q", "ingest", r.to_str().unwrap()], &[]));
-    for t in 0..tasks {
-        let (t, n) = (t.to_string(), tasks.to_string());
-        ok(grist(&["-q", "tokenize", r.to_str().unwrap(), "--task", &t, "--tasks", &n], &[]));
+    for cmd in ["tokenize", "blend"] {
+        for t in 0..tasks {
+            let (t, n) = (t.to_string(), tasks.to_string());
+            ok(grist(&["-q", cmd, r.to_str().unwrap(), "--task", &t, "--tasks", &n], &[]));
+        }
     }
 }
 

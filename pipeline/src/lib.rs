@@ -4,6 +4,7 @@
 //!
 //! This crate never depends on the trainer; the two meet only through `shards` formats.
 
+pub mod blend;
 pub mod codec;
 pub mod decontam;
 pub mod dedup;

@@ -34,6 +34,9 @@ pub struct Recipe {
     /// GPT-2 BPE into llm.c token shards (`grist tokenize`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokenize: Option<crate::tokenize::TokenizeConfig>,
+    /// The training mixture over the tokens (`grist blend`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blend: Option<crate::blend::BlendConfig>,
 }
 
 /// Settings shared by every stage.
@@ -263,6 +266,11 @@ impl Recipe {
                 || !(0.0..=1.0).contains(&t.val_fraction))
         {
             return bad("tokenize.shard_tokens must be 1..2^31-1 and tokenize.val_fraction in [0, 1]".into());
+        }
+        if let Some(b) = &self.blend
+            && (b.sources.is_empty() || b.shard_tokens == 0 || b.shard_tokens > shards::tokens::MAX_TOKENS)
+        {
+            return bad("blend needs sources, and shard_tokens in 1..2^31-1".into());
         }
         if self.ingest.max_doc_bytes == 0 || self.ingest.max_doc_bytes > 1 << 30 {
             return bad("ingest.max_doc_bytes must be between 1 and 2^30".into());

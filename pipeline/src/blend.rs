@@ -1,0 +1,435 @@
+//! `grist blend`: GPT-3's training mixture (Table 2.2) over the tokenized documents.
+//!
+//! Runs after `tokenize` (blending is over tokens, so budgets are exact): the mixture gives each
+//! source a weight; weights are normalized to sum to 1 (GPT-3's Table 2.2 sums to 101%), a
+//! source's target is weight x `total_tokens` and its epochs are target / available tokens
+//! (the train split). A source is taken `floor(epochs)` whole times, plus a fraction: its
+//! documents in the order of a seeded per-document draw, taken while the running token count
+//! stays under the fractional target, so the realized tokens exceed the plan by less than one
+//! document. The selected copies are then shuffled across sources by a seeded key and written as
+//! llm.c shards of `shard_tokens` (whole documents, EOT first, as `tokenize` wrote them), one
+//! unit per output shard, with a sidecar per shard (id, source, copy, offset, tokens).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use shards::arrow::array::{ArrayRef, StringArray, UInt64Array};
+use shards::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use shards::arrow::record_batch::RecordBatch;
+use shards::parquet_io::{ParquetSink, ParquetSource};
+use shards::tokens::{TokenShard, TokenWidth, TokenWriter};
+use shards::{At, FileEntry, LedgerWriter, Loc, Manifest, ShardError, WriteOptions, str_col};
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+use crate::error::StageError;
+use crate::rng::DocRng;
+use crate::slice::TaskSlice;
+use crate::stage::{MANIFEST, Stage, TaskReport};
+use crate::tokenize::GPT2_VOCAB;
+
+/// Stage name.
+pub const STAGE: &str = "blend";
+const SIDECAR_FORMAT: &str = "blend_docs";
+
+/// One row of the mixture table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MixSource {
+    /// A document source (as `ingest` named it).
+    pub name: String,
+    /// Share of the training tokens (normalized with the others).
+    pub weight: f64,
+    /// Available tokens, when planning without data (`--plan` on the GPT-3 preset); measured
+    /// from the tokenize output otherwise.
+    #[serde(default)]
+    pub tokens: Option<u64>,
+}
+
+/// `[blend]` in a recipe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlendConfig {
+    /// The token stage blended (a directory under `run.out`).
+    #[serde(default = "default_input")]
+    pub input: String,
+    /// Training tokens in all (GPT-3: 300 billion).
+    pub total_tokens: u64,
+    pub sources: Vec<MixSource>,
+    #[serde(default = "default_shard_tokens")]
+    pub shard_tokens: u64,
+}
+
+fn default_input() -> String {
+    crate::tokenize::STAGE.to_string()
+}
+fn default_shard_tokens() -> u64 {
+    100_000_000
+}
+
+impl BlendConfig {
+    /// GPT-3's Table 2.2: Common Crawl (filtered) 410B tokens 60%, WebText2 19B 22%, Books1 12B
+    /// 8%, Books2 55B 8%, Wikipedia 3B 3%, for 300B training tokens.
+    pub fn gpt3() -> BlendConfig {
+        let s =
+            |name: &str, weight: f64, b: u64| MixSource { name: name.into(), weight, tokens: Some(b * 1_000_000_000) };
+        BlendConfig {
+            input: default_input(),
+            total_tokens: 300_000_000_000,
+            sources: vec![
+                s("common_crawl", 0.60, 410),
+                s("webtext2", 0.22, 19),
+                s("books1", 0.08, 12),
+                s("books2", 0.08, 55),
+                s("wikipedia", 0.03, 3),
+            ],
+            shard_tokens: default_shard_tokens(),
+        }
+    }
+}
+
+/// The plan for one source.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourcePlan {
+    pub name: String,
+    /// The weight as given, and normalized.
+    pub weight: f64,
+    pub share: f64,
+    pub available_tokens: u64,
+    pub target_tokens: u64,
+    pub epochs: f64,
+}
+
+/// The mixture plan: per source, and the normalization applied.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub weight_sum: f64,
+    pub total_tokens: u64,
+    pub sources: Vec<SourcePlan>,
+}
+
+impl Plan {
+    /// The plan for `cfg` with `available` tokens per source (or the config's own counts).
+    pub fn new(cfg: &BlendConfig, available: &BTreeMap<String, u64>) -> Result<Plan, StageError> {
+        let weight_sum: f64 = cfg.sources.iter().map(|s| s.weight).sum();
+        if weight_sum.is_nan() || weight_sum <= 0.0 || cfg.sources.iter().any(|s| s.weight.is_nan() || s.weight < 0.0) {
+            return Err(StageError::Recipe("blend.sources weights must be non-negative and not all zero".into()));
+        }
+        let mut sources = Vec::new();
+        for s in &cfg.sources {
+            let avail = available.get(&s.name).copied().or(s.tokens).unwrap_or(0);
+            let share = s.weight / weight_sum;
+            let target = (share * cfg.total_tokens as f64).round() as u64;
+            if avail == 0 && target > 0 {
+                return Err(StageError::Recipe(format!(
+                    "blend: source {:?} has no tokens to give {target}\nhint: check its name against the tokenize sidecar's sources",
+                    s.name
+                )));
+            }
+            sources.push(SourcePlan {
+                name: s.name.clone(),
+                weight: s.weight,
+                share,
+                available_tokens: avail,
+                target_tokens: target,
+                epochs: if avail > 0 { target as f64 / avail as f64 } else { 0.0 },
+            });
+        }
+        Ok(Plan { weight_sum, total_tokens: cfg.total_tokens, sources })
+    }
+
+    /// The plan as a table.
+    pub fn render(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let _ = writeln!(s, "source               weight   share   available tokens     target tokens   epochs");
+        for p in &self.sources {
+            let _ = writeln!(
+                s,
+                "{:<18} {:>7.1}% {:>6.2}% {:>18} {:>17} {:>8.3}",
+                p.name,
+                100.0 * p.weight,
+                100.0 * p.share,
+                p.available_tokens,
+                p.target_tokens,
+                p.epochs
+            );
+        }
+        if (self.weight_sum - 1.0).abs() > 1e-9 {
+            let _ = writeln!(s, "weights sum to {:.1}%: normalized to 100%", 100.0 * self.weight_sum);
+        }
+        s
+    }
+}
+
+/// A document of the tokenize output.
+#[derive(Debug, Clone)]
+struct TokDoc {
+    id: String,
+    source: String,
+    shard: String,
+    offset: u64,
+    tokens: u64,
+}
+
+/// The train-split documents of the tokenize output, in sidecar order.
+fn read_docs(dir: &Loc, m: &Manifest) -> Result<Vec<TokDoc>, StageError> {
+    let mut out = Vec::new();
+    for f in &m.outputs {
+        let loc = dir.join(&f.path);
+        for b in ParquetSource::open(&loc, "token_docs", 1)?.batches(None, 65536)? {
+            let b = b?;
+            let (id, src, split, shard) =
+                (str_col(&b, "id")?, str_col(&b, "source")?, str_col(&b, "split")?, str_col(&b, "shard")?);
+            let num = |c: &str| {
+                b.column_by_name(c).and_then(|x| x.as_any().downcast_ref::<UInt64Array>().cloned()).ok_or_else(|| {
+                    StageError::Input { at: At::file(loc.to_string()), msg: format!("column {c:?} missing") }
+                })
+            };
+            let (offset, tokens) = (num("offset")?, num("tokens")?);
+            for i in 0..b.num_rows() {
+                if split.value(i) == "train" {
+                    out.push(TokDoc {
+                        id: id.value(i).into(),
+                        source: src.value(i).into(),
+                        shard: shard.value(i).into(),
+                        offset: offset.value(i),
+                        tokens: tokens.value(i),
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The selected copies: (document index, copy number), shuffled, and the realized tokens.
+fn select(plan: &Plan, docs: &[TokDoc], seed: u64) -> (Vec<(usize, u32)>, BTreeMap<String, u64>) {
+    let mut picked: Vec<(u64, usize, u32)> = Vec::new();
+    let mut realized: BTreeMap<String, u64> = BTreeMap::new();
+    for p in &plan.sources {
+        let mine: Vec<usize> = (0..docs.len()).filter(|&i| docs[i].source == p.name).collect();
+        let whole = p.epochs.floor() as u32;
+        let mut got = 0u64;
+        for c in 0..whole {
+            for &i in &mine {
+                picked.push((0, i, c));
+                got += docs[i].tokens;
+            }
+        }
+        // The fraction: documents by a seeded draw, while under the remaining target.
+        let rest = p.target_tokens.saturating_sub(got);
+        let mut order = mine.clone();
+        order.sort_by_key(|&i| (DocRng::new(seed, "blend/fraction", &docs[i].id).next_u64(), i));
+        let mut frac = 0u64;
+        for &i in &order {
+            if frac >= rest {
+                break;
+            }
+            picked.push((0, i, whole));
+            frac += docs[i].tokens;
+        }
+        realized.insert(p.name.clone(), got + frac);
+    }
+    // Shuffle across sources by a seeded key of (document, copy).
+    for e in &mut picked {
+        let key = format!("{}#{}", docs[e.1].id, e.2);
+        e.0 = xxh3_64_with_seed(key.as_bytes(), seed);
+    }
+    picked.sort_unstable();
+    (picked.into_iter().map(|(_, i, c)| (i, c)).collect(), realized)
+}
+
+fn sidecar_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("source", DataType::Utf8, false),
+        Field::new("copy", DataType::UInt64, false),
+        Field::new("offset", DataType::UInt64, false),
+        Field::new("tokens", DataType::UInt64, false),
+    ]))
+}
+
+/// What `grist blend` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct BlendRun {
+    pub plan: Plan,
+    /// Realized tokens per source (the plan's targets, exceeded by less than one document).
+    pub realized: BTreeMap<String, u64>,
+    pub stage: TaskReport,
+}
+
+/// The plan from the tokenize output's train-split token counts, or, before there is one,
+/// from the mixture table's own `tokens`.
+pub fn plan(cfg: &BlendConfig, run_out: &Loc) -> Result<Plan, StageError> {
+    let manifest = run_out.join(&cfg.input).join(MANIFEST);
+    if !manifest.exists()? {
+        return Plan::new(cfg, &BTreeMap::new());
+    }
+    let m = Manifest::read(&manifest)?;
+    let available: BTreeMap<String, u64> =
+        read_docs(&run_out.join(&cfg.input), &m)?.iter().fold(BTreeMap::new(), |mut a, d| {
+            *a.entry(d.source.clone()).or_default() += d.tokens;
+            a
+        });
+    Plan::new(cfg, &available)
+}
+
+/// Runs the blend for one task slice (units = output shards).
+pub fn run(cfg: &BlendConfig, seed: u64, run_out: &Loc, slice: TaskSlice) -> Result<BlendRun, StageError> {
+    let in_dir = run_out.join(&cfg.input);
+    let m = Manifest::read(&in_dir.join(MANIFEST))?;
+    let docs = read_docs(&in_dir, &m)?;
+    let available: BTreeMap<String, u64> = docs.iter().fold(BTreeMap::new(), |mut a, d| {
+        *a.entry(d.source.clone()).or_default() += d.tokens;
+        a
+    });
+    let plan = Plan::new(cfg, &available)?;
+    let (order, realized) = select(&plan, &docs, seed);
+    // Output shards: consecutive runs of whole documents up to shard_tokens.
+    let mut units: Vec<std::ops::Range<usize>> = Vec::new();
+    let (mut start, mut acc) = (0usize, 0u64);
+    for (k, &(i, _)) in order.iter().enumerate() {
+        let n = docs[i].tokens;
+        if acc > 0 && acc + n > cfg.shard_tokens {
+            units.push(start..k);
+            start = k;
+            acc = 0;
+        }
+        acc += n;
+    }
+    if start < order.len() {
+        units.push(start..order.len());
+    }
+    let mut config = serde_json::to_value(cfg).map_err(|e| StageError::Recipe(e.to_string()))?;
+    config["seed"] = seed.into();
+    config["tokens"] = m.fingerprint.clone().into();
+    let stage = Stage {
+        name: STAGE.to_string(),
+        dir: run_out.join(STAGE),
+        config,
+        plan: units.iter().map(|r| serde_json::json!([r.start, r.end])).collect(),
+        unit_bytes: units.iter().map(|r| order[r.clone()].iter().map(|&(i, _)| 2 * docs[i].tokens).sum()).collect(),
+    };
+    let shards_cache: std::sync::Mutex<BTreeMap<String, Arc<TokenShard>>> = Default::default();
+    let open = |name: &str| -> Result<Arc<TokenShard>, StageError> {
+        let mut c = shards_cache.lock().map_err(|_| StageError::Recipe("token shard cache poisoned".into()))?;
+        if let Some(s) = c.get(name) {
+            return Ok(s.clone());
+        }
+        let s = Arc::new(TokenShard::open(&in_dir.join(name))?);
+        c.insert(name.to_string(), s.clone());
+        Ok(s)
+    };
+    let report = stage.run(slice, |ctx| {
+        let range = units[ctx.unit].clone();
+        let (bin_loc, bin_name) = ctx.side_file("train", "bin");
+        let (side_loc, side_name) = ctx.shard();
+        let (ledger_loc, ledger_name) = ctx.ledger();
+        let mut w = TokenWriter::create(&bin_loc, TokenWidth::for_vocab(GPT2_VOCAB))?;
+        let mut sink =
+            ParquetSink::create(&side_loc, sidecar_schema(), SIDECAR_FORMAT, 1, WriteOptions::default(), &["id"])?;
+        let mut m = ctx.manifest();
+        let mut rows: Vec<(usize, u32, u64)> = Vec::with_capacity(range.len());
+        let mut buf: Vec<u32> = Vec::new();
+        for &(i, copy) in &order[range] {
+            let d = &docs[i];
+            let shard = open(&d.shard)?;
+            buf.resize(d.tokens as usize, 0);
+            if d.offset + d.tokens > shard.len() as u64 {
+                return Err(StageError::Input {
+                    at: At::file(in_dir.join(&d.shard).to_string()),
+                    msg: format!("document {} runs past the end of its shard", d.id),
+                });
+            }
+            shard.read_into(d.offset as usize, &mut buf);
+            rows.push((i, copy, w.len()));
+            w.write(&buf)?;
+            m.count(&format!("tokens_source_{}", d.source), d.tokens);
+        }
+        let tokens = w.finish()?;
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| docs[r.0].id.as_str()))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| docs[r.0].source.as_str()))),
+            Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.1 as u64))),
+            Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.2))),
+            Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| docs[r.0].tokens))),
+        ];
+        let rb = RecordBatch::try_new(sidecar_schema(), cols)
+            .map_err(|source| ShardError::Arrow { at: At::file(side_loc.to_string()), source })?;
+        sink.write(&rb)?;
+        let n = sink.finish()?;
+        let ledger_rows = LedgerWriter::create(&ledger_loc, WriteOptions::default())?.finish()?;
+        m.accounting.docs_in = n;
+        m.accounting.docs_out = n;
+        m.outputs.push(FileEntry::describe(&side_loc, side_name, n)?);
+        m.ledgers.push(FileEntry::describe(&ledger_loc, ledger_name, ledger_rows)?);
+        m.side.push(FileEntry::describe(&bin_loc, bin_name, tokens)?);
+        ctx.progress.inc(2 * tokens);
+        Ok(m)
+    })?;
+    Ok(BlendRun { plan, realized, stage: report })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpt3_table_2_2_plan() {
+        let p = Plan::new(&BlendConfig::gpt3(), &BTreeMap::new()).unwrap();
+        assert!((p.weight_sum - 1.01).abs() < 1e-12);
+        let by: BTreeMap<&str, &SourcePlan> = p.sources.iter().map(|s| (s.name.as_str(), s)).collect();
+        // Normalized shares of 300B tokens, and epochs = target / available.
+        let cc = by["common_crawl"];
+        assert_eq!(cc.target_tokens, (0.60 / 1.01 * 300e9_f64).round() as u64);
+        assert!((cc.epochs - 0.60 / 1.01 * 300.0 / 410.0).abs() < 1e-9, "{}", cc.epochs);
+        assert!((by["webtext2"].epochs - 0.22 / 1.01 * 300.0 / 19.0).abs() < 1e-9);
+        assert!((by["wikipedia"].epochs - 0.03 / 1.01 * 300.0 / 3.0).abs() < 1e-9);
+        assert_eq!(p.sources.iter().map(|s| s.target_tokens).sum::<u64>(), 300_000_000_000);
+        // The paper's rounded epochs (0.44 CC, 0.43 Books2) within rounding of the table.
+        assert!((cc.epochs - 0.44).abs() < 0.01 && (by["books2"].epochs - 0.43).abs() < 0.01);
+        assert!(p.render().contains("weights sum to 101.0%: normalized to 100%"));
+    }
+
+    #[test]
+    fn selection_is_within_one_document_of_the_plan() {
+        let docs: Vec<TokDoc> = (0..500)
+            .map(|i| TokDoc {
+                id: format!("d{i}"),
+                source: if i % 3 == 0 { "a" } else { "b" }.into(),
+                shard: String::new(),
+                offset: 0,
+                tokens: 50 + (i as u64 * 37) % 400,
+            })
+            .collect();
+        let avail = |s: &str| docs.iter().filter(|d| d.source == s).map(|d| d.tokens).sum::<u64>();
+        let mut available = BTreeMap::new();
+        available.insert("a".to_string(), avail("a"));
+        available.insert("b".to_string(), avail("b"));
+        let cfg = BlendConfig {
+            input: String::new(),
+            total_tokens: 2 * avail("a"),
+            sources: vec![
+                MixSource { name: "a".into(), weight: 0.7, tokens: None },
+                MixSource { name: "b".into(), weight: 0.3, tokens: None },
+            ],
+            shard_tokens: 1000,
+        };
+        let plan = Plan::new(&cfg, &available).unwrap();
+        let (order, realized) = select(&plan, &docs, 9);
+        for p in &plan.sources {
+            let r = realized[&p.name];
+            assert!(r >= p.target_tokens && r - p.target_tokens < 450, "{}: {r} vs {}", p.name, p.target_tokens);
+            let counted: u64 =
+                order.iter().filter(|(i, _)| docs[*i].source == p.name).map(|(i, _)| docs[*i].tokens).sum();
+            assert_eq!(counted, r);
+        }
+        // Source a: 0.7 x 2 = 1.4 epochs: every document at least once.
+        assert!(docs.iter().enumerate().filter(|(_, d)| d.source == "a").all(|(i, _)| order.iter().any(|o| o.0 == i)));
+        // Mixed: not all of one source first.
+        let first: Vec<&str> = order.iter().take(50).map(|(i, _)| docs[*i].source.as_str()).collect();
+        assert!(first.contains(&"a") && first.contains(&"b"));
+        assert_eq!(select(&plan, &docs, 9).0, order, "deterministic");
+    }
+}
