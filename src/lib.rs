@@ -551,7 +551,19 @@ fn run_recipe(args: &StageArgs) -> Result<ExitCode> {
     if recipe.quality.is_some() {
         println!("model    {}/model.gqm, train_report.json", stage_dir(&recipe, "quality")?);
     }
-    println!("next     grist inspect {last}  |  the later stages of the recipe are not built yet");
+    if recipe.tokenize.is_some() {
+        println!(
+            "tokens   {}/ (llm.c shards part-*.side-{{train,val}}-*.bin, sidecar part-*.parquet)",
+            stage_dir(&recipe, pipeline::tokenize::STAGE)?
+        );
+    }
+    if recipe.blend.is_some() {
+        println!(
+            "training {}/ (the mixture: llm.c shards part-*.side-train.bin)",
+            stage_dir(&recipe, pipeline::blend::STAGE)?
+        );
+    }
+    println!("next     grist inspect {last}  |  training the GPT on these shards is not built yet");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -42,3 +42,13 @@ fn usage_errors_exit_2() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("<RECIPE>"));
 }
+
+#[test]
+fn the_gpt3_recipe_plans_table_2_2() {
+    let recipe = concat!(env!("CARGO_MANIFEST_DIR"), "/recipes/gpt3.toml");
+    let out = ok(grist(&["-q", "blend", recipe, "--plan"], &[]));
+    let row = |name: &str| out.lines().find(|l| l.starts_with(name)).unwrap_or_default().to_string();
+    assert!(row("common_crawl ").ends_with("0.435"), "{out}");
+    assert!(row("books2 ").ends_with("0.432"), "{out}");
+    assert!(out.contains("weights sum to 101.0%: normalized to 100%"), "{out}");
+}
