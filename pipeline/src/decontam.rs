@@ -126,16 +126,54 @@ fn words(text: &str) -> Vec<(String, usize, usize)> {
     out
 }
 
-/// The hash of n words.
-fn gram_hash(words: &[(String, usize, usize)]) -> u64 {
-    let mut s = String::new();
-    for (i, w) in words.iter().enumerate() {
-        if i > 0 {
-            s.push(' ');
+/// The words of a text as the matcher sees them: each word's xxh3 (8 little-endian bytes a
+/// word, so a gram's hash is the xxh3 of its words' bytes) and its character span. One pass,
+/// no allocation per word.
+pub struct Words {
+    bytes: Vec<u8>,
+    spans: Vec<(usize, usize)>,
+}
+
+impl Words {
+    pub fn of(text: &str) -> Words {
+        let mut out = Words { bytes: Vec::with_capacity(text.len() + 8), spans: Vec::new() };
+        let (mut start, mut chars, mut word) = (0usize, 0usize, String::new());
+        let mut push = |word: &mut String, start: usize, end: usize| {
+            if !word.is_empty() {
+                out.bytes.extend_from_slice(&xxh3_64(word.as_bytes()).to_le_bytes());
+                out.spans.push((start, end));
+                word.clear();
+            }
+        };
+        for c in text.chars() {
+            if c.is_whitespace() {
+                push(&mut word, start, chars);
+                start = chars + 1;
+            } else if c.is_ascii() {
+                if c.is_ascii_alphanumeric() {
+                    word.push(c.to_ascii_lowercase());
+                }
+            } else if c.is_alphanumeric() {
+                word.extend(c.to_lowercase());
+            }
+            chars += 1;
         }
-        s.push_str(&w.0);
+        push(&mut word, start, chars);
+        out
     }
-    xxh3_64(s.as_bytes())
+    fn len(&self) -> usize {
+        self.spans.len()
+    }
+    /// The hash of the `n` words from word `i`.
+    fn gram(&self, i: usize, n: usize) -> u64 {
+        xxh3_64(&self.bytes[8 * i..8 * (i + n)])
+    }
+}
+
+/// The hash of n words (as `Words::gram` computes it).
+fn gram_hash(words: &[(String, usize, usize)]) -> u64 {
+    let bytes: Vec<u8> = words.iter().flat_map(|w| xxh3_64(w.0.as_bytes()).to_le_bytes()).collect();
+    xxh3_64(&bytes)
 }
 
 /// The benchmark grams: hash -> (benchmark index, the gram's words).
@@ -201,8 +239,11 @@ impl BenchmarkGrams {
     }
 
     /// The colliding grams of a document: (hash, first word index), in text order.
-    fn hits(&self, ws: &[(String, usize, usize)], n: usize) -> Vec<(u64, usize)> {
-        ws.windows(n).enumerate().map(|(i, w)| (gram_hash(w), i)).filter(|(h, _)| self.grams.contains_key(h)).collect()
+    fn hits(&self, ws: &Words, n: usize) -> Vec<(u64, usize)> {
+        if ws.len() < n {
+            return Vec::new();
+        }
+        (0..=ws.len() - n).map(|i| (ws.gram(i, n), i)).filter(|(h, _)| self.grams.contains_key(h)).collect()
     }
 }
 
@@ -219,7 +260,7 @@ pub enum Outcome {
 
 /// Appendix C on one document, ignoring the grams in `ignore`.
 pub fn clean(cfg: &DecontamConfig, bench: &BenchmarkGrams, ignore: &BTreeSet<u64>, text: &str) -> Outcome {
-    let ws = words(text);
+    let ws = Words::of(text);
     let hits: Vec<(u64, usize)> = bench.hits(&ws, cfg.n).into_iter().filter(|(h, _)| !ignore.contains(h)).collect();
     if hits.is_empty() {
         return Outcome::Clean;
@@ -229,7 +270,7 @@ pub fn clean(cfg: &DecontamConfig, bench: &BenchmarkGrams, ignore: &BTreeSet<u64
     let mut cut: Vec<(usize, usize)> = Vec::new();
     let mut cuts = Vec::with_capacity(hits.len());
     for &(h, i) in &hits {
-        let (s, e) = (ws[i].1, ws[i + cfg.n - 1].2);
+        let (s, e) = (ws.spans[i].0, ws.spans[i + cfg.n - 1].1);
         cuts.push((h, s, e));
         let (a, b) = (s.saturating_sub(cfg.window), (e + cfg.window).min(total));
         match cut.last_mut() {
@@ -325,7 +366,7 @@ pub fn run(cfg: &DecontamConfig, run_out: &Loc, slice: TaskSlice) -> Result<Deco
             let text = str_col(&b, "text")?;
             let per_doc: Vec<BTreeSet<u64>> = (0..b.num_rows())
                 .into_par_iter()
-                .map(|i| bench.hits(&words(text.value(i)), cfg.n).into_iter().map(|h| h.0).collect())
+                .map(|i| bench.hits(&Words::of(text.value(i)), cfg.n).into_iter().map(|h| h.0).collect())
                 .collect();
             for set in per_doc {
                 for h in set {
@@ -492,6 +533,20 @@ mod tests {
             b.grams.insert(gram_hash(w), (0, String::new()));
         }
         b
+    }
+
+    #[test]
+    fn fast_words_hash_like_the_slow_ones() {
+        for t in ["Janet\u{2019}s ducks, lay  16 eggs! -- ok", "ÀB ΣΑΣ x\ty\n\nz", "", "  ", "a b c d"] {
+            let (slow, fast) = (words(t), Words::of(t));
+            assert_eq!(slow.len(), fast.len(), "{t:?}");
+            for n in 1..=slow.len() {
+                for i in 0..=slow.len() - n {
+                    assert_eq!(gram_hash(&slow[i..i + n]), fast.gram(i, n), "{t:?} {i} {n}");
+                    assert_eq!((slow[i].1, slow[i + n - 1].2), (fast.spans[i].0, fast.spans[i + n - 1].1));
+                }
+            }
+        }
     }
 
     #[test]
