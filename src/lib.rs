@@ -425,12 +425,8 @@ fn run_recipe(args: &StageArgs) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         last = stage_dir(&recipe, pipeline::quality_filter::STAGE)?;
-        let v = verify::verify(&last)?;
-        if !v.ok() {
-            for p in &v.problems {
-                eprintln!("verify: {p}");
-            }
-            return Ok(ExitCode::from(EXIT_VERIFY_FAILED));
+        if let Some(code) = verify_failed(&last)? {
+            return Ok(code);
         }
         let m = shards::Manifest::read(&last.join(pipeline::stage::MANIFEST))?;
         print!("{}", render_keep(&pipeline::quality_filter::keep_report(&m)));
@@ -464,12 +460,8 @@ fn run_recipe(args: &StageArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             last = stage_dir(&recipe, pipeline::dedup::STAGE)?;
-            let v = verify::verify(&last)?;
-            if !v.ok() {
-                for p in &v.problems {
-                    eprintln!("verify: {p}");
-                }
-                return Ok(ExitCode::from(EXIT_VERIFY_FAILED));
+            if let Some(code) = verify_failed(&last)? {
+                return Ok(code);
             }
         }
     }
@@ -483,12 +475,8 @@ fn run_recipe(args: &StageArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             last = stage_dir(&recipe, pipeline::decontam::STAGE)?;
-            let v = verify::verify(&last)?;
-            if !v.ok() {
-                for p in &v.problems {
-                    eprintln!("verify: {p}");
-                }
-                return Ok(ExitCode::from(EXIT_VERIFY_FAILED));
+            if let Some(code) = verify_failed(&last)? {
+                return Ok(code);
             }
             let m = shards::Manifest::read(&last.join(pipeline::stage::MANIFEST))?;
             let hits: Vec<String> =
@@ -507,12 +495,8 @@ fn run_recipe(args: &StageArgs) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         let dir = stage_dir(&recipe, pipeline::tokenize::STAGE)?;
-        let v = verify::verify(&dir)?;
-        if !v.ok() {
-            for p in &v.problems {
-                eprintln!("verify: {p}");
-            }
-            return Ok(ExitCode::from(EXIT_VERIFY_FAILED));
+        if let Some(code) = verify_failed(&dir)? {
+            return Ok(code);
         }
         let m = shards::Manifest::read(&dir.join(pipeline::stage::MANIFEST))?;
         let c = |k: &str| m.counters.get(k).copied().unwrap_or(0);
@@ -530,12 +514,8 @@ fn run_recipe(args: &StageArgs) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         let dir = stage_dir(&recipe, pipeline::blend::STAGE)?;
-        let v = verify::verify(&dir)?;
-        if !v.ok() {
-            for p in &v.problems {
-                eprintln!("verify: {p}");
-            }
-            return Ok(ExitCode::from(EXIT_VERIFY_FAILED));
+        if let Some(code) = verify_failed(&dir)? {
+            return Ok(code);
         }
         let realized: Vec<String> = rep
             .plan
@@ -565,6 +545,15 @@ fn run_recipe(args: &StageArgs) -> Result<ExitCode> {
     }
     println!("next     grist inspect {last}  |  training the GPT on these shards is not built yet");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Verifies a stage output; on problems, prints them and gives the exit code to return.
+fn verify_failed(dir: &Loc) -> Result<Option<ExitCode>> {
+    let v = verify::verify(dir)?;
+    for p in &v.problems {
+        eprintln!("verify: {p}");
+    }
+    Ok((!v.ok()).then(|| ExitCode::from(EXIT_VERIFY_FAILED)))
 }
 
 /// What quality training measured, in two lines.

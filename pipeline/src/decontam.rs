@@ -346,15 +346,7 @@ pub fn run(cfg: &DecontamConfig, run_out: &Loc, slice: TaskSlice) -> Result<Deco
         }
     }
     config["benchmark_files"] = stats.into();
-    let plan: Vec<serde_json::Value> = input.outputs.iter().map(|f| serde_json::json!([f.path, f.xxh3])).collect();
-    let unit_bytes: Vec<u64> = input.outputs.iter().map(|f| f.bytes).collect();
-    let hits_stage = Stage {
-        name: HITS.to_string(),
-        dir: run_out.join(HITS),
-        config: config.clone(),
-        plan: plan.clone(),
-        unit_bytes: unit_bytes.clone(),
-    };
+    let hits_stage = Stage::per_input_file(HITS, run_out.join(HITS), config.clone(), &input);
     let hits = hits_stage.run(slice, |ctx| {
         let entry = &input.outputs[ctx.unit];
         let src_loc = input_dir.join(&entry.path);
@@ -375,8 +367,8 @@ pub fn run(cfg: &DecontamConfig, run_out: &Loc, slice: TaskSlice) -> Result<Deco
             }
             docs += b.num_rows() as u64;
         }
-        let (out_loc, out_name) = ctx.shard();
-        let (ledger_loc, ledger_name) = ctx.ledger();
+        let (out_loc, _) = ctx.shard();
+        let (ledger_loc, _) = ctx.ledger();
         let mut sink = ParquetSink::create(&out_loc, hits_schema(), HITS_FORMAT, 1, WriteOptions::default(), &[])?;
         let cols: Vec<ArrayRef> = vec![
             Arc::new(UInt64Array::from_iter_values(counts.keys().copied())),
@@ -389,10 +381,7 @@ pub fn run(cfg: &DecontamConfig, run_out: &Loc, slice: TaskSlice) -> Result<Deco
         m.accounting.docs_in = rows;
         m.accounting.docs_out = rows;
         m.count("documents_scanned", docs);
-        m.inputs.push(shards::FileEntry { path: src_loc.to_string(), ..entry.clone() });
-        m.outputs.push(shards::FileEntry::describe(&out_loc, out_name, rows)?);
-        m.ledgers.push(shards::FileEntry::describe(&ledger_loc, ledger_name, ledger_rows)?);
-        ctx.progress.inc(entry.bytes);
+        ctx.record_files(&mut m, entry, &src_loc, rows, ledger_rows)?;
         Ok(m)
     })?;
     if !hits.stage_complete {
@@ -418,7 +407,7 @@ pub fn run(cfg: &DecontamConfig, run_out: &Loc, slice: TaskSlice) -> Result<Deco
     }
     let ignore: BTreeSet<u64> = freq.iter().filter(|(_, d)| **d > cfg.max_doc_frequency).map(|(&g, _)| g).collect();
     config["hits"] = hm.fingerprint.clone().into();
-    let stage = Stage { name: STAGE.to_string(), dir: run_out.join(STAGE), config, plan, unit_bytes };
+    let stage = Stage::per_input_file(STAGE, run_out.join(STAGE), config, &input);
     let clean_report = stage.run(slice, |ctx| {
         let entry = &input.outputs[ctx.unit];
         let src_loc = input_dir.join(&entry.path);

@@ -317,13 +317,7 @@ fn signatures(
 ) -> Result<TaskReport, StageError> {
     let mut config = serde_json::to_value(cfg).map_err(|e| StageError::Recipe(e.to_string()))?;
     config["seed"] = seed.into();
-    let stage = Stage {
-        name: SIGNATURES.to_string(),
-        dir: out.clone(),
-        config,
-        plan: input.outputs.iter().map(|f| serde_json::json!([f.path, f.xxh3])).collect(),
-        unit_bytes: input.outputs.iter().map(|f| f.bytes).collect(),
-    };
+    let stage = Stage::per_input_file(SIGNATURES, out.clone(), config, input);
     let hasher = cfg.hasher(seed);
     let bands = hasher.bands();
     stage.run(slice, |ctx| {
@@ -910,13 +904,7 @@ fn filter(
                 .insert(row.value(i), (reason.value(i).to_string(), cluster.value(i), dup.value(i).to_string(), j));
         }
     }
-    let stage = Stage {
-        name: STAGE.to_string(),
-        dir: out.clone(),
-        config: serde_json::json!({ "removals_xxh3": removals_xxh3 }),
-        plan: input.outputs.iter().map(|f| serde_json::json!([f.path, f.xxh3])).collect(),
-        unit_bytes: input.outputs.iter().map(|f| f.bytes).collect(),
-    };
+    let stage = Stage::per_input_file(STAGE, out.clone(), serde_json::json!({ "removals_xxh3": removals_xxh3 }), input);
     let empty = BTreeMap::new();
     stage.run(slice, |ctx| {
         let entry = &input.outputs[ctx.unit];

@@ -156,13 +156,7 @@ pub fn run(
     config["seed"] = seed.into();
     config["model_xxh3"] = model_xxh3.into();
     config["effective_alpha"] = alpha.into();
-    let stage = Stage {
-        name: STAGE.to_string(),
-        dir: out.clone(),
-        config,
-        plan: input.outputs.iter().map(|f| serde_json::json!([f.path, f.xxh3])).collect(),
-        unit_bytes: input.outputs.iter().map(|f| f.bytes).collect(),
-    };
+    let stage = Stage::per_input_file(STAGE, out.clone(), config, &input);
     stage.run(slice, |ctx| {
         let start = Instant::now();
         let entry = &input.outputs[ctx.unit];

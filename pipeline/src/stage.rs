@@ -145,6 +145,18 @@ pub struct TaskReport {
 }
 
 impl Stage {
+    /// A stage with one unit per output file of an upstream stage (`input`): the plan names each
+    /// file with its checksum, so a changed input redoes the units that read it.
+    pub fn per_input_file(name: &str, dir: Loc, config: serde_json::Value, input: &Manifest) -> Stage {
+        Stage {
+            name: name.to_string(),
+            dir,
+            config,
+            plan: input.outputs.iter().map(|f| serde_json::json!([f.path, f.xxh3])).collect(),
+            unit_bytes: input.outputs.iter().map(|f| f.bytes).collect(),
+        }
+    }
+
     /// xxh3 of the config and the plan: a marker with another fingerprint is stale.
     pub fn fingerprint(&self) -> String {
         let doc = serde_json::json!({ "stage": self.name, "config": self.config, "plan": self.plan });

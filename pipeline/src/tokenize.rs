@@ -115,20 +115,14 @@ pub fn run(cfg: &TokenizeConfig, seed: u64, run_out: &Loc, slice: TaskSlice) -> 
     let mut config = serde_json::to_value(cfg).map_err(|e| StageError::Recipe(e.to_string()))?;
     config["seed"] = seed.into();
     config["tokenizer"] = "r50k_base (tiktoken-rs 0.12)".into();
-    let stage = Stage {
-        name: STAGE.to_string(),
-        dir: run_out.join(STAGE),
-        config,
-        plan: input.outputs.iter().map(|f| serde_json::json!([f.path, f.xxh3])).collect(),
-        unit_bytes: input.outputs.iter().map(|f| f.bytes).collect(),
-    };
+    let stage = Stage::per_input_file(STAGE, run_out.join(STAGE), config, &input);
     stage.run(slice, |ctx| {
         let start = Instant::now();
         let entry = &input.outputs[ctx.unit];
         let src_loc = input_dir.join(&entry.path);
         entry.verify(&src_loc)?;
-        let (side_loc, side_name) = ctx.shard();
-        let (ledger_loc, ledger_name) = ctx.ledger();
+        let (side_loc, _) = ctx.shard();
+        let (ledger_loc, _) = ctx.ledger();
         let mut sidecar =
             ParquetSink::create(&side_loc, sidecar_schema(), SIDECAR_FORMAT, 1, WriteOptions::default(), &["id"])?;
         let mut m = ctx.manifest();
@@ -172,11 +166,8 @@ pub fn run(cfg: &TokenizeConfig, seed: u64, run_out: &Loc, slice: TaskSlice) -> 
         }
         let rows = sidecar.finish()?;
         let ledger_rows = LedgerWriter::create(&ledger_loc, WriteOptions::default())?.finish()?;
-        m.inputs.push(FileEntry { path: src_loc.to_string(), ..entry.clone() });
-        m.outputs.push(FileEntry::describe(&side_loc, side_name, rows)?);
-        m.ledgers.push(FileEntry::describe(&ledger_loc, ledger_name, ledger_rows)?);
+        ctx.record_files(&mut m, entry, &src_loc, rows, ledger_rows)?;
         m.timings.insert("tokenize_seconds".into(), start.elapsed().as_secs_f64());
-        ctx.progress.inc(entry.bytes);
         Ok(m)
     })
 }
