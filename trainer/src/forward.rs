@@ -1,149 +1,546 @@
-//! The GPT's forward pass on the CPU, layer by layer in llm.c's manner (encoder, LayerNorm,
-//! matmul, causal attention, GELU tanh, residual, final LayerNorm, tied logits, cross-entropy),
-//! fp32, rayon across rows. A reference for correctness first: the matmul is a plain dot-product
-//! kernel that the compiler vectorizes, to be replaced by a tuned GEMM with the backward pass.
+//! The GPT on the CPU, layer by layer in llm.c's manner, each layer's forward beside its
+//! backward (a reference: activations are separate buffers, not yet one carved allocation): encoder, LayerNorm, matmul, causal attention, GELU (tanh), residual, tied logits,
+//! fused softmax + cross-entropy over the real vocabulary. Generic over the float type so that
+//! the same code runs in f32 (training) and f64 (finite-difference gradient checks). Rows run in
+//! parallel with rayon; every reduction across rows is taken in row order, so results do not
+//! depend on the thread count. A reference first: the matmul is a plain dot-product kernel the
+//! compiler vectorizes, to be replaced by a tuned GEMM.
 
+use std::iter::Sum;
+
+use num_traits::Float;
 use rayon::prelude::*;
 
-use crate::model::{Param, Params};
+use crate::model::{GptConfig, Param, Params};
 
-/// out (N, C) = wte[token] + wpe[position], for `tokens` of B sequences of T.
-pub fn encoder(out: &mut [f32], tokens: &[u32], wte: &[f32], wpe: &[f32], t: usize, c: usize) {
+/// The float types the model runs in.
+pub trait Real: Float + Sum + Send + Sync + std::fmt::Debug + 'static {}
+impl Real for f32 {}
+impl Real for f64 {}
+
+fn r<T: Real>(x: f64) -> T {
+    T::from(x).unwrap_or_else(T::nan)
+}
+
+// ---------------------------------------------------------------- encoder
+/// out (N, C) = wte[token] + wpe[position].
+pub fn encoder_forward<T: Real>(out: &mut [T], tokens: &[u32], wte: &[T], wpe: &[T], t: usize, c: usize) {
     out.par_chunks_mut(c).enumerate().for_each(|(i, o)| {
         let (tok, pos) = (tokens[i] as usize, i % t);
-        for ((o, w), p) in o.iter_mut().zip(&wte[tok * c..(tok + 1) * c]).zip(&wpe[pos * c..(pos + 1) * c]) {
+        for ((o, &w), &p) in o.iter_mut().zip(&wte[tok * c..(tok + 1) * c]).zip(&wpe[pos * c..(pos + 1) * c]) {
             *o = w + p;
         }
     });
 }
 
-/// LayerNorm over the last dimension (eps 1e-5, biased variance), as PyTorch.
-pub fn layernorm(out: &mut [f32], inp: &[f32], weight: &[f32], bias: &[f32], c: usize) {
-    out.par_chunks_mut(c).zip(inp.par_chunks(c)).for_each(|(o, x)| {
-        let mean = x.iter().map(|&v| v as f64).sum::<f64>() / c as f64;
-        let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / c as f64;
-        let rstd = 1.0 / (var + 1e-5).sqrt();
-        for i in 0..c {
-            o[i] = (((x[i] as f64 - mean) * rstd) as f32) * weight[i] + bias[i];
+/// Accumulates into dwte and dwpe, in row order.
+pub fn encoder_backward<T: Real>(dwte: &mut [T], dwpe: &mut [T], dout: &[T], tokens: &[u32], t: usize, c: usize) {
+    for (i, d) in dout.chunks(c).enumerate() {
+        let (tok, pos) = (tokens[i] as usize, i % t);
+        for k in 0..c {
+            dwte[tok * c + k] = dwte[tok * c + k] + d[k];
+            dwpe[pos * c + k] = dwpe[pos * c + k] + d[k];
         }
-    });
+    }
 }
 
-/// out (N, OC) = inp (N, C) . weight (OC, C)^T + bias.
-pub fn matmul(out: &mut [f32], inp: &[f32], weight: &[f32], bias: Option<&[f32]>, c: usize, oc: usize) {
+// ---------------------------------------------------------------- layernorm
+/// LayerNorm over the last dimension (eps 1e-5, biased variance, as PyTorch); keeps each row's
+/// mean and 1/std for the backward pass.
+pub fn layernorm_forward<T: Real>(
+    out: &mut [T],
+    mean: &mut [T],
+    rstd: &mut [T],
+    inp: &[T],
+    w: &[T],
+    b: &[T],
+    c: usize,
+) {
+    out.par_chunks_mut(c).zip(inp.par_chunks(c)).zip(mean.par_iter_mut().zip(rstd.par_iter_mut())).for_each(
+        |((o, x), (m, s))| {
+            let n = r::<T>(c as f64);
+            let mu = x.iter().copied().sum::<T>() / n;
+            let var = x.iter().map(|&v| (v - mu) * (v - mu)).sum::<T>() / n;
+            let rs = T::one() / (var + r(1e-5)).sqrt();
+            for i in 0..c {
+                o[i] = (x[i] - mu) * rs * w[i] + b[i];
+            }
+            (*m, *s) = (mu, rs);
+        },
+    );
+}
+
+/// Accumulates dinp (per row), dw and db (in row order).
+#[allow(clippy::too_many_arguments)]
+pub fn layernorm_backward<T: Real>(
+    dinp: &mut [T],
+    dw: &mut [T],
+    db: &mut [T],
+    dout: &[T],
+    inp: &[T],
+    w: &[T],
+    mean: &[T],
+    rstd: &[T],
+    c: usize,
+) {
+    dinp.par_chunks_mut(c).enumerate().for_each(|(row, di)| {
+        let (x, d, mu, rs) = (&inp[row * c..][..c], &dout[row * c..][..c], mean[row], rstd[row]);
+        let n = r::<T>(c as f64);
+        let (mut dnorm_mean, mut dnorm_norm_mean) = (T::zero(), T::zero());
+        for i in 0..c {
+            let norm = (x[i] - mu) * rs;
+            let dnorm = w[i] * d[i];
+            dnorm_mean = dnorm_mean + dnorm;
+            dnorm_norm_mean = dnorm_norm_mean + dnorm * norm;
+        }
+        (dnorm_mean, dnorm_norm_mean) = (dnorm_mean / n, dnorm_norm_mean / n);
+        for i in 0..c {
+            let norm = (x[i] - mu) * rs;
+            di[i] = di[i] + (w[i] * d[i] - dnorm_mean - norm * dnorm_norm_mean) * rs;
+        }
+    });
+    for row in 0..dout.len() / c {
+        let (x, d) = (&inp[row * c..][..c], &dout[row * c..][..c]);
+        for i in 0..c {
+            let norm = (x[i] - mean[row]) * rstd[row];
+            db[i] = db[i] + d[i];
+            dw[i] = dw[i] + norm * d[i];
+        }
+    }
+}
+
+// ---------------------------------------------------------------- matmul
+/// out (N, OC) = inp (N, C) . w (OC, C)^T + bias.
+pub fn matmul_forward<T: Real>(out: &mut [T], inp: &[T], w: &[T], bias: Option<&[T]>, c: usize, oc: usize) {
     out.par_chunks_mut(oc).zip(inp.par_chunks(c)).for_each(|(o, x)| {
         for (j, oj) in o.iter_mut().enumerate() {
-            *oj = bias.map_or(0.0, |b| b[j]) + dot(x, &weight[j * c..(j + 1) * c]);
+            *oj = bias.map_or(T::zero(), |b| b[j]) + dot(x, &w[j * c..(j + 1) * c]);
         }
     });
 }
 
-/// A dot product with eight independent accumulators (vectorizes).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
+/// Accumulates dinp (per row), dw (per output row, summed over N in order) and dbias.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_backward<T: Real>(
+    dinp: &mut [T],
+    dw: &mut [T],
+    dbias: Option<&mut [T]>,
+    dout: &[T],
+    inp: &[T],
+    w: &[T],
+    c: usize,
+    oc: usize,
+) {
+    dinp.par_chunks_mut(c).zip(dout.par_chunks(oc)).for_each(|(di, d)| {
+        for (j, &dj) in d.iter().enumerate() {
+            for (x, &wj) in di.iter_mut().zip(&w[j * c..(j + 1) * c]) {
+                *x = *x + dj * wj;
+            }
+        }
+    });
+    let n = dout.len() / oc;
+    dw.par_chunks_mut(c).enumerate().for_each(|(j, dwj)| {
+        for row in 0..n {
+            let dj = dout[row * oc + j];
+            for (a, &x) in dwj.iter_mut().zip(&inp[row * c..(row + 1) * c]) {
+                *a = *a + dj * x;
+            }
+        }
+    });
+    if let Some(db) = dbias {
+        db.par_iter_mut().enumerate().for_each(|(j, b)| {
+            for row in 0..n {
+                *b = *b + dout[row * oc + j];
+            }
+        });
+    }
+}
+
+/// A dot product with eight independent accumulators (vectorizes for f32).
+fn dot<T: Real>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
         for k in 0..8 {
-            acc[k] += x[k] * y[k];
+            acc[k] = acc[k] + x[k] * y[k];
         }
     }
-    let mut s: f32 = acc.iter().sum();
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
+    let mut s: T = acc.iter().copied().sum();
+    for (&x, &y) in ra.iter().zip(rb) {
+        s = s + x * y;
     }
     s
 }
 
-/// Causal multi-head attention: qkv (B, T, 3C) -> out (B, T, C), one query row at a time
-/// (no T x T matrix kept).
-pub fn attention(out: &mut [f32], qkv: &[f32], t: usize, c: usize, nh: usize) {
+// ---------------------------------------------------------------- attention
+/// Causal multi-head attention: qkv (B, T, 3C) -> out (B, T, C); keeps the attention
+/// probabilities att (B, NH, T, T) (row t filled up to t) for the backward pass.
+pub fn attention_forward<T: Real>(out: &mut [T], att: &mut [T], qkv: &[T], t: usize, c: usize, nh: usize) {
     let hs = c / nh;
-    let scale = 1.0 / (hs as f32).sqrt();
+    let scale = T::one() / r::<T>(hs as f64).sqrt();
+    // One (b, h, t) row of att per task: the rows are disjoint.
+    att.par_chunks_mut(t).enumerate().for_each(|(idx, a)| {
+        let (bi, h, ti) = (idx / (nh * t), (idx / t) % nh, idx % t);
+        let q = &qkv[(bi * t + ti) * 3 * c + h * hs..][..hs];
+        let mut max = T::neg_infinity();
+        for (t2, a) in a.iter_mut().enumerate().take(ti + 1) {
+            let k = &qkv[(bi * t + t2) * 3 * c + c + h * hs..][..hs];
+            *a = dot(q, k) * scale;
+            max = max.max(*a);
+        }
+        let mut sum = T::zero();
+        for a in a.iter_mut().take(ti + 1) {
+            *a = (*a - max).exp();
+            sum = sum + *a;
+        }
+        for (t2, a) in a.iter_mut().enumerate() {
+            *a = if t2 <= ti { *a / sum } else { T::zero() };
+        }
+    });
     out.par_chunks_mut(c).enumerate().for_each(|(row, o)| {
         let (bi, ti) = (row / t, row % t);
-        let mut att = vec![0.0f32; ti + 1];
         for h in 0..nh {
-            let q = &qkv[(bi * t + ti) * 3 * c + h * hs..][..hs];
-            let mut max = f32::NEG_INFINITY;
-            for (t2, a) in att.iter_mut().enumerate() {
-                let k = &qkv[(bi * t + t2) * 3 * c + c + h * hs..][..hs];
-                *a = dot(q, k) * scale;
-                max = max.max(*a);
-            }
-            let mut sum = 0.0;
-            for a in att.iter_mut() {
-                *a = (*a - max).exp();
-                sum += *a;
-            }
+            let a = &att[((bi * nh + h) * t + ti) * t..][..t];
             let oh = &mut o[h * hs..(h + 1) * hs];
-            oh.fill(0.0);
-            for (t2, a) in att.iter().enumerate() {
+            oh.iter_mut().for_each(|x| *x = T::zero());
+            for (t2, &w) in a.iter().enumerate().take(ti + 1) {
                 let v = &qkv[(bi * t + t2) * 3 * c + 2 * c + h * hs..][..hs];
-                let w = a / sum;
-                for (x, y) in oh.iter_mut().zip(v) {
-                    *x += w * y;
+                for (x, &y) in oh.iter_mut().zip(v) {
+                    *x = *x + w * y;
                 }
             }
         }
     });
 }
 
-/// GELU, tanh approximation (GPT-2's).
-pub fn gelu(out: &mut [f32], inp: &[f32]) {
-    const S: f32 = 0.797_884_6; // sqrt(2 / pi)
-    out.par_iter_mut().zip(inp.par_iter()).for_each(|(o, &x)| {
-        *o = 0.5 * x * (1.0 + (S * (x + 0.044_715 * x * x * x)).tanh());
+/// Accumulates dqkv from dout, per (batch, head), in time order.
+pub fn attention_backward<T: Real>(dqkv: &mut [T], dout: &[T], qkv: &[T], att: &[T], t: usize, c: usize, nh: usize) {
+    let hs = c / nh;
+    let scale = T::one() / r::<T>(hs as f64).sqrt();
+    let b = dout.len() / (t * c);
+    // Each batch row's dqkv slice is touched only by that batch: parallel over batches.
+    dqkv.par_chunks_mut(t * 3 * c).enumerate().take(b).for_each(|(bi, dq)| {
+        let mut datt = vec![T::zero(); t];
+        for h in 0..nh {
+            for ti in 0..t {
+                let a = &att[((bi * nh + h) * t + ti) * t..][..t];
+                let d = &dout[(bi * t + ti) * c + h * hs..][..hs];
+                // out = sum_t2 a[t2] v[t2]: grads for a and v.
+                for t2 in 0..=ti {
+                    let v = &qkv[(bi * t + t2) * 3 * c + 2 * c + h * hs..][..hs];
+                    datt[t2] = dot(d, v);
+                    let dv = &mut dq[t2 * 3 * c + 2 * c + h * hs..][..hs];
+                    for (x, &y) in dv.iter_mut().zip(d) {
+                        *x = *x + a[t2] * y;
+                    }
+                }
+                // Softmax backward: dpre = a * (datt - sum(a * datt)).
+                let s: T = (0..=ti).map(|t2| a[t2] * datt[t2]).sum();
+                let q = &qkv[(bi * t + ti) * 3 * c + h * hs..][..hs];
+                for t2 in 0..=ti {
+                    let dpre = a[t2] * (datt[t2] - s) * scale;
+                    let k = &qkv[(bi * t + t2) * 3 * c + c + h * hs..][..hs];
+                    for i in 0..hs {
+                        dq[ti * 3 * c + h * hs + i] = dq[ti * 3 * c + h * hs + i] + dpre * k[i];
+                        dq[t2 * 3 * c + c + h * hs + i] = dq[t2 * 3 * c + c + h * hs + i] + dpre * q[i];
+                    }
+                }
+            }
+        }
     });
 }
 
-/// The logits (B*T, Vp) and, with targets, the mean cross-entropy over the real vocabulary.
-pub fn forward(p: &Params, tokens: &[u32], targets: Option<&[u32]>, b: usize, t: usize) -> (Vec<f32>, Option<f32>) {
-    let cfg = p.config;
+// ---------------------------------------------------------------- gelu
+fn gelu_consts<T: Real>() -> (T, T) {
+    (r((2.0 / std::f64::consts::PI).sqrt()), r(0.044715))
+}
+
+/// GELU, tanh approximation (GPT-2's).
+pub fn gelu_forward<T: Real>(out: &mut [T], inp: &[T]) {
+    let (s, k) = gelu_consts::<T>();
+    let half = r::<T>(0.5);
+    out.par_iter_mut().zip(inp.par_iter()).for_each(|(o, &x)| {
+        *o = half * x * (T::one() + (s * (x + k * x * x * x)).tanh());
+    });
+}
+
+/// Accumulates dinp.
+pub fn gelu_backward<T: Real>(dinp: &mut [T], inp: &[T], dout: &[T]) {
+    let (s, k) = gelu_consts::<T>();
+    let (half, three) = (r::<T>(0.5), r::<T>(3.0));
+    dinp.par_iter_mut().zip(inp.par_iter().zip(dout.par_iter())).for_each(|(di, (&x, &d))| {
+        let u = s * (x + k * x * x * x);
+        let th = u.tanh();
+        let sech2 = T::one() - th * th;
+        let grad = half * (T::one() + th) + half * x * sech2 * s * (T::one() + three * k * x * x);
+        *di = *di + grad * d;
+    });
+}
+
+// ---------------------------------------------------------------- the model
+/// What the backward pass needs from the forward pass.
+pub struct Activations<T> {
+    b: usize,
+    t: usize,
+    /// Per layer: the residual stream entering it, ln1 and its stats, qkv, att, attention out,
+    /// the residual after attention, ln2 and its stats, fc, gelu(fc).
+    layers: Vec<LayerActs<T>>,
+    lnf: Vec<T>,
+    lnf_mean: Vec<T>,
+    lnf_rstd: Vec<T>,
+    residual: Vec<T>,
+    /// Softmax probabilities over the padded vocabulary (padding 0).
+    probs: Vec<T>,
+}
+
+struct LayerActs<T> {
+    x_in: Vec<T>,
+    ln1: Vec<T>,
+    ln1_mean: Vec<T>,
+    ln1_rstd: Vec<T>,
+    qkv: Vec<T>,
+    att: Vec<T>,
+    atty: Vec<T>,
+    x_mid: Vec<T>,
+    ln2: Vec<T>,
+    ln2_mean: Vec<T>,
+    ln2_rstd: Vec<T>,
+    fc: Vec<T>,
+    fcg: Vec<T>,
+}
+
+/// Where a parameter tensor lies in a flat parameter (or gradient) buffer.
+fn tensor(cfg: &GptConfig, p: Param) -> std::ops::Range<usize> {
+    let mut at = 0;
+    for (q, n) in cfg.param_sizes() {
+        if q == p {
+            return at..at + n;
+        }
+        at += n;
+    }
+    0..0
+}
+
+/// Forward pass over `params` (laid out as `Params`): logits (B*T, Vp), the mean loss when
+/// targets are given, and the activations for `backward`.
+pub fn forward_with<T: Real>(
+    cfg: &GptConfig,
+    params: &[T],
+    tokens: &[u32],
+    targets: Option<&[u32]>,
+    b: usize,
+    t: usize,
+) -> (Vec<T>, Option<T>, Activations<T>) {
     let (c, l, nh, vp, v) = (cfg.channels, cfg.num_layers, cfg.num_heads, cfg.padded_vocab_size, cfg.vocab_size);
     let n = b * t;
     assert!(t <= cfg.max_seq_len && tokens.len() == n, "B x T tokens, T <= max_seq_len");
-    let mut x = vec![0.0f32; n * c];
-    encoder(&mut x, tokens, p.get(Param::Wte), p.get(Param::Wpe), t, c);
-    let (mut ln, mut qkv, mut att, mut proj) =
-        (vec![0.0; n * c], vec![0.0; n * 3 * c], vec![0.0; n * c], vec![0.0; n * c]);
-    let (mut fc, mut fcg) = (vec![0.0; n * 4 * c], vec![0.0; n * 4 * c]);
-    let layer = |param: Param, i: usize, size: usize| &p.get(param)[i * size..(i + 1) * size];
+    let w = |p: Param| &params[tensor(cfg, p)];
+    let lw = |p: Param, i: usize, size: usize| &w(p)[i * size..(i + 1) * size];
+    let zeros = |k: usize| vec![T::zero(); k];
+    let mut x = zeros(n * c);
+    encoder_forward(&mut x, tokens, w(Param::Wte), w(Param::Wpe), t, c);
+    let mut layers = Vec::with_capacity(l);
     for i in 0..l {
-        layernorm(&mut ln, &x, layer(Param::Ln1W, i, c), layer(Param::Ln1B, i, c), c);
-        matmul(&mut qkv, &ln, layer(Param::QkvW, i, 3 * c * c), Some(layer(Param::QkvB, i, 3 * c)), c, 3 * c);
-        attention(&mut att, &qkv, t, c, nh);
-        matmul(&mut proj, &att, layer(Param::AttProjW, i, c * c), Some(layer(Param::AttProjB, i, c)), c, c);
-        x.par_iter_mut().zip(proj.par_iter()).for_each(|(a, b)| *a += b);
-        layernorm(&mut ln, &x, layer(Param::Ln2W, i, c), layer(Param::Ln2B, i, c), c);
-        matmul(&mut fc, &ln, layer(Param::FcW, i, 4 * c * c), Some(layer(Param::FcB, i, 4 * c)), c, 4 * c);
-        gelu(&mut fcg, &fc);
-        matmul(&mut proj, &fcg, layer(Param::FcProjW, i, 4 * c * c), Some(layer(Param::FcProjB, i, c)), 4 * c, c);
-        x.par_iter_mut().zip(proj.par_iter()).for_each(|(a, b)| *a += b);
+        let mut a = LayerActs {
+            x_in: x.clone(),
+            ln1: zeros(n * c),
+            ln1_mean: zeros(n),
+            ln1_rstd: zeros(n),
+            qkv: zeros(n * 3 * c),
+            att: zeros(b * nh * t * t),
+            atty: zeros(n * c),
+            x_mid: zeros(n * c),
+            ln2: zeros(n * c),
+            ln2_mean: zeros(n),
+            ln2_rstd: zeros(n),
+            fc: zeros(n * 4 * c),
+            fcg: zeros(n * 4 * c),
+        };
+        layernorm_forward(
+            &mut a.ln1,
+            &mut a.ln1_mean,
+            &mut a.ln1_rstd,
+            &x,
+            lw(Param::Ln1W, i, c),
+            lw(Param::Ln1B, i, c),
+            c,
+        );
+        matmul_forward(&mut a.qkv, &a.ln1, lw(Param::QkvW, i, 3 * c * c), Some(lw(Param::QkvB, i, 3 * c)), c, 3 * c);
+        attention_forward(&mut a.atty, &mut a.att, &a.qkv, t, c, nh);
+        let mut proj = zeros(n * c);
+        matmul_forward(&mut proj, &a.atty, lw(Param::AttProjW, i, c * c), Some(lw(Param::AttProjB, i, c)), c, c);
+        a.x_mid = x.iter().zip(&proj).map(|(&p, &q)| p + q).collect();
+        layernorm_forward(
+            &mut a.ln2,
+            &mut a.ln2_mean,
+            &mut a.ln2_rstd,
+            &a.x_mid,
+            lw(Param::Ln2W, i, c),
+            lw(Param::Ln2B, i, c),
+            c,
+        );
+        matmul_forward(&mut a.fc, &a.ln2, lw(Param::FcW, i, 4 * c * c), Some(lw(Param::FcB, i, 4 * c)), c, 4 * c);
+        gelu_forward(&mut a.fcg, &a.fc);
+        matmul_forward(&mut proj, &a.fcg, lw(Param::FcProjW, i, 4 * c * c), Some(lw(Param::FcProjB, i, c)), 4 * c, c);
+        x = a.x_mid.iter().zip(&proj).map(|(&p, &q)| p + q).collect();
+        layers.push(a);
     }
-    layernorm(&mut ln, &x, p.get(Param::LnfW), p.get(Param::LnfB), c);
-    let mut logits = vec![0.0f32; n * vp];
-    matmul(&mut logits, &ln, p.get(Param::Wte), None, c, vp);
-    let loss = targets.map(|y| {
-        let losses: Vec<f64> = logits
-            .par_chunks(vp)
-            .zip(y.par_iter())
-            .map(|(row, &target)| {
-                let row = &row[..v];
-                let max = row.iter().fold(f32::NEG_INFINITY, |m, &z| m.max(z)) as f64;
-                let lse = max + row.iter().map(|&z| (z as f64 - max).exp()).sum::<f64>().ln();
-                lse - row[target as usize] as f64
-            })
-            .collect();
-        (losses.iter().sum::<f64>() / n as f64) as f32
+    let (mut lnf, mut lnf_mean, mut lnf_rstd) = (zeros(n * c), zeros(n), zeros(n));
+    layernorm_forward(&mut lnf, &mut lnf_mean, &mut lnf_rstd, &x, w(Param::LnfW), w(Param::LnfB), c);
+    let mut logits = zeros(n * vp);
+    matmul_forward(&mut logits, &lnf, w(Param::Wte), None, c, vp);
+    // Softmax over the real vocabulary (padding columns get probability 0).
+    let mut probs = zeros(n * vp);
+    probs.par_chunks_mut(vp).zip(logits.par_chunks(vp)).for_each(|(p, z)| {
+        let max = z[..v].iter().fold(T::neg_infinity(), |m, &x| m.max(x));
+        let mut sum = T::zero();
+        for i in 0..v {
+            p[i] = (z[i] - max).exp();
+            sum = sum + p[i];
+        }
+        for x in &mut p[..v] {
+            *x = *x / sum;
+        }
     });
+    let loss = targets.map(|y| {
+        let total: T = probs.chunks(vp).zip(y).map(|(p, &target)| -p[target as usize].ln()).sum();
+        total / r(n as f64)
+    });
+    let acts = Activations { b, t, layers, lnf, lnf_mean, lnf_rstd, residual: x, probs };
+    (logits, loss, acts)
+}
+
+/// Gradients of the mean loss with respect to every parameter (laid out as `Params`).
+pub fn backward<T: Real>(
+    cfg: &GptConfig,
+    params: &[T],
+    acts: &Activations<T>,
+    tokens: &[u32],
+    targets: &[u32],
+) -> Vec<T> {
+    let (c, l, nh, vp) = (cfg.channels, cfg.num_layers, cfg.num_heads, cfg.padded_vocab_size);
+    let (b, t) = (acts.b, acts.t);
+    let n = b * t;
+    let mut grads = vec![T::zero(); params.len()];
+    let range = |p: Param| tensor(cfg, p);
+    let w = |p: Param| &params[range(p)];
+    let zeros = |k: usize| vec![T::zero(); k];
+    // Fused softmax + cross-entropy: dlogits = (p - onehot) / N.
+    let inv_n = T::one() / r(n as f64);
+    let mut dlogits = acts.probs.clone();
+    dlogits.par_chunks_mut(vp).zip(targets.par_iter()).for_each(|(d, &y)| {
+        d[y as usize] = d[y as usize] - T::one();
+        d.iter_mut().for_each(|x| *x = *x * inv_n);
+    });
+    let mut dlnf = zeros(n * c);
+    {
+        let g = &mut grads[range(Param::Wte)];
+        matmul_backward(&mut dlnf, g, None, &dlogits, &acts.lnf, w(Param::Wte), c, vp);
+    }
+    let mut dx = zeros(n * c);
+    {
+        let (lw, lb) = (range(Param::LnfW), range(Param::LnfB));
+        let (mut gw, mut gb) = (zeros(c), zeros(c));
+        layernorm_backward(
+            &mut dx,
+            &mut gw,
+            &mut gb,
+            &dlnf,
+            &acts.residual,
+            w(Param::LnfW),
+            &acts.lnf_mean,
+            &acts.lnf_rstd,
+            c,
+        );
+        grads[lw].copy_from_slice(&gw);
+        grads[lb].copy_from_slice(&gb);
+    }
+    for i in (0..l).rev() {
+        let a = &acts.layers[i];
+        let sl = |p: Param, size: usize| {
+            let r = range(p);
+            r.start + i * size..r.start + (i + 1) * size
+        };
+        // x_out = x_mid + fcproj(gelu(fc(ln2(x_mid)))).
+        let mut dfcg = zeros(n * 4 * c);
+        let (mut gw, mut gb) = (zeros(4 * c * c), zeros(c));
+        matmul_backward(
+            &mut dfcg,
+            &mut gw,
+            Some(&mut gb),
+            &dx,
+            &a.fcg,
+            &params[sl(Param::FcProjW, 4 * c * c)],
+            4 * c,
+            c,
+        );
+        add(&mut grads[sl(Param::FcProjW, 4 * c * c)], &gw);
+        add(&mut grads[sl(Param::FcProjB, c)], &gb);
+        let mut dfc = zeros(n * 4 * c);
+        gelu_backward(&mut dfc, &a.fc, &dfcg);
+        let mut dln2 = zeros(n * c);
+        let (mut gw, mut gb) = (zeros(4 * c * c), zeros(4 * c));
+        matmul_backward(&mut dln2, &mut gw, Some(&mut gb), &dfc, &a.ln2, &params[sl(Param::FcW, 4 * c * c)], c, 4 * c);
+        add(&mut grads[sl(Param::FcW, 4 * c * c)], &gw);
+        add(&mut grads[sl(Param::FcB, 4 * c)], &gb);
+        let mut dmid = dx.clone();
+        let (mut gw, mut gb) = (zeros(c), zeros(c));
+        let ln2w = &params[sl(Param::Ln2W, c)];
+        layernorm_backward(&mut dmid, &mut gw, &mut gb, &dln2, &a.x_mid, ln2w, &a.ln2_mean, &a.ln2_rstd, c);
+        add(&mut grads[sl(Param::Ln2W, c)], &gw);
+        add(&mut grads[sl(Param::Ln2B, c)], &gb);
+        // x_mid = x_in + attproj(attention(qkv(ln1(x_in)))).
+        let mut datty = zeros(n * c);
+        let (mut gw, mut gb) = (zeros(c * c), zeros(c));
+        matmul_backward(&mut datty, &mut gw, Some(&mut gb), &dmid, &a.atty, &params[sl(Param::AttProjW, c * c)], c, c);
+        add(&mut grads[sl(Param::AttProjW, c * c)], &gw);
+        add(&mut grads[sl(Param::AttProjB, c)], &gb);
+        let mut dqkv = zeros(n * 3 * c);
+        attention_backward(&mut dqkv, &datty, &a.qkv, &a.att, t, c, nh);
+        let mut dln1 = zeros(n * c);
+        let (mut gw, mut gb) = (zeros(3 * c * c), zeros(3 * c));
+        matmul_backward(
+            &mut dln1,
+            &mut gw,
+            Some(&mut gb),
+            &dqkv,
+            &a.ln1,
+            &params[sl(Param::QkvW, 3 * c * c)],
+            c,
+            3 * c,
+        );
+        add(&mut grads[sl(Param::QkvW, 3 * c * c)], &gw);
+        add(&mut grads[sl(Param::QkvB, 3 * c)], &gb);
+        let mut din = dmid;
+        let (mut gw, mut gb) = (zeros(c), zeros(c));
+        let ln1w = &params[sl(Param::Ln1W, c)];
+        layernorm_backward(&mut din, &mut gw, &mut gb, &dln1, &a.x_in, ln1w, &a.ln1_mean, &a.ln1_rstd, c);
+        add(&mut grads[sl(Param::Ln1W, c)], &gw);
+        add(&mut grads[sl(Param::Ln1B, c)], &gb);
+        dx = din;
+    }
+    let (wte, wpe) = (range(Param::Wte), range(Param::Wpe));
+    let (mut gte, mut gpe) = (grads[wte.clone()].to_vec(), grads[wpe.clone()].to_vec());
+    encoder_backward(&mut gte, &mut gpe, &dx, tokens, t, c);
+    grads[wte].copy_from_slice(&gte);
+    grads[wpe].copy_from_slice(&gpe);
+    grads
+}
+
+fn add<T: Real>(dst: &mut [T], src: &[T]) {
+    dst.iter_mut().zip(src).for_each(|(a, &b)| *a = *a + b);
+}
+
+/// The f32 forward pass over `Params`: logits (B*T, Vp) and, with targets, the mean loss.
+pub fn forward(p: &Params, tokens: &[u32], targets: Option<&[u32]>, b: usize, t: usize) -> (Vec<f32>, Option<f32>) {
+    let (logits, loss, _) = forward_with(&p.config, &p.data, tokens, targets, b, t);
     (logits, loss)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::GptConfig;
 
     #[test]
     fn matmul_and_layernorm_match_f64_references() {
@@ -152,22 +549,21 @@ mod tests {
         let w: Vec<f32> = (0..oc * c).map(|i| ((i * 13 % 17) as f32 - 8.0) / 9.0).collect();
         let bias: Vec<f32> = (0..oc).map(|i| i as f32 / 10.0).collect();
         let mut out = vec![0.0; n * oc];
-        matmul(&mut out, &inp, &w, Some(&bias), c, oc);
-        for r in 0..n {
+        matmul_forward(&mut out, &inp, &w, Some(&bias), c, oc);
+        for row in 0..n {
             for j in 0..oc {
                 let want: f64 =
-                    bias[j] as f64 + (0..c).map(|k| inp[r * c + k] as f64 * w[j * c + k] as f64).sum::<f64>();
-                assert!((out[r * oc + j] as f64 - want).abs() < 1e-4, "{r} {j}");
+                    bias[j] as f64 + (0..c).map(|k| inp[row * c + k] as f64 * w[j * c + k] as f64).sum::<f64>();
+                assert!((out[row * oc + j] as f64 - want).abs() < 1e-4, "{row} {j}");
             }
         }
-        let ones = vec![1.0; c];
-        let zeros = vec![0.0; c];
-        let mut ln = vec![0.0; n * c];
-        layernorm(&mut ln, &inp, &ones, &zeros, c);
+        let (ones, zeros) = (vec![1.0f32; c], vec![0.0f32; c]);
+        let (mut ln, mut mean, mut rstd) = (vec![0.0; n * c], vec![0.0; n], vec![0.0; n]);
+        layernorm_forward(&mut ln, &mut mean, &mut rstd, &inp, &ones, &zeros, c);
         for row in ln.chunks(c) {
-            let mean: f32 = row.iter().sum::<f32>() / c as f32;
-            let var: f32 = row.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / c as f32;
-            assert!(mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-3, "{mean} {var}");
+            let m: f32 = row.iter().sum::<f32>() / c as f32;
+            let var: f32 = row.iter().map(|x| (x - m).powi(2)).sum::<f32>() / c as f32;
+            assert!(m.abs() < 1e-5 && (var - 1.0).abs() < 1e-3, "{m} {var}");
         }
     }
 
@@ -179,18 +575,65 @@ mod tests {
         let tokens: Vec<u32> = (0..b * t).map(|i| (i * 7 % 300) as u32).collect();
         let targets: Vec<u32> = (0..b * t).map(|i| (i * 11 % 300) as u32).collect();
         let (logits, loss) = forward(&p, &tokens, Some(&targets), b, t);
-        let loss = loss.unwrap();
-        // At initialization the logits are small: the loss is close to ln(vocab).
+        let loss = loss.unwrap_or(f32::NAN);
         assert!((loss - (300f32).ln()).abs() < 0.1, "loss {loss}");
-        // Changing the last token changes no earlier position's logits (causality).
         let mut changed = tokens.clone();
         changed[t - 1] = 5;
         let (logits2, _) = forward(&p, &changed, None, b, t);
         let vp = cfg.padded_vocab_size;
         assert_eq!(&logits[..(t - 1) * vp], &logits2[..(t - 1) * vp]);
         assert_ne!(&logits[(t - 1) * vp..t * vp], &logits2[(t - 1) * vp..t * vp]);
-        // Same result on one thread (rows are independent; no reduction order changes).
         let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
         assert_eq!(one.install(|| forward(&p, &tokens, Some(&targets), b, t)).0, logits);
+    }
+
+    /// A small f64 model with parameters away from their initial symmetries (LayerNorm gains
+    /// not 1, biases not 0), for finite differences.
+    fn f64_model() -> (GptConfig, Vec<f64>, Vec<u32>, Vec<u32>, usize, usize) {
+        let cfg = GptConfig::new(8, 40, 2, 2, 8, 8);
+        let p = Params::gpt2_init(cfg, 3);
+        let params: Vec<f64> = p
+            .data
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| x as f64 * 10.0 + 0.05 * (((i * 7919) % 97) as f64 / 97.0 - 0.5))
+            .collect();
+        let (b, t) = (2, 8);
+        let tokens: Vec<u32> = (0..b * t).map(|i| ((i * 13 + 5) % 40) as u32).collect();
+        let targets: Vec<u32> = (0..b * t).map(|i| ((i * 29 + 3) % 40) as u32).collect();
+        (cfg, params, tokens, targets, b, t)
+    }
+
+    #[test]
+    fn gradients_match_finite_differences_in_f64() {
+        let (cfg, mut params, tokens, targets, b, t) = f64_model();
+        let (_, _, acts) = forward_with(&cfg, &params, &tokens, Some(&targets), b, t);
+        let grads = backward(&cfg, &params, &acts, &tokens, &targets);
+        let loss_at = |params: &[f64]| forward_with(&cfg, params, &tokens, Some(&targets), b, t).1.unwrap_or(f64::NAN);
+        // Every tensor: a spread of its elements (skipping the vocabulary padding).
+        let mut at = 0;
+        let mut checked = 0;
+        for (param, size) in cfg.param_sizes() {
+            let real = if param == Param::Wte { cfg.vocab_size * cfg.channels } else { size };
+            for k in 0..6 {
+                let i = at + (k * 7919 + 13) % real;
+                let h = 1e-5;
+                let keep = params[i];
+                params[i] = keep + h;
+                let up = loss_at(&params);
+                params[i] = keep - h;
+                let down = loss_at(&params);
+                params[i] = keep;
+                let numeric = (up - down) / (2.0 * h);
+                let err = (grads[i] - numeric).abs() / numeric.abs().max(grads[i].abs()).max(1e-6);
+                assert!(err < 1e-4, "{param:?}[{}]: backward {} vs numeric {numeric}", i - at, grads[i]);
+                checked += 1;
+            }
+            at += size;
+        }
+        assert_eq!(checked, 16 * 6);
+        // Padding rows of wte get no gradient.
+        let wte = tensor(&cfg, Param::Wte);
+        assert!(grads[wte][cfg.vocab_size * cfg.channels..].iter().all(|&g| g == 0.0));
     }
 }
