@@ -6,5 +6,6 @@
 pub mod forward;
 pub mod loader;
 pub mod model;
+pub mod optim;
 
 pub use loader::{Cursor, DataLoader, LoaderError};
