@@ -1,0 +1,97 @@
+//! Parity with PyTorch, in llm.c's manner: `golden/gpt_reference.bin` (written by
+//! `scripts/torch-reference.py`, PyTorch 2.15, fp32 CPU) holds a small seeded GPT's parameters,
+//! a batch, and what PyTorch computed: logits, loss, every gradient, and the losses of 10
+//! AdamW steps. grist must match: logits and gradients to 1e-4 (absolute, or relative to the
+//! value when larger), the loss and the 10 losses to 1e-5.
+#![allow(clippy::unwrap_used)]
+
+use trainer::forward::{backward, forward_with};
+use trainer::model::{GptConfig, Params};
+use trainer::optim::{AdamState, AdamW};
+
+struct Reference {
+    header: serde_json::Value,
+    f32s: std::collections::BTreeMap<String, Vec<f32>>,
+    i32s: std::collections::BTreeMap<String, Vec<i32>>,
+}
+
+fn load() -> Reference {
+    let bytes = include_bytes!("golden/gpt_reference.bin");
+    let h = u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[4..4 + h]).unwrap();
+    let mut at = 4 + h;
+    let (mut f32s, mut i32s) = (Default::default(), Default::default());
+    for a in header["arrays"].as_array().unwrap() {
+        let n = a["len"].as_u64().unwrap() as usize;
+        let raw = &bytes[at..at + 4 * n];
+        at += 4 * n;
+        let name = a["name"].as_str().unwrap().to_string();
+        if a["dtype"] == "f32" {
+            let v = raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+            std::collections::BTreeMap::insert(&mut f32s, name, v);
+        } else {
+            let v = raw.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap())).collect();
+            std::collections::BTreeMap::insert(&mut i32s, name, v);
+        }
+    }
+    assert_eq!(at, bytes.len());
+    Reference { header, f32s, i32s }
+}
+
+fn close(got: &[f32], want: &[f32], tol: f32, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let mut worst = (0.0f32, 0usize);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g - w).abs() / w.abs().max(1.0);
+        if err > worst.0 {
+            worst = (err, i);
+        }
+    }
+    assert!(
+        worst.0 <= tol,
+        "{what}[{}]: grist {} vs PyTorch {} (error {})",
+        worst.1,
+        got[worst.1],
+        want[worst.1],
+        worst.0
+    );
+}
+
+#[test]
+fn logits_loss_gradients_and_adamw_steps_match_pytorch() {
+    let r = load();
+    let c = &r.header["config"];
+    let g = |k: &str| c[k].as_u64().unwrap() as usize;
+    let cfg = GptConfig::new(g("seq_len"), g("vocab"), g("layers"), g("heads"), g("channels"), g("padded_vocab"));
+    assert_eq!(cfg.padded_vocab_size, g("padded_vocab"));
+    let mut p = Params::zeros(cfg);
+    p.data.copy_from_slice(&r.f32s["params"]);
+    let tokens: Vec<u32> = r.i32s["tokens"].iter().map(|&x| x as u32).collect();
+    let targets: Vec<u32> = r.i32s["targets"].iter().map(|&x| x as u32).collect();
+    let (b, t) = (g("batch"), g("seq_len"));
+
+    let (logits, loss, acts) = forward_with(&cfg, &p.data, &tokens, Some(&targets), b, t);
+    close(&logits, &r.f32s["logits"], 1e-4, "logits");
+    let want_loss = r.header["loss"].as_f64().unwrap() as f32;
+    assert!((loss.unwrap() - want_loss).abs() <= 1e-5, "loss {} vs {want_loss}", loss.unwrap());
+    let grads = backward(&cfg, &p.data, &acts, &tokens, &targets);
+    close(&grads, &r.f32s["grads"], 1e-4, "gradients");
+
+    let a = &r.header["adamw"];
+    let opt = AdamW {
+        beta1: a["beta1"].as_f64().unwrap() as f32,
+        beta2: a["beta2"].as_f64().unwrap() as f32,
+        eps: a["eps"].as_f64().unwrap() as f32,
+        weight_decay: a["weight_decay"].as_f64().unwrap() as f32,
+    };
+    let lr = a["lr"].as_f64().unwrap() as f32;
+    let mut state = AdamState::new(&cfg);
+    for (step, want) in a["losses"].as_array().unwrap().iter().enumerate() {
+        let (_, loss, acts) = forward_with(&cfg, &p.data, &tokens, Some(&targets), b, t);
+        let loss = loss.unwrap();
+        let want = want.as_f64().unwrap() as f32;
+        assert!((loss - want).abs() <= 1e-5, "step {step}: loss {loss} vs PyTorch {want}");
+        let grads = backward(&cfg, &p.data, &acts, &tokens, &targets);
+        state.update(&opt, &mut p.data, &grads, lr);
+    }
+}
