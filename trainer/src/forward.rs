@@ -174,28 +174,44 @@ fn dot<T: Real>(a: &[T], b: &[T]) -> T {
 }
 
 // ---------------------------------------------------------------- attention
+/// The first position query `ti` attends to: 0 (dense), or the start of its band.
+fn first_key(ti: usize, band: Option<usize>) -> usize {
+    band.map_or(0, |w| (ti + 1).saturating_sub(w))
+}
+
 /// Causal multi-head attention: qkv (B, T, 3C) -> out (B, T, C); keeps the attention
-/// probabilities att (B, NH, T, T) (row t filled up to t) for the backward pass.
-pub fn attention_forward<T: Real>(out: &mut [T], att: &mut [T], qkv: &[T], t: usize, c: usize, nh: usize) {
+/// probabilities att (B, NH, T, T) (row t filled up to t, zero outside) for the backward
+/// pass. With `band`, query t attends only to positions t - band + 1 ..= t (GPT-3's locally
+/// banded sparse attention), computing only those scores.
+pub fn attention_forward<T: Real>(
+    out: &mut [T],
+    att: &mut [T],
+    qkv: &[T],
+    t: usize,
+    c: usize,
+    nh: usize,
+    band: Option<usize>,
+) {
     let hs = c / nh;
     let scale = T::one() / r::<T>(hs as f64).sqrt();
     // One (b, h, t) row of att per task: the rows are disjoint.
     att.par_chunks_mut(t).enumerate().for_each(|(idx, a)| {
         let (bi, h, ti) = (idx / (nh * t), (idx / t) % nh, idx % t);
+        let t0 = first_key(ti, band);
         let q = &qkv[(bi * t + ti) * 3 * c + h * hs..][..hs];
         let mut max = T::neg_infinity();
-        for (t2, a) in a.iter_mut().enumerate().take(ti + 1) {
+        for t2 in t0..=ti {
             let k = &qkv[(bi * t + t2) * 3 * c + c + h * hs..][..hs];
-            *a = dot(q, k) * scale;
-            max = max.max(*a);
+            a[t2] = dot(q, k) * scale;
+            max = max.max(a[t2]);
         }
         let mut sum = T::zero();
-        for a in a.iter_mut().take(ti + 1) {
-            *a = (*a - max).exp();
-            sum = sum + *a;
+        for x in &mut a[t0..=ti] {
+            *x = (*x - max).exp();
+            sum = sum + *x;
         }
-        for (t2, a) in a.iter_mut().enumerate() {
-            *a = if t2 <= ti { *a / sum } else { T::zero() };
+        for (t2, x) in a.iter_mut().enumerate() {
+            *x = if (t0..=ti).contains(&t2) { *x / sum } else { T::zero() };
         }
     });
     out.par_chunks_mut(c).enumerate().for_each(|(row, o)| {
@@ -204,7 +220,7 @@ pub fn attention_forward<T: Real>(out: &mut [T], att: &mut [T], qkv: &[T], t: us
             let a = &att[((bi * nh + h) * t + ti) * t..][..t];
             let oh = &mut o[h * hs..(h + 1) * hs];
             oh.iter_mut().for_each(|x| *x = T::zero());
-            for (t2, &w) in a.iter().enumerate().take(ti + 1) {
+            for (t2, &w) in a.iter().enumerate().take(ti + 1).skip(first_key(ti, band)) {
                 let v = &qkv[(bi * t + t2) * 3 * c + 2 * c + h * hs..][..hs];
                 for (x, &y) in oh.iter_mut().zip(v) {
                     *x = *x + w * y;
@@ -215,7 +231,17 @@ pub fn attention_forward<T: Real>(out: &mut [T], att: &mut [T], qkv: &[T], t: us
 }
 
 /// Accumulates dqkv from dout, per (batch, head), in time order.
-pub fn attention_backward<T: Real>(dqkv: &mut [T], dout: &[T], qkv: &[T], att: &[T], t: usize, c: usize, nh: usize) {
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward<T: Real>(
+    dqkv: &mut [T],
+    dout: &[T],
+    qkv: &[T],
+    att: &[T],
+    t: usize,
+    c: usize,
+    nh: usize,
+    band: Option<usize>,
+) {
     let hs = c / nh;
     let scale = T::one() / r::<T>(hs as f64).sqrt();
     let b = dout.len() / (t * c);
@@ -226,8 +252,9 @@ pub fn attention_backward<T: Real>(dqkv: &mut [T], dout: &[T], qkv: &[T], att: &
             for ti in 0..t {
                 let a = &att[((bi * nh + h) * t + ti) * t..][..t];
                 let d = &dout[(bi * t + ti) * c + h * hs..][..hs];
+                let t0 = first_key(ti, band);
                 // out = sum_t2 a[t2] v[t2]: grads for a and v.
-                for t2 in 0..=ti {
+                for t2 in t0..=ti {
                     let v = &qkv[(bi * t + t2) * 3 * c + 2 * c + h * hs..][..hs];
                     datt[t2] = dot(d, v);
                     let dv = &mut dq[t2 * 3 * c + 2 * c + h * hs..][..hs];
@@ -236,9 +263,9 @@ pub fn attention_backward<T: Real>(dqkv: &mut [T], dout: &[T], qkv: &[T], att: &
                     }
                 }
                 // Softmax backward: dpre = a * (datt - sum(a * datt)).
-                let s: T = (0..=ti).map(|t2| a[t2] * datt[t2]).sum();
+                let s: T = (t0..=ti).map(|t2| a[t2] * datt[t2]).sum();
                 let q = &qkv[(bi * t + ti) * 3 * c + h * hs..][..hs];
-                for t2 in 0..=ti {
+                for t2 in t0..=ti {
                     let dpre = a[t2] * (datt[t2] - s) * scale;
                     let k = &qkv[(bi * t + t2) * 3 * c + c + h * hs..][..hs];
                     for i in 0..hs {
@@ -367,7 +394,7 @@ pub fn forward_with<T: Real>(
             c,
         );
         matmul_forward(&mut a.qkv, &a.ln1, lw(Param::QkvW, i, 3 * c * c), Some(lw(Param::QkvB, i, 3 * c)), c, 3 * c);
-        attention_forward(&mut a.atty, &mut a.att, &a.qkv, t, c, nh);
+        attention_forward(&mut a.atty, &mut a.att, &a.qkv, t, c, nh, cfg.band_of(i));
         let mut proj = zeros(n * c);
         matmul_forward(&mut proj, &a.atty, lw(Param::AttProjW, i, c * c), Some(lw(Param::AttProjB, i, c)), c, c);
         a.x_mid = x.iter().zip(&proj).map(|(&p, &q)| p + q).collect();
@@ -497,7 +524,7 @@ pub fn backward<T: Real>(
         add(&mut grads[sl(Param::AttProjW, c * c)], &gw);
         add(&mut grads[sl(Param::AttProjB, c)], &gb);
         let mut dqkv = zeros(n * 3 * c);
-        attention_backward(&mut dqkv, &datty, &a.qkv, &a.att, t, c, nh);
+        attention_backward(&mut dqkv, &datty, &a.qkv, &a.att, t, c, nh, cfg.band_of(i));
         let mut dln1 = zeros(n * c);
         let (mut gw, mut gb) = (zeros(3 * c * c), zeros(3 * c));
         matmul_backward(
@@ -587,10 +614,55 @@ mod tests {
         assert_eq!(one.install(|| forward(&p, &tokens, Some(&targets), b, t)).0, logits);
     }
 
+    #[test]
+    fn banded_attention_equals_dense_attention_under_the_band_mask() {
+        let (t, c, nh, band) = (12, 16, 2, 4);
+        let hs = c / nh;
+        let qkv: Vec<f64> = (0..2 * t * 3 * c).map(|i| (((i * 7919) % 211) as f64 / 211.0 - 0.5) * 2.0).collect();
+        let (mut out, mut att) = (vec![0.0; 2 * t * c], vec![0.0; 2 * nh * t * t]);
+        attention_forward(&mut out, &mut att, &qkv, t, c, nh, Some(band));
+        // Dense attention with scores outside the band set to -inf, written out plainly.
+        for bi in 0..2 {
+            for h in 0..nh {
+                for ti in 0..t {
+                    let q = &qkv[(bi * t + ti) * 3 * c + h * hs..][..hs];
+                    let scores: Vec<f64> = (0..t)
+                        .map(|t2| {
+                            let k = &qkv[(bi * t + t2) * 3 * c + c + h * hs..][..hs];
+                            let inside = t2 <= ti && ti - t2 < band;
+                            if inside {
+                                q.iter().zip(k).map(|(a, b)| a * b).sum::<f64>() / (hs as f64).sqrt()
+                            } else {
+                                f64::NEG_INFINITY
+                            }
+                        })
+                        .collect();
+                    let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                    let z: f64 = e.iter().sum();
+                    for i in 0..hs {
+                        let want: f64 =
+                            (0..t).map(|t2| e[t2] / z * qkv[(bi * t + t2) * 3 * c + 2 * c + h * hs + i]).sum();
+                        let got = out[(bi * t + ti) * c + h * hs + i];
+                        assert!((got - want).abs() < 1e-12, "b{bi} h{h} t{ti} i{i}: {got} vs {want}");
+                    }
+                }
+            }
+        }
+        // A band as long as the sequence is dense attention.
+        let (mut dense, mut att2) = (vec![0.0; 2 * t * c], vec![0.0; 2 * nh * t * t]);
+        attention_forward(&mut dense, &mut att2, &qkv, t, c, nh, None);
+        let (mut wide, mut att3) = (vec![0.0; 2 * t * c], vec![0.0; 2 * nh * t * t]);
+        attention_forward(&mut wide, &mut att3, &qkv, t, c, nh, Some(t));
+        assert_eq!(dense, wide);
+    }
+
     /// A small f64 model with parameters away from their initial symmetries (LayerNorm gains
     /// not 1, biases not 0), for finite differences.
     fn f64_model() -> (GptConfig, Vec<f64>, Vec<u32>, Vec<u32>, usize, usize) {
-        let cfg = GptConfig::new(8, 40, 2, 2, 8, 8);
+        // Layer 1 uses a band of 3 (GPT-3's alternating sparse attention), so both kinds of
+        // layer are checked.
+        let cfg = GptConfig { attention_band: Some(3), ..GptConfig::new(8, 40, 2, 2, 8, 8) };
         let p = Params::gpt2_init(cfg, 3);
         let params: Vec<f64> = p
             .data
@@ -625,7 +697,9 @@ mod tests {
                 let down = loss_at(&params);
                 params[i] = keep;
                 let numeric = (up - down) / (2.0 * h);
-                let err = (grads[i] - numeric).abs() / numeric.abs().max(grads[i].abs()).max(1e-6);
+                // Relative error, or absolute below 1e-5 (some gradients are exactly zero: a constant
+                // added to every key leaves the softmax unchanged).
+                let err = (grads[i] - numeric).abs() / numeric.abs().max(grads[i].abs()).max(1e-5);
                 assert!(err < 1e-4, "{param:?}[{}]: backward {} vs numeric {numeric}", i - at, grads[i]);
                 checked += 1;
             }

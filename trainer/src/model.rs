@@ -20,6 +20,9 @@ pub struct GptConfig {
     pub num_layers: usize,
     pub num_heads: usize,
     pub channels: usize,
+    /// GPT-3's alternating attention: when set, odd layers attend only to the last `band`
+    /// positions (locally banded sparse attention); even layers stay dense.
+    pub attention_band: Option<usize>,
 }
 
 /// GPT-2's vocabulary.
@@ -44,6 +47,7 @@ impl GptConfig {
             num_layers,
             num_heads,
             channels,
+            attention_band: None,
         }
     }
 
@@ -85,6 +89,11 @@ impl GptConfig {
         "gpt3-175b",
     ];
 
+    /// The attention band of layer `i` (`None`: dense).
+    pub fn band_of(&self, layer: usize) -> Option<usize> {
+        self.attention_band.filter(|_| layer % 2 == 1)
+    }
+
     /// Channels per head.
     pub fn head_size(&self) -> usize {
         self.channels / self.num_heads.max(1)
@@ -98,6 +107,9 @@ impl GptConfig {
         }
         if !c.channels.is_multiple_of(c.num_heads) {
             return Err(format!("{} channels do not split into {} heads", c.channels, c.num_heads));
+        }
+        if c.attention_band == Some(0) {
+            return Err("an attention band must hold at least one position".into());
         }
         if c.padded_vocab_size < c.vocab_size {
             return Err("the padded vocabulary is smaller than the vocabulary".into());
