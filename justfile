@@ -79,3 +79,7 @@ bench-dedup-memory: release
 # GPT-2 tokenization throughput beside Python tiktoken (PyPI, in a venv).
 bench-tokenize: release
     bash scripts/bench-tokenize.sh
+
+# Training-step tokens/s and MFU beside PyTorch CPU (PyTorch from PyPI in its own venv).
+bench-train:
+    bash scripts/bench-train.sh

@@ -110,16 +110,74 @@ pub fn layernorm_backward<T: Real>(
 }
 
 // ---------------------------------------------------------------- matmul
-/// out (N, OC) = inp (N, C) . w (OC, C)^T + bias.
-pub fn matmul_forward<T: Real>(out: &mut [T], inp: &[T], w: &[T], bias: Option<&[T]>, c: usize, oc: usize) {
-    out.par_chunks_mut(oc).zip(inp.par_chunks(c)).for_each(|(o, x)| {
-        for (j, oj) in o.iter_mut().enumerate() {
-            *oj = bias.map_or(T::zero(), |b| b[j]) + dot(x, &w[j * c..(j + 1) * c]);
-        }
-    });
+/// dst (m, n) = (dst if `accumulate`) + lhs (m, k) . rhs (k, n), the operands given by row and
+/// column strides, through the `gemm` crate (runtime-dispatched AVX-512/AVX2/FMA kernels, rayon
+/// threads). Each output element is reduced over k in a fixed blocked order whatever the
+/// thread count.
+#[allow(clippy::too_many_arguments)]
+fn mm<T: Real>(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [T],
+    accumulate: bool,
+    lhs: &[T],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[T],
+    (rhs_rs, rhs_cs): (usize, usize),
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let last = |rs: usize, cs: usize, rows: usize, cols: usize| (rows - 1) * rs + (cols.max(1) - 1) * cs;
+    assert!(dst.len() > last(n, 1, m, n), "gemm: destination too small");
+    if k > 0 {
+        assert!(
+            lhs.len() > last(lhs_rs, lhs_cs, m, k) && rhs.len() > last(rhs_rs, rhs_cs, k, n),
+            "gemm: operand too small"
+        );
+    }
+    let threads = rayon::current_num_threads();
+    let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    // SAFETY: every index the kernel touches, (rows - 1) * row stride + (cols - 1) * column
+    // stride, lies inside its slice (checked above); dst does not alias lhs or rhs (a `&mut`
+    // and two `&` slices).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            par,
+        );
+    }
 }
 
-/// Accumulates dinp (per row), dw (per output row, summed over N in order) and dbias.
+/// out (N, OC) = inp (N, C) . w (OC, C)^T + bias.
+pub fn matmul_forward<T: Real>(out: &mut [T], inp: &[T], w: &[T], bias: Option<&[T]>, c: usize, oc: usize) {
+    let n = out.len() / oc;
+    match bias {
+        Some(b) => out.par_chunks_mut(oc).for_each(|o| o.copy_from_slice(b)),
+        None => out.iter_mut().for_each(|x| *x = T::zero()),
+    }
+    // rhs (C, OC) is w transposed: element (i, j) at w[j * C + i].
+    mm((n, oc, c), out, true, inp, (c, 1), w, (1, c));
+}
+
+/// Accumulates dinp += dout . w, dw += dout^T . inp, dbias += column sums of dout (in row
+/// order).
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_backward<T: Real>(
     dinp: &mut [T],
@@ -131,22 +189,10 @@ pub fn matmul_backward<T: Real>(
     c: usize,
     oc: usize,
 ) {
-    dinp.par_chunks_mut(c).zip(dout.par_chunks(oc)).for_each(|(di, d)| {
-        for (j, &dj) in d.iter().enumerate() {
-            for (x, &wj) in di.iter_mut().zip(&w[j * c..(j + 1) * c]) {
-                *x = *x + dj * wj;
-            }
-        }
-    });
     let n = dout.len() / oc;
-    dw.par_chunks_mut(c).enumerate().for_each(|(j, dwj)| {
-        for row in 0..n {
-            let dj = dout[row * oc + j];
-            for (a, &x) in dwj.iter_mut().zip(&inp[row * c..(row + 1) * c]) {
-                *a = *a + dj * x;
-            }
-        }
-    });
+    mm((n, c, oc), dinp, true, dout, (oc, 1), w, (c, 1));
+    // lhs (OC, N) is dout transposed: element (j, r) at dout[r * OC + j].
+    mm((oc, c, n), dw, true, dout, (1, oc), inp, (c, 1));
     if let Some(db) = dbias {
         db.par_iter_mut().enumerate().for_each(|(j, b)| {
             for row in 0..n {

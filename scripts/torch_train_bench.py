@@ -1,0 +1,70 @@
+"""PyTorch CPU training-step throughput for the same GPT shape as trainer/examples/train_bench.rs
+(forward, backward, AdamW; fp32; torch.set_num_threads as given). Prints one JSON object.
+usage: torch_train_bench.py LAYERS CHANNELS HEADS SEQ BATCH STEPS THREADS
+"""
+import json
+import math
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+L, C, H, T, B, STEPS, THREADS = map(int, sys.argv[1:8])
+torch.set_num_threads(THREADS)
+V, VP = 50257, 50304
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(C), nn.LayerNorm(C)
+        self.qkv, self.proj = nn.Linear(C, 3 * C), nn.Linear(C, C)
+        self.fc, self.fcproj = nn.Linear(C, 4 * C), nn.Linear(4 * C, C)
+
+    def forward(self, x):
+        q, k, v = self.qkv(self.ln1(x)).split(C, dim=-1)
+        sh = lambda t: t.view(B, T, H, C // H).transpose(1, 2)
+        y = F.scaled_dot_product_attention(sh(q), sh(k), sh(v), is_causal=True)
+        x = x + self.proj(y.transpose(1, 2).reshape(B, T, C))
+        return x + self.fcproj(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
+
+
+class GPT(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.wte, self.wpe = nn.Embedding(VP, C), nn.Embedding(T, C)
+        self.blocks = nn.ModuleList(Block() for _ in range(L))
+        self.lnf = nn.LayerNorm(C)
+
+    def forward(self, idx, tgt):
+        x = self.wte(idx) + self.wpe(torch.arange(T))
+        for b in self.blocks:
+            x = b(x)
+        logits = self.lnf(x) @ self.wte.weight.T
+        return F.cross_entropy(logits[..., :V].reshape(-1, V), tgt.reshape(-1))
+
+
+m = GPT()
+opt = torch.optim.AdamW(m.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
+idx, tgt = torch.randint(0, V, (B, T)), torch.randint(0, V, (B, T))
+times = []
+for _ in range(STEPS + 1):
+    s = time.perf_counter()
+    opt.zero_grad()
+    loss = m(idx, tgt)
+    loss.backward()
+    opt.step()
+    times.append(time.perf_counter() - s)
+step = sum(times[1:]) / STEPS
+n = 1024
+a, b = torch.ones(n, n), torch.full((n, n), 0.5)
+s = time.perf_counter()
+for _ in range(6):
+    a @ b
+peak = 2 * n**3 * 6 / (time.perf_counter() - s)
+params = sum(p.numel() for p in m.parameters())
+tps = B * T / step
+print(json.dumps({"threads": THREADS, "params": params, "tokens_per_s": round(tps, 1), "step_s": round(step, 4),
+                  "gemm_gflops": round(peak / 1e9, 1), "mfu": round(6 * params * tps / peak, 3), "loss": loss.item()}))

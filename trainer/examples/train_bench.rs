@@ -1,0 +1,54 @@
+//! Training-step throughput of the CPU trainer: forward, backward and AdamW on random tokens,
+//! tokens per second and MFU (6 x parameters x tokens / time, over the fp32 GEMM peak this
+//! program measures first on a 1024^3 product). `scripts/bench-train.sh` runs it beside PyTorch.
+//! usage: train_bench LAYERS CHANNELS HEADS SEQ BATCH STEPS
+
+use std::time::Instant;
+
+use trainer::forward::{backward, forward_with};
+use trainer::model::{GPT2_VOCAB, GptConfig, Params};
+use trainer::optim::{AdamState, AdamW};
+
+fn main() {
+    let a: Vec<usize> = std::env::args().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let [l, c, h, t, b, steps] = a[..] else {
+        eprintln!("usage: train_bench LAYERS CHANNELS HEADS SEQ BATCH STEPS");
+        std::process::exit(2);
+    };
+    // The GEMM peak: C (1024, 1024) = A . B, repeated.
+    let n = 1024;
+    let (x, y) = (vec![1.0f32; n * n], vec![0.5f32; n * n]);
+    let mut z = vec![0.0f32; n * n];
+    let start = Instant::now();
+    let reps = 6;
+    for _ in 0..reps {
+        trainer::forward::matmul_forward(&mut z, &x, &y, None, n, n);
+    }
+    let peak = 2.0 * (n * n * n * reps) as f64 / start.elapsed().as_secs_f64();
+
+    let cfg = GptConfig::new(t, GPT2_VOCAB, l, h, c, 128);
+    let mut p = Params::gpt2_init(cfg, 1);
+    let tokens: Vec<u32> = (0..b * t).map(|i| ((i * 7919 + 13) % GPT2_VOCAB) as u32).collect();
+    let targets: Vec<u32> = (0..b * t).map(|i| ((i * 104729 + 7) % GPT2_VOCAB) as u32).collect();
+    let mut opt = AdamState::new(&cfg);
+    let mut times = Vec::new();
+    let mut loss = 0.0;
+    for _ in 0..steps + 1 {
+        let s = Instant::now();
+        let (_, l, acts) = forward_with(&cfg, &p.data, &tokens, Some(&targets), b, t);
+        let g = backward(&cfg, &p.data, &acts, &tokens, &targets);
+        opt.update(&AdamW::default(), &mut p.data, &g, 1e-4);
+        times.push(s.elapsed().as_secs_f64());
+        loss = l.unwrap_or(f32::NAN);
+    }
+    times.remove(0); // warm-up
+    let step = times.iter().sum::<f64>() / times.len() as f64;
+    let tps = (b * t) as f64 / step;
+    let mfu = 6.0 * cfg.num_params() as f64 * tps / peak;
+    println!(
+        "{{\"threads\": {}, \"params\": {}, \"tokens_per_s\": {tps:.1}, \"step_s\": {step:.4}, \"gemm_gflops\": {:.1}, \"mfu\": {mfu:.3}, \"loss\": {loss}}}",
+        rayon::current_num_threads(),
+        cfg.num_params(),
+        peak / 1e9
+    );
+}
