@@ -512,85 +512,37 @@ pub fn backward<T: Real>(
         matmul_backward(&mut dlnf, g, None, &dlogits, &acts.lnf, w(Param::Wte), c, vp);
     }
     let mut dx = zeros(n * c);
-    {
-        let (lw, lb) = (range(Param::LnfW), range(Param::LnfB));
-        let (mut gw, mut gb) = (zeros(c), zeros(c));
-        layernorm_backward(
-            &mut dx,
-            &mut gw,
-            &mut gb,
-            &dlnf,
-            &acts.residual,
-            w(Param::LnfW),
-            &acts.lnf_mean,
-            &acts.lnf_rstd,
-            c,
-        );
-        grads[lw].copy_from_slice(&gw);
-        grads[lb].copy_from_slice(&gb);
-    }
+    let stats = (&acts.lnf_mean[..], &acts.lnf_rstd[..]);
+    let lnf = (range(Param::LnfW), range(Param::LnfB));
+    norm_backward(&mut grads, params, lnf, &mut dx, &dlnf, &acts.residual, stats);
     for i in (0..l).rev() {
         let a = &acts.layers[i];
         let sl = |p: Param, size: usize| {
             let r = range(p);
             r.start + i * size..r.start + (i + 1) * size
         };
+        let lin = |pw: Param, pb: Param, cin: usize, cout: usize| (sl(pw, cin * cout), sl(pb, cout), cin, cout);
+        let norm = |pw: Param, pb: Param| (sl(pw, c), sl(pb, c));
         // x_out = x_mid + fcproj(gelu(fc(ln2(x_mid)))).
         let mut dfcg = zeros(n * 4 * c);
-        let (mut gw, mut gb) = (zeros(4 * c * c), zeros(c));
-        matmul_backward(
-            &mut dfcg,
-            &mut gw,
-            Some(&mut gb),
-            &dx,
-            &a.fcg,
-            &params[sl(Param::FcProjW, 4 * c * c)],
-            4 * c,
-            c,
-        );
-        add(&mut grads[sl(Param::FcProjW, 4 * c * c)], &gw);
-        add(&mut grads[sl(Param::FcProjB, c)], &gb);
+        linear_backward(&mut grads, params, lin(Param::FcProjW, Param::FcProjB, 4 * c, c), &mut dfcg, &dx, &a.fcg);
         let mut dfc = zeros(n * 4 * c);
         gelu_backward(&mut dfc, &a.fc, &dfcg);
         let mut dln2 = zeros(n * c);
-        let (mut gw, mut gb) = (zeros(4 * c * c), zeros(4 * c));
-        matmul_backward(&mut dln2, &mut gw, Some(&mut gb), &dfc, &a.ln2, &params[sl(Param::FcW, 4 * c * c)], c, 4 * c);
-        add(&mut grads[sl(Param::FcW, 4 * c * c)], &gw);
-        add(&mut grads[sl(Param::FcB, 4 * c)], &gb);
+        linear_backward(&mut grads, params, lin(Param::FcW, Param::FcB, c, 4 * c), &mut dln2, &dfc, &a.ln2);
         let mut dmid = dx.clone();
-        let (mut gw, mut gb) = (zeros(c), zeros(c));
-        let ln2w = &params[sl(Param::Ln2W, c)];
-        layernorm_backward(&mut dmid, &mut gw, &mut gb, &dln2, &a.x_mid, ln2w, &a.ln2_mean, &a.ln2_rstd, c);
-        add(&mut grads[sl(Param::Ln2W, c)], &gw);
-        add(&mut grads[sl(Param::Ln2B, c)], &gb);
+        let stats = (&a.ln2_mean[..], &a.ln2_rstd[..]);
+        norm_backward(&mut grads, params, norm(Param::Ln2W, Param::Ln2B), &mut dmid, &dln2, &a.x_mid, stats);
         // x_mid = x_in + attproj(attention(qkv(ln1(x_in)))).
         let mut datty = zeros(n * c);
-        let (mut gw, mut gb) = (zeros(c * c), zeros(c));
-        matmul_backward(&mut datty, &mut gw, Some(&mut gb), &dmid, &a.atty, &params[sl(Param::AttProjW, c * c)], c, c);
-        add(&mut grads[sl(Param::AttProjW, c * c)], &gw);
-        add(&mut grads[sl(Param::AttProjB, c)], &gb);
+        linear_backward(&mut grads, params, lin(Param::AttProjW, Param::AttProjB, c, c), &mut datty, &dmid, &a.atty);
         let mut dqkv = zeros(n * 3 * c);
         attention_backward(&mut dqkv, &datty, &a.qkv, &a.att, t, c, nh, cfg.band_of(i));
         let mut dln1 = zeros(n * c);
-        let (mut gw, mut gb) = (zeros(3 * c * c), zeros(3 * c));
-        matmul_backward(
-            &mut dln1,
-            &mut gw,
-            Some(&mut gb),
-            &dqkv,
-            &a.ln1,
-            &params[sl(Param::QkvW, 3 * c * c)],
-            c,
-            3 * c,
-        );
-        add(&mut grads[sl(Param::QkvW, 3 * c * c)], &gw);
-        add(&mut grads[sl(Param::QkvB, 3 * c)], &gb);
+        linear_backward(&mut grads, params, lin(Param::QkvW, Param::QkvB, c, 3 * c), &mut dln1, &dqkv, &a.ln1);
         let mut din = dmid;
-        let (mut gw, mut gb) = (zeros(c), zeros(c));
-        let ln1w = &params[sl(Param::Ln1W, c)];
-        layernorm_backward(&mut din, &mut gw, &mut gb, &dln1, &a.x_in, ln1w, &a.ln1_mean, &a.ln1_rstd, c);
-        add(&mut grads[sl(Param::Ln1W, c)], &gw);
-        add(&mut grads[sl(Param::Ln1B, c)], &gb);
+        let stats = (&a.ln1_mean[..], &a.ln1_rstd[..]);
+        norm_backward(&mut grads, params, norm(Param::Ln1W, Param::Ln1B), &mut din, &dln1, &a.x_in, stats);
         dx = din;
     }
     let (wte, wpe) = (range(Param::Wte), range(Param::Wpe));
@@ -601,8 +553,40 @@ pub fn backward<T: Real>(
     grads
 }
 
-fn add<T: Real>(dst: &mut [T], src: &[T]) {
-    dst.iter_mut().zip(src).for_each(|(a, &b)| *a = *a + b);
+type Range = std::ops::Range<usize>;
+
+/// A weight's and its bias's gradients: two disjoint ranges of one buffer, the weight first.
+fn weight_and_bias<'a, T>(grads: &'a mut [T], w: &Range, b: &Range) -> (&'a mut [T], &'a mut [T]) {
+    let (head, tail) = grads.split_at_mut(b.start);
+    (&mut head[w.clone()], &mut tail[..b.len()])
+}
+
+/// A linear layer's backward pass: dinp, and the weight and bias gradients accumulated in place.
+fn linear_backward<T: Real>(
+    grads: &mut [T],
+    params: &[T],
+    (w, b, cin, cout): (Range, Range, usize, usize),
+    dinp: &mut [T],
+    dout: &[T],
+    inp: &[T],
+) {
+    let (gw, gb) = weight_and_bias(grads, &w, &b);
+    matmul_backward(dinp, gw, Some(gb), dout, inp, &params[w], cin, cout);
+}
+
+/// A LayerNorm's backward pass: dinp, and the gain and bias gradients accumulated in place.
+fn norm_backward<T: Real>(
+    grads: &mut [T],
+    params: &[T],
+    (w, b): (Range, Range),
+    dinp: &mut [T],
+    dout: &[T],
+    inp: &[T],
+    (mean, rstd): (&[T], &[T]),
+) {
+    let c = w.len();
+    let (gw, gb) = weight_and_bias(grads, &w, &b);
+    layernorm_backward(dinp, gw, gb, dout, inp, &params[w], mean, rstd, c);
 }
 
 /// The f32 forward pass over `Params`: logits (B*T, Vp) and, with targets, the mean loss.
