@@ -36,7 +36,7 @@ fn main() {
     for _ in 0..steps + 1 {
         let s = Instant::now();
         let (_, l, acts) = forward_with(&cfg, &p.data, &tokens, Some(&targets), b, t);
-        let g = backward(&cfg, &p.data, &acts, &tokens, &targets);
+        let g = backward(&cfg, &p.data, acts, &tokens, &targets);
         opt.update(&AdamW::default(), &mut p.data, &g, 1e-4);
         times.push(s.elapsed().as_secs_f64());
         loss = l.unwrap_or(f32::NAN);

@@ -484,11 +484,12 @@ pub fn forward_with<T: Real>(
     (logits, loss, acts)
 }
 
-/// Gradients of the mean loss with respect to every parameter (laid out as `Params`).
+/// Gradients of the mean loss with respect to every parameter (laid out as `Params`). Takes
+/// the activations: the softmax buffer becomes the logits' gradient in place.
 pub fn backward<T: Real>(
     cfg: &GptConfig,
     params: &[T],
-    acts: &Activations<T>,
+    mut acts: Activations<T>,
     tokens: &[u32],
     targets: &[u32],
 ) -> Vec<T> {
@@ -501,7 +502,7 @@ pub fn backward<T: Real>(
     let zeros = |k: usize| vec![T::zero(); k];
     // Fused softmax + cross-entropy: dlogits = (p - onehot) / N.
     let inv_n = T::one() / r(n as f64);
-    let mut dlogits = acts.probs.clone();
+    let mut dlogits = std::mem::take(&mut acts.probs);
     dlogits.par_chunks_mut(vp).zip(targets.par_iter()).for_each(|(d, &y)| {
         d[y as usize] = d[y as usize] - T::one();
         d.iter_mut().for_each(|x| *x = *x * inv_n);
@@ -710,7 +711,7 @@ mod tests {
     fn gradients_match_finite_differences_in_f64() {
         let (cfg, mut params, tokens, targets, b, t) = f64_model();
         let (_, _, acts) = forward_with(&cfg, &params, &tokens, Some(&targets), b, t);
-        let grads = backward(&cfg, &params, &acts, &tokens, &targets);
+        let grads = backward(&cfg, &params, acts, &tokens, &targets);
         let loss_at = |params: &[f64]| forward_with(&cfg, params, &tokens, Some(&targets), b, t).1.unwrap_or(f64::NAN);
         // Every tensor: a spread of its elements (skipping the vocabulary padding).
         let mut at = 0;

@@ -99,7 +99,7 @@ mod tests {
         let mut last = f32::NAN;
         for _ in 0..150 {
             let (_, loss, acts) = forward_with(&cfg, &p.data, &tokens, Some(&targets), b, t);
-            let g = backward(&cfg, &p.data, &acts, &tokens, &targets);
+            let g = backward(&cfg, &p.data, acts, &tokens, &targets);
             s.update(&opt, &mut p.data, &g, 3e-3);
             last = loss.unwrap_or(f32::NAN);
             first.get_or_insert(last);

@@ -74,7 +74,7 @@ fn logits_loss_gradients_and_adamw_steps_match_pytorch() {
     close(&logits, &r.f32s["logits"], 1e-4, "logits");
     let want_loss = r.header["loss"].as_f64().unwrap() as f32;
     assert!((loss.unwrap() - want_loss).abs() <= 1e-5, "loss {} vs {want_loss}", loss.unwrap());
-    let grads = backward(&cfg, &p.data, &acts, &tokens, &targets);
+    let grads = backward(&cfg, &p.data, acts, &tokens, &targets);
     close(&grads, &r.f32s["grads"], 1e-4, "gradients");
 
     let a = &r.header["adamw"];
@@ -91,7 +91,7 @@ fn logits_loss_gradients_and_adamw_steps_match_pytorch() {
         let loss = loss.unwrap();
         let want = want.as_f64().unwrap() as f32;
         assert!((loss - want).abs() <= 1e-5, "step {step}: loss {loss} vs PyTorch {want}");
-        let grads = backward(&cfg, &p.data, &acts, &tokens, &targets);
+        let grads = backward(&cfg, &p.data, acts, &tokens, &targets);
         state.update(&opt, &mut p.data, &grads, lr);
     }
 }
