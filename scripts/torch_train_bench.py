@@ -47,6 +47,13 @@ class GPT(nn.Module):
 
 
 m = GPT()
+# GPT-2's initialization (as grist's): matrices and embeddings N(0, 0.02), biases 0.
+with torch.no_grad():
+    for mod in m.modules():
+        if isinstance(mod, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(mod.weight, std=0.02)
+        if isinstance(mod, nn.Linear):
+            mod.bias.zero_()
 opt = torch.optim.AdamW(m.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
 idx, tgt = torch.randint(0, V, (B, T)), torch.randint(0, V, (B, T))
 times = []

@@ -5,9 +5,9 @@
 
 use std::time::Instant;
 
-use trainer::forward::{backward, forward_with};
+use trainer::backend::{Backend, CpuBackend};
 use trainer::model::{GPT2_VOCAB, GptConfig, Params};
-use trainer::optim::{AdamState, AdamW};
+use trainer::optim::AdamW;
 
 fn main() {
     let a: Vec<usize> = std::env::args().skip(1).filter_map(|x| x.parse().ok()).collect();
@@ -27,17 +27,17 @@ fn main() {
     let peak = 2.0 * (n * n * n * reps) as f64 / start.elapsed().as_secs_f64();
 
     let cfg = GptConfig::new(t, GPT2_VOCAB, l, h, c, 128);
-    let mut p = Params::gpt2_init(cfg, 1);
+    let mut model = CpuBackend::new(Params::gpt2_init(cfg, 1));
     let tokens: Vec<u32> = (0..b * t).map(|i| ((i * 7919 + 13) % GPT2_VOCAB) as u32).collect();
     let targets: Vec<u32> = (0..b * t).map(|i| ((i * 104729 + 7) % GPT2_VOCAB) as u32).collect();
-    let mut opt = AdamState::new(&cfg);
     let mut times = Vec::new();
     let mut loss = 0.0;
     for _ in 0..steps + 1 {
         let s = Instant::now();
-        let (_, l, acts) = forward_with(&cfg, &p.data, &tokens, Some(&targets), b, t);
-        let g = backward(&cfg, &p.data, acts, &tokens, &targets);
-        opt.update(&AdamW::default(), &mut p.data, &g, 1e-4);
+        model.zero_grad().expect("cpu");
+        let l = model.forward(&tokens, Some(&targets), b, t).expect("shape checked");
+        model.backward(&tokens, &targets, 1.0 / (b * t) as f32).expect("after forward");
+        model.step(&AdamW::default(), 1e-4, 1.0).expect("cpu");
         times.push(s.elapsed().as_secs_f64());
         loss = l.unwrap_or(f32::NAN);
     }

@@ -1,11 +1,14 @@
-//! grist's GPT trainer. So far: the data loader that feeds it from llm.c token shards, and the
-//! model's shape (presets, parameter layout, GPT-2 initialization). The forward and backward
-//! kernels, optimizer and checkpoints come next; this crate never depends on the pipeline,
-//! only on the `shards` formats.
+//! grist's GPT trainer: the model's shape (`model`: presets, parameter layout, GPT-2
+//! initialization), the CPU kernels (`forward`: forward and backward per layer, one carved
+//! activation buffer; `simd`), AdamW (`optim`), the device seam (`backend`), and the data loader
+//! over llm.c token shards (`loader`). This crate never depends on the pipeline, only on the
+//! `shards` formats.
 
+pub mod backend;
 pub mod forward;
 pub mod loader;
 pub mod model;
 pub mod optim;
+pub mod simd;
 
 pub use loader::{Cursor, DataLoader, LoaderError};

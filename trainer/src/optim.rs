@@ -47,6 +47,11 @@ impl AdamState {
     /// One update of `params` by `grads` at learning rate `lr` (elementwise, so the result
     /// does not depend on the thread count).
     pub fn update(&mut self, opt: &AdamW, params: &mut [f32], grads: &[f32], lr: f32) {
+        self.update_scaled(opt, params, grads, lr, 1.0);
+    }
+
+    /// One update by `grad_scale` x `grads` (gradient clipping scales below 1).
+    pub fn update_scaled(&mut self, opt: &AdamW, params: &mut [f32], grads: &[f32], lr: f32, grad_scale: f32) {
         self.step += 1;
         let t = self.step as i32;
         let (c1, c2) = (1.0 - opt.beta1.powi(t), 1.0 - opt.beta2.powi(t));
@@ -56,6 +61,7 @@ impl AdamState {
             .zip(self.m.par_iter_mut().zip(self.v.par_iter_mut()))
             .zip(self.decay.par_iter())
             .for_each(|(((p, &g), (m, v)), &decay)| {
+                let g = g * grad_scale;
                 *m = opt.beta1 * *m + (1.0 - opt.beta1) * g;
                 *v = opt.beta2 * *v + (1.0 - opt.beta2) * g * g;
                 let (mh, vh) = (*m / c1, *v / c2);
@@ -68,7 +74,7 @@ impl AdamState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forward::{backward, forward_with};
+    use crate::forward::Workspace;
     use crate::model::Params;
 
     #[test]
@@ -97,9 +103,12 @@ mod tests {
         let opt = AdamW { weight_decay: 0.0, ..AdamW::default() };
         let mut first = None;
         let mut last = f32::NAN;
+        let mut ws = Workspace::new(cfg, b, t);
+        let mut g = vec![0.0; p.data.len()];
         for _ in 0..150 {
-            let (_, loss, acts) = forward_with(&cfg, &p.data, &tokens, Some(&targets), b, t);
-            let g = backward(&cfg, &p.data, acts, &tokens, &targets);
+            let loss = ws.forward(&p.data, &tokens, Some(&targets));
+            g.fill(0.0);
+            ws.backward(&p.data, &mut g, &tokens, &targets, 1.0 / (b * t) as f32);
             s.update(&opt, &mut p.data, &g, 3e-3);
             last = loss.unwrap_or(f32::NAN);
             first.get_or_insert(last);

@@ -5,7 +5,7 @@
 //! value when larger), the loss and the 10 losses to 1e-5.
 #![allow(clippy::unwrap_used)]
 
-use trainer::forward::{backward, forward_with};
+use trainer::forward::Workspace;
 use trainer::model::{GptConfig, Params};
 use trainer::optim::{AdamState, AdamW};
 
@@ -70,11 +70,14 @@ fn logits_loss_gradients_and_adamw_steps_match_pytorch() {
     let targets: Vec<u32> = r.i32s["targets"].iter().map(|&x| x as u32).collect();
     let (b, t) = (g("batch"), g("seq_len"));
 
-    let (logits, loss, acts) = forward_with(&cfg, &p.data, &tokens, Some(&targets), b, t);
-    close(&logits, &r.f32s["logits"], 1e-4, "logits");
+    let mut ws = Workspace::new(cfg, b, t);
+    let loss = ws.forward(&p.data, &tokens, Some(&targets));
+    close(ws.logits(), &r.f32s["logits"], 1e-4, "logits");
     let want_loss = r.header["loss"].as_f64().unwrap() as f32;
     assert!((loss.unwrap() - want_loss).abs() <= 1e-5, "loss {} vs {want_loss}", loss.unwrap());
-    let grads = backward(&cfg, &p.data, acts, &tokens, &targets);
+    let mut grads = vec![0.0; p.data.len()];
+    let scale = 1.0 / (b * t) as f32;
+    ws.backward(&p.data, &mut grads, &tokens, &targets, scale);
     close(&grads, &r.f32s["grads"], 1e-4, "gradients");
 
     let a = &r.header["adamw"];
@@ -87,11 +90,11 @@ fn logits_loss_gradients_and_adamw_steps_match_pytorch() {
     let lr = a["lr"].as_f64().unwrap() as f32;
     let mut state = AdamState::new(&cfg);
     for (step, want) in a["losses"].as_array().unwrap().iter().enumerate() {
-        let (_, loss, acts) = forward_with(&cfg, &p.data, &tokens, Some(&targets), b, t);
-        let loss = loss.unwrap();
+        let loss = ws.forward(&p.data, &tokens, Some(&targets)).unwrap();
         let want = want.as_f64().unwrap() as f32;
         assert!((loss - want).abs() <= 1e-5, "step {step}: loss {loss} vs PyTorch {want}");
-        let grads = backward(&cfg, &p.data, acts, &tokens, &targets);
+        grads.fill(0.0);
+        ws.backward(&p.data, &mut grads, &tokens, &targets, scale);
         state.update(&opt, &mut p.data, &grads, lr);
     }
 }

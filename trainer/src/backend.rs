@@ -1,0 +1,234 @@
+//! The seam between the training loop and the device that runs the model. The loop (schedules,
+//! data, checkpoints) talks only to [`Backend`]; [`CpuBackend`] is the reference backend (the
+//! kernels of `forward`, AdamW of `optim`). A CUDA backend (cudarc: driver loaded at run time,
+//! NVRTC, cuBLASLt, NCCL; behind a `cuda` feature that builds without a toolkit) implements the
+//! same trait: every method moves host slices in or out, so parameters, gradients and moments
+//! may live in device memory, and every method can fail.
+
+use rayon::prelude::*;
+
+use crate::forward::Workspace;
+use crate::model::{GptConfig, Params};
+use crate::optim::{AdamState, AdamW};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("batch shape: {0}")]
+    Shape(String),
+    #[error("device: {0}")]
+    Device(String),
+}
+
+/// Parameters and optimizer moments on the host, laid out as `Params` (for checkpoints).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostState {
+    pub params: Vec<f32>,
+    pub m: Vec<f32>,
+    pub v: Vec<f32>,
+    /// Optimizer steps taken.
+    pub step: u64,
+}
+
+/// What a training loop needs from a device.
+pub trait Backend {
+    /// A short name for logs ("cpu", "cuda:0").
+    fn name(&self) -> String;
+    fn config(&self) -> &GptConfig;
+    /// The forward pass on B x T tokens; with targets, the mean loss.
+    fn forward(
+        &mut self,
+        tokens: &[u32],
+        targets: Option<&[u32]>,
+        b: usize,
+        t: usize,
+    ) -> Result<Option<f32>, BackendError>;
+    /// Copies one row (batch row x T + position) of the last forward pass's logits (Vp values).
+    fn logits_row(&self, row: usize, out: &mut [f32]) -> Result<(), BackendError>;
+    /// The backward pass after `forward` with targets: adds the gradient of `scale` x the summed
+    /// loss to the gradient buffer (scale 1 / (B T) for one batch; divided further by the number
+    /// of micro-batches when accumulating).
+    fn backward(&mut self, tokens: &[u32], targets: &[u32], scale: f32) -> Result<(), BackendError>;
+    fn zero_grad(&mut self) -> Result<(), BackendError>;
+    /// The gradient's global L2 norm (summed in a fixed order).
+    fn grad_norm(&self) -> Result<f32, BackendError>;
+    /// One AdamW step at `lr` on the gradient times `grad_scale` (below 1 when clipping).
+    fn step(&mut self, opt: &AdamW, lr: f32, grad_scale: f32) -> Result<(), BackendError>;
+    /// Parameters and moments, copied to the host.
+    fn state(&self) -> Result<HostState, BackendError>;
+    /// Replaces parameters and moments (a checkpoint being resumed).
+    fn load_state(&mut self, state: &HostState) -> Result<(), BackendError>;
+}
+
+/// The CPU backend: parameters, gradients and moments in host memory, a workspace per batch
+/// shape (kept until the shape changes).
+pub struct CpuBackend {
+    params: Params,
+    grads: Vec<f32>,
+    adam: AdamState,
+    ws: Option<Workspace<f32>>,
+}
+
+impl CpuBackend {
+    pub fn new(params: Params) -> CpuBackend {
+        let (grads, adam) = (vec![0.0; params.data.len()], AdamState::new(&params.config));
+        CpuBackend { params, grads, adam, ws: None }
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    pub fn grads(&self) -> &[f32] {
+        &self.grads
+    }
+
+    fn workspace(&mut self, b: usize, t: usize) -> Result<&mut Workspace<f32>, BackendError> {
+        let cfg = self.params.config;
+        if b == 0 || t == 0 || t > cfg.max_seq_len {
+            return Err(BackendError::Shape(format!("B={b} T={t} (T must be 1..={})", cfg.max_seq_len)));
+        }
+        if self.ws.as_ref().is_none_or(|w| w.shape() != (b, t)) {
+            self.ws = None; // free the old shape's buffers first
+            self.ws = Some(Workspace::new(cfg, b, t));
+        }
+        self.ws.as_mut().ok_or_else(|| BackendError::Device("no workspace".into()))
+    }
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> String {
+        format!("cpu ({} threads)", rayon::current_num_threads())
+    }
+
+    fn config(&self) -> &GptConfig {
+        &self.params.config
+    }
+
+    fn forward(
+        &mut self,
+        tokens: &[u32],
+        targets: Option<&[u32]>,
+        b: usize,
+        t: usize,
+    ) -> Result<Option<f32>, BackendError> {
+        let v = self.params.config.vocab_size;
+        if tokens.len() != b * t || targets.is_some_and(|y| y.len() != b * t) {
+            return Err(BackendError::Shape(format!("{} tokens for B={b} x T={t}", tokens.len())));
+        }
+        if let Some(&bad) = tokens.iter().chain(targets.unwrap_or(&[])).find(|&&x| x as usize >= v) {
+            return Err(BackendError::Shape(format!("token id {bad} outside the vocabulary of {v}")));
+        }
+        self.workspace(b, t)?;
+        let ws = self.ws.as_mut().ok_or_else(|| BackendError::Device("no workspace".into()))?;
+        Ok(ws.forward(&self.params.data, tokens, targets))
+    }
+
+    fn logits_row(&self, row: usize, out: &mut [f32]) -> Result<(), BackendError> {
+        let vp = self.params.config.padded_vocab_size;
+        let ws = self.ws.as_ref().filter(|w| w.has_logits());
+        let ws = ws.ok_or_else(|| BackendError::Shape("no logits: no forward pass since the last backward".into()))?;
+        let logits = ws.logits();
+        let src = logits.get(row * vp..(row + 1) * vp).ok_or_else(|| BackendError::Shape(format!("row {row}")))?;
+        out.get_mut(..vp).ok_or_else(|| BackendError::Shape("output shorter than Vp".into()))?.copy_from_slice(src);
+        Ok(())
+    }
+
+    fn backward(&mut self, tokens: &[u32], targets: &[u32], scale: f32) -> Result<(), BackendError> {
+        let ws = self.ws.as_mut().filter(|w| w.has_logits());
+        let ws = ws.ok_or_else(|| BackendError::Shape("backward without a forward pass".into()))?;
+        let (b, t) = ws.shape();
+        if tokens.len() != b * t || targets.len() != b * t {
+            return Err(BackendError::Shape(format!("{} tokens for B={b} x T={t}", tokens.len())));
+        }
+        ws.backward(&self.params.data, &mut self.grads, tokens, targets, scale);
+        Ok(())
+    }
+
+    fn zero_grad(&mut self) -> Result<(), BackendError> {
+        self.grads.par_iter_mut().for_each(|g| *g = 0.0);
+        Ok(())
+    }
+
+    fn grad_norm(&self) -> Result<f32, BackendError> {
+        Ok(global_norm(&self.grads))
+    }
+
+    fn step(&mut self, opt: &AdamW, lr: f32, grad_scale: f32) -> Result<(), BackendError> {
+        self.adam.update_scaled(opt, &mut self.params.data, &self.grads, lr, grad_scale);
+        Ok(())
+    }
+
+    fn state(&self) -> Result<HostState, BackendError> {
+        Ok(HostState {
+            params: self.params.data.clone(),
+            m: self.adam.m.clone(),
+            v: self.adam.v.clone(),
+            step: self.adam.step,
+        })
+    }
+
+    fn load_state(&mut self, s: &HostState) -> Result<(), BackendError> {
+        let n = self.params.data.len();
+        if s.params.len() != n || s.m.len() != n || s.v.len() != n {
+            return Err(BackendError::Shape(format!("state of {} parameters for a model of {n}", s.params.len())));
+        }
+        self.params.data.copy_from_slice(&s.params);
+        self.adam.m.copy_from_slice(&s.m);
+        self.adam.v.copy_from_slice(&s.v);
+        self.adam.step = s.step;
+        Ok(())
+    }
+}
+
+/// The L2 norm of `xs`, summed in f64 over fixed blocks in order (the same on any thread count).
+pub fn global_norm(xs: &[f32]) -> f32 {
+    let parts: Vec<f64> = xs.par_chunks(1 << 16).map(|c| c.iter().map(|&x| (x as f64) * (x as f64)).sum()).collect();
+    parts.iter().sum::<f64>().sqrt() as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cpu_backend_trains_accumulates_and_round_trips_its_state() {
+        let cfg = GptConfig::new(16, 64, 2, 2, 32, 64);
+        let (b, t) = (2, 16);
+        let tokens: Vec<u32> = (0..b * t).map(|i| ((i * 17 + 3) % 64) as u32).collect();
+        let targets: Vec<u32> = (0..b * t).map(|i| ((i * 31 + 7) % 64) as u32).collect();
+        let mut one = CpuBackend::new(Params::gpt2_init(cfg, 5));
+        one.zero_grad().unwrap();
+        one.forward(&tokens, Some(&targets), b, t).unwrap();
+        one.backward(&tokens, &targets, 1.0 / (b * t) as f32).unwrap();
+        // The same batch as two micro-batches of one row each, scaled by 1 / (2 T).
+        let mut two = CpuBackend::new(Params::gpt2_init(cfg, 5));
+        two.zero_grad().unwrap();
+        for row in 0..2 {
+            let (x, y) = (&tokens[row * t..(row + 1) * t], &targets[row * t..(row + 1) * t]);
+            two.forward(x, Some(y), 1, t).unwrap();
+            two.backward(x, y, 1.0 / (b * t) as f32).unwrap();
+        }
+        let (g1, g2) = (one.grads(), two.grads());
+        let worst = g1.iter().zip(g2).map(|(a, b)| (a - b).abs() / a.abs().max(1e-3)).fold(0.0f32, f32::max);
+        assert!(worst < 1e-4, "accumulated micro-batches differ from one batch by {worst}");
+        let norm = one.grad_norm().unwrap();
+        let want = g1.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt() as f32;
+        assert!((norm - want).abs() <= 1e-6 * want && norm > 0.0);
+        one.step(&AdamW::default(), 1e-3, 0.5).unwrap();
+        let s = one.state().unwrap();
+        assert_eq!(s.step, 1);
+        let mut other = CpuBackend::new(Params::gpt2_init(cfg, 6));
+        other.load_state(&s).unwrap();
+        assert_eq!(other.state().unwrap(), s);
+        assert!(other.load_state(&HostState { params: vec![0.0; 3], ..s }).is_err());
+        // Shapes and ids are checked, not trusted.
+        assert!(one.forward(&tokens, None, 3, t).is_err());
+        assert!(one.forward(&[64; 16], None, 1, 16).is_err(), "id 64 is outside a vocabulary of 64");
+        assert!(one.forward(&[1; 17 * 2], None, 2, 17).is_err(), "T beyond the context");
+        let mut row = vec![0.0; cfg.padded_vocab_size];
+        one.forward(&tokens, None, b, t).unwrap();
+        one.logits_row(b * t - 1, &mut row).unwrap();
+        assert!(row[..64].iter().any(|&x| x != 0.0));
+        assert!(one.logits_row(b * t, &mut row).is_err());
+    }
+}
