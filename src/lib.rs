@@ -6,13 +6,15 @@
 //! --verify` found an inconsistent output.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use pipeline::{Recipe, TaskSlice, ingest, sample, summary, verify};
 use shards::Loc;
+
+mod train_cmd;
 
 /// Exit code of command-line usage errors (clap's, and slices that do not exist).
 pub const EXIT_USAGE: u8 = 2;
@@ -77,6 +79,40 @@ enum Command {
         /// Print the mixture plan (weights, tokens, epochs) and exit.
         #[arg(long)]
         plan: bool,
+    },
+    /// Train a GPT on token shards (GPT-3's schedule, checkpoints, exact resume).
+    Train {
+        /// A training config (TOML), or a recipe with a [train] table.
+        #[arg(long)]
+        config: PathBuf,
+        /// Override a config key, e.g. --set lr=3e-4 --set steps=200.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Start over: remove the run's checkpoints and metrics instead of resuming.
+        #[arg(long)]
+        fresh: bool,
+    },
+    /// Continue a prompt with a trained model (temperature and top-k sampling).
+    Generate {
+        /// A checkpoint directory, or a training output (its latest checkpoint).
+        #[arg(long)]
+        checkpoint: String,
+        #[arg(long, default_value = "")]
+        prompt: String,
+        /// Tokens to generate (at most; <|endoftext|> ends early).
+        #[arg(long, default_value_t = 100)]
+        tokens: usize,
+        /// 0 is greedy.
+        #[arg(long, default_value_t = 0.8)]
+        temperature: f32,
+        /// Sample among the k most likely tokens (0: all).
+        #[arg(long, default_value_t = 40)]
+        top_k: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// How many samples.
+        #[arg(long, default_value_t = 1)]
+        samples: usize,
     },
     /// Count the records of WARC/WET files by type, and bad stretches by reason.
     Warc {
@@ -274,6 +310,20 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&rep.stage)?);
         }
         Command::Warc { files, json } => warc_counts(&files, json)?,
+        Command::Train { config, overrides, fresh } => {
+            let cfg = train_cmd::load_config(&config, &overrides)?;
+            let summary = train_cmd::run_training(&cfg, fresh)?;
+            train_cmd::print_summary(&summary);
+        }
+        Command::Generate { checkpoint, prompt, tokens, temperature, top_k, seed, samples } => {
+            for i in 0..samples as u64 {
+                let s = trainer::generate::Sampling { temperature, top_k, seed: seed + i };
+                if samples > 1 {
+                    println!("--- sample {} (seed {})", i + 1, seed + i);
+                }
+                println!("{}", train_cmd::run_generate(&checkpoint, &prompt, tokens, s)?);
+            }
+        }
         Command::Quality(QualityCmd::Filter(args)) => {
             let (recipe, slice) = args.load()?;
             let rep = run_filter(&recipe, slice)?;
@@ -525,6 +575,36 @@ fn run_recipe(args: &StageArgs) -> Result<ExitCode> {
             .collect();
         println!("blend    realized tokens (of planned): {}", realized.join(", "));
     }
+    let mut trained = None;
+    if let Some(t) = &recipe.train {
+        if slice.count > 1 {
+            println!(
+                "train    runs as one task: run `grist train --config {}` after every slice",
+                args.recipe.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        let table = train_cmd::recipe_defaults(t.clone(), &recipe.run.out);
+        let cfg: trainer::train::TrainConfig =
+            toml::Value::Table(table).try_into().context("the recipe's [train] table")?;
+        let s = train_cmd::run_training(&cfg, false)?;
+        println!(
+            "\ntrain    {} steps, {} tokens: loss {} -> {}, validation {}",
+            s.steps,
+            s.tokens,
+            s.first_loss.map_or("-".into(), |l| format!("{l:.3}")),
+            s.last_loss.map_or("-".into(), |l| format!("{l:.3}")),
+            s.val_loss.map_or("-".into(), |l| format!("{l:.3}"))
+        );
+        if cfg.vocab_size == pipeline::tokenize::GPT2_VOCAB {
+            if let Some(c) = &s.checkpoint {
+                let sampling = trainer::generate::Sampling { temperature: 0.8, top_k: 40, seed: recipe.run.seed };
+                let text = train_cmd::run_generate(c, "The", 48, sampling)?;
+                println!("sample   {}", text.split_whitespace().collect::<Vec<_>>().join(" "));
+            }
+        }
+        trained = Some(s);
+    }
     println!();
     print!("{}", summary::summarize(&last)?.render());
     println!("\noutputs  {last}/ (manifest.json, part-*.parquet, ledger-*.parquet)");
@@ -543,8 +623,21 @@ fn run_recipe(args: &StageArgs) -> Result<ExitCode> {
             stage_dir(&recipe, pipeline::blend::STAGE)?
         );
     }
-    println!("next     grist inspect {last}  |  training the GPT on these shards is not built yet");
+    if let Some(s) = &trained {
+        if let Some(c) = &s.checkpoint {
+            println!("gpt      {c}/ (Hugging Face GPT-2: model.safetensors, config.json)");
+        }
+        println!("curves   {} and {}", s.metrics, s.chart);
+        println!("next     grist inspect {last}  |  grist generate --checkpoint {} --prompt \"...\"", cfg_out(s));
+    } else {
+        println!("next     grist inspect {last}");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A training run's output directory (where its checkpoints are).
+fn cfg_out(s: &trainer::train::TrainSummary) -> String {
+    Path::new(&s.metrics).parent().map_or(".".into(), |p| p.display().to_string())
 }
 
 /// Verifies a stage output; on problems, prints them and gives the exit code to return.

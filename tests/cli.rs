@@ -23,6 +23,8 @@ fn help_lists_every_command() {
       decontaminate  Cut benchmark 13-grams out of training documents (GPT-3 Appendix C)
       tokenize       GPT-2 BPE into llm.c token shards, with a validation split and a per-document sidecar
       blend          Mix the tokenized sources by the recipe's weights into shuffled llm.c training shards
+      train          Train a GPT on token shards (GPT-3's schedule, checkpoints, exact resume)
+      generate       Continue a prompt with a trained model (temperature and top-k sampling)
       warc           Count the records of WARC/WET files by type, and bad stretches by reason
       inspect        Summarize a stage output; --verify checks accounting and checksums
       help           Print this message or the help of the given subcommand(s)

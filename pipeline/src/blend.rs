@@ -17,16 +17,16 @@ use serde::{Deserialize, Serialize};
 use shards::arrow::array::{ArrayRef, StringArray, UInt64Array};
 use shards::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use shards::arrow::record_batch::RecordBatch;
-use shards::parquet_io::{ParquetSink, ParquetSource};
+use shards::parquet_io::ParquetSink;
 use shards::tokens::{TokenShard, TokenWidth, TokenWriter};
-use shards::{At, FileEntry, LedgerWriter, Loc, Manifest, ShardError, WriteOptions, str_col};
+use shards::{At, FileEntry, LedgerWriter, Loc, Manifest, ShardError, WriteOptions};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::error::StageError;
 use crate::rng::DocRng;
 use crate::slice::TaskSlice;
 use crate::stage::{MANIFEST, Stage, TaskReport};
-use crate::tokenize::GPT2_VOCAB;
+use crate::tokenize::{GPT2_VOCAB, TokDoc, token_docs};
 
 /// Stage name.
 pub const STAGE: &str = "blend";
@@ -162,47 +162,6 @@ impl Plan {
     }
 }
 
-/// A document of the tokenize output.
-#[derive(Debug, Clone)]
-struct TokDoc {
-    id: String,
-    source: String,
-    shard: String,
-    offset: u64,
-    tokens: u64,
-}
-
-/// The train-split documents of the tokenize output, in sidecar order.
-fn read_docs(dir: &Loc, m: &Manifest) -> Result<Vec<TokDoc>, StageError> {
-    let mut out = Vec::new();
-    for f in &m.outputs {
-        let loc = dir.join(&f.path);
-        for b in ParquetSource::open(&loc, "token_docs", 1)?.batches(None, 65536)? {
-            let b = b?;
-            let (id, src, split, shard) =
-                (str_col(&b, "id")?, str_col(&b, "source")?, str_col(&b, "split")?, str_col(&b, "shard")?);
-            let num = |c: &str| {
-                b.column_by_name(c).and_then(|x| x.as_any().downcast_ref::<UInt64Array>().cloned()).ok_or_else(|| {
-                    StageError::Input { at: At::file(loc.to_string()), msg: format!("column {c:?} missing") }
-                })
-            };
-            let (offset, tokens) = (num("offset")?, num("tokens")?);
-            for i in 0..b.num_rows() {
-                if split.value(i) == "train" {
-                    out.push(TokDoc {
-                        id: id.value(i).into(),
-                        source: src.value(i).into(),
-                        shard: shard.value(i).into(),
-                        offset: offset.value(i),
-                        tokens: tokens.value(i),
-                    });
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// The selected copies: (document index, copy number), shuffled, and the realized tokens.
 fn select(plan: &Plan, docs: &[TokDoc], seed: u64) -> (Vec<(usize, u32)>, BTreeMap<String, u64>) {
     let mut picked: Vec<(u64, usize, u32)> = Vec::new();
@@ -268,7 +227,7 @@ pub fn plan(cfg: &BlendConfig, run_out: &Loc) -> Result<Plan, StageError> {
     }
     let m = Manifest::read(&manifest)?;
     let available: BTreeMap<String, u64> =
-        read_docs(&run_out.join(&cfg.input), &m)?.iter().fold(BTreeMap::new(), |mut a, d| {
+        token_docs(&run_out.join(&cfg.input), &m, "train")?.iter().fold(BTreeMap::new(), |mut a, d| {
             *a.entry(d.source.clone()).or_default() += d.tokens;
             a
         });
@@ -279,7 +238,7 @@ pub fn plan(cfg: &BlendConfig, run_out: &Loc) -> Result<Plan, StageError> {
 pub fn run(cfg: &BlendConfig, seed: u64, run_out: &Loc, slice: TaskSlice) -> Result<BlendRun, StageError> {
     let in_dir = run_out.join(&cfg.input);
     let m = Manifest::read(&in_dir.join(MANIFEST))?;
-    let docs = read_docs(&in_dir, &m)?;
+    let docs = token_docs(&in_dir, &m, "train")?;
     let available: BTreeMap<String, u64> = docs.iter().fold(BTreeMap::new(), |mut a, d| {
         *a.entry(d.source.clone()).or_default() += d.tokens;
         a

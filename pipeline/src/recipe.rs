@@ -37,6 +37,11 @@ pub struct Recipe {
     /// The training mixture over the tokens (`grist blend`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blend: Option<crate::blend::BlendConfig>,
+    /// Training (`grist train`): the keys of `trainer::train::TrainConfig`, checked by the
+    /// trainer; `train_data`, `val_data` and `out` default to this run's blend, tokenize and
+    /// train directories.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train: Option<toml::Table>,
 }
 
 /// Settings shared by every stage.

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use shards::arrow::array::{ArrayRef, StringArray, UInt64Array};
 use shards::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use shards::arrow::record_batch::RecordBatch;
-use shards::parquet_io::ParquetSink;
-use shards::tokens::{TokenWidth, TokenWriter};
+use shards::parquet_io::{ParquetSink, ParquetSource};
+use shards::tokens::{TokenShard, TokenWidth, TokenWriter};
 use shards::{At, DocReader, FileEntry, LedgerWriter, Loc, Manifest, ShardError, WriteOptions, str_col};
 
 use crate::error::StageError;
@@ -65,6 +65,14 @@ pub fn gpt2_tokens(text: &str) -> Vec<u32> {
 /// Text of GPT-2 tokens (`None` when an id is not in the vocabulary or the bytes are not UTF-8).
 pub fn gpt2_decode(tokens: &[u32]) -> Option<String> {
     tiktoken_rs::r50k_base_singleton().decode(tokens).ok()
+}
+
+/// GPT-2 BPE decoding of sampled tokens, whose bytes need not be valid UTF-8 (a character cut
+/// between tokens): invalid sequences become U+FFFD; ids outside the vocabulary are skipped.
+pub fn gpt2_decode_lossy(tokens: &[u32]) -> String {
+    let bpe = tiktoken_rs::r50k_base_singleton();
+    let bytes: Vec<u8> = tokens.iter().flat_map(|&t| bpe.decode_bytes(&[t]).unwrap_or_default()).collect();
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 fn sidecar_schema() -> SchemaRef {
@@ -170,4 +178,89 @@ pub fn run(cfg: &TokenizeConfig, seed: u64, run_out: &Loc, slice: TaskSlice) -> 
         m.timings.insert("tokenize_seconds".into(), start.elapsed().as_secs_f64());
         Ok(m)
     })
+}
+
+/// A document of the tokenize output.
+#[derive(Debug, Clone)]
+pub struct TokDoc {
+    pub id: String,
+    pub source: String,
+    /// The token shard holding it (a path relative to the stage directory).
+    pub shard: String,
+    /// Its first token (the `<|endoftext|>` before it) in the shard.
+    pub offset: u64,
+    pub tokens: u64,
+}
+
+/// The documents of one split (`train` or `val`) of the tokenize output, in sidecar order.
+pub fn token_docs(dir: &Loc, m: &Manifest, want: &str) -> Result<Vec<TokDoc>, StageError> {
+    let mut out = Vec::new();
+    for f in &m.outputs {
+        let loc = dir.join(&f.path);
+        for b in ParquetSource::open(&loc, "token_docs", 1)?.batches(None, 65536)? {
+            let b = b?;
+            let (id, src, split, shard) =
+                (str_col(&b, "id")?, str_col(&b, "source")?, str_col(&b, "split")?, str_col(&b, "shard")?);
+            let num = |c: &str| {
+                b.column_by_name(c).and_then(|x| x.as_any().downcast_ref::<UInt64Array>().cloned()).ok_or_else(|| {
+                    StageError::Input { at: At::file(loc.to_string()), msg: format!("column {c:?} missing") }
+                })
+            };
+            let (offset, tokens) = (num("offset")?, num("tokens")?);
+            for i in 0..b.num_rows() {
+                if split.value(i) == want {
+                    out.push(TokDoc {
+                        id: id.value(i).into(),
+                        source: src.value(i).into(),
+                        shard: shard.value(i).into(),
+                        offset: offset.value(i),
+                        tokens: tokens.value(i),
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The validation split of a tokenize output, per source: each source's validation documents'
+/// tokens in sidecar order, up to `max_tokens` + 1 per source (what an evaluation of
+/// `max_tokens` targets reads).
+pub fn val_sets(dir: &Loc, max_tokens: u64) -> Result<Vec<(String, Vec<u32>)>, StageError> {
+    let m = Manifest::read(&dir.join(MANIFEST))?;
+    let mut sets: Vec<(String, Vec<u32>)> = Vec::new();
+    let mut open: std::collections::BTreeMap<String, TokenShard> = std::collections::BTreeMap::new();
+    for d in token_docs(dir, &m, "val")? {
+        let at = match sets.iter().position(|(s, _)| *s == d.source) {
+            Some(i) => i,
+            None => {
+                sets.push((d.source.clone(), Vec::new()));
+                sets.len() - 1
+            }
+        };
+        let room = (max_tokens + 1).saturating_sub(sets[at].1.len() as u64).min(d.tokens);
+        if room == 0 {
+            continue;
+        }
+        if !open.contains_key(&d.shard) {
+            open.insert(d.shard.clone(), TokenShard::open(&dir.join(&d.shard))?);
+        }
+        let shard = &open[&d.shard];
+        if d.offset + d.tokens > shard.len() as u64 {
+            return Err(StageError::Input {
+                at: At::file(shard.path().to_string()),
+                msg: format!(
+                    "document {} at tokens {}..{} runs past the shard's {}",
+                    d.id,
+                    d.offset,
+                    d.offset + d.tokens,
+                    shard.len()
+                ),
+            });
+        }
+        let mut buf = vec![0u32; room as usize];
+        shard.read_into(d.offset as usize, &mut buf);
+        sets[at].1.extend_from_slice(&buf);
+    }
+    Ok(sets)
 }

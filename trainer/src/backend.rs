@@ -44,6 +44,10 @@ pub trait Backend {
     ) -> Result<Option<f32>, BackendError>;
     /// Copies one row (batch row x T + position) of the last forward pass's logits (Vp values).
     fn logits_row(&self, row: usize, out: &mut [f32]) -> Result<(), BackendError>;
+    /// Each position's loss against `targets` (B*T values) after a forward pass.
+    fn position_losses(&self, targets: &[u32], out: &mut [f32]) -> Result<(), BackendError>;
+    /// The fp32 matmul peak of this device, FLOP/s (measured once), for MFU.
+    fn peak_flops(&mut self) -> f64;
     /// The backward pass after `forward` with targets: adds the gradient of `scale` x the summed
     /// loss to the gradient buffer (scale 1 / (B T) for one batch; divided further by the number
     /// of micro-batches when accumulating).
@@ -66,12 +70,13 @@ pub struct CpuBackend {
     grads: Vec<f32>,
     adam: AdamState,
     ws: Option<Workspace<f32>>,
+    peak: Option<f64>,
 }
 
 impl CpuBackend {
     pub fn new(params: Params) -> CpuBackend {
         let (grads, adam) = (vec![0.0; params.data.len()], AdamState::new(&params.config));
-        CpuBackend { params, grads, adam, ws: None }
+        CpuBackend { params, grads, adam, ws: None, peak: None }
     }
 
     pub fn params(&self) -> &Params {
@@ -131,6 +136,32 @@ impl Backend for CpuBackend {
         let src = logits.get(row * vp..(row + 1) * vp).ok_or_else(|| BackendError::Shape(format!("row {row}")))?;
         out.get_mut(..vp).ok_or_else(|| BackendError::Shape("output shorter than Vp".into()))?.copy_from_slice(src);
         Ok(())
+    }
+
+    fn position_losses(&self, targets: &[u32], out: &mut [f32]) -> Result<(), BackendError> {
+        let ws = self.ws.as_ref().filter(|w| w.has_logits());
+        let ws = ws.ok_or_else(|| BackendError::Shape("no logits: no forward pass since the last backward".into()))?;
+        let (b, t) = ws.shape();
+        if targets.len() != b * t || out.len() != b * t {
+            return Err(BackendError::Shape(format!("{} targets for B={b} x T={t}", targets.len())));
+        }
+        out.copy_from_slice(&ws.position_losses(targets));
+        Ok(())
+    }
+
+    fn peak_flops(&mut self) -> f64 {
+        *self.peak.get_or_insert_with(|| {
+            let n = 512;
+            let (x, y) = (vec![1.0f32; n * n], vec![0.5f32; n * n]);
+            let mut z = vec![0.0f32; n * n];
+            crate::forward::matmul_forward(&mut z, &x, &y, None, n, n); // warm-up
+            let reps = 8;
+            let start = std::time::Instant::now();
+            for _ in 0..reps {
+                crate::forward::matmul_forward(&mut z, &x, &y, None, n, n);
+            }
+            2.0 * (n * n * n * reps) as f64 / start.elapsed().as_secs_f64().max(1e-9)
+        })
     }
 
     fn backward(&mut self, tokens: &[u32], targets: &[u32], scale: f32) -> Result<(), BackendError> {

@@ -739,6 +739,15 @@ impl<T: Real> Workspace<T> {
         self.fresh
     }
 
+    /// Each position's cross-entropy against `targets` (B*T values), after a forward pass.
+    pub fn position_losses(&self, targets: &[u32]) -> Vec<T> {
+        let vp = self.cfg.padded_vocab_size;
+        let (layer, global) = act_sizes(&self.cfg, self.b, self.t);
+        let at = self.cfg.num_layers * layer.iter().sum::<usize>() + global[..5].iter().sum::<usize>();
+        let lse = &self.acts[at..at + global[5]];
+        self.logits().chunks(vp).zip(lse).zip(targets).map(|((z, &l), &y)| l - z[y as usize]).collect()
+    }
+
     /// The logits (B*T, Vp) of the last forward pass (padding columns included; they are
     /// outside the softmax and never sampled).
     pub fn logits(&self) -> &[T] {

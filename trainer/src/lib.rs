@@ -5,10 +5,15 @@
 //! `shards` formats.
 
 pub mod backend;
+pub mod chart;
+pub mod checkpoint;
 pub mod forward;
+pub mod generate;
 pub mod loader;
 pub mod model;
 pub mod optim;
+pub mod schedule;
 pub mod simd;
+pub mod train;
 
 pub use loader::{Cursor, DataLoader, LoaderError};

@@ -1,72 +1,114 @@
-//! Batches of (inputs, targets) from token shards, with llm.c's DataLoader semantics:
-//! each of `world` processes reads B*T+1 consecutive tokens at its own offset, all advance
-//! by B*T*world, and a shard too short for the next read moves everyone to the next shard
-//! (wrapping around after the last). Not a shuffler: shards are shuffled when written.
+//! Training windows from llm.c token shards. A window is T+1 consecutive tokens of one shard
+//! (inputs and targets shifted by one) starting at a multiple of T, so consecutive windows
+//! share one token, as llm.c reads them. Each epoch visits every window once, in an order that
+//! is a function of the seed and the epoch alone: a keyed Feistel permutation of the window
+//! indices (cycle-walked to the exact count), so the order needs no memory however many
+//! windows there are. The cursor (epoch, windows consumed) is the whole data state: a run
+//! resumed from it reads exactly the windows it would have read. Data-parallel workers split
+//! each global batch by stride: worker r of R takes its positions r, r + R, ...; the global
+//! batch, and so the data order, does not depend on R.
 
 use shards::{Loc, ShardError, TokenShard};
 
-/// Dimension letters: B = batch size (sequences), T = sequence length (tokens).
 #[derive(Debug, thiserror::Error)]
 pub enum LoaderError {
     #[error(transparent)]
     Shard(#[from] ShardError),
-    #[error(
-        "{path}: {len} tokens, too few for one step of {need} (B*T*world + 1)\nhint: use smaller B or T, fewer processes, or larger shards"
-    )]
-    ShardTooSmall { path: String, len: usize, need: usize },
-    #[error("no token shards given\nhint: run `grist tokenize` first")]
+    #[error("no training windows: the shards hold {tokens} tokens, too few for one window of T+1 = {need}")]
+    TooFew { tokens: usize, need: usize },
+    #[error("no token shards given\nhint: run `grist tokenize` (and `grist blend`) first")]
     NoShards,
     #[error("invalid loader settings: {0}")]
     Settings(String),
 }
 
-/// Where the loader is: shard index and token position. Saved in checkpoints for exact resume.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where the loader is: the epoch and the windows of it already consumed. Saved in
+/// checkpoints for exact resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Cursor {
-    pub shard: usize,
-    pub position: usize,
+    pub epoch: u64,
+    pub offset: u64,
 }
 
-/// Streams batches for one process of `world`.
+/// A permutation of 0..n keyed by (seed, epoch): a 4-round Feistel network on the smallest
+/// even bit width covering n, cycle-walked back into range.
+#[derive(Debug, Clone, Copy)]
+struct Permutation {
+    n: u64,
+    half: u32,
+    keys: [u64; 4],
+}
+
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Permutation {
+    fn new(n: u64, seed: u64, epoch: u64) -> Permutation {
+        let bits = (64 - n.saturating_sub(1).leading_zeros()).max(2);
+        let half = bits.div_ceil(2);
+        let base = mix(seed ^ mix(epoch ^ 0x5EED));
+        let keys = [mix(base), mix(base ^ 1), mix(base ^ 2), mix(base ^ 3)];
+        Permutation { n, half, keys }
+    }
+
+    fn encrypt(&self, x: u64) -> u64 {
+        let mask = (1u64 << self.half) - 1;
+        let (mut l, mut r) = (x >> self.half, x & mask);
+        for k in self.keys {
+            (l, r) = (r, l ^ (mix(r ^ k) & mask));
+        }
+        (l << self.half) | r
+    }
+
+    fn at(&self, i: u64) -> u64 {
+        let mut y = self.encrypt(i);
+        while y >= self.n {
+            y = self.encrypt(y);
+        }
+        y
+    }
+}
+
+/// The windows of a set of shards, and their order per epoch.
 #[derive(Debug)]
 pub struct DataLoader {
     shards: Vec<TokenShard>,
-    b: usize,
     t: usize,
-    rank: usize,
-    world: usize,
+    /// starts[i]: the first window index of shard i; starts[shards] = the window count.
+    starts: Vec<u64>,
+    seed: u64,
     cursor: Cursor,
-    buf: Vec<u32>, // (B*T + 1)
 }
 
 impl DataLoader {
-    pub fn new(locs: &[Loc], b: usize, t: usize, rank: usize, world: usize) -> Result<DataLoader, LoaderError> {
-        if b == 0 || t == 0 || world == 0 || rank >= world {
-            return Err(LoaderError::Settings(format!("B={b}, T={t}, rank={rank}, world={world}")));
+    /// Opens `locs` (each checked: magic, version, length) for windows of `t` + 1 tokens.
+    pub fn new(locs: &[Loc], t: usize, seed: u64) -> Result<DataLoader, LoaderError> {
+        if t == 0 {
+            return Err(LoaderError::Settings("T = 0".into()));
         }
         if locs.is_empty() {
             return Err(LoaderError::NoShards);
         }
-        let need = b * t * world + 1;
-        let shards = locs
-            .iter()
-            .map(|l| {
-                let s = TokenShard::open(l)?;
-                if s.len() < need {
-                    return Err(LoaderError::ShardTooSmall { path: s.path().to_string(), len: s.len(), need });
-                }
-                Ok(s)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut dl =
-            DataLoader { shards, b, t, rank, world, cursor: Cursor { shard: 0, position: 0 }, buf: vec![0; b * t + 1] };
-        dl.reset();
-        Ok(dl)
+        let shards = locs.iter().map(TokenShard::open).collect::<Result<Vec<_>, _>>()?;
+        let mut starts = vec![0u64];
+        for s in &shards {
+            let windows = if s.len() > t { (s.len() - 1) / t } else { 0 };
+            starts.push(starts[starts.len() - 1] + windows as u64);
+        }
+        if starts[shards.len()] == 0 {
+            let tokens = shards.iter().map(|s| s.len()).sum();
+            return Err(LoaderError::TooFew { tokens, need: t + 1 });
+        }
+        Ok(DataLoader { shards, t, starts, seed, cursor: Cursor::default() })
     }
 
-    /// Back to the first shard.
-    pub fn reset(&mut self) {
-        self.cursor = Cursor { shard: 0, position: self.b * self.t * self.rank };
+    /// Windows per epoch.
+    pub fn windows(&self) -> u64 {
+        self.starts[self.shards.len()]
     }
 
     pub fn cursor(&self) -> Cursor {
@@ -75,30 +117,60 @@ impl DataLoader {
 
     /// Restores a saved cursor (from a checkpoint).
     pub fn set_cursor(&mut self, c: Cursor) -> Result<(), LoaderError> {
-        let ok = c.shard < self.shards.len() && c.position + self.b * self.t < self.shards[c.shard].len();
-        if !ok {
-            return Err(LoaderError::Settings(format!("cursor {c:?} is outside the shards")));
+        if c.offset >= self.windows() {
+            return Err(LoaderError::Settings(format!("cursor {c:?} is past the {} windows", self.windows())));
         }
         self.cursor = c;
         Ok(())
     }
 
-    /// Fills `inputs` and `targets` (each B*T, row-major (B, T)) with the next batch.
-    pub fn next_batch(&mut self, inputs: &mut [u32], targets: &mut [u32]) {
-        let n = self.b * self.t;
-        assert_eq!((inputs.len(), targets.len()), (n, n), "inputs and targets must hold B*T tokens");
-        let shard = &self.shards[self.cursor.shard];
-        shard.read_into(self.cursor.position, &mut self.buf);
-        inputs.copy_from_slice(&self.buf[..n]);
-        targets.copy_from_slice(&self.buf[1..]);
-        self.cursor.position += n * self.world;
-        // Every rank tests the whole world's next span (from rank 0's offset), so all ranks
-        // move to the next shard on the same step.
-        let base = self.cursor.position - n * self.rank;
-        if base + n * self.world + 1 > shard.len() {
-            self.cursor.shard = (self.cursor.shard + 1) % self.shards.len();
-            self.cursor.position = n * self.rank;
+    /// The window at position `i` of `epoch`'s order.
+    pub fn window_at(&self, epoch: u64, i: u64) -> u64 {
+        Permutation::new(self.windows(), self.seed, epoch).at(i)
+    }
+
+    /// The next global batch of `n` windows, advancing the cursor past all of it (into the next
+    /// epoch when this one runs out); returns the windows of worker `rank` of `world`.
+    pub fn next_batch(&mut self, n: usize, rank: usize, world: usize) -> Result<Vec<u64>, LoaderError> {
+        if world == 0 || rank >= world {
+            return Err(LoaderError::Settings(format!("rank {rank} of {world} workers")));
         }
+        let total = self.windows();
+        let mut perm = Permutation::new(total, self.seed, self.cursor.epoch);
+        let mut mine = Vec::with_capacity(n.div_ceil(world));
+        for j in 0..n {
+            if self.cursor.offset == total {
+                self.cursor = Cursor { epoch: self.cursor.epoch + 1, offset: 0 };
+                perm = Permutation::new(total, self.seed, self.cursor.epoch);
+            }
+            if j % world == rank {
+                mine.push(perm.at(self.cursor.offset));
+            }
+            self.cursor.offset += 1;
+        }
+        if self.cursor.offset == total {
+            self.cursor = Cursor { epoch: self.cursor.epoch + 1, offset: 0 };
+        }
+        Ok(mine)
+    }
+
+    /// Fills `inputs` and `targets` (each `windows.len()` x T, row-major) from the windows.
+    pub fn fill(&self, windows: &[u64], inputs: &mut [u32], targets: &mut [u32]) {
+        let t = self.t;
+        assert!(inputs.len() == windows.len() * t && targets.len() == inputs.len(), "inputs and targets hold B x T");
+        let mut buf = vec![0u32; t + 1];
+        for (k, &w) in windows.iter().enumerate() {
+            let shard = self.starts.partition_point(|&s| s <= w) - 1;
+            let at = (w - self.starts[shard]) as usize * t;
+            self.shards[shard].read_into(at, &mut buf);
+            inputs[k * t..(k + 1) * t].copy_from_slice(&buf[..t]);
+            targets[k * t..(k + 1) * t].copy_from_slice(&buf[1..]);
+        }
+    }
+
+    /// The shards' paths and token counts.
+    pub fn shard_lens(&self) -> Vec<(String, usize)> {
+        self.shards.iter().map(|s| (s.path().to_string(), s.len())).collect()
     }
 }
 
@@ -122,67 +194,89 @@ mod tests {
     }
 
     #[test]
-    fn targets_are_inputs_shifted_and_ranks_interleave() {
-        let dir = tempfile::tempdir().unwrap();
-        let locs = shards(&dir, &[100, 50]);
-        let (b, t) = (2, 4);
-        let mut r0 = DataLoader::new(&locs, b, t, 0, 2).unwrap();
-        let mut r1 = DataLoader::new(&locs, b, t, 1, 2).unwrap();
-        let (mut x, mut y) = (vec![0; 8], vec![0; 8]);
-        r0.next_batch(&mut x, &mut y);
-        assert_eq!(x, (0..8).collect::<Vec<_>>());
-        assert_eq!(y, (1..9).collect::<Vec<_>>());
-        r1.next_batch(&mut x, &mut y);
-        assert_eq!(x, (8..16).collect::<Vec<_>>());
-        r0.next_batch(&mut x, &mut y);
-        assert_eq!(x[0], 16);
-    }
-
-    #[test]
-    fn moves_to_next_shard_and_wraps_and_resumes() {
-        let dir = tempfile::tempdir().unwrap();
-        let locs = shards(&dir, &[20, 20]);
-        let mut dl = DataLoader::new(&locs, 1, 8, 0, 1).unwrap();
-        let (mut x, mut y) = (vec![0; 8], vec![0; 8]);
-        let mut firsts = Vec::new();
-        for _ in 0..5 {
-            dl.next_batch(&mut x, &mut y);
-            firsts.push(x[0]);
+    fn the_permutation_is_a_bijection_for_any_count_and_depends_on_seed_and_epoch() {
+        for n in [1u64, 2, 3, 7, 64, 100, 1000, 4097] {
+            let p = Permutation::new(n, 42, 0);
+            let mut seen: Vec<u64> = (0..n).map(|i| p.at(i)).collect();
+            seen.sort_unstable();
+            assert_eq!(seen, (0..n).collect::<Vec<_>>(), "n = {n}");
         }
-        // Shard 0 gives reads at 0 and 8 (16+9 > 20), then shard 1 (tokens 20..40), then wrap.
-        assert_eq!(firsts, [0, 8, 20, 28, 0]);
-        let saved = dl.cursor();
-        dl.next_batch(&mut x, &mut y);
-        let want = x.clone();
-        dl.set_cursor(saved).unwrap();
-        dl.next_batch(&mut x, &mut y);
-        assert_eq!(x, want);
+        let order = |seed, epoch| (0..100).map(|i| Permutation::new(100, seed, epoch).at(i)).collect::<Vec<_>>();
+        assert_eq!(order(1, 0), order(1, 0));
+        assert_ne!(order(1, 0), order(1, 1), "epochs differ");
+        assert_ne!(order(1, 0), order(2, 0), "seeds differ");
+        assert_ne!(order(1, 0), (0..100).collect::<Vec<_>>(), "shuffled");
     }
 
     #[test]
-    fn ranks_change_shards_on_the_same_step() {
+    fn windows_are_t_plus_one_tokens_within_a_shard_and_an_epoch_covers_them_all() {
         let dir = tempfile::tempdir().unwrap();
-        // 92 tokens, B*T = 8, world 2: after 5 steps rank 0 would still fit (80 + 9 <= 92)
-        // while rank 1 would not (88 + 9 > 92); both must move together.
-        let locs = shards(&dir, &[92, 40]);
-        let mut ranks: Vec<DataLoader> = (0..2).map(|r| DataLoader::new(&locs, 1, 8, r, 2).unwrap()).collect();
-        let (mut x, mut y) = (vec![0; 8], vec![0; 8]);
-        for _ in 0..12 {
-            let shards: Vec<usize> = ranks.iter().map(|r| r.cursor().shard).collect();
-            assert_eq!(shards[0], shards[1]);
-            for r in ranks.iter_mut() {
-                r.next_batch(&mut x, &mut y);
-            }
+        // 4 windows of T = 8 in shard 0 (33 tokens: 32 + 1), 2 in shard 1 (20), none in shard 2.
+        let locs = shards(&dir, &[33, 20, 5]);
+        let mut dl = DataLoader::new(&locs, 8, 7).unwrap();
+        assert_eq!(dl.windows(), 6);
+        let mut all = dl.next_batch(6, 0, 1).unwrap();
+        assert_eq!(dl.cursor(), Cursor { epoch: 1, offset: 0 });
+        let (mut x, mut y) = (vec![0; 6 * 8], vec![0; 6 * 8]);
+        dl.fill(&all, &mut x, &mut y);
+        for (row, &w) in all.iter().enumerate() {
+            let first = if w < 4 { w as u32 * 8 } else { 33 + (w as u32 - 4) * 8 };
+            assert_eq!(x[row * 8..(row + 1) * 8], (first..first + 8).collect::<Vec<_>>()[..]);
+            assert_eq!(y[row * 8..(row + 1) * 8], (first + 1..first + 9).collect::<Vec<_>>()[..]);
         }
+        all.sort_unstable();
+        assert_eq!(all, [0, 1, 2, 3, 4, 5]);
     }
 
     #[test]
-    fn rejects_small_shards_and_bad_settings() {
+    fn workers_split_each_batch_disjointly_and_the_order_ignores_the_worker_count() {
         let dir = tempfile::tempdir().unwrap();
-        let locs = shards(&dir, &[10]);
-        let e = DataLoader::new(&locs, 2, 8, 0, 1).unwrap_err().to_string();
-        assert!(e.contains("s0.bin") && e.contains("too few"), "{e}");
-        assert!(DataLoader::new(&locs, 1, 4, 2, 2).is_err());
-        assert!(matches!(DataLoader::new(&[], 1, 4, 0, 1), Err(LoaderError::NoShards)));
+        let locs = shards(&dir, &[801, 401]);
+        let (t, seed, batch) = (4, 3, 12);
+        let mut one = DataLoader::new(&locs, t, seed).unwrap();
+        let mut three: Vec<DataLoader> = (0..3).map(|_| DataLoader::new(&locs, t, seed).unwrap()).collect();
+        // 300 windows: 30 batches of 12 cross an epoch boundary (25 batches per epoch).
+        for _ in 0..30 {
+            let global = one.next_batch(batch, 0, 1).unwrap();
+            let parts: Vec<Vec<u64>> =
+                three.iter_mut().enumerate().map(|(r, d)| d.next_batch(batch, r, 3).unwrap()).collect();
+            let mut union: Vec<u64> = parts.concat();
+            union.sort_unstable();
+            let mut want = global.clone();
+            want.sort_unstable();
+            assert_eq!(union, want, "the workers' windows are the global batch, each once");
+            assert!(three.iter().all(|d| d.cursor() == one.cursor()));
+        }
+        assert_eq!(one.cursor(), Cursor { epoch: 1, offset: 60 });
+        // Resume: a loader set to a saved cursor reads what the original reads next.
+        let saved = one.cursor();
+        let next = one.next_batch(batch, 0, 1).unwrap();
+        let mut resumed = DataLoader::new(&locs, t, seed).unwrap();
+        resumed.set_cursor(saved).unwrap();
+        assert_eq!(resumed.next_batch(batch, 0, 1).unwrap(), next);
+    }
+
+    #[test]
+    fn refuses_bad_shards_and_settings_with_the_file_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let locs = shards(&dir, &[5]);
+        let e = DataLoader::new(&locs, 8, 0).unwrap_err().to_string();
+        assert!(e.contains("too few") && e.contains("9"), "{e}");
+        assert!(matches!(DataLoader::new(&[], 4, 0), Err(LoaderError::NoShards)));
+        let good = shards(&dir, &[100]);
+        let mut dl = DataLoader::new(&good, 4, 0).unwrap();
+        assert!(dl.next_batch(4, 2, 2).is_err());
+        assert!(dl.set_cursor(Cursor { epoch: 0, offset: 25 }).is_err());
+        // Wrong magic, and a truncated shard.
+        let bytes = std::fs::read(dir.path().join("s0.bin")).unwrap();
+        let bad = dir.path().join("bad.bin");
+        let mut wrong = bytes.clone();
+        wrong[0] ^= 0xff;
+        std::fs::write(&bad, &wrong).unwrap();
+        let e = DataLoader::new(&[Loc::local(&bad)], 4, 0).unwrap_err().to_string();
+        assert!(e.contains("bad.bin"), "{e}");
+        std::fs::write(&bad, &bytes[..bytes.len() - 3]).unwrap();
+        let e = DataLoader::new(&[Loc::local(&bad)], 4, 0).unwrap_err().to_string();
+        assert!(e.contains("bad.bin"), "{e}");
     }
 }

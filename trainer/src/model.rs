@@ -173,7 +173,7 @@ pub enum Param {
 }
 
 /// Every parameter in one allocation, carved by the size table.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Params {
     pub config: GptConfig,
     pub data: Vec<f32>,

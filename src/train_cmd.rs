@@ -1,0 +1,201 @@
+//! `grist train` and `grist generate`: the training config (a standalone TOML file, or a
+//! recipe's `[train]` table), the token shards it names, a progress bar, and sampling text from
+//! a checkpoint with GPT-2's BPE.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use shards::{Loc, Manifest};
+use trainer::backend::CpuBackend;
+use trainer::generate::{Sampling, generate};
+use trainer::train::{Event, TrainConfig, TrainSummary, ValSet};
+
+/// Reads a training config: a file whose top level is the config, or a recipe with a `[train]`
+/// table (then `train_data`, `val_data` and `out` default to the recipe's blend, tokenize and
+/// train directories). `overrides` are `key=value` (or `train.key=value`), values read as TOML.
+pub fn load_config(path: &Path, overrides: &[String]) -> Result<TrainConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read the config", path.display()))?;
+    let mut doc: toml::Table = toml::from_str(&text).with_context(|| format!("{}: not valid TOML", path.display()))?;
+    let mut table = match doc.remove("train") {
+        Some(toml::Value::Table(t)) => {
+            let out = doc.get("run").and_then(|r| r.get("out")).and_then(|o| o.as_str()).unwrap_or("out").to_string();
+            recipe_defaults(t, &out)
+        }
+        Some(_) => bail!("{}: `train` must be a table", path.display()),
+        None => doc,
+    };
+    for o in overrides {
+        let (key, raw) =
+            o.split_once('=').with_context(|| format!("override {o:?} is not KEY=VALUE (e.g. --set lr=3e-4)"))?;
+        let key = key.trim().trim_start_matches("train.");
+        let raw = raw.trim();
+        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+        table.insert(key.to_string(), value);
+    }
+    let cfg: TrainConfig =
+        toml::Value::Table(table).try_into().with_context(|| format!("{}: the training config", path.display()))?;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// A recipe's `[train]` with its data and output defaults under `run.out`.
+pub fn recipe_defaults(mut t: toml::Table, out: &str) -> toml::Table {
+    for (k, v) in [("train_data", "blend"), ("val_data", "tokenize"), ("out", "train")] {
+        t.entry(k).or_insert_with(|| toml::Value::String(format!("{out}/{v}")));
+    }
+    t
+}
+
+/// Token shards of a split (`train` or `val`): a stage directory's side files of that split,
+/// a directory's `.bin` files, or one file.
+pub fn resolve_shards(path: &str, split: &str) -> Result<Vec<Loc>> {
+    let p = Path::new(path);
+    let manifest = p.join(pipeline::stage::MANIFEST);
+    let mut files: Vec<String> = if manifest.exists() {
+        let m = Manifest::read(&Loc::local(&manifest))?;
+        let tag = format!(".side-{split}");
+        m.side.iter().map(|f| f.path.clone()).filter(|f| f.contains(&tag) && f.ends_with(".bin")).collect()
+    } else if p.is_dir() {
+        std::fs::read_dir(p)
+            .with_context(|| format!("{path}: cannot list"))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".bin"))
+            .collect()
+    } else if p.is_file() {
+        return Ok(vec![Loc::local(p)]);
+    } else {
+        bail!("{path}: no such token shard or directory\nhint: run the recipe's tokenize and blend stages first");
+    };
+    files.sort();
+    if files.is_empty() {
+        bail!("{path}: no {split} token shards there");
+    }
+    Ok(files.iter().map(|f| Loc::local(p.join(f))).collect())
+}
+
+/// Validation sets: per source from a tokenize output's sidecars, else all `.bin` shards
+/// of the path as one set `val`.
+pub fn val_sets(path: &str, eval_tokens: u64) -> Result<Vec<ValSet>> {
+    let p = Path::new(path);
+    let manifest = p.join(pipeline::stage::MANIFEST);
+    if manifest.exists() && Manifest::read(&Loc::local(&manifest))?.stage == pipeline::tokenize::STAGE {
+        let sets = pipeline::tokenize::val_sets(&Loc::local(p), eval_tokens)?;
+        return Ok(sets.into_iter().map(|(name, tokens)| ValSet { name, tokens }).collect());
+    }
+    let mut tokens = Vec::new();
+    for loc in resolve_shards(path, "val")? {
+        let s = shards::TokenShard::open(&loc)?;
+        let take = (eval_tokens as usize + 1).saturating_sub(tokens.len()).min(s.len());
+        let mut buf = vec![0u32; take];
+        s.read_into(0, &mut buf);
+        tokens.extend_from_slice(&buf);
+    }
+    Ok(vec![ValSet { name: "val".into(), tokens }])
+}
+
+/// Trains by `cfg` with a progress bar on a terminal (a log line per eval and checkpoint).
+pub fn run_training(cfg: &TrainConfig, fresh: bool) -> Result<TrainSummary> {
+    let train = resolve_shards(&cfg.train_data, "train")?;
+    let val = match &cfg.val_data {
+        Some(v) => val_sets(v, cfg.eval_tokens)?,
+        None => Vec::new(),
+    };
+    let model = cfg.model_config()?;
+    tracing::info!(
+        "training {} ({} parameters, T={}) on {} shards, validating on {} sets; out {}",
+        cfg.model,
+        model.num_params(),
+        model.max_seq_len,
+        train.len(),
+        val.len(),
+        cfg.out
+    );
+    let bar = if std::io::stderr().is_terminal() { ProgressBar::new(1) } else { ProgressBar::hidden() };
+    if let Ok(style) = ProgressStyle::with_template("   train [{bar:30}] {pos}/{len} {msg} eta {eta}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    let mut on_event = |e: &Event| match e {
+        Event::Start { step, tokens, total_tokens, steps, resumed } => {
+            match (total_tokens, steps) {
+                (Some(n), _) => {
+                    bar.set_length(*n);
+                    bar.set_position(*tokens);
+                }
+                (None, Some(s)) => {
+                    bar.set_length(*s);
+                    bar.set_position(*step);
+                }
+                _ => {}
+            }
+            if let Some(r) = resumed {
+                tracing::info!("resuming from {} (step {step}, {tokens} tokens)", r.display());
+            }
+        }
+        Event::Step(v) => {
+            let pos = if cfg.total_tokens.is_some() { v["tokens"].as_u64() } else { v["step"].as_u64() };
+            bar.set_position(pos.unwrap_or(0));
+            bar.set_message(format!(
+                "step {} loss {:.4} {:.0} tok/s",
+                v["step"],
+                v["loss"].as_f64().unwrap_or(f64::NAN),
+                v["tokens_per_s"].as_f64().unwrap_or(0.0)
+            ));
+        }
+        Event::Eval(v) => bar.suspend(|| {
+            tracing::info!(
+                "step {}: validation loss {:.4} {}",
+                v["step"],
+                v["val_loss"].as_f64().unwrap_or(f64::NAN),
+                v["val"]
+            )
+        }),
+        Event::Checkpoint(p) => bar.suspend(|| tracing::debug!("checkpoint {}", p.display())),
+    };
+    let summary = trainer::train::train(cfg, &train, &val, fresh, &mut on_event);
+    bar.finish_and_clear();
+    Ok(summary?)
+}
+
+/// Prints a training summary.
+pub fn print_summary(s: &TrainSummary) {
+    let f = |x: Option<f32>| x.map_or("-".to_string(), |v| format!("{v:.4}"));
+    println!("steps    {} ({} tokens)", s.steps, s.tokens);
+    println!("loss     {} -> {}   validation {}", f(s.first_loss), f(s.last_loss), f(s.val_loss));
+    if let Some(c) = &s.checkpoint {
+        println!("model    {c}   (Hugging Face GPT-2: GPT2LMHeadModel.from_pretrained)");
+    }
+    println!("metrics  {}", s.metrics);
+    println!("chart    {}", s.chart);
+}
+
+/// `grist generate`: continues a prompt with a checkpoint's model.
+pub fn run_generate(checkpoint: &str, prompt: &str, tokens: usize, sampling: Sampling) -> Result<String> {
+    let mut dir = Path::new(checkpoint).to_path_buf();
+    if let Some(latest) =
+        trainer::checkpoint::latest(&dir).or_else(|| trainer::checkpoint::latest(&dir.join("checkpoints")))
+    {
+        dir = latest;
+    }
+    let params = trainer::checkpoint::load_model(&dir)?;
+    let vocab = params.config.vocab_size;
+    if vocab != pipeline::tokenize::GPT2_VOCAB {
+        bail!(
+            "{}: the model has a vocabulary of {vocab}, not GPT-2's {}; grist generate encodes and decodes with GPT-2's BPE",
+            dir.display(),
+            pipeline::tokenize::GPT2_VOCAB
+        );
+    }
+    let eot = pipeline::tokenize::EOT;
+    let mut ids = vec![eot];
+    ids.extend(pipeline::tokenize::gpt2_tokens(prompt));
+    let mut model = CpuBackend::new(params);
+    let out = generate(&mut model, &ids, tokens, &sampling, Some(eot))?;
+    let text: Vec<u32> = out.into_iter().filter(|&t| t != eot).collect();
+    Ok(format!("{prompt}{}", pipeline::tokenize::gpt2_decode_lossy(&text)))
+}

@@ -1,0 +1,398 @@
+//! Checkpoints that Hugging Face `transformers` loads as they are, plus the training state for an
+//! exact resume. A checkpoint is a directory:
+//!
+//! - `model.safetensors`: the weights under GPT-2's names and layouts (`transformer.wte.weight`
+//!   (V, C) without the vocabulary padding, `transformer.h.0.attn.c_attn.weight` in Conv1D's
+//!   (in, out) layout, ...); the output embedding is tied to `wte`, so there is no `lm_head`;
+//! - `config.json`: a `GPT2Config` (`GPT2LMHeadModel.from_pretrained(dir)` reads both);
+//! - `optimizer.safetensors`: AdamW's moments in grist's flat parameter layout;
+//! - `state.json`: the step, tokens seen, data cursor and the training config.
+//!
+//! A checkpoint is written into `NAME.tmp`, synced, then renamed, so a crash leaves either the
+//! whole checkpoint or none; `latest` names the newest and is replaced by a rename too.
+//!
+//! safetensors: an 8-byte little-endian header length, a JSON header (name -> dtype, shape,
+//! byte offsets; `__metadata__`), then the data; written and read here directly.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::model::{GptConfig, Param, Params};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{path}: {msg}")]
+    Format { path: String, msg: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Io { path: path.display().to_string(), source }
+}
+
+fn format_err(path: &Path, msg: impl Into<String>) -> CheckpointError {
+    CheckpointError::Format { path: path.display().to_string(), msg: msg.into() }
+}
+
+/// A named f32 tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// Writes f32 tensors as a safetensors file (header padded to 8 bytes, as the reference
+/// writer does).
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[Tensor],
+    metadata: &BTreeMap<String, String>,
+) -> Result<(), CheckpointError> {
+    let mut header = serde_json::Map::new();
+    if !metadata.is_empty() {
+        header.insert("__metadata__".into(), json!(metadata));
+    }
+    let mut at = 0usize;
+    for t in tensors {
+        assert_eq!(t.shape.iter().product::<usize>(), t.data.len(), "{}: shape and data disagree", t.name);
+        let end = at + t.data.len() * 4;
+        header.insert(t.name.clone(), json!({"dtype": "F32", "shape": t.shape, "data_offsets": [at, end]}));
+        at = end;
+    }
+    let mut text = serde_json::to_vec(&Value::Object(header)).map_err(|e| format_err(path, e.to_string()))?;
+    while text.len() % 8 != 0 {
+        text.push(b' ');
+    }
+    let file = std::fs::File::create(path).map_err(io(path))?;
+    let mut w = std::io::BufWriter::new(file);
+    w.write_all(&(text.len() as u64).to_le_bytes()).map_err(io(path))?;
+    w.write_all(&text).map_err(io(path))?;
+    for t in tensors {
+        let bytes: Vec<u8> = t.data.iter().flat_map(|x| x.to_le_bytes()).collect();
+        w.write_all(&bytes).map_err(io(path))?;
+    }
+    let file = w.into_inner().map_err(|e| io(path)(e.into_error()))?;
+    file.sync_all().map_err(io(path))
+}
+
+/// Reads every tensor of a safetensors file (F32 only), checking the header's offsets against
+/// the file.
+pub fn read_safetensors(path: &Path) -> Result<(Vec<Tensor>, BTreeMap<String, String>), CheckpointError> {
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    let n =
+        bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default())).ok_or_else(|| {
+            format_err(path, format!("{} bytes: too short for a safetensors header length", bytes.len()))
+        })? as usize;
+    let body = 8usize.checked_add(n).filter(|&e| e <= bytes.len()).ok_or_else(|| {
+        format_err(path, format!("header of {n} bytes at offset 8 runs past the end ({} bytes)", bytes.len()))
+    })?;
+    let header: serde_json::Map<String, Value> =
+        serde_json::from_slice(&bytes[8..body]).map_err(|e| format_err(path, format!("header at offset 8: {e}")))?;
+    let data = &bytes[body..];
+    let mut metadata = BTreeMap::new();
+    let mut tensors = Vec::new();
+    for (name, v) in header {
+        if name == "__metadata__" {
+            for (k, x) in v.as_object().into_iter().flatten() {
+                metadata.insert(k.clone(), x.as_str().unwrap_or_default().to_string());
+            }
+            continue;
+        }
+        let dtype = v["dtype"].as_str().unwrap_or_default();
+        if dtype != "F32" {
+            return Err(format_err(path, format!("{name}: dtype {dtype:?}, only F32 is read")));
+        }
+        let shape: Vec<usize> =
+            v["shape"].as_array().into_iter().flatten().filter_map(|x| x.as_u64()).map(|x| x as usize).collect();
+        let offs: Vec<usize> =
+            v["data_offsets"].as_array().into_iter().flatten().filter_map(|x| x.as_u64()).map(|x| x as usize).collect();
+        let [a, b] = offs[..] else {
+            return Err(format_err(path, format!("{name}: data_offsets missing")));
+        };
+        if a > b || b > data.len() || b - a != shape.iter().product::<usize>() * 4 {
+            return Err(format_err(
+                path,
+                format!("{name}: bytes {a}..{b} of {} do not hold shape {shape:?}", data.len()),
+            ));
+        }
+        let values = data[a..b].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        tensors.push(Tensor { name, shape, data: values });
+    }
+    Ok((tensors, metadata))
+}
+
+/// (out, in) row-major -> (in, out) row-major.
+fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; x.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = x[r * cols + c];
+        }
+    }
+    out
+}
+
+/// The Hugging Face GPT-2 tensors of `params`: name, shape, and whether grist's (out, in)
+/// matrix is transposed into Conv1D's (in, out).
+fn hf_layout(cfg: &GptConfig) -> Vec<(String, Param, usize, Vec<usize>, bool)> {
+    let (c, t, v) = (cfg.channels, cfg.max_seq_len, cfg.vocab_size);
+    let mut out = vec![
+        ("transformer.wte.weight".to_string(), Param::Wte, 0, vec![v, c], false),
+        ("transformer.wpe.weight".to_string(), Param::Wpe, 0, vec![t, c], false),
+    ];
+    for i in 0..cfg.num_layers {
+        let h = |s: &str| format!("transformer.h.{i}.{s}");
+        out.extend([
+            (h("ln_1.weight"), Param::Ln1W, i, vec![c], false),
+            (h("ln_1.bias"), Param::Ln1B, i, vec![c], false),
+            (h("attn.c_attn.weight"), Param::QkvW, i, vec![c, 3 * c], true),
+            (h("attn.c_attn.bias"), Param::QkvB, i, vec![3 * c], false),
+            (h("attn.c_proj.weight"), Param::AttProjW, i, vec![c, c], true),
+            (h("attn.c_proj.bias"), Param::AttProjB, i, vec![c], false),
+            (h("ln_2.weight"), Param::Ln2W, i, vec![c], false),
+            (h("ln_2.bias"), Param::Ln2B, i, vec![c], false),
+            (h("mlp.c_fc.weight"), Param::FcW, i, vec![c, 4 * c], true),
+            (h("mlp.c_fc.bias"), Param::FcB, i, vec![4 * c], false),
+            (h("mlp.c_proj.weight"), Param::FcProjW, i, vec![4 * c, c], true),
+            (h("mlp.c_proj.bias"), Param::FcProjB, i, vec![c], false),
+        ]);
+    }
+    out.push(("transformer.ln_f.weight".to_string(), Param::LnfW, 0, vec![c], false));
+    out.push(("transformer.ln_f.bias".to_string(), Param::LnfB, 0, vec![c], false));
+    out
+}
+
+/// `params` as Hugging Face GPT-2 tensors.
+pub fn to_hf(params: &Params) -> Vec<Tensor> {
+    hf_layout(&params.config)
+        .into_iter()
+        .map(|(name, p, layer, shape, conv1d)| {
+            let n: usize = shape.iter().product();
+            let data = &params.get(p)[layer * n..(layer + 1) * n];
+            let data = if conv1d { transpose(data, shape[1], shape[0]) } else { data.to_vec() };
+            Tensor { name, shape, data }
+        })
+        .collect()
+}
+
+/// Parameters from Hugging Face GPT-2 tensors (the vocabulary padding left at zero).
+pub fn from_hf(cfg: GptConfig, tensors: &[Tensor], path: &Path) -> Result<Params, CheckpointError> {
+    let by_name: BTreeMap<&str, &Tensor> = tensors.iter().map(|t| (t.name.as_str(), t)).collect();
+    let mut p = Params::zeros(cfg);
+    for (name, param, layer, shape, conv1d) in hf_layout(&cfg) {
+        let t = by_name.get(name.as_str()).ok_or_else(|| format_err(path, format!("tensor {name} missing")))?;
+        if t.shape != shape {
+            return Err(format_err(path, format!("{name}: shape {:?}, the config wants {shape:?}", t.shape)));
+        }
+        let n: usize = shape.iter().product();
+        let data = if conv1d { transpose(&t.data, shape[0], shape[1]) } else { t.data.clone() };
+        p.get_mut(param)[layer * n..(layer + 1) * n].copy_from_slice(&data);
+    }
+    Ok(p)
+}
+
+/// A `GPT2Config` for `cfg`, with grist's own fields beside it (ignored by `transformers`).
+pub fn hf_config(cfg: &GptConfig) -> Value {
+    json!({
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": cfg.vocab_size,
+        "n_positions": cfg.max_seq_len,
+        "n_ctx": cfg.max_seq_len,
+        "n_embd": cfg.channels,
+        "n_layer": cfg.num_layers,
+        "n_head": cfg.num_heads,
+        "n_inner": null,
+        "activation_function": "gelu_new",
+        "layer_norm_epsilon": 1e-5,
+        "initializer_range": 0.02,
+        "resid_pdrop": 0.0,
+        "embd_pdrop": 0.0,
+        "attn_pdrop": 0.0,
+        "bos_token_id": 50256,
+        "eos_token_id": 50256,
+        "tie_word_embeddings": true,
+        "torch_dtype": "float32",
+        "grist_padded_vocab_size": cfg.padded_vocab_size,
+        "grist_attention_band": cfg.attention_band,
+    })
+}
+
+/// The model config of a checkpoint's `config.json`.
+pub fn config_from_hf(v: &Value, path: &Path) -> Result<GptConfig, CheckpointError> {
+    let get = |k: &str| {
+        v[k].as_u64().map(|x| x as usize).ok_or_else(|| format_err(path, format!("config.json: {k} missing")))
+    };
+    let (vocab, t, c, l, h) =
+        (get("vocab_size")?, get("n_positions")?, get("n_embd")?, get("n_layer")?, get("n_head")?);
+    let padded = v["grist_padded_vocab_size"].as_u64().map_or(vocab.div_ceil(128) * 128, |x| x as usize);
+    let mut cfg = GptConfig::new(t, vocab, l, h, c, 1);
+    cfg.padded_vocab_size = padded;
+    cfg.attention_band = v["grist_attention_band"].as_u64().map(|x| x as usize);
+    cfg.validate().map_err(|e| format_err(path, e))?;
+    Ok(cfg)
+}
+
+/// What a checkpoint holds besides the weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Saved {
+    pub params: Params,
+    pub m: Vec<f32>,
+    pub v: Vec<f32>,
+    /// Everything else of the training state (step, tokens, cursor, config), as JSON.
+    pub state: Value,
+}
+
+fn write_json(path: &Path, v: &Value) -> Result<(), CheckpointError> {
+    let text = serde_json::to_string_pretty(v).map_err(|e| format_err(path, e.to_string()))?;
+    let mut f = std::fs::File::create(path).map_err(io(path))?;
+    f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(io(path))
+}
+
+fn read_json(path: &Path) -> Result<Value, CheckpointError> {
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| format_err(path, format!("line {}, column {}: {e}", e.line(), e.column())))
+}
+
+/// Writes checkpoint `name` under `dir` atomically, points `latest` at it, and keeps only the
+/// newest `keep` checkpoints. Returns its directory.
+pub fn save(dir: &Path, name: &str, saved: &Saved, keep: usize) -> Result<PathBuf, CheckpointError> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let tmp = dir.join(format!("{name}.tmp"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    let cfg = &saved.params.config;
+    let meta = BTreeMap::from([("format".to_string(), "pt".to_string())]);
+    write_safetensors(&tmp.join("model.safetensors"), &to_hf(&saved.params), &meta)?;
+    write_json(&tmp.join("config.json"), &hf_config(cfg))?;
+    let n = saved.m.len();
+    let moments = [
+        Tensor { name: "adam.m".into(), shape: vec![n], data: saved.m.clone() },
+        Tensor { name: "adam.v".into(), shape: vec![n], data: saved.v.clone() },
+    ];
+    write_safetensors(&tmp.join("optimizer.safetensors"), &moments, &BTreeMap::new())?;
+    write_json(&tmp.join("state.json"), &saved.state)?;
+    let fin = dir.join(name);
+    let _ = std::fs::remove_dir_all(&fin);
+    std::fs::rename(&tmp, &fin).map_err(io(&fin))?;
+    let latest_tmp = dir.join("latest.tmp");
+    std::fs::write(&latest_tmp, name).map_err(io(&latest_tmp))?;
+    std::fs::rename(&latest_tmp, dir.join("latest")).map_err(io(dir))?;
+    // Keep the newest `keep` (names sort by step: step-00000100).
+    let mut old: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("step-") && !n.ends_with(".tmp"))
+        })
+        .collect();
+    old.sort();
+    let drop = old.len().saturating_sub(keep.max(1));
+    for p in &old[..drop] {
+        std::fs::remove_dir_all(p).map_err(io(p))?;
+    }
+    Ok(fin)
+}
+
+/// The checkpoint `latest` names under `dir`, if any.
+pub fn latest(dir: &Path) -> Option<PathBuf> {
+    let name = std::fs::read_to_string(dir.join("latest")).ok()?;
+    let p = dir.join(name.trim());
+    p.join("state.json").exists().then_some(p)
+}
+
+/// Reads the model of a checkpoint directory (`config.json` and `model.safetensors`).
+pub fn load_model(ckpt: &Path) -> Result<Params, CheckpointError> {
+    let cfg = config_from_hf(&read_json(&ckpt.join("config.json"))?, &ckpt.join("config.json"))?;
+    let path = ckpt.join("model.safetensors");
+    let (tensors, _) = read_safetensors(&path)?;
+    from_hf(cfg, &tensors, &path)
+}
+
+/// Reads a whole checkpoint directory.
+pub fn load(ckpt: &Path) -> Result<Saved, CheckpointError> {
+    let params = load_model(ckpt)?;
+    let path = ckpt.join("optimizer.safetensors");
+    let (tensors, _) = read_safetensors(&path)?;
+    let get = |k: &str| {
+        tensors
+            .iter()
+            .find(|t| t.name == k)
+            .map(|t| t.data.clone())
+            .ok_or_else(|| format_err(&path, format!("{k} missing")))
+    };
+    let (m, v) = (get("adam.m")?, get("adam.v")?);
+    if m.len() != params.data.len() || v.len() != params.data.len() {
+        return Err(format_err(&path, format!("moments of {} values for {} parameters", m.len(), params.data.len())));
+    }
+    Ok(Saved { params, m, v, state: read_json(&ckpt.join("state.json"))? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_round_trips_exactly_and_keeps_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = GptConfig { attention_band: Some(4), ..GptConfig::new(16, 100, 2, 2, 8, 64) };
+        let params = Params::gpt2_init(cfg, 3);
+        let n = params.data.len();
+        let saved = Saved {
+            params: params.clone(),
+            m: (0..n).map(|i| i as f32 * 1e-3).collect(),
+            v: (0..n).map(|i| i as f32 * 1e-6).collect(),
+            state: json!({"step": 7, "cursor": {"epoch": 1, "offset": 3}}),
+        };
+        for step in [1, 2, 3] {
+            save(dir.path(), &format!("step-{step:08}"), &saved, 2).unwrap();
+        }
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("step-"))
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        let last = latest(dir.path()).unwrap();
+        assert!(last.ends_with("step-00000003"));
+        let back = load(&last).unwrap();
+        assert_eq!(back, saved, "parameters (through the Hugging Face layout), moments and state are exact");
+        // Hugging Face names and Conv1D layout: c_attn.weight is (C, 3C), the transpose of grist's.
+        let (tensors, meta) = read_safetensors(&last.join("model.safetensors")).unwrap();
+        assert_eq!(meta["format"], "pt");
+        let attn = tensors.iter().find(|t| t.name == "transformer.h.1.attn.c_attn.weight").unwrap();
+        assert_eq!(attn.shape, [8, 24]);
+        let ours = &params.get(Param::QkvW)[3 * 8 * 8..];
+        assert_eq!(attn.data[2 * 24 + 5], ours[5 * 8 + 2], "element (in 2, out 5)");
+        assert!(tensors.iter().all(|t| !t.name.starts_with("lm_head")));
+        assert_eq!(tensors.iter().find(|t| t.name == "transformer.wte.weight").unwrap().shape, [100, 8], "no padding");
+    }
+
+    #[test]
+    fn damaged_files_are_refused_with_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.safetensors");
+        let t = [Tensor { name: "a".into(), shape: vec![2, 3], data: vec![1.0; 6] }];
+        write_safetensors(&p, &t, &BTreeMap::new()).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        assert_eq!(read_safetensors(&p).unwrap().0, t);
+        std::fs::write(&p, &bytes[..bytes.len() - 4]).unwrap();
+        let e = read_safetensors(&p).unwrap_err().to_string();
+        assert!(e.contains("x.safetensors") && e.contains("do not hold"), "{e}");
+        std::fs::write(&p, &bytes[..5]).unwrap();
+        assert!(read_safetensors(&p).unwrap_err().to_string().contains("too short"));
+        let mut big = bytes.clone();
+        big[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+        std::fs::write(&p, &big).unwrap();
+        assert!(read_safetensors(&p).unwrap_err().to_string().contains("runs past the end"));
+    }
+}
