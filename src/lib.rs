@@ -587,7 +587,21 @@ fn run_recipe(args: &StageArgs) -> Result<ExitCode> {
         let table = train_cmd::recipe_defaults(t.clone(), &recipe.run.out);
         let cfg: trainer::train::TrainConfig =
             toml::Value::Table(table).try_into().context("the recipe's [train] table")?;
-        let s = train_cmd::run_training(&cfg, false)?;
+        let s = match train_cmd::run_training(&cfg, false) {
+            Ok(s) => s,
+            // A recipe reruns a stage whose config or input changed: train again from scratch.
+            Err(e) => match e.downcast_ref::<trainer::train::TrainError>() {
+                Some(
+                    why @ (trainer::train::TrainError::ConfigChanged { .. }
+                    | trainer::train::TrainError::DataChanged { .. }),
+                ) => {
+                    let first = why.to_string();
+                    println!("train    {}; training again from scratch", first.lines().next().unwrap_or_default());
+                    train_cmd::run_training(&cfg, true)?
+                }
+                _ => return Err(e),
+            },
+        };
         println!(
             "\ntrain    {} steps, {} tokens: loss {} -> {}, validation {}",
             s.steps,

@@ -144,6 +144,9 @@ fn the_demo_recipe_runs_end_to_end_and_resumes() {
         format!("ingest.sources.1.paths=[\"{}\"]", s.join("cc").display()),
         format!("ingest.sources.2.paths=[\"{}\"]", s.join("books").display()),
         format!("decontaminate.benchmarks.0.paths=[\"{}\"]", s.join("benchmarks/sample-bench.jsonl").display()),
+        // A short training run (a debug build trains the demo's full run in minutes).
+        "train.total_tokens=12288".to_string(),
+        "train.eval_every=10".to_string(),
     ];
     let mut args = vec!["-q", "run", recipe];
     for x in &sets {
@@ -258,14 +261,33 @@ fn the_demo_recipe_runs_end_to_end_and_resumes() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("model.gqm") && stderr(&o).contains("1024"), "{}", stderr(&o));
 
+    // The GPT trained on the blend: falling loss, a validation loss, a checkpoint that loads.
+    assert!(first.contains("train    ") && first.contains("sample   The"), "{first}");
+    let metrics = std::fs::read_to_string(d.join("out/train/metrics.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = metrics.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let losses: Vec<f64> = lines.iter().filter_map(|v| v["loss"].as_f64()).collect();
+    assert!(losses.len() >= 10 && losses[losses.len() - 1] < losses[0] - 1.0, "{losses:?}");
+    assert!(lines.iter().any(|v| v["val_loss"].as_f64().is_some_and(|l| l < losses[0])), "{metrics}");
+    let latest = std::fs::read_to_string(d.join("out/train/checkpoints/latest")).unwrap();
+    let gpt = trainer::checkpoint::load_model(&d.join("out/train/checkpoints").join(latest.trim())).unwrap();
+    assert_eq!(gpt.config.vocab_size, 50257);
+
     let again = ok(grist(&args, &[]));
     assert!(again.contains("0 units done, 1 skipped") && again.contains("0 units done, 3 skipped"), "{again}");
     assert!(again.contains("quality  model up to date"), "{again}");
+    // Training resumes from its last checkpoint, which has already reached total_tokens.
+    let train_line = |o: &str| o.lines().find(|l| l.starts_with("train    ")).map(String::from);
+    assert_eq!(train_line(&again), train_line(&first), "{again}");
     // A changed [quality] value retrains.
     let mut changed = args.clone();
     changed.extend(["--set", "quality.l2=2.0"]);
     let third = ok(grist(&changed, &[]));
     assert!(third.contains("quality  trained on"), "{third}");
+    // A changed mixture changes the training shards: the GPT is trained again from scratch.
+    let mut remixed = args.clone();
+    remixed.extend(["--set", "blend.total_tokens=50000"]);
+    let fourth = ok(grist(&remixed, &[]));
+    assert!(fourth.contains("trained on other data") && fourth.contains("training again from scratch"), "{fourth}");
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

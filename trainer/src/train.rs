@@ -156,6 +156,10 @@ pub enum TrainError {
         "{dir}: its checkpoint was made with a different config ({field}: {then} then, {now} now)\nhint: restore the config, or start over with --fresh (keeps nothing)"
     )]
     ConfigChanged { dir: String, field: String, then: String, now: String },
+    #[error(
+        "{dir}: its checkpoint was trained on other data (the training shards changed since)\nhint: start over with --fresh (keeps nothing)"
+    )]
+    DataChanged { dir: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
@@ -356,6 +360,7 @@ pub fn train(
         }
     }
     let mut loader = DataLoader::new(train, t, cfg.seed)?;
+    let data_print = loader.fingerprint();
     let mut backend = CpuBackend::new(Params::gpt2_init(model, cfg.seed));
     let (mut step, mut tokens) = (0u64, 0u64);
     let resumed = checkpoint::latest(&ckpt_dir);
@@ -372,6 +377,9 @@ pub fn train(
                     now: b,
                 });
             }
+        }
+        if saved.state["data"].as_str() != Some(data_print.as_str()) {
+            return Err(TrainError::DataChanged { dir: dir.display().to_string() });
         }
         let num = |k: &str| saved.state[k].as_u64().unwrap_or(0);
         (step, tokens) = (num("step"), num("tokens"));
@@ -419,6 +427,7 @@ pub fn train(
         let state = json!({
             "step": step, "tokens": tokens, "adam_step": s.step,
             "cursor": {"epoch": cursor.epoch, "offset": cursor.offset},
+            "data": data_print,
             "config": cfg,
         });
         let mut params = Params::zeros(backend.params().config);
