@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use pipeline::{Recipe, TaskSlice, ingest, sample, summary, verify};
 use shards::Loc;
 
+mod report;
 mod train_cmd;
 
 /// Exit code of command-line usage errors (clap's, and slices that do not exist).
@@ -113,6 +114,14 @@ enum Command {
         /// How many samples.
         #[arg(long, default_value_t = 1)]
         samples: usize,
+    },
+    /// Write a run's HTML report (funnel, removals, quality, mixture, training, documents).
+    Report {
+        /// A run directory (the recipe's run.out, e.g. out/demo).
+        run: PathBuf,
+        /// Where to write it (default: RUN/report.html).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Count the records of WARC/WET files by type, and bad stretches by reason.
     Warc {
@@ -310,6 +319,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&rep.stage)?);
         }
         Command::Warc { files, json } => warc_counts(&files, json)?,
+        Command::Report { run, out } => {
+            let path = report::write_report(&run, out.as_deref())?;
+            println!("report   {}", path.display());
+        }
         Command::Train { config, overrides, fresh } => {
             let cfg = train_cmd::load_config(&config, &overrides)?;
             let summary = train_cmd::run_training(&cfg, fresh)?;
@@ -614,7 +627,10 @@ fn run_recipe(args: &StageArgs) -> Result<ExitCode> {
             if let Some(c) = &s.checkpoint {
                 let sampling = trainer::generate::Sampling { temperature: 0.8, top_k: 40, seed: recipe.run.seed };
                 let text = train_cmd::run_generate(c, "The", 48, sampling)?;
-                println!("sample   {}", text.split_whitespace().collect::<Vec<_>>().join(" "));
+                let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+                let path = Path::new(&cfg.out).join("sample.txt");
+                std::fs::write(&path, format!("{text}\n")).with_context(|| format!("{}", path.display()))?;
+                println!("sample   {text}");
             }
         }
         trained = Some(s);
@@ -637,6 +653,8 @@ fn run_recipe(args: &StageArgs) -> Result<ExitCode> {
             stage_dir(&recipe, pipeline::blend::STAGE)?
         );
     }
+    let report = report::write_report(Path::new(&recipe.run.out), None)?;
+    println!("report   {}", report.display());
     if let Some(s) = &trained {
         if let Some(c) = &s.checkpoint {
             println!("gpt      {c}/ (Hugging Face GPT-2: model.safetensors, config.json)");

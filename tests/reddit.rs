@@ -272,6 +272,22 @@ fn the_demo_recipe_runs_end_to_end_and_resumes() {
     let gpt = trainer::checkpoint::load_model(&d.join("out/train/checkpoints").join(latest.trim())).unwrap();
     assert_eq!(gpt.config.vocab_size, 50257);
 
+    // The report: every section, well-formed SVG, and the run's figures in it.
+    assert!(first.contains("report   "), "{first}");
+    let html = std::fs::read_to_string(d.join("out/report.html")).unwrap();
+    for id in ["funnel", "removals", "sources", "quality", "dedup", "decontaminate", "mixture", "training", "documents"]
+    {
+        assert!(html.contains(&format!("<section id=\"{id}\">")), "section {id} missing");
+    }
+    assert!(!html.contains("<script") && !html.contains(" src=") && !html.contains("href=\"http"), "self-contained");
+    let svgs: Vec<&str> = html.split("<svg").skip(1).map(|s| s.split("</svg>").next().unwrap()).collect();
+    assert!(svgs.len() >= 5, "{} charts", svgs.len());
+    for svg in &svgs {
+        assert_balanced(&format!("<svg{svg}</svg>"));
+    }
+    assert!(html.contains(&format!("<td>{}</td>", m.accounting.docs_in)), "the funnel shows ingest's documents in");
+    assert!(html.contains("A sample from the trained model"));
+
     let again = ok(grist(&args, &[]));
     assert!(again.contains("0 units done, 1 skipped") && again.contains("0 units done, 3 skipped"), "{again}");
     assert!(again.contains("quality  model up to date"), "{again}");
@@ -288,6 +304,19 @@ fn the_demo_recipe_runs_end_to_end_and_resumes() {
     remixed.extend(["--set", "blend.total_tokens=50000"]);
     let fourth = ok(grist(&remixed, &[]));
     assert!(fourth.contains("trained on other data") && fourth.contains("training again from scratch"), "{fourth}");
+}
+
+/// Asserts that the elements of an XML fragment open and close in order.
+fn assert_balanced(xml: &str) {
+    let mut stack: Vec<String> = Vec::new();
+    for tag in xml.split('<').skip(1).map(|t| t.split('>').next().unwrap()) {
+        if let Some(name) = tag.strip_prefix('/') {
+            assert_eq!(stack.pop().as_deref(), Some(name.trim()), "in {xml}");
+        } else if !tag.ends_with('/') {
+            stack.push(tag.split_whitespace().next().unwrap().to_string());
+        }
+    }
+    assert!(stack.is_empty(), "unclosed {stack:?}");
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

@@ -1,0 +1,354 @@
+//! `grist report RUN_DIR`: one self-contained HTML file (inline CSS and SVG, no scripts, nothing
+//! fetched) describing a run: the stage funnel (documents and tokens kept at each stage), the
+//! removal reasons, the quality filter's keep rates and keep curve against the Pareto law,
+//! dedup and decontamination figures, the planned and realized mixture, the training curves,
+//! a generated sample, and a few documents per source. The same run gives the same bytes.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use pipeline::summary::{Summary, summarize};
+use shards::{DocReader, Loc, Manifest, str_col};
+
+/// Document stages in recipe order (those present are reported).
+const DOC_STAGES: [&str; 5] = ["ingest", "quality_filter", "dedup", "decontaminate", "tokenize"];
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+const COLORS: [&str; 4] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"];
+
+/// A horizontal grouped bar chart: one group per row, one bar per series.
+fn bars(rows: &[(String, Vec<f64>)], series: &[&str], unit: &str) -> String {
+    let bar_h = 14.0;
+    let group_h = bar_h * series.len() as f64 + 10.0;
+    let (left, width, top) = (170.0, 640.0, 24.0);
+    let h = top + group_h * rows.len() as f64 + 10.0;
+    let max = rows.iter().flat_map(|r| r.1.iter().copied()).fold(0.0f64, f64::max).max(1e-9);
+    let plot = width - left - 90.0;
+    let mut s = format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {h}" width="{width}" height="{h}" font-family="sans-serif" font-size="11">"##
+    );
+    for (i, name) in series.iter().enumerate() {
+        let x = left + i as f64 * 150.0;
+        let _ = write!(
+            s,
+            r##"<rect x="{x}" y="4" width="10" height="10" fill="{}"/><text x="{}" y="13">{}</text>"##,
+            COLORS[i % COLORS.len()],
+            x + 14.0,
+            esc(name)
+        );
+    }
+    for (g, (label, values)) in rows.iter().enumerate() {
+        let y0 = top + g as f64 * group_h;
+        let _ = write!(
+            s,
+            r##"<text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+            left - 6.0,
+            y0 + group_h / 2.0,
+            esc(label)
+        );
+        for (i, &v) in values.iter().enumerate() {
+            let y = y0 + i as f64 * bar_h;
+            let w = (plot * v / max).max(if v > 0.0 { 1.0 } else { 0.0 });
+            let shown = if v.fract() == 0.0 { thousands(v as u64) } else { format!("{v:.1}") };
+            let _ = write!(
+                s,
+                r##"<rect x="{left}" y="{y:.1}" width="{w:.1}" height="{:.1}" fill="{}"/><text x="{:.1}" y="{:.1}">{shown}{unit}</text>"##,
+                bar_h - 2.0,
+                COLORS[i % COLORS.len()],
+                left + w + 4.0,
+                y + bar_h - 4.0
+            );
+        }
+    }
+    s.push_str("</svg>");
+    s
+}
+
+fn table(head: &[&str], rows: &[Vec<String>]) -> String {
+    let mut s = String::from("<table><tr>");
+    for h in head {
+        let _ = write!(s, "<th>{}</th>", esc(h));
+    }
+    s.push_str("</tr>");
+    for r in rows {
+        s.push_str("<tr>");
+        for c in r {
+            let _ = write!(s, "<td>{}</td>", esc(c));
+        }
+        s.push_str("</tr>");
+    }
+    s.push_str("</table>");
+    s
+}
+
+/// The first `n` documents of each source in a stage output: (source, id, text).
+fn sample_docs(dir: &Loc, n: usize) -> Result<Vec<(String, String, String)>> {
+    let m = Manifest::read(&dir.join(pipeline::stage::MANIFEST))?;
+    let mut per: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for f in &m.outputs {
+        let r = DocReader::open(&dir.join(&f.path))?;
+        for b in r.batches(Some(&["id", "source", "text"]), 1024)? {
+            let b = b?;
+            let (id, src, text) = (str_col(&b, "id")?, str_col(&b, "source")?, str_col(&b, "text")?);
+            for i in 0..b.num_rows() {
+                let v = per.entry(src.value(i).to_string()).or_default();
+                if v.len() < n {
+                    v.push((id.value(i).to_string(), text.value(i).to_string()));
+                }
+            }
+        }
+    }
+    Ok(per.into_iter().flat_map(|(s, v)| v.into_iter().map(move |(id, t)| (s.clone(), id, t))).collect())
+}
+
+/// Writes `RUN_DIR/report.html` (or `out`) and returns its path.
+pub fn write_report(run: &Path, out: Option<&Path>) -> Result<std::path::PathBuf> {
+    let run_loc = Loc::local(run);
+    let present = |stage: &str| run.join(stage).join(pipeline::stage::MANIFEST).exists();
+    let mut summaries: Vec<Summary> = Vec::new();
+    for st in DOC_STAGES.iter().filter(|s| present(s)) {
+        summaries.push(summarize(&run_loc.join(st)).with_context(|| format!("{}/{st}", run.display()))?);
+    }
+    if summaries.is_empty() && !run.join("train/metrics.jsonl").exists() {
+        anyhow::bail!(
+            "{}: no stage outputs and no training run there\nhint: run `grist run RECIPE` first",
+            run.display()
+        );
+    }
+    let mut body = String::new();
+    let mut nav = Vec::new();
+    let mut section = |body: &mut String, id: &str, title: &str, html: String| {
+        nav.push(format!(r##"<a href="#{id}">{}</a>"##, esc(title)));
+        let _ = write!(body, r##"<section id="{id}"><h2>{}</h2>{html}</section>"##, esc(title));
+    };
+
+    // The funnel.
+    if !summaries.is_empty() {
+        let mut rows: Vec<(String, Vec<f64>)> = Vec::new();
+        let mut t = Vec::new();
+        for s in &summaries {
+            rows.push((s.stage.clone(), vec![s.docs_out as f64, s.docs_ledger as f64]));
+            let bytes: u64 = s.sources.values().map(|x| x.text_bytes).sum();
+            t.push(vec![
+                s.stage.clone(),
+                thousands(s.docs_in),
+                thousands(s.docs_out),
+                thousands(s.docs_ledger),
+                format!("{:.1}%", 100.0 * s.docs_out as f64 / s.docs_in.max(1) as f64),
+                if s.stage == "tokenize" { "-".into() } else { thousands(bytes) },
+            ]);
+        }
+        let mut html = bars(&rows, &["documents kept", "removed (ledger)"], "");
+        html += &table(&["stage", "documents in", "kept", "removed", "kept %", "text bytes kept"], &t);
+        let tok = |stage: &str, k: &str| -> Option<u64> {
+            Manifest::read(&run_loc.join(stage).join(pipeline::stage::MANIFEST))
+                .ok()
+                .and_then(|m| m.counters.get(k).copied())
+        };
+        if let (Some(tr), Some(va)) = (tok("tokenize", "tokens_train"), tok("tokenize", "tokens_val")) {
+            let _ = write!(
+                html,
+                "<p>Tokens: {} training and {} validation GPT-2 tokens after tokenization",
+                thousands(tr),
+                thousands(va)
+            );
+            if let Ok(bm) = Manifest::read(&run_loc.join("blend").join(pipeline::stage::MANIFEST)) {
+                let blended: u64 = bm.side.iter().map(|f| f.rows).sum();
+                let _ = write!(html, "; {} tokens in the blended training shards", thousands(blended));
+            }
+            html.push_str(".</p>");
+        }
+        section(&mut body, "funnel", "Stage funnel", html);
+
+        // Removal reasons per stage and source.
+        let mut t = Vec::new();
+        for s in &summaries {
+            let mut by: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+            for (src, x) in &s.sources {
+                for (reason, n) in &x.removed {
+                    *by.entry((reason.as_str(), src.as_str())).or_default() += n;
+                }
+            }
+            for ((reason, src), n) in by {
+                t.push(vec![s.stage.clone(), reason.to_string(), src.to_string(), thousands(n)]);
+            }
+        }
+        section(&mut body, "removals", "Removal reasons", table(&["stage", "reason", "source", "documents"], &t));
+
+        // Documents and bytes per source at each stage.
+        let mut t = Vec::new();
+        for s in summaries.iter().filter(|s| s.stage != "tokenize") {
+            for (src, x) in &s.sources {
+                t.push(vec![
+                    s.stage.clone(),
+                    src.clone(),
+                    thousands(x.docs),
+                    thousands(x.text_bytes),
+                    format!("{} / {} / {}", x.chars_p50, x.chars_p90, x.chars_max),
+                ]);
+            }
+        }
+        section(
+            &mut body,
+            "sources",
+            "Sources by stage",
+            table(&["stage", "source", "documents", "text bytes", "chars p50 / p90 / max"], &t),
+        );
+    }
+
+    // The quality filter.
+    if let Ok(m) = Manifest::read(&run_loc.join("quality_filter").join(pipeline::stage::MANIFEST)) {
+        let k = pipeline::quality_filter::keep_report(&m);
+        let rows: Vec<(String, Vec<f64>)> =
+            k.sources.iter().map(|(n, s)| (n.clone(), vec![100.0 * s.kept as f64 / s.docs.max(1) as f64])).collect();
+        let mut html = format!(
+            "<p>GPT-3's rule keeps a document when a Pareto draw exceeds 1 - score{}.</p>",
+            k.alpha.map(|a| format!(" (alpha {a:.2})")).unwrap_or_default()
+        );
+        html += &bars(&rows, &["kept %"], "%");
+        let mut curve = Vec::new();
+        for bin in 0..10 {
+            let (n, kept, expected) = k.sources.values().fold((0, 0, 0.0), |a, s| {
+                let d = s.deciles.get(bin).copied().unwrap_or((0, 0, 0.0));
+                (a.0 + d.0, a.1 + d.1, a.2 + d.2)
+            });
+            if n > 0 {
+                curve.push((
+                    format!("score [{:.1}, {:.1})", bin as f64 / 10.0, (bin + 1) as f64 / 10.0),
+                    vec![n as f64, kept as f64, (expected * 10.0).round() / 10.0],
+                ));
+            }
+        }
+        if k.alpha.is_some() {
+            html += "<h3>Keep curve: kept against what the law (2 - s)^-alpha expects</h3>";
+            html += &bars(&curve, &["scored", "kept", "expected"], "");
+        }
+        section(&mut body, "quality", "Quality filter", html);
+    }
+
+    // Dedup and decontamination: their counters.
+    for (stage, title) in [
+        ("dedup", "Deduplication"),
+        ("decontaminate", "Decontamination"),
+        ("decontaminate_hits", "Benchmark gram hits"),
+    ] {
+        if let Ok(m) = Manifest::read(&run_loc.join(stage).join(pipeline::stage::MANIFEST)) {
+            let t: Vec<Vec<String>> = m.counters.iter().map(|(k, v)| vec![k.clone(), thousands(*v)]).collect();
+            if !t.is_empty() {
+                section(&mut body, stage, title, table(&["counter", "value"], &t));
+            }
+        }
+    }
+
+    // The mixture: planned against realized tokens.
+    if let Ok(bm) = Manifest::read(&run_loc.join("blend").join(pipeline::stage::MANIFEST)) {
+        let total = bm.config["total_tokens"].as_f64().unwrap_or(0.0);
+        let srcs = bm.config["sources"].as_array().cloned().unwrap_or_default();
+        let sum: f64 = srcs.iter().filter_map(|s| s["weight"].as_f64()).sum();
+        let mut rows = Vec::new();
+        let mut t = Vec::new();
+        for s in &srcs {
+            let name = s["name"].as_str().unwrap_or("?");
+            let w = s["weight"].as_f64().unwrap_or(0.0) / sum.max(1e-12);
+            let planned = (w * total).round();
+            let got = bm.counters.get(&format!("tokens_source_{name}")).copied().unwrap_or(0) as f64;
+            rows.push((name.to_string(), vec![planned, got]));
+            t.push(vec![
+                name.to_string(),
+                format!("{:.1}%", 100.0 * w),
+                thousands(planned as u64),
+                thousands(got as u64),
+            ]);
+        }
+        let html = bars(&rows, &["planned tokens", "realized tokens"], "")
+            + &table(&["source", "weight", "planned tokens", "realized tokens"], &t);
+        section(&mut body, "mixture", "Mixture", html);
+    }
+
+    // Training.
+    let metrics = run.join("train/metrics.jsonl");
+    if let Ok(text) = std::fs::read_to_string(&metrics) {
+        let lines: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        let steps: Vec<&serde_json::Value> = lines.iter().filter(|v| v["loss"].is_number()).collect();
+        let mut html = trainer::chart::loss_chart(&text);
+        if let (Some(first), Some(last)) = (steps.first(), steps.last()) {
+            let vals: Vec<&serde_json::Value> = lines.iter().filter(|v| v["val_loss"].is_number()).collect();
+            let f = |v: &serde_json::Value, k: &str| v[k].as_f64().map_or("-".into(), |x| format!("{x:.4}"));
+            let mut t = vec![
+                vec!["steps".into(), last["step"].to_string()],
+                vec!["tokens".into(), thousands(last["tokens"].as_u64().unwrap_or(0))],
+                vec!["training loss, first step".into(), f(first, "loss")],
+                vec!["training loss, last step".into(), f(last, "loss")],
+            ];
+            if let Some(v) = vals.last() {
+                t.push(vec!["validation loss".into(), f(v, "val_loss")]);
+                for (src, l) in v["val"].as_object().into_iter().flatten() {
+                    t.push(vec![
+                        format!("validation loss, {src}"),
+                        l.as_f64().map_or("-".into(), |x| format!("{x:.4}")),
+                    ]);
+                }
+            }
+            html += &table(&["measure", "value"], &t);
+        }
+        if let Ok(sample) = std::fs::read_to_string(run.join("train/sample.txt")) {
+            let _ =
+                write!(html, "<h3>A sample from the trained model</h3><blockquote>{}</blockquote>", esc(sample.trim()));
+        }
+        section(&mut body, "training", "Training", html);
+    }
+
+    // Documents.
+    if let Some(last) = summaries.iter().rev().find(|s| s.stage != "tokenize").or(summaries.last()) {
+        let docs = sample_docs(&run_loc.join(&last.stage), 2)?;
+        let mut html = format!("<p>The first documents of each source in the {} output.</p>", esc(&last.stage));
+        for (src, id, text) in docs {
+            let cut: String = text.chars().take(700).collect();
+            let more = if cut.len() < text.len() { " ..." } else { "" };
+            let _ = write!(html, "<h3>{} <small>{}</small></h3><pre>{}{more}</pre>", esc(&src), esc(&id), esc(&cut));
+        }
+        section(&mut body, "documents", "Sample documents", html);
+    }
+
+    let title = format!("grist report: {}", run.display());
+    let html = format!(
+        r#"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{t}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 980px; margin: 2em auto; color: #222; padding: 0 1em; }}
+nav a {{ margin-right: 1em; }} section {{ margin-top: 2em; }}
+table {{ border-collapse: collapse; margin: 0.8em 0; font-size: 13px; }}
+th, td {{ border: 1px solid #ddd; padding: 3px 8px; text-align: left; }} th {{ background: #f4f4f4; }}
+td:not(:first-child) {{ font-variant-numeric: tabular-nums; }}
+pre {{ white-space: pre-wrap; background: #f8f8f8; padding: 8px; font-size: 12px; border-left: 3px solid #ccc; }}
+blockquote {{ background: #f8f8f8; padding: 8px 12px; border-left: 3px solid #1f77b4; margin: 0.5em 0; }}
+</style></head><body>
+<h1>{t}</h1>
+<nav>{nav}</nav>
+{body}
+</body></html>
+"#,
+        t = esc(&title),
+        nav = nav.join(" "),
+    );
+    let path = out.map(Path::to_path_buf).unwrap_or_else(|| run.join("report.html"));
+    std::fs::write(&path, html).with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(path)
+}
