@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use pipeline::{Recipe, TaskSlice, ingest, sample, summary, verify};
 use shards::Loc;
 
+mod plan;
 mod report;
 mod train_cmd;
 
@@ -114,6 +115,14 @@ enum Command {
         /// How many samples.
         #[arg(long, default_value_t = 1)]
         samples: usize,
+    },
+    /// Dry run: per stage what it reads and writes, estimates of disk, memory and time, and problems.
+    Plan {
+        /// Recipe TOML file.
+        recipe: PathBuf,
+        /// Override a recipe key, as for `grist run`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
     },
     /// Write a run's HTML report (funnel, removals, quality, mixture, training, documents).
     Report {
@@ -319,6 +328,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&rep.stage)?);
         }
         Command::Warc { files, json } => warc_counts(&files, json)?,
+        Command::Plan { recipe, overrides } => {
+            let r = Recipe::load(&recipe, &overrides)?;
+            let p = plan::plan(&r, rayon::current_num_threads())?;
+            print!("{}", p.text);
+            if !p.problems.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Command::Report { run, out } => {
             let path = report::write_report(&run, out.as_deref())?;
             println!("report   {}", path.display());

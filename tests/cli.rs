@@ -25,6 +25,7 @@ fn help_lists_every_command() {
       blend          Mix the tokenized sources by the recipe's weights into shuffled llm.c training shards
       train          Train a GPT on token shards (GPT-3's schedule, checkpoints, exact resume)
       generate       Continue a prompt with a trained model (temperature and top-k sampling)
+      plan           Dry run: per stage what it reads and writes, estimates of disk, memory and time, and problems
       report         Write a run's HTML report (funnel, removals, quality, mixture, training, documents)
       warc           Count the records of WARC/WET files by type, and bad stretches by reason
       inspect        Summarize a stage output; --verify checks accounting and checksums

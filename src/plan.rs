@@ -1,0 +1,357 @@
+//! `grist plan RECIPE`: a dry run. Per stage it prints what it reads and writes, and estimates
+//! of disk, peak memory and time from per-byte rates measured with this build on the 2-core
+//! development machine (the benchmarks in the README), scaled to the threads at hand; and it
+//! flags what would stop or spoil a run before anything runs: inputs that match nothing,
+//! mixture weights that do not sum to 1, a token budget the data cannot give.
+//!
+//! The estimates are upper bounds where the data decides (every later stage is sized as if the
+//! quality filter kept everything) and rough everywhere: they say whether a run takes minutes
+//! or days and needs gigabytes or terabytes, not more.
+
+use std::fmt::Write as _;
+
+use anyhow::Result;
+use pipeline::Recipe;
+use pipeline::recipe::InputFormat;
+
+/// Measured rates, per core (README, "Performance").
+mod rate {
+    /// JSON lines: MB/s of JSON (146.6 on 1 thread, `just bench`); gzip'd inputs are about 6.6x
+    /// smaller (22.1 MB/s of gzip).
+    pub const JSONL: f64 = 146.6e6;
+    /// WET: MB/s of gzip (106.5, `just bench-ingest`), about 4x that in text.
+    pub const WET_GZ: f64 = 106.5e6;
+    /// WARC with HTML extraction: MB/s of WARC (38.4); WARC gzips about 4x (810 / 200 MB).
+    pub const WARC: f64 = 38.4e6;
+    /// Quality training and scoring: bytes of text per second (51 MB in 1.48 s; 352 MB/s on 2
+    /// threads for scoring).
+    pub const QUALITY_TRAIN: f64 = 34.5e6;
+    pub const QUALITY_SCORE: f64 = 176e6;
+    /// Dedup signatures (98 MB/s, `just bench-dedup`); the later steps are small beside it.
+    pub const DEDUP: f64 = 98e6;
+    /// Decontamination, both stages: 51 MB in 1.4 s on 2 threads.
+    pub const DECONTAM: f64 = 18e6;
+    /// GPT-2 BPE: tokens per second (4.85 M, `just bench-tokenize`).
+    pub const TOKENIZE: f64 = 4.85e6;
+    /// Bytes of text per GPT-2 token in the real sample (51 MB -> 18.1 M tokens).
+    pub const BYTES_PER_TOKEN: f64 = 2.83;
+    /// Zstd Parquet document shards: bytes on disk per byte of text.
+    pub const SHARD_RATIO: f64 = 0.45;
+    /// MFU the CPU trainer reaches on small models (0.45-0.74 in `just bench-train`).
+    pub const MFU: f64 = 0.5;
+}
+
+fn human_bytes(b: f64) -> String {
+    let units = ["B", "KB", "MB", "GB", "TB", "PB"];
+    let mut x = b;
+    let mut u = 0;
+    while x >= 1000.0 && u < units.len() - 1 {
+        x /= 1000.0;
+        u += 1;
+    }
+    let x = if x > 0.0 { x } else { 0.0 };
+    if u == 0 { format!("{x:.0} B") } else { format!("{x:.1} {}", units[u]) }
+}
+
+fn human_time(s: f64) -> String {
+    match s {
+        s if s < 1.0 => "< 1 s".into(),
+        s if s < 120.0 => format!("{s:.0} s"),
+        s if s < 7200.0 => format!("{:.0} min", s / 60.0),
+        s if s < 172_800.0 => format!("{:.1} h", s / 3600.0),
+        s => format!("{:.1} days", s / 86400.0),
+    }
+}
+
+/// One stage's row.
+struct Row {
+    stage: &'static str,
+    reads: String,
+    writes: String,
+    disk: f64,
+    memory: f64,
+    seconds: f64,
+}
+
+/// The plan: the table, then the problems (which make the exit code non-zero).
+pub struct Plan {
+    pub text: String,
+    pub problems: Vec<String>,
+}
+
+/// Things worth knowing that do not stop a run.
+type Notes = Vec<String>;
+
+/// Input bytes and the text they hold (an estimate), per ingest source.
+fn source_bytes(recipe: &Recipe, problems: &mut Vec<String>) -> Vec<(String, u64, f64, f64)> {
+    let generated = recipe.sample.as_ref().map(|s| s.out.clone());
+    let mut out = Vec::new();
+    for s in &recipe.ingest.sources {
+        if let Some(g) = &generated
+            && s.paths.iter().all(|p| p.starts_with(g.as_str()))
+        {
+            // Written by [sample] when the run starts: about 1.4 kB of text per crawl-like document.
+            let docs = recipe.sample.as_ref().map_or(0, |x| x.docs) as f64;
+            let text = docs * 1400.0 / recipe.ingest.sources.len().max(1) as f64;
+            out.push((s.name.clone(), 0, text, text / rate::JSONL));
+            continue;
+        }
+        let one = pipeline::recipe::IngestConfig { sources: vec![s.clone()], ..recipe.ingest.clone() };
+        match pipeline::ingest::plan(&one) {
+            Err(e) => problems.push(format!("ingest source `{}`: {e}", s.name)),
+            Ok((units, _)) => {
+                let (mut bytes, mut text, mut secs) = (0u64, 0.0, 0.0);
+                for f in units.iter().flatten() {
+                    let b = f.bytes as f64;
+                    let name = f.loc.file_name();
+                    let gz = name.ends_with(".gz") || name.ends_with(".zst");
+                    let (t, s) = match f.format {
+                        InputFormat::Warc if name.contains(".wet") => (b * 4.0, b / rate::WET_GZ),
+                        InputFormat::Warc => {
+                            let raw = if gz { b * 4.0 } else { b };
+                            (raw * 0.1, raw / rate::WARC)
+                        }
+                        _ => {
+                            let raw = if gz { b * 6.6 } else { b };
+                            (raw * 0.9, raw / rate::JSONL)
+                        }
+                    };
+                    bytes += f.bytes;
+                    text += t;
+                    secs += s;
+                }
+                out.push((s.name.clone(), bytes, text, secs));
+            }
+        }
+    }
+    out
+}
+
+/// Builds the plan of `recipe` for `threads` cores.
+pub fn plan(recipe: &Recipe, threads: usize) -> Result<Plan> {
+    let mut problems = Vec::new();
+    let mut notes: Notes = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
+    let th = threads.max(1) as f64;
+    let out = &recipe.run.out;
+    let sources = source_bytes(recipe, &mut problems);
+    let text: f64 = sources.iter().map(|s| s.2).sum::<f64>().max(0.0);
+    let input: u64 = sources.iter().map(|s| s.1).sum();
+    let ingest_secs: f64 = sources.iter().map(|s| s.3).sum::<f64>() / th;
+    let row_group = recipe.ingest.row_group_bytes as f64;
+    let listed: Vec<String> = sources
+        .iter()
+        .map(|s| format!("{} {}", s.0, if s.1 > 0 { human_bytes(s.1 as f64) } else { "(sample)".into() }))
+        .collect();
+    if recipe.sample.is_some() {
+        rows.push(Row {
+            stage: "sample",
+            reads: "-".into(),
+            writes: recipe.sample.as_ref().map_or(String::new(), |s| s.out.clone()),
+            disk: text * 0.5,
+            memory: 64e6,
+            seconds: 1.0,
+        });
+    }
+    if let Some(r) = &recipe.reddit {
+        rows.push(Row {
+            stage: "reddit",
+            reads: format!("{} dump files", r.dumps.len()),
+            writes: format!("{out}/reddit"),
+            disk: 1e6,
+            memory: 256e6,
+            seconds: 1.0,
+        });
+    }
+    rows.push(Row {
+        stage: "ingest",
+        reads: listed.join(", "),
+        writes: format!("{out}/ingest"),
+        disk: text * rate::SHARD_RATIO,
+        memory: th * (3.0 * row_group + 64e6),
+        seconds: ingest_secs,
+    });
+    if let Some(q) = &recipe.quality {
+        let features = q.num_features as f64;
+        rows.push(Row {
+            stage: "quality train",
+            reads: format!("{out}/ingest (twice)"),
+            writes: format!("{out}/quality/model.gqm"),
+            disk: features * 8.0,
+            memory: q.memory_mb as f64 * 1e6 + 320.0 * features + 8.0 * text / 1500.0,
+            seconds: text / rate::QUALITY_TRAIN * 3.0,
+        });
+    }
+    if recipe.quality_filter.is_some() {
+        rows.push(Row {
+            stage: "quality_filter",
+            reads: format!("{out}/ingest"),
+            writes: format!("{out}/quality_filter"),
+            disk: text * rate::SHARD_RATIO,
+            memory: th * 3.0 * row_group,
+            seconds: text / rate::QUALITY_SCORE / th,
+        });
+    }
+    if recipe.dedup.is_some() {
+        let docs = text / 2000.0;
+        rows.push(Row {
+            stage: "dedup",
+            reads: "the filtered documents".into(),
+            writes: format!("{out}/dedup_signatures, dedup_buckets, dedup_clusters, dedup"),
+            disk: text * rate::SHARD_RATIO + docs * 14.0 * 8.0 * 2.0,
+            memory: 331e6 * (text / 1.4e9).max(1.0),
+            seconds: text / rate::DEDUP / th * 1.3,
+        });
+    }
+    if recipe.decontaminate.is_some() {
+        rows.push(Row {
+            stage: "decontaminate",
+            reads: "the deduplicated documents and benchmarks".into(),
+            writes: format!("{out}/decontaminate_hits, decontaminate"),
+            disk: text * rate::SHARD_RATIO,
+            memory: 512e6,
+            seconds: text / rate::DECONTAM / th,
+        });
+    }
+    let tokens = text / rate::BYTES_PER_TOKEN;
+    if recipe.tokenize.is_some() {
+        rows.push(Row {
+            stage: "tokenize",
+            reads: "the decontaminated documents".into(),
+            writes: format!("{out}/tokenize"),
+            disk: tokens * 2.0,
+            memory: th * 256e6,
+            seconds: tokens / rate::TOKENIZE / th,
+        });
+    }
+    if let Some(b) = &recipe.blend {
+        let sum: f64 = b.sources.iter().map(|s| s.weight).sum();
+        if (sum - 1.0).abs() > 1e-6 {
+            problems.push(format!("[blend] weights sum to {sum:.4}, not 1 (grist normalizes them; say so in the recipe by making them sum to 1)"));
+        }
+        // The budget against what the data can give.
+        for s in &b.sources {
+            let available = match s.tokens {
+                Some(t) => t as f64,
+                None => sources.iter().filter(|x| x.0 == s.name).map(|x| x.2 / rate::BYTES_PER_TOKEN).sum(),
+            };
+            let target = s.weight / sum.max(1e-12) * b.total_tokens as f64;
+            let webtext = recipe.ingest.webtext.as_ref().is_some_and(|w| w.source == s.name);
+            if webtext && s.tokens.is_none() {
+                // Pages renamed from their crawl sources at the Reddit links: a part of those.
+                continue;
+            }
+            if !sources.iter().any(|x| x.0 == s.name) && s.tokens.is_none() {
+                problems.push(format!("[blend] source `{}` is not an ingest source", s.name));
+            } else if available > 0.0 && target / available > 10.0 {
+                problems.push(format!(
+                    "[blend] `{}` needs {} tokens but its input gives at most about {}: {:.0} epochs (GPT-3 repeated no source more than 3.4 times)",
+                    s.name,
+                    human_bytes(target).replace(" B", "").replace('B', ""),
+                    human_bytes(available).replace(" B", "").replace('B', ""),
+                    target / available
+                ));
+            }
+        }
+        rows.push(Row {
+            stage: "blend",
+            reads: format!("{out}/tokenize"),
+            writes: format!("{out}/blend"),
+            disk: b.total_tokens as f64 * 2.0,
+            memory: 256e6,
+            seconds: b.total_tokens as f64 / 200e6,
+        });
+    }
+    if let Some(t) = &recipe.train {
+        let table = crate::train_cmd::recipe_defaults(t.clone(), out);
+        match toml::Value::Table(table).try_into::<trainer::train::TrainConfig>() {
+            Err(e) => problems.push(format!("[train]: {e}")),
+            Ok(cfg) => match cfg.validate().and_then(|_| cfg.model_config()) {
+                Err(e) => problems.push(format!("[train]: {e}")),
+                Ok(model) => {
+                    let n = model.num_params() as f64;
+                    let seq = cfg.batch_size.unwrap_or(cfg.micro_batch) * model.max_seq_len;
+                    let steps_tokens = cfg.steps.map(|s| s as f64 * seq as f64);
+                    let total = match (cfg.total_tokens.map(|x| x as f64), steps_tokens) {
+                        (Some(a), Some(b)) => a.min(b),
+                        (Some(a), None) | (None, Some(a)) => a,
+                        (None, None) => 0.0,
+                    };
+                    let mut cpu = trainer::backend::CpuBackend::new(trainer::model::Params::zeros(
+                        trainer::model::GptConfig::new(8, 64, 1, 1, 8, 64),
+                    ));
+                    let peak = trainer::backend::Backend::peak_flops(&mut cpu);
+                    let ws =
+                        trainer::forward::Workspace::<f32>::new(model, cfg.micro_batch, model.max_seq_len).len() as f64;
+                    if let Some(b) = &recipe.blend
+                        && total > 4.0 * b.total_tokens as f64
+                    {
+                        notes.push(format!(
+                            "[train] reads {} tokens, {:.1} passes over the blend's {}",
+                            total as u64,
+                            total / b.total_tokens as f64,
+                            b.total_tokens
+                        ));
+                    }
+                    rows.push(Row {
+                        stage: "train",
+                        reads: cfg.train_data.clone(),
+                        writes: format!("{} ({} checkpoints kept)", cfg.out, cfg.keep_checkpoints),
+                        disk: n * 12.0 * cfg.keep_checkpoints as f64,
+                        memory: n * 16.0 + ws * 4.0,
+                        seconds: 6.0 * n * total / (rate::MFU * peak),
+                    });
+                }
+            },
+        }
+    }
+
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "plan for {} on {threads} threads (estimates from this build's measured rates; upper bounds where the data decides)",
+        out
+    );
+    let _ = writeln!(
+        s,
+        "input: {} in {} sources, about {} of text\n",
+        human_bytes(input as f64),
+        sources.len(),
+        human_bytes(text)
+    );
+    let _ = writeln!(s, "{:<15} {:>10} {:>12} {:>10}  reads -> writes", "stage", "disk", "peak memory", "time");
+    let mut total = (0.0f64, 0.0f64, 0.0f64);
+    for r in &rows {
+        let _ = writeln!(
+            s,
+            "{:<15} {:>10} {:>12} {:>10}  {} -> {}",
+            r.stage,
+            human_bytes(r.disk),
+            human_bytes(r.memory),
+            human_time(r.seconds),
+            r.reads,
+            r.writes
+        );
+        total = (total.0 + r.disk, total.1.max(r.memory), total.2 + r.seconds);
+    }
+    let _ = writeln!(
+        s,
+        "{:<15} {:>10} {:>12} {:>10}",
+        "all",
+        human_bytes(total.0),
+        human_bytes(total.1),
+        human_time(total.2)
+    );
+    for n in &notes {
+        let _ = writeln!(s, "note: {n}");
+    }
+    if problems.is_empty() {
+        let _ = writeln!(s, "\nno problems found");
+    } else {
+        let _ = writeln!(s, "\nproblems:");
+        for p in &problems {
+            let _ = writeln!(s, "  - {p}");
+        }
+    }
+    Ok(Plan { text: s, problems })
+}
