@@ -43,7 +43,16 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a recipe: every stage that exists, in order; a rerun resumes where it stopped.
-    Run(StageArgs),
+    Run {
+        #[command(flatten)]
+        args: StageArgs,
+        /// Run only this stage (one slice of it with --task/--tasks), for batch schedulers:
+        /// sample, reddit, ingest, quality_train, quality_filter, dedup_signatures,
+        /// dedup_buckets, dedup_clusters, dedup_filter, decontaminate, tokenize, blend, train,
+        /// report.
+        #[arg(long, value_name = "NAME")]
+        stage: Option<String>,
+    },
     /// Write the built-in synthetic sample corpus (deterministic from a seed).
     Sample {
         /// Output folder.
@@ -205,7 +214,7 @@ enum QualityCmd {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 struct StageArgs {
     /// Recipe TOML file (see recipes/).
     recipe: PathBuf,
@@ -276,7 +285,66 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     if let Some(n) = cli.threads {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("setting --threads")?;
     }
-    match cli.command {
+    dispatch(cli.command)
+}
+
+/// One stage of a recipe as its own command (`grist run --stage NAME`).
+fn run_stage(name: &str, args: StageArgs) -> Result<ExitCode> {
+    // A stage the recipe does not have is a no-op, so one scheduler script serves every recipe.
+    let recipe = Recipe::load(&args.recipe, &args.overrides)?;
+    let table = match name {
+        "quality_train" => recipe.quality.is_some(),
+        "quality_filter" => recipe.quality_filter.is_some(),
+        n if n.starts_with("dedup") => recipe.dedup.is_some(),
+        "sample" => recipe.sample.is_some(),
+        "reddit" => recipe.reddit.is_some(),
+        "decontaminate" => recipe.decontaminate.is_some(),
+        "tokenize" => recipe.tokenize.is_some(),
+        "blend" => recipe.blend.is_some(),
+        "train" => recipe.train.is_some(),
+        _ => true,
+    };
+    if !table {
+        println!("stage {name}: not in this recipe, nothing to do");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let dedup = |step| Command::Dedup { args: StageArgs { ..args.clone() }, step: Some(step) };
+    let cmd = match name {
+        "sample" => {
+            let s = recipe.sample.context("the recipe has no [sample] table")?;
+            Command::Sample { out: s.out, seed: s.seed, docs: s.docs }
+        }
+        "reddit" => Command::Reddit(args),
+        "ingest" => Command::Ingest(args),
+        "quality_train" => Command::Quality(QualityCmd::Train(args)),
+        "quality_filter" => Command::Quality(QualityCmd::Filter(args)),
+        "dedup_signatures" => dedup(DedupStep::Signatures),
+        "dedup_buckets" => dedup(DedupStep::Buckets),
+        "dedup_clusters" => dedup(DedupStep::Clusters),
+        "dedup_filter" | "dedup" => dedup(DedupStep::Filter),
+        "decontaminate" => Command::Decontaminate(args),
+        "tokenize" => Command::Tokenize(args),
+        "blend" => Command::Blend { args, plan: false },
+        "train" => {
+            if args.tasks.is_some_and(|n| n > 1) {
+                anyhow::bail!("train runs as one task (no --tasks)");
+            }
+            Command::Train { config: args.recipe, overrides: args.overrides, fresh: false }
+        }
+        "report" => Command::Report { run: PathBuf::from(recipe.run.out), out: None },
+        other => {
+            return Err(pipeline::StageError::Usage(format!(
+                "unknown stage {other:?}\nhint: sample, reddit, ingest, quality_train, quality_filter, dedup_signatures, dedup_buckets, dedup_clusters, dedup_filter, decontaminate, tokenize, blend, train, report"
+            ))
+            .into());
+        }
+    };
+    dispatch(cmd)
+}
+
+/// Runs one command.
+fn dispatch(command: Command) -> Result<ExitCode> {
+    match command {
         Command::Sample { out, seed, docs } => {
             let rep = sample::write_sample(&Loc::parse(&out)?, seed, docs)?;
             println!("{}", serde_json::to_string_pretty(&rep)?);
@@ -295,7 +363,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let rep = run_ingest(&recipe, slice)?;
             println!("{}", serde_json::to_string_pretty(&rep)?);
         }
-        Command::Run(args) => return run_recipe(&args),
+        Command::Run { args, stage: Some(name) } => return run_stage(&name, args),
+        Command::Run { args, stage: None } => return run_recipe(&args),
         Command::Dedup { args, step } => {
             let (recipe, slice) = args.load()?;
             let cfg = recipe.dedup.as_ref().context("the recipe has no [dedup] table")?;
