@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use pipeline::{Recipe, TaskSlice, ingest, sample, summary, verify};
 use shards::Loc;
 
+mod inspect_cmd;
 mod plan;
 mod report;
 mod train_cmd;
@@ -149,22 +150,74 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Summarize a stage output; --verify checks accounting and checksums.
-    Inspect {
-        /// A stage output directory, e.g. out/demo/ingest.
-        dir: String,
-        /// Check files against manifests and documents in = out + ledger; exit 3 on problems.
-        #[arg(long)]
-        verify: bool,
-        /// Print JSON instead of a table.
+    /// Summarize a stage output (--verify checks it); or follow a document (why), or read
+    /// documents by source, score, length and regex (query, sample).
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct InspectArgs {
+    #[command(subcommand)]
+    what: Option<InspectCmd>,
+    /// A stage output directory, e.g. out/demo/ingest.
+    #[arg(required = true)]
+    dir: Option<String>,
+    /// Check files against manifests and documents in = out + ledger; exit 3 on problems.
+    #[arg(long)]
+    verify: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Also print the first N documents (id, source, url, and the text up to --chars).
+    #[arg(long, value_name = "N")]
+    head: Option<usize>,
+    /// Characters of text shown per document with --head.
+    #[arg(long, default_value_t = 400)]
+    chars: usize,
+}
+
+#[derive(Debug, Subcommand)]
+enum InspectCmd {
+    /// Every stage a document passed through, and where and why it was removed.
+    Why {
+        /// The document id (as in the shards and ledgers).
+        id: String,
+        /// The run directory (the recipe's run.out).
+        #[arg(long, default_value = "out/demo")]
+        run: String,
         #[arg(long)]
         json: bool,
-        /// Also print the first N documents (id, source, url, and the text up to --chars).
-        #[arg(long, value_name = "N")]
-        head: Option<usize>,
-        /// Characters of text shown per document with --head.
+    },
+    /// The first documents of a stage output that match the filters.
+    Query {
+        /// A stage output directory, e.g. out/demo/quality_filter.
+        dir: String,
+        #[command(flatten)]
+        filters: inspect_cmd::Filters,
+        /// How many documents at most.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        /// Characters of text shown per document.
         #[arg(long, default_value_t = 400)]
         chars: usize,
+        /// One JSON object per line, with the whole text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A seeded random sample of the documents of a stage output that match the filters.
+    Sample {
+        dir: String,
+        #[command(flatten)]
+        filters: inspect_cmd::Filters,
+        #[arg(short, long, default_value_t = 5)]
+        n: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 400)]
+        chars: usize,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -472,7 +525,21 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             }
             out.flush()?;
         }
-        Command::Inspect { dir, verify, json, head, chars } => {
+        Command::Inspect(InspectArgs { what: Some(what), .. }) => match what {
+            InspectCmd::Why { id, run, json } => {
+                if !inspect_cmd::why(&run, &id, json)? {
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+            InspectCmd::Query { dir, filters, limit, chars, json } => {
+                inspect_cmd::query(&dir, &filters, limit, chars, json)?
+            }
+            InspectCmd::Sample { dir, filters, n, seed, chars, json } => {
+                inspect_cmd::sample(&dir, &filters, n, seed, chars, json)?
+            }
+        },
+        Command::Inspect(InspectArgs { what: None, dir, verify, json, head, chars }) => {
+            let dir = dir.context("grist inspect DIR (or why / query / sample)")?;
             let code = inspect(&dir, verify, json)?;
             if let Some(n) = head {
                 print_head(&Loc::parse(&dir)?, n, chars)?;

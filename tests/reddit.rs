@@ -288,6 +288,42 @@ fn the_demo_recipe_runs_end_to_end_and_resumes() {
     assert!(html.contains(&format!("<td>{}</td>", m.accounting.docs_in)), "the funnel shows ingest's documents in");
     assert!(html.contains("A sample from the trained model"));
 
+    // `inspect why` follows a document removed at each stage, and a cut one to the mixture.
+    let run = d.join("out");
+    let first_removed = |stage: &str| {
+        let m = Manifest::read(&Loc::local(run.join(stage).join("manifest.json"))).unwrap();
+        m.ledgers
+            .iter()
+            .flat_map(|f| LedgerReader::open(&Loc::local(run.join(stage).join(&f.path))).unwrap().entries().unwrap())
+            .next()
+            .unwrap()
+    };
+    for (stage, reason) in
+        [("ingest", "REMOVED: "), ("quality_filter", "REMOVED: low_quality (score"), ("dedup", "duplicate")]
+    {
+        let e = first_removed(stage);
+        let why = ok(grist(&["inspect", "why", &e.id, "--run", run.to_str().unwrap()], &[]));
+        let last = why.lines().last().unwrap();
+        assert!(last.trim_start().starts_with(stage) && last.contains(reason), "{stage}: {why}");
+        assert_eq!(
+            why.lines().count(),
+            2 + ["ingest", "quality_filter", "dedup"].iter().position(|s| *s == stage).unwrap()
+        );
+    }
+    let cm = Manifest::read(&Loc::local(run.join("decontaminate/manifest.json"))).unwrap();
+    let cuts = cm.side.iter().find(|f| f.path.contains("side-cuts") && f.rows > 0).unwrap();
+    let (src, _) =
+        shards::parquet_io::ParquetSource::open_any(&Loc::local(run.join("decontaminate").join(&cuts.path))).unwrap();
+    let b = src.batches(None, 16).unwrap().next().unwrap().unwrap();
+    let cut_id = shards::str_col(&b, "id").unwrap().value(0).to_string();
+    let why = ok(grist(&["inspect", "why", &cut_id, "--run", run.to_str().unwrap(), "--json"], &[]));
+    let v: serde_json::Value = serde_json::from_str(&why).unwrap();
+    let stages: Vec<&str> = v["stages"].as_array().unwrap().iter().map(|s| s["stage"].as_str().unwrap()).collect();
+    assert_eq!(stages[..5], ["ingest", "quality_filter", "dedup", "decontaminate", "tokenize"]);
+    assert_eq!(v["stages"][3]["at"]["cuts"][0]["benchmark"], "sample-bench");
+    let o = grist(&["inspect", "why", "no-such-id", "--run", run.to_str().unwrap()], &[]);
+    assert!(!o.status.success() && stdout(&o).contains("not in any stage"));
+
     let again = ok(grist(&args, &[]));
     assert!(again.contains("0 units done, 1 skipped") && again.contains("0 units done, 3 skipped"), "{again}");
     assert!(again.contains("quality  model up to date"), "{again}");

@@ -1,0 +1,386 @@
+//! `grist inspect why`, `query` and `sample`: following one document through a run, and reading
+//! the documents of a stage output by source, quality score, length and a regex over the text.
+//! They stream the Parquet shards (the columns they need only), so they work at any size.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use regex::Regex;
+use serde_json::{Value, json};
+use shards::arrow::array::{Array, Float64Array, StringArray};
+use shards::{DocReader, LedgerEntry, LedgerReader, Loc, Manifest, str_col};
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+/// Document stages of a run, in order, and the token stages after them.
+const STAGES: [&str; 4] = ["ingest", "quality_filter", "dedup", "decontaminate"];
+
+/// What to keep (`grist inspect query` and `sample`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Filters {
+    /// Only this source.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Quality score at least this (outputs of quality_filter and later).
+    #[arg(long)]
+    pub min_score: Option<f64>,
+    #[arg(long)]
+    pub max_score: Option<f64>,
+    /// Length in characters at least this.
+    #[arg(long)]
+    pub min_chars: Option<usize>,
+    #[arg(long)]
+    pub max_chars: Option<usize>,
+    /// A regular expression the text must match (Rust regex syntax; (?i) for case-insensitive).
+    #[arg(long)]
+    pub regex: Option<String>,
+}
+
+/// One document, as query and sample print it.
+#[derive(Debug, Clone)]
+struct Doc {
+    id: String,
+    source: String,
+    url: Option<String>,
+    score: Option<f64>,
+    text: String,
+}
+
+/// Streams the documents of a stage output that pass `f`, calling `each` until it returns false.
+fn scan(dir: &Loc, f: &Filters, mut each: impl FnMut(Doc) -> bool) -> Result<u64> {
+    let m =
+        Manifest::read(&dir.join(pipeline::stage::MANIFEST)).with_context(|| format!("{dir}: not a stage output"))?;
+    let re = f.regex.as_deref().map(Regex::new).transpose().context("--regex")?;
+    let mut matched = 0u64;
+    for file in &m.outputs {
+        let r = DocReader::open(&dir.join(&file.path))?;
+        let has = |c: &str| r.schema().field_with_name(c).is_ok();
+        if !has("text") {
+            anyhow::bail!("{dir}: its outputs are not documents (stage {})", m.stage);
+        }
+        let mut cols = vec!["id", "source", "text"];
+        if has("url") {
+            cols.push("url");
+        }
+        let scored = has("quality_score");
+        if scored {
+            cols.push("quality_score");
+        }
+        if (f.min_score.is_some() || f.max_score.is_some()) && !scored {
+            anyhow::bail!(
+                "{dir}: no quality scores here (stage {}); score filters need quality_filter or later",
+                m.stage
+            );
+        }
+        for b in r.batches(Some(&cols), 4096)? {
+            let b = b?;
+            let (id, src, text) = (str_col(&b, "id")?, str_col(&b, "source")?, str_col(&b, "text")?);
+            let url = b.column_by_name("url").and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
+            let score =
+                b.column_by_name("quality_score").and_then(|c| c.as_any().downcast_ref::<Float64Array>().cloned());
+            for i in 0..b.num_rows() {
+                if f.source.as_deref().is_some_and(|s| s != src.value(i)) {
+                    continue;
+                }
+                let s = score.as_ref().filter(|a| !a.is_null(i)).map(|a| a.value(i));
+                if f.min_score.is_some_and(|m| s.is_none_or(|s| s < m))
+                    || f.max_score.is_some_and(|m| s.is_none_or(|s| s > m))
+                {
+                    continue;
+                }
+                let t = text.value(i);
+                if f.min_chars.is_some() || f.max_chars.is_some() {
+                    let n = t.chars().count();
+                    if f.min_chars.is_some_and(|m| n < m) || f.max_chars.is_some_and(|m| n > m) {
+                        continue;
+                    }
+                }
+                if re.as_ref().is_some_and(|re| !re.is_match(t)) {
+                    continue;
+                }
+                matched += 1;
+                let doc = Doc {
+                    id: id.value(i).into(),
+                    source: src.value(i).into(),
+                    url: url.as_ref().filter(|a| !a.is_null(i)).map(|a| a.value(i).to_string()),
+                    score: s,
+                    text: t.into(),
+                };
+                if !each(doc) {
+                    return Ok(matched);
+                }
+            }
+        }
+    }
+    Ok(matched)
+}
+
+fn print_doc(d: &Doc, chars: usize, as_json: bool) {
+    if as_json {
+        println!(
+            "{}",
+            json!({"id": d.id, "source": d.source, "url": d.url, "quality_score": d.score, "chars": d.text.chars().count(), "text": d.text})
+        );
+        return;
+    }
+    let text: String = d.text.chars().take(chars).collect();
+    let more = if d.text.chars().count() > chars { " [...]" } else { "" };
+    let score = d.score.map(|s| format!(" score {s:.3}")).unwrap_or_default();
+    println!(
+        "\n--- {} ({}, {} chars{score}) {}\n{text}{more}",
+        d.id,
+        d.source,
+        d.text.chars().count(),
+        d.url.as_deref().unwrap_or("-")
+    );
+}
+
+/// `grist inspect query`: the first `limit` matching documents, in shard order.
+pub fn query(dir: &str, f: &Filters, limit: usize, chars: usize, as_json: bool) -> Result<()> {
+    let mut shown = 0;
+    scan(&Loc::parse(dir)?, f, |d| {
+        print_doc(&d, chars, as_json);
+        shown += 1;
+        shown < limit
+    })?;
+    if !as_json {
+        println!("\n{shown} documents shown");
+    }
+    Ok(())
+}
+
+/// `grist inspect sample`: `n` matching documents drawn by a seeded hash of their ids (the same
+/// for a seed, whatever the shard layout; memory holds n documents).
+pub fn sample(dir: &str, f: &Filters, n: usize, seed: u64, chars: usize, as_json: bool) -> Result<()> {
+    let mut keep: BTreeMap<(u64, String), Doc> = BTreeMap::new();
+    let matched = scan(&Loc::parse(dir)?, f, |d| {
+        let key = (xxh3_64_with_seed(d.id.as_bytes(), seed), d.id.clone());
+        if keep.len() < n || keep.last_key_value().is_some_and(|(k, _)| key < *k) {
+            keep.insert(key, d);
+            if keep.len() > n {
+                keep.pop_last();
+            }
+        }
+        true
+    })?;
+    for d in keep.values() {
+        print_doc(d, chars, as_json);
+    }
+    if !as_json {
+        println!("\n{} of {matched} matching documents (seed {seed})", keep.len());
+    }
+    Ok(())
+}
+
+/// Where a document is in one stage: kept (with its score and draw where the stage has them),
+/// removed (its ledger entry), or absent.
+fn find_in_stage(dir: &Loc, id: &str) -> Result<Option<Value>> {
+    let Ok(m) = Manifest::read(&dir.join(pipeline::stage::MANIFEST)) else { return Ok(None) };
+    for f in &m.ledgers {
+        for e in LedgerReader::open(&dir.join(&f.path))?.entries()? {
+            if e.id == id {
+                return Ok(Some(removed(&e)));
+            }
+        }
+    }
+    for f in &m.outputs {
+        let r = DocReader::open(&dir.join(&f.path))?;
+        let has = |c: &str| r.schema().field_with_name(c).is_ok();
+        let mut cols = vec!["id", "source"];
+        for c in ["text", "quality_score", "keep_draw"] {
+            if has(c) {
+                cols.push(c);
+            }
+        }
+        for b in r.batches(Some(&cols), 8192)? {
+            let b = b?;
+            let ids = str_col(&b, "id")?;
+            for i in 0..b.num_rows() {
+                if ids.value(i) != id {
+                    continue;
+                }
+                let f64_at = |c: &str| {
+                    b.column_by_name(c).and_then(|a| a.as_any().downcast_ref::<Float64Array>().map(|a| a.value(i)))
+                };
+                let chars = b
+                    .column_by_name("text")
+                    .and_then(|a| a.as_any().downcast_ref::<StringArray>().map(|a| a.value(i).chars().count()));
+                let mut v = json!({
+                    "status": "kept", "source": str_col(&b, "source")?.value(i), "chars": chars,
+                    "quality_score": f64_at("quality_score"), "keep_draw": f64_at("keep_draw"),
+                });
+                let cuts = cuts_of(dir, &m, id)?;
+                if !cuts.is_empty() {
+                    v["cuts"] = json!(cuts);
+                }
+                return Ok(Some(v));
+            }
+        }
+    }
+    Ok(Some(json!({"status": "absent"})))
+}
+
+/// Decontamination cuts of a kept document (the stage's `cuts` side tables): benchmark, gram,
+/// and the cut's character range.
+fn cuts_of(dir: &Loc, m: &Manifest, id: &str) -> Result<Vec<Value>> {
+    let mut out = Vec::new();
+    for f in m.side.iter().filter(|f| f.path.contains(".side-cuts")) {
+        let (src, _) = shards::parquet_io::ParquetSource::open_any(&dir.join(&f.path))?;
+        for b in src.batches(None, 8192)? {
+            let b = b?;
+            let (ids, bench, gram) = (str_col(&b, "id")?, str_col(&b, "benchmark")?, str_col(&b, "gram")?);
+            let num = |c: &str| {
+                b.column_by_name(c)
+                    .and_then(|a| a.as_any().downcast_ref::<shards::arrow::array::UInt64Array>().cloned())
+            };
+            let (start, end) = (num("start"), num("end"));
+            for i in 0..b.num_rows() {
+                if ids.value(i) == id {
+                    out.push(json!({
+                        "benchmark": bench.value(i), "gram": gram.value(i),
+                        "start": start.as_ref().map(|a| a.value(i)), "end": end.as_ref().map(|a| a.value(i)),
+                    }));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn removed(e: &LedgerEntry) -> Value {
+    json!({
+        "status": "removed", "reason": e.reason, "source": e.source, "detail": e.detail, "location": e.location,
+        "quality_score": e.score, "keep_draw": e.draw, "cluster_id": e.cluster_id, "duplicate_of": e.duplicate_of,
+    })
+}
+
+/// Token copies of a document in a token stage's sidecars (tokenize: its split; blend: copies).
+fn find_tokens(dir: &Loc, id: &str) -> Result<Option<Value>> {
+    let Ok(m) = Manifest::read(&dir.join(pipeline::stage::MANIFEST)) else { return Ok(None) };
+    let mut rows = Vec::new();
+    for f in &m.outputs {
+        let (src, _) = shards::parquet_io::ParquetSource::open_any(&dir.join(&f.path))?;
+        for b in src.batches(None, 8192)? {
+            let b = b?;
+            let ids = str_col(&b, "id")?;
+            for i in 0..b.num_rows() {
+                if ids.value(i) == id {
+                    let mut row = serde_json::Map::new();
+                    for (k, field) in b.schema().fields().iter().enumerate() {
+                        let col = b.column(k);
+                        let v = if let Some(a) = col.as_any().downcast_ref::<StringArray>() {
+                            json!(a.value(i))
+                        } else if let Some(a) = col.as_any().downcast_ref::<shards::arrow::array::UInt64Array>() {
+                            json!(a.value(i))
+                        } else {
+                            continue;
+                        };
+                        row.insert(field.name().clone(), v);
+                    }
+                    rows.push(Value::Object(row));
+                }
+            }
+        }
+    }
+    Ok(Some(if rows.is_empty() { json!({"status": "absent"}) } else { json!({"status": "kept", "copies": rows}) }))
+}
+
+/// `grist inspect why`: every stage of `run` the document passed through, and where and why it
+/// was removed.
+pub fn why(run: &str, id: &str, as_json: bool) -> Result<bool> {
+    let run = Loc::parse(run)?;
+    let mut trail: Vec<(String, Value)> = Vec::new();
+    let mut found = false;
+    for stage in STAGES {
+        let Some(v) = find_in_stage(&run.join(stage), id)? else { continue };
+        let status = v["status"].as_str().unwrap_or_default().to_string();
+        if status == "absent" && !found {
+            continue; // not yet in the run (e.g. a document made by a later stage)
+        }
+        found |= status != "absent";
+        trail.push((stage.to_string(), v));
+        if status != "kept" {
+            break;
+        }
+    }
+    if trail.last().is_some_and(|(_, v)| v["status"] == "kept") {
+        for stage in ["tokenize", "blend"] {
+            if let Some(v) = find_tokens(&run.join(stage), id)? {
+                trail.push((stage.to_string(), v));
+            }
+        }
+    }
+    if as_json {
+        let t: Vec<Value> = trail.iter().map(|(s, v)| json!({"stage": s, "at": v})).collect();
+        println!("{}", serde_json::to_string_pretty(&json!({"id": id, "found": found, "stages": t}))?);
+        return Ok(found);
+    }
+    if !found {
+        println!("{id}: not in any stage of {run} (neither kept nor in a ledger)");
+        return Ok(false);
+    }
+    println!("{id}");
+    for (stage, v) in &trail {
+        let num = |k: &str| v[k].as_f64().map(|x| format!("{x:.4}"));
+        let line = match v["status"].as_str().unwrap_or_default() {
+            "kept" if stage == "tokenize" || stage == "blend" => {
+                let copies = v["copies"].as_array().map_or(0, Vec::len);
+                let first = &v["copies"][0];
+                let what = if stage == "tokenize" {
+                    format!(
+                        "{} tokens in the {} split ({})",
+                        first["tokens"],
+                        first["split"].as_str().unwrap_or("?"),
+                        first["shard"].as_str().unwrap_or("?")
+                    )
+                } else {
+                    format!(
+                        "{copies} cop{} in the training mixture ({} tokens each)",
+                        if copies == 1 { "y" } else { "ies" },
+                        first["tokens"]
+                    )
+                };
+                format!("kept: {what}")
+            }
+            "kept" => {
+                let mut s = format!("kept ({}", v["source"].as_str().unwrap_or("?"));
+                if let Some(c) = v["chars"].as_u64() {
+                    s += &format!(", {c} chars");
+                }
+                if let (Some(sc), Some(d)) = (num("quality_score"), num("keep_draw")) {
+                    s += &format!("; score {sc}, draw {d}: kept as draw > 1 - score");
+                }
+                if let Some(cuts) = v["cuts"].as_array() {
+                    let c = &cuts[0];
+                    s += &format!(
+                        "; {} benchmark passage(s) cut, e.g. chars {}..{} for {} gram \"{}\"",
+                        cuts.len(),
+                        c["start"],
+                        c["end"],
+                        c["benchmark"].as_str().unwrap_or("?"),
+                        c["gram"].as_str().unwrap_or("?")
+                    );
+                }
+                s + ")"
+            }
+            "removed" => {
+                let mut s = format!("REMOVED: {}", v["reason"].as_str().unwrap_or("?"));
+                if let (Some(sc), Some(d)) = (num("quality_score"), num("keep_draw")) {
+                    s += &format!(" (score {sc}, draw {d}: removed as draw <= 1 - score)");
+                }
+                if let Some(o) = v["duplicate_of"].as_str() {
+                    s += &format!(" of {o} (cluster {})", v["cluster_id"]);
+                }
+                if let Some(d) = v["detail"].as_str() {
+                    s += &format!("; {d}");
+                }
+                if let Some(l) = v["location"].as_str() {
+                    s += &format!(" at {l}");
+                }
+                s
+            }
+            _ => "not there".into(),
+        };
+        println!("  {stage:<15} {line}");
+    }
+    Ok(true)
+}
