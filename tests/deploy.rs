@@ -15,7 +15,8 @@ fn recipe(root: &Path) -> std::path::PathBuf {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/recipes/demo.toml")).unwrap();
     let text = text
         .replace("\"out/demo", &format!("\"{}", root.display()))
-        .replace("total_tokens = 250000", "total_tokens = 8192");
+        .replace("total_tokens = 250000", "total_tokens = 8192")
+        .replace("checkpoint_every = 100", "checkpoint_every = 3");
     let path = root.with_extension("toml");
     std::fs::write(&path, text).unwrap();
     path
@@ -71,6 +72,30 @@ fn stage_by_stage_in_slices_equals_one_whole_run() {
     };
     assert!(model(&whole) == model(&sliced), "the trained weights differ");
     assert!(sliced.join("report.html").exists());
+
+    // A run killed twice (once in the data stages, once in training) and rerun to the end
+    // gives the same files and weights as the uninterrupted run.
+    let killed = dir.path().join("killed");
+    let r = recipe(&killed);
+    for marker in ["quality/model.gqm", "train/checkpoints/latest"] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_grist"))
+            .args(["-q", "run", r.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        while !killed.join(marker).exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        child.kill().unwrap();
+        assert!(child.wait().unwrap().code().is_none(), "the run ended before the kill at {marker}");
+    }
+    ok(grist(&["-q", "run", r.to_str().unwrap()], &[]));
+    for stage in ["ingest", "quality_filter", "dedup", "decontaminate", "tokenize", "blend"] {
+        assert!(files(&whole.join(stage)) == files(&killed.join(stage)), "{stage} differs after the kills");
+    }
+    assert!(model(&whole) == model(&killed), "the trained weights differ after the kills");
     // A stage the recipe does not have is a no-op, so one script serves every recipe.
     let r = recipe(&dir.path().join("third"));
     let text = std::fs::read_to_string(&r).unwrap();
