@@ -384,3 +384,221 @@ pub fn why(run: &str, id: &str, as_json: bool) -> Result<bool> {
     }
     Ok(true)
 }
+
+/// Stage-specific figures beyond the per-source summary: the quality filter's score deciles,
+/// dedup's cluster sizes and largest clusters (with the representative's text), the
+/// decontamination hits per benchmark.
+pub fn details(dir: &Loc) -> Result<Value> {
+    let m = Manifest::read(&dir.join(pipeline::stage::MANIFEST))?;
+    let mut out = serde_json::Map::new();
+    match m.stage.as_str() {
+        "quality_filter" => {
+            let k = pipeline::quality_filter::keep_report(&m);
+            let mut deciles = Vec::new();
+            for bin in 0..10 {
+                let (n, kept, exp) = k.sources.values().fold((0, 0, 0.0), |a, s| {
+                    let d = s.deciles.get(bin).copied().unwrap_or((0, 0, 0.0));
+                    (a.0 + d.0, a.1 + d.1, a.2 + d.2)
+                });
+                deciles.push(json!({"score_from": bin as f64 / 10.0, "docs": n, "kept": kept, "expected_kept": exp}));
+            }
+            out.insert("alpha".into(), json!(k.alpha));
+            out.insert("score_deciles".into(), json!(deciles));
+        }
+        "dedup" => {
+            let d = dir.to_string();
+            let base = d.trim_end_matches('/').rsplit_once('/').map_or(".", |(b, _)| b);
+            let removals = Loc::parse(base)?.join("dedup_clusters").join("removals.parquet");
+            if removals.exists()? {
+                let (src, _) = shards::parquet_io::ParquetSource::open_any(&removals)?;
+                let mut clusters: BTreeMap<u64, (String, Vec<(String, String, f64)>)> = BTreeMap::new();
+                for b in src.batches(None, 65536)? {
+                    let b = b?;
+                    let (id, reason, rep) = (str_col(&b, "id")?, str_col(&b, "reason")?, str_col(&b, "duplicate_of")?);
+                    let cid = b
+                        .column_by_name("cluster_id")
+                        .and_then(|c| c.as_any().downcast_ref::<shards::arrow::array::UInt64Array>().cloned());
+                    let jac =
+                        b.column_by_name("jaccard").and_then(|c| c.as_any().downcast_ref::<Float64Array>().cloned());
+                    for i in 0..b.num_rows() {
+                        let c = cid.as_ref().map_or(0, |a| a.value(i));
+                        let e = clusters.entry(c).or_insert_with(|| (rep.value(i).to_string(), Vec::new()));
+                        let j = jac.as_ref().filter(|a| !a.is_null(i)).map_or(f64::NAN, |a| a.value(i));
+                        e.1.push((id.value(i).to_string(), reason.value(i).to_string(), j));
+                    }
+                }
+                // Sizes count the representative with its removed copies.
+                let mut sizes: BTreeMap<usize, u64> = BTreeMap::new();
+                for (_, (_, members)) in &clusters {
+                    *sizes.entry(members.len() + 1).or_default() += 1;
+                }
+                let mut largest: Vec<(&u64, &(String, Vec<(String, String, f64)>))> = clusters.iter().collect();
+                largest.sort_by(|a, b| b.1.1.len().cmp(&a.1.1.len()).then(a.0.cmp(b.0)));
+                let mut top = Vec::new();
+                for (cid, (rep, members)) in largest.into_iter().take(3) {
+                    let mut text = String::new();
+                    scan(dir, &Filters::default(), |d| {
+                        if d.id == *rep {
+                            text = d.text.chars().take(300).collect();
+                            return false;
+                        }
+                        true
+                    })?;
+                    top.push(json!({"cluster_id": cid, "size": members.len() + 1, "representative": rep, "text": text,
+                        "removed": members.iter().map(|(i, r, j)| json!({"id": i, "reason": r, "jaccard": j})).collect::<Vec<_>>()}));
+                }
+                out.insert(
+                    "cluster_sizes".into(),
+                    json!(sizes.iter().map(|(s, n)| json!({"size": s, "clusters": n})).collect::<Vec<_>>()),
+                );
+                out.insert("largest_clusters".into(), json!(top));
+            }
+        }
+        "decontaminate" => {
+            let hits: BTreeMap<&str, u64> =
+                m.counters.iter().filter_map(|(k, v)| k.strip_prefix("hits_").map(|b| (b, *v))).collect();
+            out.insert("gram_hits_by_benchmark".into(), json!(hits));
+            out.insert("documents_cut".into(), json!(m.counters.get("documents_cut")));
+        }
+        _ => {}
+    }
+    Ok(Value::Object(out))
+}
+
+/// The details as terminal lines.
+pub fn render_details(v: &Value) -> String {
+    let mut s = String::new();
+    if let Some(d) = v["score_deciles"].as_array() {
+        s += "\nquality score deciles: documents, kept, kept as the Pareto law expects\n";
+        for x in d.iter().filter(|x| x["docs"].as_u64() > Some(0)) {
+            let from = x["score_from"].as_f64().unwrap_or(0.0);
+            s += &format!(
+                "  [{from:.1}, {:.1})  {:>8} {:>8} {:>10.1}\n",
+                from + 0.1,
+                x["docs"].as_u64().unwrap_or(0),
+                x["kept"].as_u64().unwrap_or(0),
+                x["expected_kept"].as_f64().unwrap_or(0.0)
+            );
+        }
+    }
+    if let Some(sizes) = v["cluster_sizes"].as_array() {
+        s += "\nduplicate clusters by size (representative + removed copies): ";
+        s += &sizes.iter().map(|x| format!("{} x {}", x["clusters"], x["size"])).collect::<Vec<_>>().join(", ");
+        s += "\n";
+        for c in v["largest_clusters"].as_array().into_iter().flatten() {
+            s += &format!(
+                "\ncluster {} ({} documents), kept {}:\n  {}\n",
+                c["cluster_id"],
+                c["size"],
+                c["representative"].as_str().unwrap_or("?"),
+                c["text"].as_str().unwrap_or("").replace('\n', " ")
+            );
+            for r in c["removed"].as_array().into_iter().flatten() {
+                s += &format!(
+                    "  removed {} ({}, jaccard {:.3})\n",
+                    r["id"].as_str().unwrap_or("?"),
+                    r["reason"].as_str().unwrap_or("?"),
+                    r["jaccard"].as_f64().unwrap_or(f64::NAN)
+                );
+            }
+        }
+    }
+    if let Some(h) = v["gram_hits_by_benchmark"].as_object() {
+        s += &format!(
+            "\nbenchmark 13-gram hits: {}; documents cut: {}\n",
+            h.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", "),
+            v["documents_cut"]
+        );
+    }
+    s
+}
+
+/// `grist inspect RUN_DIR`: every stage of a run in one table, the mixture and the training.
+pub fn run_overview(run: &Loc) -> Result<Value> {
+    let mut stages = Vec::new();
+    for st in ["reddit", "ingest", "quality_filter", "dedup", "decontaminate", "tokenize", "blend"] {
+        if let Ok(m) = Manifest::read(&run.join(st).join(pipeline::stage::MANIFEST)) {
+            stages.push(json!({"stage": st, "in": m.accounting.docs_in, "kept": m.accounting.docs_out, "removed": m.accounting.docs_ledger,
+                "tokens": m.counters.get("tokens_train").copied().or_else(|| (st == "blend").then(|| m.side.iter().map(|f| f.rows).sum()))}));
+        }
+    }
+    let mut mixture = Vec::new();
+    if let Ok(bm) = Manifest::read(&run.join("blend").join(pipeline::stage::MANIFEST)) {
+        let total = bm.config["total_tokens"].as_f64().unwrap_or(0.0);
+        let srcs = bm.config["sources"].as_array().cloned().unwrap_or_default();
+        let sum: f64 = srcs.iter().filter_map(|s| s["weight"].as_f64()).sum();
+        for s in &srcs {
+            let name = s["name"].as_str().unwrap_or("?");
+            let planned = (s["weight"].as_f64().unwrap_or(0.0) / sum.max(1e-12) * total).round() as u64;
+            mixture.push(json!({"source": name, "planned": planned, "realized": bm.counters.get(&format!("tokens_source_{name}"))}));
+        }
+    }
+    let metrics = run.join("train/metrics.jsonl");
+    let mut training = Value::Null;
+    if metrics.exists()? {
+        let text = String::from_utf8_lossy(&metrics.read()?).into_owned();
+        let lines: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        let steps: Vec<&Value> = lines.iter().filter(|v| v["loss"].is_number()).collect();
+        let val = lines.iter().rev().find(|v| v["val_loss"].is_number());
+        training = json!({
+            "steps": steps.last().map(|v| v["step"].clone()), "tokens": steps.last().map(|v| v["tokens"].clone()),
+            "first_loss": steps.first().map(|v| v["loss"].clone()), "last_loss": steps.last().map(|v| v["loss"].clone()),
+            "val_loss": val.map(|v| v["val_loss"].clone()), "val_by_source": val.map(|v| v["val"].clone()),
+            "curve": steps.iter().step_by((steps.len() / 10).max(1)).map(|v| json!([v["tokens"], v["loss"]])).collect::<Vec<_>>(),
+        });
+    }
+    Ok(json!({"run": run.to_string(), "stages": stages, "mixture": mixture, "training": training}))
+}
+
+pub fn render_overview(v: &Value) -> String {
+    let mut s = format!(
+        "run {}\n\n{:<16} {:>10} {:>10} {:>10} {:>12}\n",
+        v["run"].as_str().unwrap_or("?"),
+        "stage",
+        "in",
+        "kept",
+        "removed",
+        "tokens"
+    );
+    for x in v["stages"].as_array().into_iter().flatten() {
+        let tok = x["tokens"].as_u64().map_or("-".to_string(), |t| t.to_string());
+        let n = |k: &str| x[k].as_u64().unwrap_or(0);
+        s += &format!(
+            "{:<16} {:>10} {:>10} {:>10} {:>12}\n",
+            x["stage"].as_str().unwrap_or("?"),
+            n("in"),
+            n("kept"),
+            n("removed"),
+            tok
+        );
+    }
+    if let Some(m) = v["mixture"].as_array().filter(|m| !m.is_empty()) {
+        s += &format!("\n{:<20} {:>14} {:>14}\n", "mixture source", "planned", "realized");
+        for x in m {
+            let n = |k: &str| x[k].as_u64().unwrap_or(0);
+            s += &format!("{:<20} {:>14} {:>14}\n", x["source"].as_str().unwrap_or("?"), n("planned"), n("realized"));
+        }
+    }
+    let t = &v["training"];
+    if !t.is_null() {
+        s += &format!(
+            "\ntraining: {} steps, {} tokens; loss {:.4} -> {:.4}; validation {:.4} {}\n",
+            t["steps"],
+            t["tokens"],
+            t["first_loss"].as_f64().unwrap_or(f64::NAN),
+            t["last_loss"].as_f64().unwrap_or(f64::NAN),
+            t["val_loss"].as_f64().unwrap_or(f64::NAN),
+            t["val_by_source"]
+        );
+        s += "loss curve (tokens: loss): ";
+        s += &t["curve"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| format!("{}: {:.2}", p[0], p[1].as_f64().unwrap_or(f64::NAN)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        s += "\n";
+    }
+    s
+}

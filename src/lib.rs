@@ -926,11 +926,24 @@ fn inspect(dir: &str, verify_only: bool, json: bool) -> Result<ExitCode> {
         }
         return Ok(if v.ok() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_VERIFY_FAILED) });
     }
+    if !loc.join(pipeline::stage::MANIFEST).exists()? && loc.join("ingest").join(pipeline::stage::MANIFEST).exists()? {
+        // A run directory: every stage, the mixture and the training.
+        let v = inspect_cmd::run_overview(&loc)?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            print!("{}", inspect_cmd::render_overview(&v));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let s = summary::summarize(&loc)?;
+    let details = inspect_cmd::details(&loc)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        let mut v = serde_json::to_value(&s)?;
+        v["details"] = details;
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print!("{}", s.render());
+        print!("{}{}", s.render(), inspect_cmd::render_details(&details));
     }
     Ok(ExitCode::SUCCESS)
 }

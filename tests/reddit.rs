@@ -321,6 +321,21 @@ fn the_demo_recipe_runs_end_to_end_and_resumes() {
     let stages: Vec<&str> = v["stages"].as_array().unwrap().iter().map(|s| s["stage"].as_str().unwrap()).collect();
     assert_eq!(stages[..5], ["ingest", "quality_filter", "dedup", "decontaminate", "tokenize"]);
     assert_eq!(v["stages"][3]["at"]["cuts"][0]["benchmark"], "sample-bench");
+    // `inspect RUN`: the stages chain (each one's input is the last one's output), the mixture
+    // and the training; `inspect` of dedup and decontaminate gives their own figures.
+    let v = report(&ok(grist(&["inspect", "--json", run.to_str().unwrap()], &[])));
+    let st = v["stages"].as_array().unwrap();
+    let at = |name: &str| st.iter().find(|x| x["stage"] == name).unwrap();
+    for (a, b) in [("ingest", "quality_filter"), ("quality_filter", "dedup"), ("dedup", "decontaminate")] {
+        assert_eq!(at(a)["kept"], at(b)["in"], "{a} -> {b}");
+    }
+    assert_eq!(v["mixture"].as_array().unwrap().len(), 4);
+    assert!(v["training"]["steps"].as_u64().unwrap() > 0 && v["training"]["val_loss"].is_number());
+    let dd = report(&ok(grist(&["inspect", "--json", run.join("dedup").to_str().unwrap()], &[])));
+    let largest = &dd["details"]["largest_clusters"][0];
+    assert!(largest["size"].as_u64().unwrap() >= 2 && !largest["text"].as_str().unwrap().is_empty(), "{dd}");
+    let dc = report(&ok(grist(&["inspect", "--json", run.join("decontaminate").to_str().unwrap()], &[])));
+    assert!(dc["details"]["gram_hits_by_benchmark"]["sample-bench"].as_u64().unwrap() > 0, "{dc}");
     let o = grist(&["inspect", "why", "no-such-id", "--run", run.to_str().unwrap()], &[]);
     assert!(!o.status.success() && stdout(&o).contains("not in any stage"));
 
