@@ -385,6 +385,9 @@ pub fn why(run: &str, id: &str, as_json: bool) -> Result<bool> {
     Ok(true)
 }
 
+/// A duplicate cluster: its kept representative, and the removed copies (id, reason, Jaccard).
+type Cluster = (String, Vec<(String, String, f64)>);
+
 /// Stage-specific figures beyond the per-source summary: the quality filter's score deciles,
 /// dedup's cluster sizes and largest clusters (with the representative's text), the
 /// decontamination hits per benchmark.
@@ -411,7 +414,7 @@ pub fn details(dir: &Loc) -> Result<Value> {
             let removals = Loc::parse(base)?.join("dedup_clusters").join("removals.parquet");
             if removals.exists()? {
                 let (src, _) = shards::parquet_io::ParquetSource::open_any(&removals)?;
-                let mut clusters: BTreeMap<u64, (String, Vec<(String, String, f64)>)> = BTreeMap::new();
+                let mut clusters: BTreeMap<u64, Cluster> = BTreeMap::new();
                 for b in src.batches(None, 65536)? {
                     let b = b?;
                     let (id, reason, rep) = (str_col(&b, "id")?, str_col(&b, "reason")?, str_col(&b, "duplicate_of")?);
@@ -429,10 +432,10 @@ pub fn details(dir: &Loc) -> Result<Value> {
                 }
                 // Sizes count the representative with its removed copies.
                 let mut sizes: BTreeMap<usize, u64> = BTreeMap::new();
-                for (_, (_, members)) in &clusters {
+                for (_, members) in clusters.values() {
                     *sizes.entry(members.len() + 1).or_default() += 1;
                 }
-                let mut largest: Vec<(&u64, &(String, Vec<(String, String, f64)>))> = clusters.iter().collect();
+                let mut largest: Vec<(&u64, &Cluster)> = clusters.iter().collect();
                 largest.sort_by(|a, b| b.1.1.len().cmp(&a.1.1.len()).then(a.0.cmp(b.0)));
                 let mut top = Vec::new();
                 for (cid, (rep, members)) in largest.into_iter().take(3) {
