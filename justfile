@@ -56,6 +56,18 @@ build-times:
 clean-out:
     rm -rf out
 
+# grist with `inspect sql` (polars; a clean release build takes about 19 minutes longer).
+release-sql:
+    cargo build --release --features sql
+
+# SQL over a stage output or run directory, e.g. `just sql out/demo "SELECT reason, COUNT(*) FROM ledger GROUP BY reason"`.
+sql dir query="":
+    cargo run --release --features sql -- inspect sql {{dir}} "{{query}}"
+
+# The `inspect sql` tests (builds grist with polars).
+test-sql:
+    cargo test --features sql --test sql
+
 # grist against a local S3 server (moto, from PyPI), built with the `cloud` feature.
 test-s3:
     bash scripts/test-s3.sh

@@ -17,6 +17,7 @@ use shards::Loc;
 mod inspect_cmd;
 mod plan;
 mod report;
+mod sql;
 mod train_cmd;
 
 /// Exit code of command-line usage errors (clap's, and slices that do not exist).
@@ -150,8 +151,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Summarize a stage output (--verify checks it); or follow a document (why), or read
-    /// documents by source, score, length and regex (query, sample).
+    /// Summarize a stage output or run (--verify checks it); or follow a document (why), read
+    /// documents by source, score, length and regex (query, sample), or ask in SQL (sql).
     Inspect(InspectArgs),
 }
 
@@ -216,6 +217,24 @@ enum InspectCmd {
         seed: u64,
         #[arg(long, default_value_t = 400)]
         chars: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// SQL over a stage output or a run directory (polars; needs a build with `--features sql`).
+    /// Without a query, lists the tables and their columns.
+    Sql {
+        /// A stage output (tables `docs`, `ledger`) or a run directory (a table per stage and
+        /// `STAGE_ledger`, and `ledger` for all of them).
+        dir: String,
+        /// The query, e.g. "SELECT source, COUNT(*) AS n FROM docs GROUP BY source".
+        query: Option<String>,
+        /// Rows shown at most.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Characters shown per cell (JSON output is never cut).
+        #[arg(long, default_value_t = 60)]
+        chars: usize,
+        /// One JSON object per row.
         #[arg(long)]
         json: bool,
     },
@@ -537,9 +556,12 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             InspectCmd::Sample { dir, filters, n, seed, chars, json } => {
                 inspect_cmd::sample(&dir, &filters, n, seed, chars, json)?
             }
+            InspectCmd::Sql { dir, query, limit, chars, json } => {
+                sql::run(&dir, query.as_deref().filter(|q| !q.trim().is_empty()), limit, chars, json)?
+            }
         },
         Command::Inspect(InspectArgs { what: None, dir, verify, json, head, chars }) => {
-            let dir = dir.context("grist inspect DIR (or why / query / sample)")?;
+            let dir = dir.context("grist inspect DIR (or why / query / sample / sql)")?;
             let code = inspect(&dir, verify, json)?;
             if let Some(n) = head {
                 print_head(&Loc::parse(&dir)?, n, chars)?;

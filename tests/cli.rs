@@ -28,7 +28,7 @@ fn help_lists_every_command() {
       plan           Dry run: per stage what it reads and writes, estimates of disk, memory and time, and problems
       report         Write a run's HTML report (funnel, removals, quality, mixture, training, documents)
       warc           Count the records of WARC/WET files by type, and bad stretches by reason
-      inspect        Summarize a stage output (--verify checks it); or follow a document (why), or read documents by source, score, length and regex (query, sample)
+      inspect        Summarize a stage output or run (--verify checks it); or follow a document (why), read documents by source, score, length and regex (query, sample), or ask in SQL (sql)
       help           Print this message or the help of the given subcommand(s)
 
     Options:
