@@ -56,7 +56,7 @@ build-times:
 clean-out:
     rm -rf out
 
-# grist with `inspect sql` (polars; a clean release build takes about 19 minutes longer).
+# grist with `inspect sql` (polars; a clean release build took 23 minutes instead of 4 here).
 release-sql:
     cargo build --release --features sql
 

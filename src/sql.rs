@@ -9,15 +9,15 @@
 //! - a run directory: for each stage `STAGE` and `STAGE_ledger`, and `ledger`, every stage's
 //!   ledger in one table.
 //!
-//! Built with the `sql` feature only: polars adds about 19 minutes to a clean release build
-//! on 2 cores, so the default build leaves it out and says how to get it.
+//! Built with the `sql` feature only: with polars a clean release build took 23 minutes
+//! instead of 4 on 2 cores, so the default build leaves it out and says how to get it.
 
 /// Runs `query` (or, without one, lists the tables) and prints the result.
 #[cfg(not(feature = "sql"))]
 pub fn run(_dir: &str, _query: Option<&str>, _limit: usize, _chars: usize, _json: bool) -> anyhow::Result<()> {
     anyhow::bail!(
         "this grist was built without SQL; rebuild with `cargo build --release --features sql` \
-         (adds polars: about 19 more minutes for a clean release build on 2 cores), or read \
+         (adds polars: a clean release build took 23 minutes instead of 4 on 2 cores), or read \
          the Parquet shards with polars or DuckDB directly"
     )
 }
@@ -169,7 +169,14 @@ mod imp {
     /// A lazy scan of a table's files, in manifest order.
     fn scan(t: &Table) -> Result<LazyFrame> {
         let paths: Vec<PlRefPath> = t.files.iter().map(|p| PlRefPath::new(p.to_string_lossy().as_ref())).collect();
-        LazyFrame::scan_parquet_files(paths.into_iter().collect(), ScanArgsParquet::default())
+        // The manifest names every file: no globbing of `[` or `*` in paths, and no Hive
+        // partition columns made up from a `key=value` directory above the run.
+        let args = ScanArgsParquet {
+            glob: false,
+            hive_options: HiveOptions { enabled: Some(false), ..HiveOptions::default() },
+            ..ScanArgsParquet::default()
+        };
+        LazyFrame::scan_parquet_files(paths.into_iter().collect(), args)
             .map_err(|e| anyhow!("table {}: cannot scan {}: {e}", t.name, t.files[0].display()))
     }
 
