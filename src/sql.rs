@@ -62,7 +62,7 @@ mod imp {
         };
         let lf = ctx.execute(query).map_err(|e| {
             let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
-            anyhow::anyhow!("query: {e}\n  tables here: {}", names.join(", "))
+            anyhow!("query: {e}\n  tables here: {}", names.join(", "))
         })?;
         let take = IdxSize::try_from(limit.saturating_add(1)).unwrap_or(IdxSize::MAX);
         let df = lf
@@ -95,8 +95,12 @@ mod imp {
         let mut out = Vec::new();
         if root.join(pipeline::stage::MANIFEST).exists() {
             let m = manifest(root)?;
-            out.extend(stage_tables(root, &m, "docs", "ledger"));
-            out.extend(stage_tables(root, &m, &m.stage, &format!("{}_ledger", m.stage)));
+            for (docs, ledger) in
+                [("docs".to_string(), "ledger".to_string()), (m.stage.clone(), format!("{}_ledger", m.stage))]
+            {
+                let (d, l) = stage_tables(root, &m, &docs, &ledger);
+                out.extend(d.into_iter().chain(l));
+            }
         } else {
             let mut stages: Vec<PathBuf> = std::fs::read_dir(root)
                 .with_context(|| format!("{}: cannot list", root.display()))?
@@ -114,14 +118,13 @@ mod imp {
             for dir in &stages {
                 let m = manifest(dir)?;
                 let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                for t in stage_tables(dir, &m, &name, &format!("{name}_ledger")) {
-                    if t.name.ends_with("_ledger") {
-                        all.files.extend(t.files.iter().cloned());
-                        all.bytes.extend(&t.bytes);
-                        all.rows += t.rows;
-                    }
-                    out.push(t);
+                let (docs, ledger) = stage_tables(dir, &m, &name, &format!("{name}_ledger"));
+                if let Some(l) = &ledger {
+                    all.files.extend(l.files.iter().cloned());
+                    all.bytes.extend(&l.bytes);
+                    all.rows += l.rows;
                 }
+                out.extend(docs.into_iter().chain(ledger));
             }
             if !all.files.is_empty() {
                 out.push(all);
@@ -152,7 +155,7 @@ mod imp {
 
     /// A stage's Parquet outputs as `docs_name` and its ledgers as `ledger_name` (each only
     /// when it has files).
-    fn stage_tables(dir: &Path, m: &Manifest, docs_name: &str, ledger_name: &str) -> Vec<Table> {
+    fn stage_tables(dir: &Path, m: &Manifest, docs_name: &str, ledger_name: &str) -> (Option<Table>, Option<Table>) {
         let pick = |entries: &[shards::manifest::FileEntry], name: &str| {
             let files: Vec<&shards::manifest::FileEntry> =
                 entries.iter().filter(|f| f.path.ends_with(".parquet")).collect();
@@ -163,7 +166,7 @@ mod imp {
                 rows: files.iter().map(|f| f.rows).sum(),
             })
         };
-        [pick(&m.outputs, docs_name), pick(&m.ledgers, ledger_name)].into_iter().flatten().collect()
+        (pick(&m.outputs, docs_name), pick(&m.ledgers, ledger_name))
     }
 
     /// A lazy scan of a table's files, in manifest order.
