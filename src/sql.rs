@@ -1,6 +1,6 @@
 //! `grist inspect sql DIR [QUERY]`: SQL over a stage output or a whole run directory, through
-//! polars' lazy Parquet scans and its streaming engine (only the columns a query names are
-//! read, in bounded memory).
+//! polars' lazy Parquet scans and its streaming engine (a query reads only the columns it
+//! names).
 //!
 //! Tables, from the manifests (so half-written or foreign files are never read):
 //! - a stage output: `docs` (its Parquet outputs: documents, or the stage's table such as
