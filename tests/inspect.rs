@@ -12,17 +12,11 @@ fn query_and_sample_on_real_crawl_match_an_independent_scan() {
     let Some(data) = common::test_data("query_and_sample_on_real_crawl_match_an_independent_scan") else { return };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let recipe = dir.path().join("r.toml");
-    std::fs::write(
-        &recipe,
-        format!(
-            "[run]\nout = \"{}\"\n\n[ingest]\n[[ingest.sources]]\nname = \"cc\"\npaths = [\"{}\"]\n\n[[ingest.sources]]\nname = \"cc_head\"\npaths = [\"{}\"]\n",
-            out.display(),
-            data.join("web/cc2019-30.jsonl.gz").display(),
-            data.join("web/cc_en_head-0091.jsonl.gz").display()
-        ),
-    )
-    .unwrap();
+    let recipe = common::ingest_recipe(
+        dir.path(),
+        &out,
+        &[("cc", data.join("web/cc2019-30.jsonl.gz")), ("cc_head", data.join("web/cc_en_head-0091.jsonl.gz"))],
+    );
     ok(grist(&["-q", "ingest", recipe.to_str().unwrap()], &[]));
     let ingest = out.join("ingest");
     // The independent count: documents of source cc with 500..=5000 characters mentioning

@@ -29,18 +29,15 @@ fn sql_on_real_crawl_matches_an_independent_scan() {
     let dir = tempfile::tempdir().unwrap();
     // A path polars would glob (`[a]`) and read Hive partitions from (`run=1`) unless told not to.
     let out = dir.path().join("run=1").join("out [a]");
-    let recipe = dir.path().join("r.toml");
-    std::fs::write(
-        &recipe,
-        format!(
-            "[run]\nout = \"{}\"\n\n[ingest]\n[[ingest.sources]]\nname = \"cc\"\npaths = [\"{}\"]\n\n[[ingest.sources]]\nname = \"spam\"\npaths = [\"{}\"]\n\n[[ingest.sources]]\nname = \"edge\"\npaths = [\"{}\"]\n",
-            out.display(),
-            data.join("web/cc2019-30.jsonl.gz").display(),
-            data.join("negatives/spam-assassin.jsonl.zst").display(),
-            data.join("web/edge/example-trunc.warc").display()
-        ),
-    )
-    .unwrap();
+    let recipe = common::ingest_recipe(
+        dir.path(),
+        &out,
+        &[
+            ("cc", data.join("web/cc2019-30.jsonl.gz")),
+            ("spam", data.join("negatives/spam-assassin.jsonl.zst")),
+            ("edge", data.join("web/edge/example-trunc.warc")),
+        ],
+    );
     ok(grist(&["-q", "ingest", recipe.to_str().unwrap()], &[]));
     let ingest = out.join("ingest");
     let m = Manifest::read(&Loc::local(ingest.join("manifest.json"))).unwrap();

@@ -71,6 +71,17 @@ paths = ["{books}"]
     path
 }
 
+/// Writes `dir/r.toml`: an ingest-only recipe writing to `out`, one source per (name, path).
+pub fn ingest_recipe(dir: &Path, out: &Path, sources: &[(&str, PathBuf)]) -> PathBuf {
+    let mut text = format!("[run]\nout = \"{}\"\n\n[ingest]\n", out.display());
+    for (name, path) in sources {
+        text.push_str(&format!("[[ingest.sources]]\nname = \"{name}\"\npaths = [\"{}\"]\n\n", path.display()));
+    }
+    let recipe = dir.join("r.toml");
+    std::fs::write(&recipe, text).unwrap();
+    recipe
+}
+
 /// Every visible file under `dir` except stats and manifests (which hold timings), with its bytes.
 pub fn shard_bytes(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
