@@ -6,6 +6,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/stages.sh"
 recipe="$1"; tasks="$2"; grist="${3:-grist}"
+grist_stages "$grist"
 for entry in "${GRIST_STAGES[@]}"; do
   stage="${entry%%:*}"; sliced="${entry##*:}"
   if [ "$sliced" = 1 ]; then

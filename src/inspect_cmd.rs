@@ -3,16 +3,25 @@
 //! They stream the Parquet shards (the columns they need only), so they work at any size.
 
 use std::collections::BTreeMap;
+use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use pipeline::steps::{Produces, STEPS, blend, decontaminate, dedup, quality, tokenize};
 use regex::Regex;
 use serde_json::{Value, json};
 use shards::arrow::array::{Array, Float64Array, StringArray};
 use shards::{DocReader, LedgerEntry, LedgerReader, Loc, Manifest, str_col};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-/// Document stages of a run, in order, and the token stages after them.
-const STAGES: [&str; 4] = ["ingest", "quality_filter", "dedup", "decontaminate"];
+/// The steps whose outputs are documents, in run order.
+fn document_steps() -> impl Iterator<Item = &'static str> {
+    STEPS.iter().filter(|s| s.produces == Produces::Documents).map(|s| s.name)
+}
+
+/// The steps whose outputs are tokens of documents (tokenize, blend), in run order.
+fn token_steps() -> impl Iterator<Item = &'static str> {
+    STEPS.iter().filter(|s| matches!(s.produces, Produces::Tokens | Produces::Mixture)).map(|s| s.name)
+}
 
 /// What to keep (`grist inspect query` and `sample`).
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -47,8 +56,7 @@ struct Doc {
 
 /// Streams the documents of a stage output that pass `f`, calling `each` until it returns false.
 fn scan(dir: &Loc, f: &Filters, mut each: impl FnMut(Doc) -> bool) -> Result<u64> {
-    let m =
-        Manifest::read(&dir.join(pipeline::stage::MANIFEST)).with_context(|| format!("{dir}: not a stage output"))?;
+    let m = Manifest::read(&dir.join(pipeline::MANIFEST)).with_context(|| format!("{dir}: not a stage output"))?;
     let re = f.regex.as_deref().map(Regex::new).transpose().context("--regex")?;
     let mut matched = 0u64;
     for file in &m.outputs {
@@ -174,7 +182,7 @@ pub fn sample(dir: &str, f: &Filters, n: usize, seed: u64, chars: usize, as_json
 /// Where a document is in one stage: kept (with its score and draw where the stage has them),
 /// removed (its ledger entry), or absent.
 fn find_in_stage(dir: &Loc, id: &str) -> Result<Option<Value>> {
-    let Ok(m) = Manifest::read(&dir.join(pipeline::stage::MANIFEST)) else { return Ok(None) };
+    let Ok(m) = Manifest::read(&dir.join(pipeline::MANIFEST)) else { return Ok(None) };
     for f in &m.ledgers {
         for e in LedgerReader::open(&dir.join(&f.path))?.entries()? {
             if e.id == id {
@@ -255,7 +263,7 @@ fn removed(e: &LedgerEntry) -> Value {
 
 /// Token copies of a document in a token stage's sidecars (tokenize: its split; blend: copies).
 fn find_tokens(dir: &Loc, id: &str) -> Result<Option<Value>> {
-    let Ok(m) = Manifest::read(&dir.join(pipeline::stage::MANIFEST)) else { return Ok(None) };
+    let Ok(m) = Manifest::read(&dir.join(pipeline::MANIFEST)) else { return Ok(None) };
     let mut rows = Vec::new();
     for f in &m.outputs {
         let (src, _) = shards::parquet_io::ParquetSource::open_any(&dir.join(&f.path))?;
@@ -290,7 +298,7 @@ pub fn why(run: &str, id: &str, as_json: bool) -> Result<bool> {
     let run = Loc::parse(run)?;
     let mut trail: Vec<(String, Value)> = Vec::new();
     let mut found = false;
-    for stage in STAGES {
+    for stage in document_steps() {
         let Some(v) = find_in_stage(&run.join(stage), id)? else { continue };
         let status = v["status"].as_str().unwrap_or_default().to_string();
         if status == "absent" && !found {
@@ -303,7 +311,7 @@ pub fn why(run: &str, id: &str, as_json: bool) -> Result<bool> {
         }
     }
     if trail.last().is_some_and(|(_, v)| v["status"] == "kept") {
-        for stage in ["tokenize", "blend"] {
+        for stage in token_steps() {
             if let Some(v) = find_tokens(&run.join(stage), id)? {
                 trail.push((stage.to_string(), v));
             }
@@ -322,10 +330,10 @@ pub fn why(run: &str, id: &str, as_json: bool) -> Result<bool> {
     for (stage, v) in &trail {
         let num = |k: &str| v[k].as_f64().map(|x| format!("{x:.4}"));
         let line = match v["status"].as_str().unwrap_or_default() {
-            "kept" if stage == "tokenize" || stage == "blend" => {
+            "kept" if token_steps().any(|s| s == stage) => {
                 let copies = v["copies"].as_array().map_or(0, Vec::len);
                 let first = &v["copies"][0];
-                let what = if stage == "tokenize" {
+                let what = if stage == tokenize::STEP.name {
                     format!(
                         "{} tokens in the {} split ({})",
                         first["tokens"],
@@ -392,26 +400,22 @@ type Cluster = (String, Vec<(String, String, f64)>);
 /// dedup's cluster sizes and largest clusters (with the representative's text), the
 /// decontamination hits per benchmark.
 pub fn details(dir: &Loc) -> Result<Value> {
-    let m = Manifest::read(&dir.join(pipeline::stage::MANIFEST))?;
+    let m = Manifest::read(&dir.join(pipeline::MANIFEST))?;
     let mut out = serde_json::Map::new();
     match m.stage.as_str() {
-        "quality_filter" => {
-            let k = pipeline::quality_filter::keep_report(&m);
+        s if s == quality::filter::STEP.name => {
+            let k = quality::filter::keep_report(&m);
             let mut deciles = Vec::new();
-            for bin in 0..10 {
-                let (n, kept, exp) = k.sources.values().fold((0, 0, 0.0), |a, s| {
-                    let d = s.deciles.get(bin).copied().unwrap_or((0, 0, 0.0));
-                    (a.0 + d.0, a.1 + d.1, a.2 + d.2)
-                });
+            for (bin, (n, kept, exp)) in k.deciles().into_iter().enumerate() {
                 deciles.push(json!({"score_from": bin as f64 / 10.0, "docs": n, "kept": kept, "expected_kept": exp}));
             }
             out.insert("alpha".into(), json!(k.alpha));
             out.insert("score_deciles".into(), json!(deciles));
         }
-        "dedup" => {
+        s if s == dedup::FILTER_STEP.name => {
             let d = dir.to_string();
             let base = d.trim_end_matches('/').rsplit_once('/').map_or(".", |(b, _)| b);
-            let removals = Loc::parse(base)?.join("dedup_clusters").join("removals.parquet");
+            let removals = Loc::parse(base)?.join(dedup::CLUSTERS_STEP.name).join(dedup::REMOVALS);
             if removals.exists()? {
                 let (src, _) = shards::parquet_io::ParquetSource::open_any(&removals)?;
                 let mut clusters: BTreeMap<u64, Cluster> = BTreeMap::new();
@@ -457,11 +461,10 @@ pub fn details(dir: &Loc) -> Result<Value> {
                 out.insert("largest_clusters".into(), json!(top));
             }
         }
-        "decontaminate" => {
-            let hits: BTreeMap<&str, u64> =
-                m.counters.iter().filter_map(|(k, v)| k.strip_prefix("hits_").map(|b| (b, *v))).collect();
-            out.insert("gram_hits_by_benchmark".into(), json!(hits));
-            out.insert("documents_cut".into(), json!(m.counters.get("documents_cut")));
+        s if s == decontaminate::STEP.name => {
+            let r = decontaminate::CleanReport::read(&m)?;
+            out.insert("gram_hits_by_benchmark".into(), json!(r.gram_hits));
+            out.insert("documents_cut".into(), json!(r.documents_cut));
         }
         _ => {}
     }
@@ -519,21 +522,20 @@ pub fn render_details(v: &Value) -> String {
 /// `grist inspect RUN_DIR`: every stage of a run in one table, the mixture and the training.
 pub fn run_overview(run: &Loc) -> Result<Value> {
     let mut stages = Vec::new();
-    for st in ["reddit", "ingest", "quality_filter", "dedup", "decontaminate", "tokenize", "blend"] {
-        if let Ok(m) = Manifest::read(&run.join(st).join(pipeline::stage::MANIFEST)) {
-            stages.push(json!({"stage": st, "in": m.accounting.docs_in, "kept": m.accounting.docs_out, "removed": m.accounting.docs_ledger,
-                "tokens": m.counters.get("tokens_train").copied().or_else(|| (st == "blend").then(|| m.side.iter().map(|f| f.rows).sum()))}));
-        }
+    for st in STEPS.iter().filter(|s| !matches!(s.produces, Produces::Files)) {
+        let Ok(m) = Manifest::read(&run.join(st.name).join(pipeline::MANIFEST)) else { continue };
+        let tokens = match st.produces {
+            Produces::Tokens => Some(tokenize::TokenizeReport::read(&m)?.tokens_train),
+            Produces::Mixture => Some(m.side.iter().map(|f| f.rows).sum::<u64>()),
+            _ => None,
+        };
+        stages.push(json!({"stage": st.name, "in": m.accounting.docs_in, "kept": m.accounting.docs_out,
+            "removed": m.accounting.docs_ledger, "tokens": tokens}));
     }
     let mut mixture = Vec::new();
-    if let Ok(bm) = Manifest::read(&run.join("blend").join(pipeline::stage::MANIFEST)) {
-        let total = bm.config["total_tokens"].as_f64().unwrap_or(0.0);
-        let srcs = bm.config["sources"].as_array().cloned().unwrap_or_default();
-        let sum: f64 = srcs.iter().filter_map(|s| s["weight"].as_f64()).sum();
-        for s in &srcs {
-            let name = s["name"].as_str().unwrap_or("?");
-            let planned = (s["weight"].as_f64().unwrap_or(0.0) / sum.max(1e-12) * total).round() as u64;
-            mixture.push(json!({"source": name, "planned": planned, "realized": bm.counters.get(&format!("tokens_source_{name}"))}));
+    if let Ok(bm) = Manifest::read(&run.join(blend::STEP.name).join(pipeline::MANIFEST)) {
+        for r in blend::MixtureReport::read(&bm)?.sources {
+            mixture.push(json!({"source": r.name, "planned": r.planned, "realized": r.realized}));
         }
     }
     let metrics = run.join("train/metrics.jsonl");
@@ -604,4 +606,97 @@ pub fn render_overview(v: &Value) -> String {
         s += "\n";
     }
     s
+}
+
+/// `grist inspect DIR`: a stage output's summary and details, a run's overview, or `--verify`.
+pub fn inspect(dir: &str, verify_only: bool, json: bool) -> Result<ExitCode> {
+    let loc = Loc::parse(dir)?;
+    if verify_only {
+        let v = pipeline::inspect::verify::verify(&loc)?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else if v.ok() {
+            println!(
+                "ok: stage {} in {}: {} units, {} files match their manifests; {} in = {} out + {} in the ledger",
+                v.stage, v.dir, v.units, v.files_checked, v.docs_in, v.docs_out, v.docs_ledger
+            );
+        } else {
+            println!("FAILED: stage {} in {}: {} problems", v.stage, v.dir, v.problems.len());
+            for p in &v.problems {
+                println!("  - {p}");
+            }
+        }
+        return Ok(if v.ok() { ExitCode::SUCCESS } else { ExitCode::from(crate::EXIT_VERIFY_FAILED) });
+    }
+    if !loc.join(pipeline::MANIFEST).exists()?
+        && loc.join(pipeline::steps::ingest::STEP.name).join(pipeline::MANIFEST).exists()?
+    {
+        // A run directory: every stage, the mixture and the training.
+        let v = run_overview(&loc)?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            print!("{}", render_overview(&v));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let s = pipeline::inspect::summary::summarize(&loc)?;
+    let details = details(&loc)?;
+    if json {
+        let mut v = serde_json::to_value(&s)?;
+        v["details"] = details;
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}{}", s.render(), render_details(&details));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the first `n` documents of a stage output.
+pub fn print_head(dir: &Loc, n: usize, chars: usize) -> Result<()> {
+    let m = shards::Manifest::read(&dir.join(pipeline::MANIFEST))?;
+    let mut shown = 0;
+    for f in &m.outputs {
+        for d in shards::DocReader::open(&dir.join(&f.path))?.read_docs()? {
+            if shown == n {
+                return Ok(());
+            }
+            let text: String = d.text.chars().take(chars).collect();
+            let more = if d.text.chars().count() > chars { " [...]" } else { "" };
+            println!("\n--- {} ({}) {}\n{text}{more}", d.id, d.source, d.url.as_deref().unwrap_or("-"));
+            shown += 1;
+        }
+    }
+    Ok(())
+}
+
+/// `grist warc`: streams each file through the WARC reader and counts what it finds.
+pub fn warc_counts(files: &[String], json: bool) -> Result<()> {
+    let start = std::time::Instant::now();
+    let mut total: BTreeMap<String, u64> = BTreeMap::new();
+    let mut bytes = 0u64;
+    for f in files {
+        let loc = Loc::parse(f)?;
+        bytes += loc.size()?;
+        let raw = pipeline::formats::warc::Counted::new(std::io::BufReader::with_capacity(1 << 16, loc.open()?));
+        for item in pipeline::formats::warc::open(raw).with_context(|| format!("opening {f}"))? {
+            let key = match item.with_context(|| format!("reading {f}"))? {
+                pipeline::formats::warc::WarcItem::Record(r) => format!("record {}", r.record_type()),
+                pipeline::formats::warc::WarcItem::Bad { reason, .. } => format!("bad {reason}"),
+                pipeline::formats::warc::WarcItem::Skipped { .. } => "skipped tail".to_string(),
+            };
+            *total.entry(key).or_default() += 1;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    if json {
+        let doc = serde_json::json!({ "files": files.len(), "bytes": bytes, "seconds": secs, "counts": total });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        for (k, v) in &total {
+            println!("{v:>10}  {k}");
+        }
+        println!("{} files, {bytes} bytes in {secs:.3} s", files.len());
+    }
+    Ok(())
 }

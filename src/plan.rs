@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 
 use anyhow::Result;
 use pipeline::Recipe;
-use pipeline::recipe::InputFormat;
+use pipeline::steps::ingest::{IngestConfig, InputFormat};
 
 /// Measured rates, per core (README, "Performance").
 mod rate {
@@ -84,20 +84,20 @@ type Notes = Vec<String>;
 
 /// Input bytes and the text they hold (an estimate), per ingest source.
 fn source_bytes(recipe: &Recipe, problems: &mut Vec<String>) -> Vec<(String, u64, f64, f64)> {
-    let generated = recipe.sample.as_ref().map(|s| s.out.clone());
+    let generated = recipe.synthetic.as_ref().map(|s| s.out.clone());
     let mut out = Vec::new();
     for s in &recipe.ingest.sources {
         if let Some(g) = &generated
             && s.paths.iter().all(|p| p.starts_with(g.as_str()))
         {
-            // Written by [sample] when the run starts: about 1.4 kB of text per crawl-like document.
-            let docs = recipe.sample.as_ref().map_or(0, |x| x.docs) as f64;
+            // Written by [synthetic] when the run starts: about 1.4 kB of text per crawl-like document.
+            let docs = recipe.synthetic.as_ref().map_or(0, |x| x.docs) as f64;
             let text = docs * 1400.0 / recipe.ingest.sources.len().max(1) as f64;
             out.push((s.name.clone(), 0, text, text / rate::JSONL));
             continue;
         }
-        let one = pipeline::recipe::IngestConfig { sources: vec![s.clone()], ..recipe.ingest.clone() };
-        match pipeline::ingest::plan(&one) {
+        let one = IngestConfig { sources: vec![s.clone()], ..recipe.ingest.clone() };
+        match pipeline::steps::ingest::plan(&one) {
             Err(e) => problems.push(format!("ingest source `{}`: {e}", s.name)),
             Ok((units, _)) => {
                 let (mut bytes, mut text, mut secs) = (0u64, 0.0, 0.0);
@@ -141,13 +141,13 @@ pub fn plan(recipe: &Recipe, threads: usize) -> Result<Plan> {
     let row_group = recipe.ingest.row_group_bytes as f64;
     let listed: Vec<String> = sources
         .iter()
-        .map(|s| format!("{} {}", s.0, if s.1 > 0 { human_bytes(s.1 as f64) } else { "(sample)".into() }))
+        .map(|s| format!("{} {}", s.0, if s.1 > 0 { human_bytes(s.1 as f64) } else { "(synthetic)".into() }))
         .collect();
-    if recipe.sample.is_some() {
+    if recipe.synthetic.is_some() {
         rows.push(Row {
-            stage: "sample",
+            stage: "synthetic",
             reads: "-".into(),
-            writes: recipe.sample.as_ref().map_or(String::new(), |s| s.out.clone()),
+            writes: recipe.synthetic.as_ref().map_or(String::new(), |s| s.out.clone()),
             disk: text * 0.5,
             memory: 64e6,
             seconds: 1.0,
@@ -174,7 +174,7 @@ pub fn plan(recipe: &Recipe, threads: usize) -> Result<Plan> {
     if let Some(q) = &recipe.quality {
         let features = q.num_features as f64;
         rows.push(Row {
-            stage: "quality train",
+            stage: "quality",
             reads: format!("{out}/ingest (twice)"),
             writes: format!("{out}/quality/model.gqm"),
             disk: features * 8.0,
@@ -261,6 +261,14 @@ pub fn plan(recipe: &Recipe, threads: usize) -> Result<Plan> {
             memory: 256e6,
             seconds: b.total_tokens as f64 / 200e6,
         });
+    }
+    // A step of the registry this plan has no rates for still shows, without an estimate.
+    for step in pipeline::steps::STEPS.iter().filter(|s| s.in_recipe(recipe)) {
+        let covered = rows.iter().any(|r| r.stage == step.name || r.stage == step.table)
+            || ["train", "report"].contains(&step.name);
+        if !covered {
+            notes.push(format!("{}: no estimate (this build has no measured rate for it)", step.name));
+        }
     }
     if let Some(t) = &recipe.train {
         let table = crate::train_cmd::recipe_defaults(t.clone(), out);

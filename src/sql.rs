@@ -93,7 +93,7 @@ mod imp {
     /// The tables of a stage output or a run directory, from the manifests.
     fn tables(root: &Path) -> Result<Vec<Table>> {
         let mut out = Vec::new();
-        if root.join(pipeline::stage::MANIFEST).exists() {
+        if root.join(pipeline::MANIFEST).exists() {
             let m = manifest(root)?;
             for (docs, ledger) in
                 [("docs".to_string(), "ledger".to_string()), (m.stage.clone(), format!("{}_ledger", m.stage))]
@@ -105,7 +105,7 @@ mod imp {
             let mut stages: Vec<PathBuf> = std::fs::read_dir(root)
                 .with_context(|| format!("{}: cannot list", root.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.join(pipeline::stage::MANIFEST).is_file())
+                .filter(|p| p.join(pipeline::MANIFEST).is_file())
                 .collect();
             stages.sort();
             if stages.is_empty() {
@@ -149,7 +149,7 @@ mod imp {
     }
 
     fn manifest(dir: &Path) -> Result<Manifest> {
-        Manifest::read(&Loc::local(dir.join(pipeline::stage::MANIFEST)))
+        Manifest::read(&Loc::local(dir.join(pipeline::MANIFEST)))
             .with_context(|| format!("{}: unreadable manifest", dir.display()))
     }
 

@@ -7,6 +7,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use pipeline::StageError;
+use pipeline::steps::{Host, Outcome, StepCtx, StepReport, TrainedReport};
 use shards::{Loc, Manifest};
 use trainer::backend::CpuBackend;
 use trainer::generate::{Sampling, generate};
@@ -55,7 +57,7 @@ pub fn recipe_defaults(mut t: toml::Table, out: &str) -> toml::Table {
 /// a directory's `.bin` files, or one file.
 pub fn resolve_shards(path: &str, split: &str) -> Result<Vec<Loc>> {
     let p = Path::new(path);
-    let manifest = p.join(pipeline::stage::MANIFEST);
+    let manifest = p.join(pipeline::MANIFEST);
     let mut files: Vec<String> = if manifest.exists() {
         let m = Manifest::read(&Loc::local(&manifest))?;
         let tag = format!(".side-{split}");
@@ -83,9 +85,9 @@ pub fn resolve_shards(path: &str, split: &str) -> Result<Vec<Loc>> {
 /// of the path as one set `val`.
 pub fn val_sets(path: &str, eval_tokens: u64) -> Result<Vec<ValSet>> {
     let p = Path::new(path);
-    let manifest = p.join(pipeline::stage::MANIFEST);
-    if manifest.exists() && Manifest::read(&Loc::local(&manifest))?.stage == pipeline::tokenize::STAGE {
-        let sets = pipeline::tokenize::val_sets(&Loc::local(p), eval_tokens)?;
+    let manifest = p.join(pipeline::MANIFEST);
+    if manifest.exists() && Manifest::read(&Loc::local(&manifest))?.stage == pipeline::steps::tokenize::STAGE {
+        let sets = pipeline::steps::tokenize::val_sets(&Loc::local(p), eval_tokens)?;
         return Ok(sets.into_iter().map(|(name, tokens)| ValSet { name, tokens }).collect());
     }
     let mut tokens = Vec::new();
@@ -99,8 +101,21 @@ pub fn val_sets(path: &str, eval_tokens: u64) -> Result<Vec<ValSet>> {
     Ok(vec![ValSet { name: "val".into(), tokens }])
 }
 
+/// Where training starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// From the output's checkpoint if there is one (an error if it was made otherwise).
+    Resume,
+    /// From scratch: the output's checkpoints and metrics are removed.
+    Fresh,
+    /// From the checkpoint if it was made by the same config on the same data, else from
+    /// scratch (a recipe rerun after a change).
+    ResumeOrRestart,
+}
+
 /// Trains by `cfg` with a progress bar on a terminal (a log line per eval and checkpoint).
-pub fn run_training(cfg: &TrainConfig, fresh: bool) -> Result<TrainSummary> {
+/// Returns the summary and, when a checkpoint was replaced, why.
+pub fn run_training(cfg: &TrainConfig, start: Start) -> Result<(TrainSummary, Option<String>)> {
     let train = resolve_shards(&cfg.train_data, "train")?;
     let val = match &cfg.val_data {
         Some(v) => val_sets(v, cfg.eval_tokens)?,
@@ -138,26 +153,30 @@ pub fn run_training(cfg: &TrainConfig, fresh: bool) -> Result<TrainSummary> {
             }
         }
         Event::Step(v) => {
-            let pos = if cfg.total_tokens.is_some() { v["tokens"].as_u64() } else { v["step"].as_u64() };
-            bar.set_position(pos.unwrap_or(0));
+            bar.set_position(if cfg.total_tokens.is_some() { v.tokens } else { v.step });
             bar.set_message(format!(
                 "step {} loss {:.4} {:.0} tok/s",
-                v["step"],
-                v["loss"].as_f64().unwrap_or(f64::NAN),
-                v["tokens_per_s"].as_f64().unwrap_or(0.0)
+                v.step,
+                v.loss.unwrap_or(f32::NAN),
+                v.tokens_per_s
             ));
         }
         Event::Eval(v) => bar.suspend(|| {
             tracing::info!(
                 "step {}: validation loss {:.4} {}",
-                v["step"],
-                v["val_loss"].as_f64().unwrap_or(f64::NAN),
-                v["val"]
+                v.step,
+                v.val_loss.unwrap_or(f32::NAN),
+                v.val.iter().map(|(k, l)| format!("{k} {:.4}", l.unwrap_or(f32::NAN))).collect::<Vec<_>>().join(", ")
             )
         }),
         Event::Checkpoint(p) => bar.suspend(|| tracing::debug!("checkpoint {}", p.display())),
     };
-    let summary = trainer::train::train(cfg, &train, &val, fresh, &mut on_event);
+    let summary = match start {
+        Start::Resume | Start::Fresh => {
+            trainer::train::train(cfg, &train, &val, start == Start::Fresh, &mut on_event).map(|s| (s, None))
+        }
+        Start::ResumeOrRestart => trainer::train::train_or_restart(cfg, &train, &val, &mut on_event),
+    };
     bar.finish_and_clear();
     Ok(summary?)
 }
@@ -184,18 +203,84 @@ pub fn run_generate(checkpoint: &str, prompt: &str, tokens: usize, sampling: Sam
     }
     let params = trainer::checkpoint::load_model(&dir)?;
     let vocab = params.config.vocab_size;
-    if vocab != pipeline::tokenize::GPT2_VOCAB {
+    if vocab != pipeline::steps::tokenize::GPT2_VOCAB {
         bail!(
             "{}: the model has a vocabulary of {vocab}, not GPT-2's {}; grist generate encodes and decodes with GPT-2's BPE",
             dir.display(),
-            pipeline::tokenize::GPT2_VOCAB
+            pipeline::steps::tokenize::GPT2_VOCAB
         );
     }
-    let eot = pipeline::tokenize::EOT;
+    let eot = pipeline::steps::tokenize::EOT;
     let mut ids = vec![eot];
-    ids.extend(pipeline::tokenize::gpt2_tokens(prompt));
+    ids.extend(pipeline::steps::tokenize::gpt2_tokens(prompt));
     let mut model = CpuBackend::new(params);
     let out = generate(&mut model, &ids, tokens, &sampling, Some(eot))?;
     let text: Vec<u32> = out.into_iter().filter(|&t| t != eot).collect();
-    Ok(format!("{prompt}{}", pipeline::tokenize::gpt2_decode_lossy(&text)))
+    Ok(format!("{prompt}{}", pipeline::steps::tokenize::gpt2_decode_lossy(&text)))
+}
+
+/// Runs the recipe's `train` step for `grist run`: the pipeline's steps reach the trainer
+/// through this.
+#[derive(Debug)]
+pub struct TrainHost;
+
+impl Host for TrainHost {
+    fn train(&self, ctx: &StepCtx) -> Result<Outcome, StageError> {
+        train_step(ctx).map_err(|e| StageError::Step { step: "train".into(), source: e.into() })
+    }
+}
+
+/// The text a recipe's model writes after training, to show what it learned.
+const GENERATED: &str = "generated.txt";
+
+fn train_step(ctx: &StepCtx) -> Result<Outcome> {
+    let t = pipeline::steps::need(&ctx.recipe.train, "train")?;
+    let table = recipe_defaults(t.clone(), &ctx.recipe.run.out);
+    let cfg: TrainConfig = toml::Value::Table(table).try_into().context("the recipe's [train] table")?;
+    let (s, restarted) = run_training(&cfg, Start::ResumeOrRestart)?;
+    let mut text = String::new();
+    if let Some(why) = restarted {
+        text += &format!("train    {why}; training again from scratch\n");
+    }
+    let f = |x: Option<f32>| x.map_or("-".into(), |l| format!("{l:.3}"));
+    text += &format!(
+        "\ntrain    {} steps, {} tokens: loss {} -> {}, validation {}\n",
+        s.steps,
+        s.tokens,
+        f(s.first_loss),
+        f(s.last_loss),
+        f(s.val_loss)
+    );
+    if cfg.vocab_size == pipeline::steps::tokenize::GPT2_VOCAB
+        && let Some(c) = &s.checkpoint
+    {
+        let sampling = Sampling { temperature: 0.8, top_k: 40, seed: ctx.seed() };
+        let generated = run_generate(c, "The", 48, sampling)?;
+        let generated = generated.split_whitespace().collect::<Vec<_>>().join(" ");
+        let path = Path::new(&cfg.out).join(GENERATED);
+        std::fs::write(&path, format!("{generated}\n")).with_context(|| format!("{}", path.display()))?;
+        text += &format!("generated {generated}\n");
+    }
+    let mut points = Vec::new();
+    if let Some(c) = &s.checkpoint {
+        points.push(format!("gpt      {c}/ (Hugging Face GPT-2: model.safetensors, config.json)"));
+    }
+    points.push(format!("curves   {} and {}", s.metrics, s.chart));
+    points.push(format!("generate grist generate --checkpoint {} --prompt \"...\"", cfg.out));
+    let report = TrainedReport {
+        steps: s.steps,
+        tokens: s.tokens,
+        first_loss: s.first_loss,
+        last_loss: s.last_loss,
+        val_loss: s.val_loss,
+        checkpoint: s.checkpoint.clone(),
+        out: cfg.out.clone(),
+    };
+    Ok(Outcome {
+        report: StepReport::Trained(report),
+        complete: true,
+        up_to_date: false,
+        text,
+        points_to: Some(points.join("\n")),
+    })
 }

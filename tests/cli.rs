@@ -15,10 +15,11 @@ fn help_lists_every_command() {
 
     Commands:
       run            Run a recipe: every stage that exists, in order; a rerun resumes where it stopped
-      sample         Write the built-in synthetic sample corpus (deterministic from a seed)
+      stages         List the recipe's steps in order: name, recipe table, shape, what they do
+      synthetic      Write the built-in synthetic corpus (deterministic from a seed)
       reddit         Select WebText URLs from Pushshift Reddit dumps (score >= 3, outbound, normalized)
       ingest         Ingest Common Crawl WARC/WET and corpora (JSON lines, text folders) into document shards
-      quality        Train the quality classifier (Spark features + logistic regression) on ingested documents
+      quality        The quality classifier: train it, filter by it, score files with it
       dedup          Remove exact and near-duplicate documents (MinHash-LSH, GPT-3's Spark settings by default)
       decontaminate  Cut benchmark 13-grams out of training documents (GPT-3 Appendix C)
       tokenize       GPT-2 BPE into llm.c token shards, with a validation split and a per-document sidecar

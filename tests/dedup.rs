@@ -63,7 +63,7 @@ fn planted_copies_are_found_and_slicing_changes_nothing() {
     let d = dir.path();
     let s = d.join("sample");
     let planted: serde_json::Value =
-        serde_json::from_str(&ok(grist(&["sample", "--out", s.to_str().unwrap(), "--docs", "600"], &[]))).unwrap();
+        serde_json::from_str(&ok(grist(&["synthetic", "--out", s.to_str().unwrap(), "--docs", "600"], &[]))).unwrap();
     run_dedup(d, "one", 1);
     let out = d.join("one/dedup");
     let m = Manifest::read(&Loc::local(out.join("manifest.json"))).unwrap();

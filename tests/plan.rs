@@ -10,10 +10,10 @@ fn the_demo_plan_estimates_every_stage_and_finds_no_problem() {
     let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/recipes/demo.toml");
     let out = ok(grist(&["plan", demo], &[]));
     for stage in [
-        "sample",
+        "synthetic",
         "reddit",
         "ingest",
-        "quality train",
+        "quality",
         "quality_filter",
         "dedup",
         "decontaminate",

@@ -75,7 +75,7 @@ fn real_data_classifier_separates_prose_from_crawl_and_spam() {
     );
 
     // Scoring files: one line per document, in input order, the scores the model gives.
-    let m = pipeline::quality::QualityModel::load(&Loc::local(out.join("quality/model.gqm"))).unwrap();
+    let m = pipeline::steps::quality::model::QualityModel::load(&Loc::local(out.join("quality/model.gqm"))).unwrap();
     let jsonl = dir.path().join("docs.jsonl");
     let texts = [
         "It is a truth universally acknowledged, that a single man in possession of a good fortune must be in want of a wife.",

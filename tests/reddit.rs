@@ -138,7 +138,7 @@ fn the_demo_recipe_runs_end_to_end_and_resumes() {
     let recipe = concat!(env!("CARGO_MANIFEST_DIR"), "/recipes/demo.toml");
     let sets = [
         format!("run.out={}", d.join("out").display()),
-        format!("sample.out={}", s.display()),
+        format!("synthetic.out={}", s.display()),
         format!("reddit.dumps=[\"{}\"]", s.join("reddit").display()),
         format!("ingest.sources.0.paths=[\"{}\"]", s.join("crawl").display()),
         format!("ingest.sources.1.paths=[\"{}\"]", s.join("cc").display()),
@@ -154,17 +154,18 @@ fn the_demo_recipe_runs_end_to_end_and_resumes() {
     }
     let first = ok(grist(&args, &[]));
     assert!(first.contains("verify   ok"), "{first}");
-    let planted: serde_json::Value = serde_json::from_slice(&std::fs::read(s.join("sample.json")).unwrap()).unwrap();
+    let planted: serde_json::Value = serde_json::from_slice(&std::fs::read(s.join("synthetic.json")).unwrap()).unwrap();
     let m = Manifest::read(&Loc::local(d.join("out/ingest/manifest.json"))).unwrap();
     // Every selected Reddit link points at a sample page, and every one of them is found.
-    assert_eq!(m.counters["webtext_matched"], planted["report"]["reddit_selected_links"].as_u64().unwrap());
+    assert_eq!(m.counters["webtext_matched"], planted["reddit_selected_links"].as_u64().unwrap());
     assert!(m.counters["not_html"] >= 1 && m.counters["http_status"] >= 1, "{:?}", m.counters);
     let summary = report(&ok(grist(&["inspect", "--json", d.join("out/ingest").to_str().unwrap()], &[])));
     assert_eq!(summary["sources"]["webtext"]["docs"], m.counters["webtext_matched"]);
 
     // The quality classifier trained on the sample: a model file that loads, and metrics.
     assert!(first.contains("quality  trained on"), "{first}");
-    let model = pipeline::quality::QualityModel::load(&Loc::local(d.join("out/quality/model.gqm"))).unwrap();
+    let model =
+        pipeline::steps::quality::model::QualityModel::load(&Loc::local(d.join("out/quality/model.gqm"))).unwrap();
     let auc = model.header.metrics["holdout_auc"].as_f64().unwrap();
     assert!(auc > 0.9, "held-out AUC {auc}");
     assert!(
@@ -262,7 +263,7 @@ fn the_demo_recipe_runs_end_to_end_and_resumes() {
     assert!(stderr(&o).contains("model.gqm") && stderr(&o).contains("1024"), "{}", stderr(&o));
 
     // The GPT trained on the blend: falling loss, a validation loss, a checkpoint that loads.
-    assert!(first.contains("train    ") && first.contains("sample   The"), "{first}");
+    assert!(first.contains("train    ") && first.contains("generated The"), "{first}");
     let metrics = std::fs::read_to_string(d.join("out/train/metrics.jsonl")).unwrap();
     let lines: Vec<serde_json::Value> = metrics.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let losses: Vec<f64> = lines.iter().filter_map(|v| v["loss"].as_f64()).collect();

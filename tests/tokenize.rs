@@ -81,7 +81,7 @@ fn sample_tokens_are_llmc_shards_with_a_true_sidecar() {
                 let (o, n) = (offset.value(i) as usize, count.value(i) as usize);
                 assert_eq!(t[o], 50256);
                 let toks: Vec<u32> = t[o + 1..o + n].iter().map(|&x| x as u32).collect();
-                assert_eq!(pipeline::tokenize::gpt2_decode(&toks).unwrap(), texts[ids.value(i)]);
+                assert_eq!(pipeline::steps::tokenize::gpt2_decode(&toks).unwrap(), texts[ids.value(i)]);
                 assert!(shard.value(i).contains(splits.value(i)));
                 val += (splits.value(i) == "val") as usize;
                 total += 1;

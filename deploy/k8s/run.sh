@@ -7,6 +7,8 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/../stages.sh"
 image="$1"; recipe="$2"; tasks="$3"
+# The stage list comes from a grist binary of the same version as the image (GRIST_BIN).
+grist_stages "${GRIST_BIN:-grist}"
 pass=0
 for entry in "${GRIST_STAGES[@]}"; do
   stage="${entry%%:*}"; sliced="${entry##*:}"

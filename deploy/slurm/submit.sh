@@ -12,6 +12,7 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 source "$here/stages.sh"
 recipe="$(realpath "$1")"; tasks="$2"; shift 2
 grist="${GRIST_BIN:-grist}"
+grist_stages "$grist"
 prev=""
 for entry in "${GRIST_STAGES[@]}"; do
   stage="${entry%%:*}"; sliced="${entry##*:}"

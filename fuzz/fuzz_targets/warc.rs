@@ -6,15 +6,15 @@
 use std::io::{Cursor, Write};
 
 use libfuzzer_sys::fuzz_target;
-use pipeline::warc::{Counted, GzMembers, Plain, WarcItem, WarcReader};
+use pipeline::formats::warc::{Counted, GzMembers, Plain, WarcItem, WarcReader};
 
-fn drain<S: pipeline::warc::WarcSource>(r: WarcReader<S>) {
+fn drain<S: pipeline::formats::warc::WarcSource>(r: WarcReader<S>) {
     for item in r.take(10_000) {
         match item {
             Ok(WarcItem::Record(rec)) => {
                 let _ = rec.target_uri();
-                if let Ok(resp) = pipeline::html::parse_http(&rec.block) {
-                    let _ = pipeline::html::decode_html(&resp.body, resp.header("content-type"));
+                if let Ok(resp) = pipeline::formats::html::parse_http(&rec.block) {
+                    let _ = pipeline::formats::html::decode_html(&resp.body, resp.header("content-type"));
                 }
             }
             Ok(_) => {}

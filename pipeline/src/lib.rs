@@ -1,36 +1,24 @@
-//! grist's data stages and the contract they share: recipes, task slices, seeded draws,
-//! the unit/marker/manifest runner, and the stages themselves (ingest so far), plus the
-//! always-available inspection core (summaries and `--verify`).
+//! grist's data stages and the contract they share. One job: turn recipe tables and input
+//! files into stage outputs (document shards, ledgers, manifests) and read them back for
+//! inspection. It never depends on the trainer; the two meet only through `shards` formats.
 //!
-//! This crate never depends on the trainer; the two meet only through `shards` formats.
+//! - `core`: the stage contract (units, markers, manifests, slices, seeded draws, errors,
+//!   environment variables) and the typed recipe;
+//! - `formats`: outside formats read by the stages (WARC/WET, HTML, compressed files);
+//! - `text`: text processing shared by steps (Spark tokenizer + HashingTF, URL normalization);
+//! - `steps`: one module per recipe step and `steps::STEPS`, the ordered registry every
+//!   caller reads;
+//! - `run`: a recipe run (steps in registry order, verification, the closing summary);
+//! - `inspect`: summaries, `--verify` and the HTML report.
 
-pub mod blend;
-pub mod codec;
-pub mod decontam;
-pub mod dedup;
-pub mod env;
-pub mod error;
-pub mod features;
-pub mod html;
-pub mod ingest;
-pub mod logistic;
-pub mod minhash;
-pub mod quality;
-pub mod quality_filter;
-pub mod quality_score;
-pub mod quality_train;
-pub mod recipe;
-pub mod reddit;
-pub mod rng;
-pub mod sample;
-pub mod slice;
-pub mod stage;
-pub mod summary;
-pub mod tokenize;
-pub mod urls;
-pub mod verify;
-pub mod warc;
+pub mod core;
+pub mod formats;
+pub mod inspect;
+pub mod run;
+pub mod steps;
+pub mod text;
 
-pub use error::StageError;
-pub use recipe::Recipe;
-pub use slice::TaskSlice;
+pub use self::core::error::StageError;
+pub use self::core::recipe::Recipe;
+pub use self::core::slice::TaskSlice;
+pub use self::core::stage::MANIFEST;

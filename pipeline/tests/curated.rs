@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use pipeline::{Recipe, TaskSlice, ingest};
+use pipeline::steps::ingest;
+use pipeline::{Recipe, TaskSlice};
 use shards::arrow::array::{ArrayRef, LargeStringArray, StringArray};
 use shards::arrow::datatypes::{DataType, Field, Schema};
 use shards::arrow::record_batch::RecordBatch;

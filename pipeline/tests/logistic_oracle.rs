@@ -6,8 +6,8 @@
 use linfa::prelude::*;
 use linfa_logistic::LogisticRegression;
 use ndarray::{Array1, Array2};
-use pipeline::logistic::{LrConfig, SparseRows, fit, logits};
-use pipeline::rng::DocRng;
+use pipeline::core::rng::DocRng;
+use pipeline::steps::quality::logistic::{LrConfig, SparseRows, fit, logits};
 
 #[test]
 fn agrees_with_linfa_logistic_on_a_dense_problem() {

@@ -6,9 +6,9 @@
 //! - the candidate rate of pairs with known similarity follows 1 - (1 - s^r)^b.
 #![allow(clippy::unwrap_used)]
 
-use pipeline::features::DEFAULT_NUM_FEATURES;
-use pipeline::minhash::{Hasher, candidate_probability, estimate, feature_set, jaccard};
-use pipeline::rng::DocRng;
+use pipeline::core::rng::DocRng;
+use pipeline::steps::dedup::minhash::{Hasher, candidate_probability, estimate, feature_set, jaccard};
+use pipeline::text::features::DEFAULT_NUM_FEATURES;
 
 #[test]
 fn gpt3_mode_equals_spark_minhashlsh() {
@@ -123,7 +123,7 @@ fn natural_near_duplicates_of_a_real_crawl() {
         println!("skipping natural_near_duplicates_of_a_real_crawl: GRIST_TEST_DATA is not set");
         return;
     };
-    use pipeline::minhash::{normalize, shingles};
+    use pipeline::steps::dedup::minhash::{normalize, shingles};
     let texts = lines(&std::path::Path::new(&data).join("web/cc2019-30.jsonl.gz"));
     let sets: Vec<Vec<u64>> = texts.iter().map(|t| shingles(&normalize(t, true), 5)).collect();
     let without = sets.iter().filter(|s| s.is_empty()).count();
@@ -162,7 +162,7 @@ fn injected_near_duplicates_in_real_text_are_found() {
         println!("skipping injected_near_duplicates_in_real_text_are_found: GRIST_TEST_DATA is not set");
         return;
     };
-    use pipeline::minhash::{normalize, shingles};
+    use pipeline::steps::dedup::minhash::{normalize, shingles};
     // Real documents with at least 100 words; for each, an edited copy: a word changed every
     // k words, a sentence inserted, or its paragraphs (or halves) swapped.
     let texts: Vec<String> = lines(&std::path::Path::new(&data).join("web/cc2019-30.jsonl.gz"))

@@ -2,7 +2,9 @@
 //! and outputs written through the storage layer, verified like a local run.
 #![allow(clippy::unwrap_used)]
 
-use pipeline::{Recipe, TaskSlice, ingest, verify};
+use pipeline::inspect::verify;
+use pipeline::steps::ingest;
+use pipeline::{Recipe, TaskSlice};
 use shards::{DocReader, Loc};
 
 #[test]

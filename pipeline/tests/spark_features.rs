@@ -4,7 +4,7 @@
 //! accented Latin, final sigma, Turkish dotted I, CJK, Hangul, emoji with joiners, "" and "   ".
 #![allow(clippy::unwrap_used)]
 
-use pipeline::features::{features, for_each_token, hashing_tf, spark_tokenize};
+use pipeline::text::features::{features, for_each_token, hashing_tf, spark_tokenize};
 
 #[test]
 fn tokens_and_indices_match_spark() {

@@ -6,7 +6,7 @@
 
 use std::io::BufRead;
 
-use pipeline::tokenize::gpt2_tokens;
+use pipeline::steps::tokenize::gpt2_tokens;
 
 fn golden() -> serde_json::Value {
     serde_json::from_str(include_str!("golden/gpt2_tokens.json")).unwrap()

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use pipeline::warc::{Counted, GzMembers, Plain, WarcItem, WarcReader};
+use pipeline::formats::warc::{Counted, GzMembers, Plain, WarcItem, WarcReader};
 
 fn data(test: &str) -> Option<PathBuf> {
     match std::env::var("GRIST_TEST_DATA") {
@@ -68,7 +68,7 @@ fn warc_and_wet_of_one_capture_agree() {
     let Some(web) = data("warc_and_wet_of_one_capture_agree") else { return };
     let (_, _, warc) = scan(web.join("whirlwind.warc.gz"));
     let (_, _, wet) = scan(web.join("whirlwind.warc.wet.gz"));
-    let find = |items: &[WarcItem], kind: &str| -> pipeline::warc::WarcRecord {
+    let find = |items: &[WarcItem], kind: &str| -> pipeline::formats::warc::WarcRecord {
         items
             .iter()
             .find_map(|i| match i {

@@ -7,9 +7,11 @@
 
 pub mod checksum;
 pub mod docs;
+pub mod env;
 pub mod error;
 pub mod ledger;
 pub mod manifest;
+pub mod metrics;
 pub mod parquet_io;
 pub mod storage;
 pub mod tokens;

@@ -37,7 +37,7 @@ pub fn ok(o: Output) -> String {
 /// Writes the built-in sample into `dir/sample` and returns its report.
 pub fn sample(dir: &Path, docs: usize) -> serde_json::Value {
     let out = dir.join("sample");
-    let s = ok(grist(&["sample", "--out", out.to_str().unwrap(), "--docs", &docs.to_string()], &[]));
+    let s = ok(grist(&["synthetic", "--out", out.to_str().unwrap(), "--docs", &docs.to_string()], &[]));
     serde_json::from_str(&s).unwrap()
 }
 

@@ -1,9 +1,8 @@
 //! The seam between the training loop and the device that runs the model. The loop (schedules,
 //! data, checkpoints) talks only to [`Backend`]; [`CpuBackend`] is the reference backend (the
-//! kernels of `forward`, AdamW of `optim`). A CUDA backend (cudarc: driver loaded at run time,
-//! NVRTC, cuBLASLt, NCCL; behind a `cuda` feature that builds without a toolkit) implements the
-//! same trait: every method moves host slices in or out, so parameters, gradients and moments
-//! may live in device memory, and every method can fail.
+//! kernels of `forward`, AdamW of `optim`), and the only one. The trait is shaped for devices
+//! with their own memory: every method moves host slices in or out, so parameters, gradients
+//! and moments may live on the device, and every method can fail.
 
 use rayon::prelude::*;
 

@@ -5,7 +5,6 @@
 //! `shards` formats.
 
 pub mod backend;
-pub mod chart;
 pub mod checkpoint;
 pub mod forward;
 pub mod generate;

@@ -24,7 +24,8 @@ pub enum LoaderError {
 
 /// Where the loader is: the epoch and the windows of it already consumed. Saved in
 /// checkpoints for exact resume.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Cursor {
     pub epoch: u64,
     pub offset: u64,

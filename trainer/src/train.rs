@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use shards::Loc;
+use shards::metrics::{self, EvalRecord, MetricsLine, StepRecord};
 
 use crate::backend::{Backend, BackendError, CpuBackend, HostState};
 use crate::checkpoint::{self, CheckpointError, Saved};
@@ -148,6 +148,8 @@ pub enum TrainError {
     Checkpoint(#[from] CheckpointError),
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Shard(#[from] shards::ShardError),
     #[error(
         "step {step}: the {what} is {value}; stopped before updating the parameters\nhint: the last good checkpoint is {last}; lower `lr` or raise `warmup_tokens`"
     )]
@@ -160,6 +162,12 @@ pub enum TrainError {
         "{dir}: its checkpoint was trained on other data (the training shards changed since)\nhint: start over with --fresh (keeps nothing)"
     )]
     DataChanged { dir: String },
+}
+
+/// Writes one metrics line (one JSON object and a newline).
+fn write_line(f: &mut std::fs::File, path: &Path, line: &MetricsLine) -> Result<(), TrainError> {
+    let json = serde_json::to_string(line).map_err(|e| TrainError::Config(format!("metrics line: {e}")))?;
+    writeln!(f, "{json}").map_err(io_err(path))
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
@@ -277,12 +285,30 @@ pub struct ValSet {
     pub tokens: Vec<u32>,
 }
 
+/// The training state saved beside every checkpoint (`state.json`): where the run is, and what
+/// it was made by. Every field is required: a state that lacks one is refused, not read as 0.
+/// Fields in alphabetical order, the order of the file's keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainState {
+    /// AdamW steps taken (the bias corrections' t).
+    pub adam_step: u64,
+    /// The config that made the run; a resume with another trajectory is refused.
+    pub config: TrainConfig,
+    /// The data loader's position.
+    pub cursor: Cursor,
+    /// The loader's fingerprint of the training shards; other data is refused.
+    pub data: String,
+    pub step: u64,
+    pub tokens: u64,
+}
+
 /// Something that happened, for a progress display.
 #[derive(Debug, Clone)]
 pub enum Event {
     Start { step: u64, tokens: u64, total_tokens: Option<u64>, steps: Option<u64>, resumed: Option<PathBuf> },
-    Step(Value),
-    Eval(Value),
+    Step(StepRecord),
+    Eval(EvalRecord),
     Checkpoint(PathBuf),
 }
 
@@ -335,6 +361,26 @@ pub fn evaluate(
     Ok(out)
 }
 
+/// Trains, resuming from the output's checkpoint when it was made by the same config on the
+/// same data; a checkpoint of another config or other data is not resumed but replaced, and
+/// training starts over (what a recipe rerun after a change wants). Returns the summary and,
+/// when it started over, why (the first line of the refusal).
+pub fn train_or_restart(
+    cfg: &TrainConfig,
+    train_shards: &[Loc],
+    val: &[ValSet],
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<(TrainSummary, Option<String>), TrainError> {
+    match train(cfg, train_shards, val, false, on_event) {
+        Ok(s) => Ok((s, None)),
+        Err(why @ (TrainError::ConfigChanged { .. } | TrainError::DataChanged { .. })) => {
+            let why = why.to_string().lines().next().unwrap_or_default().to_string();
+            Ok((train(cfg, train_shards, val, true, on_event)?, Some(why)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Runs (or resumes) training. `fresh` ignores existing checkpoints and metrics.
 pub fn train(
     cfg: &TrainConfig,
@@ -366,8 +412,9 @@ pub fn train(
     let resumed = checkpoint::latest(&ckpt_dir);
     if let Some(dir) = &resumed {
         let saved = checkpoint::load(dir)?;
-        let then: TrainConfig = serde_json::from_value(saved.state["config"].clone())
-            .map_err(|e| TrainError::Config(format!("{}: state.json config: {e}", dir.display())))?;
+        let state: TrainState = serde_json::from_value(saved.state.clone())
+            .map_err(|e| TrainError::Config(format!("{}: state.json: {e}", dir.display())))?;
+        let then = &state.config;
         for ((field, a), (_, b)) in then.trajectory().into_iter().zip(cfg.trajectory()) {
             if a != b {
                 return Err(TrainError::ConfigChanged {
@@ -378,24 +425,19 @@ pub fn train(
                 });
             }
         }
-        if saved.state["data"].as_str() != Some(data_print.as_str()) {
+        if state.data != data_print {
             return Err(TrainError::DataChanged { dir: dir.display().to_string() });
         }
-        let num = |k: &str| saved.state[k].as_u64().unwrap_or(0);
-        (step, tokens) = (num("step"), num("tokens"));
-        let c = &saved.state["cursor"];
-        loader.set_cursor(Cursor {
-            epoch: c["epoch"].as_u64().unwrap_or(0),
-            offset: c["offset"].as_u64().unwrap_or(0),
-        })?;
-        backend.load_state(&HostState { params: saved.params.data, m: saved.m, v: saved.v, step: num("adam_step") })?;
+        (step, tokens) = (state.step, state.tokens);
+        loader.set_cursor(state.cursor)?;
+        backend.load_state(&HostState { params: saved.params.data, m: saved.m, v: saved.v, step: state.adam_step })?;
     }
     // Metrics: keep the lines up to the resumed step (a killed run may have logged past its
     // last checkpoint), so the file reads as one uninterrupted run.
     let kept: Vec<String> = std::fs::read_to_string(&metrics_path)
         .unwrap_or_default()
         .lines()
-        .filter(|l| serde_json::from_str::<Value>(l).ok().and_then(|v| v["step"].as_u64()).is_some_and(|s| s <= step))
+        .filter(|l| serde_json::from_str::<MetricsLine>(l).is_ok_and(|m| m.step() <= step))
         .map(String::from)
         .collect();
     let mut metrics = std::fs::File::create(&metrics_path).map_err(io_err(&metrics_path))?;
@@ -419,17 +461,14 @@ pub fn train(
     let started = Instant::now();
     let mut last_ckpt: Option<PathBuf> = resumed.clone();
     // A test hook: the loss of this step (1-based) becomes NaN, as a diverging run's would.
-    let nan_at: Option<u64> = std::env::var("GRIST_TEST_NAN_AT_STEP").ok().and_then(|v| v.parse().ok());
+    let nan_at: Option<u64> = std::env::var(shards::env::TEST_NAN_AT_STEP).ok().and_then(|v| v.parse().ok());
     let done =
         |step: u64, tokens: u64| cfg.steps.is_some_and(|s| step >= s) || cfg.total_tokens.is_some_and(|n| tokens >= n);
     let save = |backend: &CpuBackend, step: u64, tokens: u64, cursor: Cursor| -> Result<PathBuf, TrainError> {
         let s = backend.state()?;
-        let state = json!({
-            "step": step, "tokens": tokens, "adam_step": s.step,
-            "cursor": {"epoch": cursor.epoch, "offset": cursor.offset},
-            "data": data_print,
-            "config": cfg,
-        });
+        let state =
+            TrainState { adam_step: s.step, config: cfg.clone(), cursor, data: data_print.clone(), step, tokens };
+        let state = serde_json::to_value(&state).map_err(|e| TrainError::Config(format!("state.json: {e}")))?;
         let mut params = Params::zeros(backend.params().config);
         params.data = s.params;
         let saved = Saved { params, m: s.m, v: s.v, state };
@@ -468,22 +507,33 @@ pub fn train(
         tokens += step_tokens;
         let secs = t0.elapsed().as_secs_f64();
         let tps = step_tokens as f64 / secs.max(1e-9);
-        let line = json!({
-            "step": step, "tokens": tokens, "loss": loss, "lr": lr, "grad_norm": norm, "batch": seqs,
-            "tokens_per_s": (tps * 10.0).round() / 10.0, "mfu": ((6.0 * nparams * tps / peak) * 1e4).round() / 1e4,
-            "elapsed_s": (started.elapsed().as_secs_f64() * 1e3).round() / 1e3,
-        });
-        writeln!(metrics, "{line}").map_err(io_err(&metrics_path))?;
+        let line = StepRecord {
+            batch: seqs,
+            elapsed_s: (started.elapsed().as_secs_f64() * 1e3).round() / 1e3,
+            grad_norm: Some(norm).filter(|x| x.is_finite()),
+            loss: Some(loss).filter(|x| x.is_finite()),
+            lr,
+            mfu: ((6.0 * nparams * tps / peak) * 1e4).round() / 1e4,
+            step,
+            tokens,
+            tokens_per_s: (tps * 10.0).round() / 10.0,
+        };
+        write_line(&mut metrics, &metrics_path, &MetricsLine::Step(line.clone()))?;
         on_event(&Event::Step(line));
         let finished = done(step, tokens);
         if !val.is_empty() && ((cfg.eval_every > 0 && step.is_multiple_of(cfg.eval_every)) || finished) {
             let res = evaluate(&mut backend, val, t, mb, cfg.eval_tokens)?;
             let total: usize = res.iter().map(|r| r.2).sum();
             let mean = res.iter().map(|r| r.1 as f64 * r.2 as f64).sum::<f64>() / total.max(1) as f64;
-            let per: serde_json::Map<String, Value> = res.iter().map(|(n, l, _)| (n.clone(), json!(l))).collect();
-            let line =
-                json!({"step": step, "tokens": tokens, "val_loss": mean as f32, "val": per, "val_tokens": total});
-            writeln!(metrics, "{line}").map_err(io_err(&metrics_path))?;
+            let finite = |x: f32| Some(x).filter(|x| x.is_finite());
+            let line = EvalRecord {
+                step,
+                tokens,
+                val: res.iter().map(|(n, l, _)| (n.clone(), finite(*l))).collect(),
+                val_loss: finite(mean as f32),
+                val_tokens: total,
+            };
+            write_line(&mut metrics, &metrics_path, &MetricsLine::Eval(line.clone()))?;
             on_event(&Event::Eval(line));
         }
         if (cfg.checkpoint_every > 0 && step.is_multiple_of(cfg.checkpoint_every)) || finished {
@@ -496,11 +546,23 @@ pub fn train(
     metrics.sync_all().map_err(io_err(&metrics_path))?;
     let chart = out.join("loss.svg");
     let text = std::fs::read_to_string(&metrics_path).map_err(io_err(&metrics_path))?;
-    std::fs::write(&chart, crate::chart::loss_chart(&text)).map_err(io_err(&chart))?;
+    let lines = metrics::parse(&text, &metrics_path.display().to_string())?;
+    std::fs::write(&chart, metrics::loss_chart(&lines)).map_err(io_err(&chart))?;
     // The losses of the whole run, resumed parts included, from the metrics.
-    let lines: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    let field = |k: &str| lines.iter().filter_map(|v| v[k].as_f64()).map(|x| x as f32).collect::<Vec<_>>();
-    let (train_losses, val_losses) = (field("loss"), field("val_loss"));
+    let train_losses: Vec<f32> = lines
+        .iter()
+        .filter_map(|l| match l {
+            MetricsLine::Step(s) => s.loss,
+            MetricsLine::Eval(_) => None,
+        })
+        .collect();
+    let val_losses: Vec<f32> = lines
+        .iter()
+        .filter_map(|l| match l {
+            MetricsLine::Eval(e) => e.val_loss,
+            MetricsLine::Step(_) => None,
+        })
+        .collect();
     let (first_loss, last_loss) = (train_losses.first().copied(), train_losses.last().copied());
     let val_loss = val_losses.last().copied();
     Ok(TrainSummary {

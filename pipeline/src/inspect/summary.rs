@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use shards::{DocReader, LedgerReader, Loc, Manifest, str_col};
 
-use crate::error::StageError;
-use crate::stage::MANIFEST;
+use crate::core::error::StageError;
+use crate::core::stage::MANIFEST;
 
 /// Per-source figures of a stage output.
 #[derive(Debug, Clone, Default, Serialize)]

@@ -6,8 +6,8 @@
 use serde::Serialize;
 use shards::{DocReader, LedgerReader, Loc, Manifest};
 
-use crate::error::StageError;
-use crate::stage::{MANIFEST, unit_markers};
+use crate::core::error::StageError;
+use crate::core::stage::{MANIFEST, unit_markers};
 
 /// The outcome of a verification.
 #[derive(Debug, Clone, Serialize)]

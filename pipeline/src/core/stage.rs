@@ -21,8 +21,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 use shards::{Accounting, FileEntry, Loc, Manifest};
 
-use crate::error::StageError;
-use crate::slice::TaskSlice;
+use crate::core::error::StageError;
+use crate::core::slice::TaskSlice;
 
 /// Name of the stage manifest in a stage directory.
 pub const MANIFEST: &str = "manifest.json";
@@ -306,6 +306,47 @@ impl Stage {
         stage.timings = timings;
         stage.write(&self.dir.join(MANIFEST))?;
         Ok(true)
+    }
+}
+
+/// The report of a global step: it records the fingerprint it was made for.
+pub trait GlobalReport: Serialize + serde::de::DeserializeOwned {
+    /// The fingerprint of the config and inputs this report's files were made from.
+    fn fingerprint(&self) -> &str;
+}
+
+/// A global step (one piece of work over the whole input, not sliced: training the quality
+/// classifier, clustering duplicates, writing the synthetic corpus). Its report file is its
+/// completion marker, written last: a run whose fingerprint matches a report whose files are
+/// all present is skipped; anything else is redone. Global steps are deterministic, so
+/// concurrent tasks that both run one write the same files.
+#[derive(Debug, Clone)]
+pub struct Global<'a> {
+    /// The step's directory.
+    pub dir: Loc,
+    /// xxh3 of the config, seed and inputs.
+    pub fingerprint: String,
+    /// The report file in `dir` (the marker), e.g. `train_report.json`.
+    pub report: &'a str,
+    /// Files the work writes into `dir` besides the report; all must exist for it to be done.
+    pub files: &'a [&'a str],
+}
+
+impl Global<'_> {
+    /// The report of a finished run with this fingerprint whose files are present.
+    pub fn completed<R: GlobalReport>(&self) -> Option<R> {
+        let bytes = self.dir.join(self.report).read().ok()?;
+        let r: R = serde_json::from_slice(&bytes).ok()?;
+        let files = self.files.iter().all(|f| self.dir.join(f).exists().unwrap_or(false));
+        (r.fingerprint() == self.fingerprint && files).then_some(r)
+    }
+
+    /// Marks the step complete: writes its report (after every other file is written).
+    pub fn finish<R: GlobalReport>(&self, report: &R) -> Result<(), StageError> {
+        let mut json = serde_json::to_string_pretty(report).unwrap_or_default();
+        json.push('\n');
+        self.dir.join(self.report).write_atomic(json.as_bytes())?;
+        Ok(())
     }
 }
 

@@ -29,15 +29,91 @@ use shards::parquet_io::{ParquetSink, ParquetSource};
 use shards::{At, DocReader, DocWriter, LedgerEntry, LedgerWriter, Loc, Manifest, ShardError, WriteOptions, str_col};
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::codec::decompress;
-use crate::error::StageError;
-use crate::slice::TaskSlice;
-use crate::stage::{MANIFEST, Stage, TaskReport};
+use crate::core::error::StageError;
+use crate::core::slice::TaskSlice;
+use crate::core::stage::{MANIFEST, Stage, TaskReport};
+use crate::formats::codec::decompress;
+use crate::steps::{Outcome as StepOutcome, Produces, Shape, Step, need};
 
 /// The cutting stage's name and directory.
 pub const STAGE: &str = "decontaminate";
 /// The counting stage's name and directory.
 pub const HITS: &str = "decontaminate_hits";
+/// Manifest counters of the cuts: documents with at least one cut, and gram hits per
+/// benchmark (`hits_<benchmark>`). Written and read only here; see [`CleanReport`].
+const DOCUMENTS_CUT: &str = "documents_cut";
+const HITS_PREFIX: &str = "hits_";
+
+/// `decontaminate_hits`: benchmark gram counts per input shard.
+pub static HITS_STEP: Step = Step {
+    name: HITS,
+    table: "decontaminate",
+    input: Some("dedup"),
+    shape: Shape::Sliced,
+    produces: Produces::Tables,
+    about: "decontaminate, 1 of 2: count the training documents each benchmark 13-gram occurs in",
+    run: |ctx| {
+        let rep = count_hits(need(&ctx.recipe.decontaminate, HITS_STEP.table)?, &ctx.out, ctx.slice)?;
+        Ok(StepOutcome::units(rep, "gram counts", "written"))
+    },
+};
+
+/// `decontaminate`: the cuts.
+pub static STEP: Step = Step {
+    name: STAGE,
+    table: "decontaminate",
+    input: Some("dedup"),
+    shape: Shape::Sliced,
+    produces: Produces::Documents,
+    about: "decontaminate, 2 of 2: cut benchmark 13-grams out of documents (GPT-3 Appendix C)",
+    run: |ctx| {
+        let rep = cut(need(&ctx.recipe.decontaminate, STEP.table)?, &ctx.out, ctx.slice)?;
+        let dir = ctx.dir(STAGE);
+        StepOutcome::units(rep, "documents", "kept")
+            .then(|| Ok(CleanReport::read(&Manifest::read(&dir.join(MANIFEST))?)?.render()))
+    },
+};
+
+/// What `decontaminate` did, from its manifest.
+#[derive(Debug, Clone, Serialize)]
+pub struct CleanReport {
+    /// Documents with at least one benchmark passage cut out.
+    pub documents_cut: u64,
+    /// Documents removed (split into too many pieces, or nothing long enough left).
+    pub documents_removed: u64,
+    /// Benchmark gram hits in the kept text, per benchmark.
+    pub gram_hits: BTreeMap<String, u64>,
+}
+
+impl CleanReport {
+    /// Reads the report of a `decontaminate` manifest (an error for another stage's).
+    pub fn read(m: &Manifest) -> Result<CleanReport, StageError> {
+        if m.stage != STAGE {
+            return Err(StageError::Usage(format!("a {STAGE} report needs a {STAGE} manifest, not {:?}", m.stage)));
+        }
+        // Counters are sparse: one that never counted is absent, which means zero.
+        Ok(CleanReport {
+            documents_cut: m.counters.get(DOCUMENTS_CUT).copied().unwrap_or(0),
+            documents_removed: m.accounting.docs_ledger,
+            gram_hits: m
+                .counters
+                .iter()
+                .filter_map(|(k, v)| k.strip_prefix(HITS_PREFIX).map(|b| (b.to_string(), *v)))
+                .collect(),
+        })
+    }
+
+    /// One line: `decontam 14 documents cut, 0 removed; benchmark gram hits: sample-bench 308`.
+    pub fn render(&self) -> String {
+        let hits: Vec<String> = self.gram_hits.iter().map(|(b, v)| format!("{b} {v}")).collect();
+        format!(
+            "decontam {} documents cut, {} removed; benchmark gram hits: {}\n",
+            self.documents_cut,
+            self.documents_removed,
+            if hits.is_empty() { "none".to_string() } else { hits.join(", ") }
+        )
+    }
+}
 const HITS_FORMAT: &str = "decontam_hits";
 const CUTS_FORMAT: &str = "decontam_cuts";
 
@@ -80,7 +156,7 @@ pub struct DecontamConfig {
 }
 
 fn default_input() -> String {
-    crate::dedup::STAGE.to_string()
+    HITS_STEP.input.unwrap_or_default().to_string()
 }
 fn default_n() -> usize {
     13
@@ -323,22 +399,10 @@ fn arrow_err(at: &Loc) -> impl Fn(shards::arrow::error::ArrowError) -> StageErro
     move |source| StageError::Shard(ShardError::Arrow { at: At::file(at.to_string()), source })
 }
 
-/// What `grist decontaminate` did.
-#[derive(Debug, Clone, Serialize)]
-pub struct DecontamRun {
-    pub hits: TaskReport,
-    pub clean: Option<TaskReport>,
-}
-
-/// Runs both stages for one slice: the counts, then (once every count is in) the cuts.
-pub fn run(cfg: &DecontamConfig, run_out: &Loc, slice: TaskSlice) -> Result<DecontamRun, StageError> {
-    let input_dir = run_out.join(&cfg.input);
-    let input = Manifest::read(&input_dir.join(MANIFEST))?;
-    let start = Instant::now();
-    let bench = BenchmarkGrams::load(cfg)?;
-    tracing::info!(grams = bench.grams.len(), seconds = start.elapsed().as_secs_f64(), "benchmark grams loaded");
+/// The decontamination config as manifests record it: the recipe table, plus the benchmark
+/// files' sizes and times (they are inputs: a changed benchmark redoes both steps).
+fn stage_config(cfg: &DecontamConfig) -> Result<serde_json::Value, StageError> {
     let mut config = serde_json::to_value(cfg).map_err(|e| StageError::Recipe(e.to_string()))?;
-    // Benchmark files are inputs: their sizes and times are part of the fingerprint.
     let mut stats = Vec::new();
     for b in &cfg.benchmarks {
         for p in &b.paths {
@@ -346,8 +410,26 @@ pub fn run(cfg: &DecontamConfig, run_out: &Loc, slice: TaskSlice) -> Result<Deco
         }
     }
     config["benchmark_files"] = stats.into();
-    let hits_stage = Stage::per_input_file(HITS, run_out.join(HITS), config.clone(), &input);
-    let hits = hits_stage.run(slice, |ctx| {
+    Ok(config)
+}
+
+/// The benchmark grams, loaded and timed.
+fn load_grams(cfg: &DecontamConfig) -> Result<BenchmarkGrams, StageError> {
+    let start = Instant::now();
+    let bench = BenchmarkGrams::load(cfg)?;
+    tracing::info!(grams = bench.grams.len(), seconds = start.elapsed().as_secs_f64(), "benchmark grams loaded");
+    Ok(bench)
+}
+
+/// `decontaminate_hits` for one slice: per input shard, the training documents each
+/// benchmark gram occurs in.
+pub fn count_hits(cfg: &DecontamConfig, run_out: &Loc, slice: TaskSlice) -> Result<TaskReport, StageError> {
+    let input_dir = run_out.join(&cfg.input);
+    let input = Manifest::read(&input_dir.join(MANIFEST))?;
+    let bench = load_grams(cfg)?;
+    let config = stage_config(cfg)?;
+    let hits_stage = Stage::per_input_file(HITS, run_out.join(HITS), config, &input);
+    hits_stage.run(slice, |ctx| {
         let entry = &input.outputs[ctx.unit];
         let src_loc = input_dir.join(&entry.path);
         entry.verify(&src_loc)?;
@@ -383,10 +465,23 @@ pub fn run(cfg: &DecontamConfig, run_out: &Loc, slice: TaskSlice) -> Result<Deco
         m.count("documents_scanned", docs);
         ctx.record_files(&mut m, entry, &src_loc, rows, ledger_rows)?;
         Ok(m)
-    })?;
-    if !hits.stage_complete {
-        return Ok(DecontamRun { hits, clean: None });
+    })
+}
+
+/// `decontaminate` for one slice: the cuts, once every `decontaminate_hits` unit is complete
+/// (an incomplete one is an error: run it for every task first).
+pub fn cut(cfg: &DecontamConfig, run_out: &Loc, slice: TaskSlice) -> Result<TaskReport, StageError> {
+    let input_dir = run_out.join(&cfg.input);
+    let input = Manifest::read(&input_dir.join(MANIFEST))?;
+    let hits_manifest = run_out.join(HITS).join(MANIFEST);
+    if !hits_manifest.exists()? {
+        return Err(StageError::Usage(format!(
+            "decontaminate: the {HITS} step is not complete in {}\nhint: run `grist run RECIPE --stage {HITS}` for every task first",
+            run_out.join(HITS)
+        )));
     }
+    let bench = load_grams(cfg)?;
+    let mut config = stage_config(cfg)?;
     // Training-document frequency of every colliding gram; the frequent ones are boilerplate.
     let hm = Manifest::read(&run_out.join(HITS).join(MANIFEST))?;
     let mut freq: BTreeMap<u64, u64> = BTreeMap::new();
@@ -408,7 +503,7 @@ pub fn run(cfg: &DecontamConfig, run_out: &Loc, slice: TaskSlice) -> Result<Deco
     let ignore: BTreeSet<u64> = freq.iter().filter(|(_, d)| **d > cfg.max_doc_frequency).map(|(&g, _)| g).collect();
     config["hits"] = hm.fingerprint.clone().into();
     let stage = Stage::per_input_file(STAGE, run_out.join(STAGE), config, &input);
-    let clean_report = stage.run(slice, |ctx| {
+    stage.run(slice, |ctx| {
         let entry = &input.outputs[ctx.unit];
         let src_loc = input_dir.join(&entry.path);
         entry.verify(&src_loc)?;
@@ -442,10 +537,10 @@ pub fn run(cfg: &DecontamConfig, run_out: &Loc, slice: TaskSlice) -> Result<Deco
                     Outcome::Cut { text, cuts } => {
                         keep.push(true);
                         new_text.push(text);
-                        m.count("documents_cut", 1);
+                        m.count(DOCUMENTS_CUT, 1);
                         for (h, s, e) in cuts {
                             let (bi, gram) = gram_of(h);
-                            m.count(&format!("hits_{}", bench.names[bi as usize]), 1);
+                            m.count(&format!("{HITS_PREFIX}{}", bench.names[bi as usize]), 1);
                             cut_ids.push(ids.value(i).to_string());
                             cut_bench.push(bench.names[bi as usize].clone());
                             cut_gram.push(gram);
@@ -457,7 +552,7 @@ pub fn run(cfg: &DecontamConfig, run_out: &Loc, slice: TaskSlice) -> Result<Deco
                         keep.push(false);
                         new_text.push(String::new());
                         let (bi, g) = gram_of(gram);
-                        m.count(&format!("hits_{}", bench.names[bi as usize]), 1);
+                        m.count(&format!("{HITS_PREFIX}{}", bench.names[bi as usize]), 1);
                         ledger.push(LedgerEntry {
                             id: ids.value(i).to_string(),
                             source: sources.value(i).to_string(),
@@ -496,8 +591,7 @@ pub fn run(cfg: &DecontamConfig, run_out: &Loc, slice: TaskSlice) -> Result<Deco
         m.side.push(shards::FileEntry::describe(&cuts_loc, cuts_name, cut_rows)?);
         ctx.record_files(&mut m, entry, &src_loc, rows, ledger_rows)?;
         Ok(m)
-    })?;
-    Ok(DecontamRun { hits, clean: Some(clean_report) })
+    })
 }
 
 #[cfg(test)]

@@ -17,16 +17,86 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use shards::{DocReader, Loc, Manifest, str_col};
 
-use crate::error::StageError;
-use crate::features::{DEFAULT_NUM_FEATURES, features};
-use crate::logistic::{LrConfig, RowsBuilder, fit_monitored, logits, roc_auc};
-use crate::quality::{QualityModel, tune_alpha};
-use crate::rng::DocRng;
+use crate::core::error::StageError;
+use crate::core::rng::DocRng;
+use crate::core::stage::{Global, GlobalReport};
+use crate::steps::quality::logistic::{LrConfig, RowsBuilder, fit_monitored, logits, roc_auc};
+use crate::steps::quality::model::{QualityModel, tune_alpha};
+use crate::steps::{Outcome, Produces, Shape, Step, StepCtx, StepReport, need};
+use crate::text::features::{DEFAULT_NUM_FEATURES, features};
+
+/// `quality`: the classifier, trained once per config and input (a global step).
+pub static STEP: Step = Step {
+    name: "quality",
+    table: "quality",
+    input: Some("ingest"),
+    shape: Shape::Global,
+    produces: Produces::Files,
+    about: "train the quality classifier (Spark features, logistic regression): WebText and curated vs raw crawl",
+    run: step,
+};
+
+fn default_input() -> String {
+    STEP.input.unwrap_or_default().to_string()
+}
+
+fn step(ctx: &StepCtx) -> Result<Outcome, StageError> {
+    let cfg = need(&ctx.recipe.quality, STEP.table)?;
+    let (docs, out) = (ctx.dir(&cfg.input), ctx.dir(STEP.name));
+    let (report, up_to_date, text) = match completed(cfg, ctx.seed(), &docs, &out)? {
+        Some(r) => {
+            let text = format!(
+                "quality  model up to date (same config, seed and input); held-out AUC {:.4}; not retrained\n",
+                r.holdout_auc
+            );
+            (r, true, text)
+        }
+        None => {
+            let r = train(cfg, ctx.seed(), &docs, &out)?;
+            let text = r.render();
+            (r, false, text)
+        }
+    };
+    Ok(Outcome {
+        report: StepReport::Quality(report),
+        complete: true,
+        up_to_date,
+        text,
+        points_to: Some(format!("model    {out}/{MODEL_FILE}, {REPORT_FILE}")),
+    })
+}
+
+impl TrainReport {
+    /// What training measured, in two lines.
+    pub fn render(&self) -> String {
+        let tuned = match (self.tuned_alpha, self.tuned_ks) {
+            (Some(a), Some(d)) => format!("; tuned Pareto alpha {a:.2} (KS distance {d:.3})"),
+            _ => String::new(),
+        };
+        format!(
+            "quality  trained on {} documents ({} positive, {} negative): held-out AUC {:.4}, accuracy {:.4}, log loss {:.4} ({:.2} s)\n\
+             quality  {} iterations, parameters of iteration {} kept (best held-out loss){}{tuned}\n",
+            self.train_docs + self.holdout_docs,
+            self.positives,
+            self.negatives,
+            self.holdout_auc,
+            self.holdout_accuracy,
+            self.holdout_log_loss,
+            self.seconds,
+            self.iterations,
+            self.best_iteration,
+            if self.spilled { "; the design spilled to disk" } else { "" }
+        )
+    }
+}
 
 /// `[quality]` in a recipe.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QualityConfig {
+    /// The step whose documents it trains on (a directory under `run.out`).
+    #[serde(default = "default_input")]
+    pub input: String,
     /// Sources whose documents are the positives (GPT-3: WebText, Wikipedia, books).
     pub positives: Vec<String>,
     /// Sources whose documents are the negatives (GPT-3: unfiltered Common Crawl).
@@ -144,23 +214,40 @@ fn fingerprint(cfg: &QualityConfig, seed: u64, m: &Manifest) -> String {
     format!("{:016x}", xxhash_rust::xxh3::xxh3_64(doc.to_string().as_bytes()))
 }
 
+impl GlobalReport for TrainReport {
+    fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+}
+
+/// Files of a trained classifier in its directory: the model, then the report (the marker).
+pub const MODEL_FILE: &str = "model.gqm";
+/// The training report, written last.
+pub const REPORT_FILE: &str = "train_report.json";
+
+/// The global step of training `cfg` with `seed` on the documents in `docs_dir`, into `out`.
+fn global(cfg: &QualityConfig, seed: u64, docs_dir: &Loc, out: &Loc) -> Result<Global<'static>, StageError> {
+    let m = Manifest::read(&docs_dir.join(crate::core::stage::MANIFEST))?;
+    Ok(Global { dir: out.clone(), fingerprint: fingerprint(cfg, seed, &m), report: REPORT_FILE, files: &[MODEL_FILE] })
+}
+
 /// The report of a model in `out` trained with this config, seed and input, if there is one
-/// whose files are intact: training would only reproduce it.
+/// whose files are intact (and the model names the same training): training would only
+/// reproduce it.
 pub fn completed(cfg: &QualityConfig, seed: u64, docs_dir: &Loc, out: &Loc) -> Result<Option<TrainReport>, StageError> {
-    let m = Manifest::read(&docs_dir.join(crate::stage::MANIFEST))?;
-    let Ok(bytes) = out.join("train_report.json").read() else { return Ok(None) };
-    let Ok(report) = serde_json::from_slice::<TrainReport>(&bytes) else { return Ok(None) };
-    let model_ok = QualityModel::load(&out.join("model.gqm")).is_ok_and(|model| {
-        model.header.training.get("fingerprint").and_then(|f| f.as_str()) == Some(&report.fingerprint)
-    });
-    Ok((report.fingerprint == fingerprint(cfg, seed, &m) && model_ok).then_some(report))
+    let report = global(cfg, seed, docs_dir, out)?.completed::<TrainReport>();
+    Ok(report.filter(|r| {
+        QualityModel::load(&out.join(MODEL_FILE)).is_ok_and(|model| {
+            model.header.training.get("fingerprint").and_then(|f| f.as_str()) == Some(&r.fingerprint)
+        })
+    }))
 }
 
 /// Trains on the documents of the `ingest` output in `docs_dir`; writes `model.gqm` and
 /// `train_report.json` into `out`.
 pub fn train(cfg: &QualityConfig, seed: u64, docs_dir: &Loc, out: &Loc) -> Result<TrainReport, StageError> {
     let start = Instant::now();
-    let m = Manifest::read(&docs_dir.join(crate::stage::MANIFEST))?;
+    let m = Manifest::read(&docs_dir.join(crate::core::stage::MANIFEST))?;
     let label_of = |s: &str| {
         if cfg.positives.iter().any(|p| p == s) {
             Some(true)
@@ -364,10 +451,8 @@ pub fn train(cfg: &QualityConfig, seed: u64, docs_dir: &Loc, out: &Loc) -> Resul
         metrics["tuned_ks"] = d.into();
     }
     model.header.metrics = metrics;
-    model.save(&out.join("model.gqm"))?;
-    let mut json = serde_json::to_string_pretty(&report).unwrap_or_default();
-    json.push('\n');
-    out.join("train_report.json").write_atomic(json.as_bytes())?;
+    model.save(&out.join(MODEL_FILE))?;
+    global(cfg, seed, docs_dir, out)?.finish(&report)?;
     Ok(report)
 }
 
@@ -391,8 +476,8 @@ fn name_features(
                 if label_of(src.value(i)).is_none() {
                     continue;
                 }
-                crate::features::for_each_token(text.value(i), |t| {
-                    let idx = crate::features::bytes_index(t, num_features);
+                crate::text::features::for_each_token(text.value(i), |t| {
+                    let idx = crate::text::features::bytes_index(t, num_features);
                     if want.contains(&idx) {
                         *counts.entry(idx).or_default().entry(t.to_vec()).or_default() += 1;
                     }

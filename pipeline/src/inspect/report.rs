@@ -8,12 +8,20 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::{Context, Result};
-use pipeline::summary::{Summary, summarize};
+use shards::metrics::{self, MetricsLine, StepRecord};
 use shards::{DocReader, Loc, Manifest, str_col};
 
-/// Document stages in recipe order (those present are reported).
-const DOC_STAGES: [&str; 5] = ["ingest", "quality_filter", "dedup", "decontaminate", "tokenize"];
+use crate::core::error::StageError;
+use crate::core::stage::MANIFEST;
+use crate::inspect::summary::{Summary, summarize};
+use crate::steps::{Produces, STEPS, blend, tokenize};
+
+type Result<T> = std::result::Result<T, StageError>;
+
+/// Steps whose outputs are documents (and tokenize's), in recipe order: the funnel.
+fn doc_steps() -> impl Iterator<Item = &'static str> {
+    STEPS.iter().filter(|s| matches!(s.produces, Produces::Documents | Produces::Tokens)).map(|s| s.name)
+}
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
@@ -23,7 +31,7 @@ fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -100,7 +108,7 @@ fn table(head: &[&str], rows: &[Vec<String>]) -> String {
 
 /// The first `n` documents of each source in a stage output: (source, id, text).
 fn sample_docs(dir: &Loc, n: usize) -> Result<Vec<(String, String, String)>> {
-    let m = Manifest::read(&dir.join(pipeline::stage::MANIFEST))?;
+    let m = Manifest::read(&dir.join(MANIFEST))?;
     let mut per: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
     for f in &m.outputs {
         let r = DocReader::open(&dir.join(&f.path))?;
@@ -121,16 +129,16 @@ fn sample_docs(dir: &Loc, n: usize) -> Result<Vec<(String, String, String)>> {
 /// Writes `RUN_DIR/report.html` (or `out`) and returns its path.
 pub fn write_report(run: &Path, out: Option<&Path>) -> Result<std::path::PathBuf> {
     let run_loc = Loc::local(run);
-    let present = |stage: &str| run.join(stage).join(pipeline::stage::MANIFEST).exists();
+    let present = |stage: &str| run.join(stage).join(MANIFEST).exists();
     let mut summaries: Vec<Summary> = Vec::new();
-    for st in DOC_STAGES.iter().filter(|s| present(s)) {
-        summaries.push(summarize(&run_loc.join(st)).with_context(|| format!("{}/{st}", run.display()))?);
+    for st in doc_steps().filter(|s| present(s)) {
+        summaries.push(summarize(&run_loc.join(st))?);
     }
     if summaries.is_empty() && !run.join("train/metrics.jsonl").exists() {
-        anyhow::bail!(
+        return Err(StageError::Usage(format!(
             "{}: no stage outputs and no training run there\nhint: run `grist run RECIPE` first",
             run.display()
-        );
+        )));
     }
     let mut body = String::new();
     let mut nav = Vec::new();
@@ -152,24 +160,20 @@ pub fn write_report(run: &Path, out: Option<&Path>) -> Result<std::path::PathBuf
                 thousands(s.docs_out),
                 thousands(s.docs_ledger),
                 format!("{:.1}%", 100.0 * s.docs_out as f64 / s.docs_in.max(1) as f64),
-                if s.stage == "tokenize" { "-".into() } else { thousands(bytes) },
+                if s.stage == tokenize::STEP.name { "-".into() } else { thousands(bytes) },
             ]);
         }
         let mut html = bars(&rows, &["documents kept", "removed (ledger)"], "");
         html += &table(&["stage", "documents in", "kept", "removed", "kept %", "text bytes kept"], &t);
-        let tok = |stage: &str, k: &str| -> Option<u64> {
-            Manifest::read(&run_loc.join(stage).join(pipeline::stage::MANIFEST))
-                .ok()
-                .and_then(|m| m.counters.get(k).copied())
-        };
-        if let (Some(tr), Some(va)) = (tok("tokenize", "tokens_train"), tok("tokenize", "tokens_val")) {
+        if let Ok(tm) = Manifest::read(&run_loc.join(tokenize::STEP.name).join(MANIFEST)) {
+            let tr = tokenize::TokenizeReport::read(&tm)?;
             let _ = write!(
                 html,
                 "<p>Tokens: {} training and {} validation GPT-2 tokens after tokenization",
-                thousands(tr),
-                thousands(va)
+                thousands(tr.tokens_train),
+                thousands(tr.tokens_val)
             );
-            if let Ok(bm) = Manifest::read(&run_loc.join("blend").join(pipeline::stage::MANIFEST)) {
+            if let Ok(bm) = Manifest::read(&run_loc.join(blend::STEP.name).join(MANIFEST)) {
                 let blended: u64 = bm.side.iter().map(|f| f.rows).sum();
                 let _ = write!(html, "; {} tokens in the blended training shards", thousands(blended));
             }
@@ -194,7 +198,7 @@ pub fn write_report(run: &Path, out: Option<&Path>) -> Result<std::path::PathBuf
 
         // Documents and bytes per source at each stage.
         let mut t = Vec::new();
-        for s in summaries.iter().filter(|s| s.stage != "tokenize") {
+        for s in summaries.iter().filter(|s| s.stage != tokenize::STEP.name) {
             for (src, x) in &s.sources {
                 t.push(vec![
                     s.stage.clone(),
@@ -214,8 +218,8 @@ pub fn write_report(run: &Path, out: Option<&Path>) -> Result<std::path::PathBuf
     }
 
     // The quality filter.
-    if let Ok(m) = Manifest::read(&run_loc.join("quality_filter").join(pipeline::stage::MANIFEST)) {
-        let k = pipeline::quality_filter::keep_report(&m);
+    if let Ok(m) = Manifest::read(&run_loc.join(crate::steps::quality::filter::STEP.name).join(MANIFEST)) {
+        let k = crate::steps::quality::filter::keep_report(&m);
         let rows: Vec<(String, Vec<f64>)> =
             k.sources.iter().map(|(n, s)| (n.clone(), vec![100.0 * s.kept as f64 / s.docs.max(1) as f64])).collect();
         let mut html = format!(
@@ -245,11 +249,11 @@ pub fn write_report(run: &Path, out: Option<&Path>) -> Result<std::path::PathBuf
 
     // Dedup and decontamination: their counters.
     for (stage, title) in [
-        ("dedup", "Deduplication"),
-        ("decontaminate", "Decontamination"),
-        ("decontaminate_hits", "Benchmark gram hits"),
+        (crate::steps::dedup::FILTER_STEP.name, "Deduplication"),
+        (crate::steps::decontaminate::STEP.name, "Decontamination"),
+        (crate::steps::decontaminate::HITS_STEP.name, "Benchmark gram hits"),
     ] {
-        if let Ok(m) = Manifest::read(&run_loc.join(stage).join(pipeline::stage::MANIFEST)) {
+        if let Ok(m) = Manifest::read(&run_loc.join(stage).join(MANIFEST)) {
             let t: Vec<Vec<String>> = m.counters.iter().map(|(k, v)| vec![k.clone(), thousands(*v)]).collect();
             if !t.is_empty() {
                 section(&mut body, stage, title, table(&["counter", "value"], &t));
@@ -258,24 +262,12 @@ pub fn write_report(run: &Path, out: Option<&Path>) -> Result<std::path::PathBuf
     }
 
     // The mixture: planned against realized tokens.
-    if let Ok(bm) = Manifest::read(&run_loc.join("blend").join(pipeline::stage::MANIFEST)) {
-        let total = bm.config["total_tokens"].as_f64().unwrap_or(0.0);
-        let srcs = bm.config["sources"].as_array().cloned().unwrap_or_default();
-        let sum: f64 = srcs.iter().filter_map(|s| s["weight"].as_f64()).sum();
+    if let Ok(bm) = Manifest::read(&run_loc.join(blend::STEP.name).join(MANIFEST)) {
         let mut rows = Vec::new();
         let mut t = Vec::new();
-        for s in &srcs {
-            let name = s["name"].as_str().unwrap_or("?");
-            let w = s["weight"].as_f64().unwrap_or(0.0) / sum.max(1e-12);
-            let planned = (w * total).round();
-            let got = bm.counters.get(&format!("tokens_source_{name}")).copied().unwrap_or(0) as f64;
-            rows.push((name.to_string(), vec![planned, got]));
-            t.push(vec![
-                name.to_string(),
-                format!("{:.1}%", 100.0 * w),
-                thousands(planned as u64),
-                thousands(got as u64),
-            ]);
+        for r in blend::MixtureReport::read(&bm)?.sources {
+            rows.push((r.name.clone(), vec![r.planned as f64, r.realized as f64]));
+            t.push(vec![r.name, format!("{:.1}%", 100.0 * r.share), thousands(r.planned), thousands(r.realized)]);
         }
         let html = bars(&rows, &["planned tokens", "realized tokens"], "")
             + &table(&["source", "weight", "planned tokens", "realized tokens"], &t);
@@ -285,38 +277,47 @@ pub fn write_report(run: &Path, out: Option<&Path>) -> Result<std::path::PathBuf
     // Training.
     let metrics = run.join("train/metrics.jsonl");
     if let Ok(text) = std::fs::read_to_string(&metrics) {
-        let lines: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-        let steps: Vec<&serde_json::Value> = lines.iter().filter(|v| v["loss"].is_number()).collect();
-        let mut html = trainer::chart::loss_chart(&text);
+        let lines = metrics::parse(&text, &metrics.display().to_string())?;
+        let steps: Vec<&StepRecord> = lines
+            .iter()
+            .filter_map(|l| match l {
+                MetricsLine::Step(s) => Some(s),
+                MetricsLine::Eval(_) => None,
+            })
+            .collect();
+        let last_eval = lines.iter().rev().find_map(|l| match l {
+            MetricsLine::Eval(e) => Some(e),
+            MetricsLine::Step(_) => None,
+        });
+        let mut html = metrics::loss_chart(&lines);
+        let f = |x: Option<f32>| x.map_or("-".into(), |x| format!("{x:.4}"));
         if let (Some(first), Some(last)) = (steps.first(), steps.last()) {
-            let vals: Vec<&serde_json::Value> = lines.iter().filter(|v| v["val_loss"].is_number()).collect();
-            let f = |v: &serde_json::Value, k: &str| v[k].as_f64().map_or("-".into(), |x| format!("{x:.4}"));
             let mut t = vec![
-                vec!["steps".into(), last["step"].to_string()],
-                vec!["tokens".into(), thousands(last["tokens"].as_u64().unwrap_or(0))],
-                vec!["training loss, first step".into(), f(first, "loss")],
-                vec!["training loss, last step".into(), f(last, "loss")],
+                vec!["steps".into(), last.step.to_string()],
+                vec!["tokens".into(), thousands(last.tokens)],
+                vec!["training loss, first step".into(), f(first.loss)],
+                vec!["training loss, last step".into(), f(last.loss)],
             ];
-            if let Some(v) = vals.last() {
-                t.push(vec!["validation loss".into(), f(v, "val_loss")]);
-                for (src, l) in v["val"].as_object().into_iter().flatten() {
-                    t.push(vec![
-                        format!("validation loss, {src}"),
-                        l.as_f64().map_or("-".into(), |x| format!("{x:.4}")),
-                    ]);
+            if let Some(v) = last_eval {
+                t.push(vec!["validation loss".into(), f(v.val_loss)]);
+                for (src, l) in &v.val {
+                    t.push(vec![format!("validation loss, {src}"), f(*l)]);
                 }
             }
             html += &table(&["measure", "value"], &t);
         }
-        if let Ok(sample) = std::fs::read_to_string(run.join("train/sample.txt")) {
-            let _ =
-                write!(html, "<h3>A sample from the trained model</h3><blockquote>{}</blockquote>", esc(sample.trim()));
+        if let Ok(generated) = std::fs::read_to_string(run.join("train/generated.txt")) {
+            let _ = write!(
+                html,
+                "<h3>Text generated by the trained model</h3><blockquote>{}</blockquote>",
+                esc(generated.trim())
+            );
         }
         section(&mut body, "training", "Training", html);
     }
 
     // Documents.
-    if let Some(last) = summaries.iter().rev().find(|s| s.stage != "tokenize").or(summaries.last()) {
+    if let Some(last) = summaries.iter().rev().find(|s| s.stage != tokenize::STEP.name).or(summaries.last()) {
         let docs = sample_docs(&run_loc.join(&last.stage), 2)?;
         let mut html = format!("<p>The first documents of each source in the {} output.</p>", esc(&last.stage));
         for (src, id, text) in docs {
@@ -349,6 +350,6 @@ blockquote {{ background: #f8f8f8; padding: 8px 12px; border-left: 3px solid #1f
         nav = nav.join(" "),
     );
     let path = out.map(Path::to_path_buf).unwrap_or_else(|| run.join("report.html"));
-    std::fs::write(&path, html).with_context(|| format!("{}: cannot write", path.display()))?;
+    Loc::local(&path).write_atomic(html.as_bytes())?;
     Ok(path)
 }

@@ -5,38 +5,38 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::StageError;
+use crate::core::error::StageError;
 
 /// A whole recipe. Each stage reads its own section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Recipe {
     pub run: RunConfig,
-    /// When present, `grist run` first writes the built-in synthetic sample here.
+    /// When present, `grist run` first writes the built-in synthetic corpus.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sample: Option<SampleConfig>,
+    pub synthetic: Option<crate::steps::synthetic::SyntheticConfig>,
     /// When present, `grist run` selects WebText URLs from Pushshift dumps before ingest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reddit: Option<crate::reddit::RedditConfig>,
-    pub ingest: IngestConfig,
+    pub reddit: Option<crate::steps::reddit::RedditConfig>,
+    pub ingest: crate::steps::ingest::IngestConfig,
     /// The quality classifier (`grist quality train`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quality: Option<crate::quality_train::QualityConfig>,
+    pub quality: Option<crate::steps::quality::train::QualityConfig>,
     /// GPT-3's quality filter (`grist quality filter`); needs `[quality]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quality_filter: Option<crate::quality_filter::FilterConfig>,
+    pub quality_filter: Option<crate::steps::quality::filter::FilterConfig>,
     /// Exact and MinHash-LSH deduplication (`grist dedup`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dedup: Option<crate::dedup::DedupConfig>,
+    pub dedup: Option<crate::steps::dedup::DedupConfig>,
     /// Benchmark decontamination (`grist decontaminate`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub decontaminate: Option<crate::decontam::DecontamConfig>,
+    pub decontaminate: Option<crate::steps::decontaminate::DecontamConfig>,
     /// GPT-2 BPE into llm.c token shards (`grist tokenize`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tokenize: Option<crate::tokenize::TokenizeConfig>,
+    pub tokenize: Option<crate::steps::tokenize::TokenizeConfig>,
     /// The training mixture over the tokens (`grist blend`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub blend: Option<crate::blend::BlendConfig>,
+    pub blend: Option<crate::steps::blend::BlendConfig>,
     /// Training (`grist train`): the keys of `trainer::train::TrainConfig`, checked by the
     /// trainer; `train_data`, `val_data` and `out` default to this run's blend, tokenize and
     /// train directories.
@@ -53,134 +53,6 @@ pub struct RunConfig {
     /// Seed of every random draw (combined with stage name and document id).
     #[serde(default)]
     pub seed: u64,
-}
-
-/// The built-in synthetic sample (see `grist sample`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SampleConfig {
-    /// Folder to write the sample into.
-    pub out: String,
-    #[serde(default = "default_sample_seed")]
-    pub seed: u64,
-    /// Number of crawl-like documents (curated files scale with it).
-    #[serde(default = "default_sample_docs")]
-    pub docs: usize,
-}
-
-fn default_sample_seed() -> u64 {
-    20200528
-}
-fn default_sample_docs() -> usize {
-    600
-}
-
-/// `ingest`: curated and pre-extracted corpora into document shards.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IngestConfig {
-    pub sources: Vec<SourceConfig>,
-    /// Documents with fewer whitespace-separated words go to the ledger (`too_short`).
-    /// Empty and whitespace-only documents always do (`empty`).
-    #[serde(default)]
-    pub min_words: usize,
-    /// Input files of one source are packed into units of about this many bytes; a unit
-    /// is the smallest piece of work and becomes one output shard (bytes).
-    #[serde(default = "default_unit_bytes")]
-    pub unit_bytes: u64,
-    /// Parquet row-group size in bytes of buffered data; bounds writer memory.
-    #[serde(default = "default_row_group_bytes")]
-    pub row_group_bytes: usize,
-    /// Fail on the first bad record instead of writing it to the ledger.
-    #[serde(default)]
-    pub strict: bool,
-    /// Documents longer than this (bytes of UTF-8) go to the ledger (`too_large`); bounds the
-    /// memory one record can take (a line, a text file or piece, a page).
-    #[serde(default = "default_max_doc_bytes")]
-    pub max_doc_bytes: u64,
-    /// WebText-style positives: crawled pages at URLs the `reddit` stage selected.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub webtext: Option<WebtextConfig>,
-}
-
-/// `[ingest.webtext]`: documents of the `from` sources whose normalized URL is among the
-/// `reddit` stage's selected links are written with source `source` instead.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebtextConfig {
-    /// The `reddit` stage output directory (default: `{run.out}/reddit`).
-    #[serde(default)]
-    pub urls: Option<String>,
-    /// Sources whose documents are matched (crawl sources).
-    pub from: Vec<String>,
-    /// Source name given to matched documents.
-    #[serde(default = "default_webtext_source")]
-    pub source: String,
-}
-
-fn default_webtext_source() -> String {
-    "webtext".into()
-}
-
-fn default_max_doc_bytes() -> u64 {
-    128 << 20
-}
-fn default_unit_bytes() -> u64 {
-    256 << 20
-}
-fn default_row_group_bytes() -> usize {
-    64 << 20
-}
-
-/// One input corpus.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SourceConfig {
-    /// Source name written into every document (`common_crawl`, `books1`, `wikipedia`, ...).
-    pub name: String,
-    /// Files, folders (walked recursively) or `*`/`?` patterns in the last path component.
-    pub paths: Vec<String>,
-    #[serde(default)]
-    pub format: InputFormat,
-    /// JSON field (or Parquet column) holding the text; dotted paths reach into JSON objects.
-    #[serde(default = "default_text_field")]
-    pub text_field: String,
-    /// JSON field (or Parquet column) holding the URL, if any (`url`, `metadata.url`).
-    #[serde(default = "default_url_field")]
-    pub url_field: String,
-    /// For one-document-per-file text: files longer than this many bytes are split into
-    /// documents at the first paragraph break (a blank line) after every `split_bytes`.
-    /// 0 keeps every file whole (a book is one document, as in GPT-3's book corpora).
-    #[serde(default)]
-    pub split_bytes: u64,
-}
-
-fn default_text_field() -> String {
-    "text".into()
-}
-fn default_url_field() -> String {
-    "url".into()
-}
-
-/// How to read a source's files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum InputFormat {
-    /// By extension: `.jsonl`/`.json`/`.ndjson` are JSON lines, `.txt`/`.text`/`.md` are
-    /// one document per file (any of them may end in `.gz` or `.zst`); `.warc`, `.wet`,
-    /// `.arc` (optionally `.gz`) are WARC; `.parquet` is Parquet. Other files in a folder are
-    /// skipped and counted (`skipped_files`).
-    #[default]
-    Auto,
-    /// JSON lines: one object per line.
-    Jsonl,
-    /// One document per file.
-    Text,
-    /// WARC (`.warc`, `.warc.gz`) and WET (`.wet`, `.warc.wet.gz`) files: `conversion`
-    /// records are documents as they are, HTML `response` records are extracted to text.
-    Warc,
-    /// Parquet files from any tool: one document per row, text in the `text_field` column.
-    Parquet,
 }
 
 impl Recipe {
@@ -286,6 +158,11 @@ impl Recipe {
         Ok(())
     }
 
+    /// Whether the recipe has the table `name` (a step's table; `run` and `ingest` always).
+    pub fn has_table(&self, name: &str) -> bool {
+        toml::Value::try_from(self).ok().is_some_and(|v| v.get(name).is_some())
+    }
+
     /// The resolved recipe as TOML (printed at start, stored in manifests).
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
@@ -340,6 +217,7 @@ fn apply_override(root: &mut toml::Value, spec: &str) -> Result<(), StageError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::steps::ingest::InputFormat;
 
     const R: &str = r#"
 [run]

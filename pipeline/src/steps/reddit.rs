@@ -18,14 +18,29 @@ use shards::arrow::record_batch::RecordBatch;
 use shards::parquet_io::{ParquetSink, ParquetSource};
 use shards::{At, FileEntry, LedgerEntry, LedgerWriter, Loc, Manifest, ShardError, WriteOptions};
 
-use crate::codec;
-use crate::error::StageError;
-use crate::slice::TaskSlice;
-use crate::stage::{Stage, TaskReport, UnitCtx};
-use crate::urls;
+use crate::core::error::StageError;
+use crate::core::slice::TaskSlice;
+use crate::core::stage::{Stage, TaskReport, UnitCtx};
+use crate::formats::codec;
+use crate::steps::{Outcome, Produces, Shape, Step, StepCtx, need};
+use crate::text::urls;
 
 /// Stage name.
 pub const STAGE: &str = "reddit";
+
+/// `reddit`: GPT-2's WebText rule over Pushshift dumps.
+pub static STEP: Step = Step {
+    name: STAGE,
+    table: "reddit",
+    input: None,
+    shape: Shape::Sliced,
+    produces: Produces::Tables,
+    about: "select WebText URLs from Pushshift Reddit dumps (outbound, score >= 3, normalized)",
+    run: |ctx: &StepCtx| {
+        let rep = run(need(&ctx.recipe.reddit, STAGE)?, &ctx.dir(STAGE), ctx.slice)?;
+        Ok(Outcome::units(rep, "submissions", "URLs selected"))
+    },
+};
 /// `grist.format` of URL tables.
 pub const URLS_FORMAT: &str = "urls";
 /// URL table format version.
@@ -330,7 +345,7 @@ fn is_media(key: &str, extensions: &[String]) -> bool {
 
 /// The set of URL keys (as 64-bit hashes) of a completed `reddit` stage, and its fingerprint.
 pub fn load_url_set(dir: &Loc) -> Result<(std::collections::HashSet<u64>, String), StageError> {
-    let manifest_loc = dir.join(crate::stage::MANIFEST);
+    let manifest_loc = dir.join(crate::core::stage::MANIFEST);
     if !manifest_loc.exists()? {
         return Err(StageError::Input {
             at: At::file(manifest_loc.to_string()),

@@ -1,4 +1,7 @@
-//! Every environment variable grist reads, in one place.
+//! Every environment variable grist reads, in one place (it sits in `shards`, the crate every
+//! other depends on, so the pipeline and the trainer name them from here). Object-store paths
+//! also read the store's own credentials from the environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`,
+//! as `object_store` documents them).
 
 /// Folder of real test data (`../shared/data`); tests that need it skip when unset.
 pub const TEST_DATA: &str = "GRIST_TEST_DATA";
@@ -15,3 +18,6 @@ pub const GRIST_TASKS: &str = "GRIST_TASKS";
 /// Test hook: abort the process (as a kill would) after this many documents have been
 /// written by this process, leaving whatever a crash leaves. Used by the resume tests only.
 pub const TEST_ABORT_AFTER_DOCS: &str = "GRIST_TEST_ABORT_AFTER_DOCS";
+/// Test hook: make the loss of this training step NaN, to exercise the trainer's NaN guard.
+/// Used by the training tests only.
+pub const TEST_NAN_AT_STEP: &str = "GRIST_TEST_NAN_AT_STEP";

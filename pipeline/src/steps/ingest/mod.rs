@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use serde::{Deserialize, Serialize};
 use shards::arrow::array::{ArrayRef, StringArray, UInt64Array};
 use shards::arrow::datatypes::{DataType, Field, SchemaRef};
 use shards::{
@@ -23,15 +24,148 @@ use shards::{
 };
 use xxhash_rust::xxh3::xxh3_128;
 
-use crate::env;
-use crate::error::StageError;
-use crate::recipe::{IngestConfig, InputFormat, SourceConfig};
-use crate::slice::TaskSlice;
-use crate::stage::{Stage, TaskReport, UnitCtx};
-use crate::{codec, html, warc};
+use crate::core::error::StageError;
+use crate::core::slice::TaskSlice;
+use crate::core::stage::{Stage, TaskReport, UnitCtx};
+use crate::formats::{codec, html, warc};
+use crate::steps::{Outcome, Produces, Shape, Step, StepCtx};
+use shards::env;
 
 /// Stage name.
+/// `ingest`: curated and pre-extracted corpora into document shards.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    pub sources: Vec<SourceConfig>,
+    /// Documents with fewer whitespace-separated words go to the ledger (`too_short`).
+    /// Empty and whitespace-only documents always do (`empty`).
+    #[serde(default)]
+    pub min_words: usize,
+    /// Input files of one source are packed into units of about this many bytes; a unit
+    /// is the smallest piece of work and becomes one output shard (bytes).
+    #[serde(default = "default_unit_bytes")]
+    pub unit_bytes: u64,
+    /// Parquet row-group size in bytes of buffered data; bounds writer memory.
+    #[serde(default = "default_row_group_bytes")]
+    pub row_group_bytes: usize,
+    /// Fail on the first bad record instead of writing it to the ledger.
+    #[serde(default)]
+    pub strict: bool,
+    /// Documents longer than this (bytes of UTF-8) go to the ledger (`too_large`); bounds the
+    /// memory one record can take (a line, a text file or piece, a page).
+    #[serde(default = "default_max_doc_bytes")]
+    pub max_doc_bytes: u64,
+    /// WebText-style positives: crawled pages at URLs the `reddit` stage selected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webtext: Option<WebtextConfig>,
+}
+
+/// `[ingest.webtext]`: documents of the `from` sources whose normalized URL is among the
+/// `reddit` stage's selected links are written with source `source` instead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebtextConfig {
+    /// The `reddit` stage output directory (default: `{run.out}/reddit`).
+    #[serde(default)]
+    pub urls: Option<String>,
+    /// Sources whose documents are matched (crawl sources).
+    pub from: Vec<String>,
+    /// Source name given to matched documents.
+    #[serde(default = "default_webtext_source")]
+    pub source: String,
+}
+
+fn default_webtext_source() -> String {
+    "webtext".into()
+}
+
+fn default_max_doc_bytes() -> u64 {
+    128 << 20
+}
+fn default_unit_bytes() -> u64 {
+    256 << 20
+}
+fn default_row_group_bytes() -> usize {
+    64 << 20
+}
+
+/// One input corpus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Source name written into every document (`common_crawl`, `books1`, `wikipedia`, ...).
+    pub name: String,
+    /// Files, folders (walked recursively) or `*`/`?` patterns in the last path component.
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub format: InputFormat,
+    /// JSON field (or Parquet column) holding the text; dotted paths reach into JSON objects.
+    #[serde(default = "default_text_field")]
+    pub text_field: String,
+    /// JSON field (or Parquet column) holding the URL, if any (`url`, `metadata.url`).
+    #[serde(default = "default_url_field")]
+    pub url_field: String,
+    /// For one-document-per-file text: files longer than this many bytes are split into
+    /// documents at the first paragraph break (a blank line) after every `split_bytes`.
+    /// 0 keeps every file whole (a book is one document, as in GPT-3's book corpora).
+    #[serde(default)]
+    pub split_bytes: u64,
+}
+
+fn default_text_field() -> String {
+    "text".into()
+}
+fn default_url_field() -> String {
+    "url".into()
+}
+
+/// How to read a source's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputFormat {
+    /// By extension: `.jsonl`/`.json`/`.ndjson` are JSON lines, `.txt`/`.text`/`.md` are
+    /// one document per file (any of them may end in `.gz` or `.zst`); `.warc`, `.wet`,
+    /// `.arc` (optionally `.gz`) are WARC; `.parquet` is Parquet. Other files in a folder are
+    /// skipped and counted (`skipped_files`).
+    #[default]
+    Auto,
+    /// JSON lines: one object per line.
+    Jsonl,
+    /// One document per file.
+    Text,
+    /// WARC (`.warc`, `.warc.gz`) and WET (`.wet`, `.warc.wet.gz`) files: `conversion`
+    /// records are documents as they are, HTML `response` records are extracted to text.
+    Warc,
+    /// Parquet files from any tool: one document per row, text in the `text_field` column.
+    Parquet,
+}
+
 pub const STAGE: &str = "ingest";
+
+/// `ingest`: every source of the recipe into document shards.
+pub static STEP: Step = Step {
+    name: STAGE,
+    table: "ingest",
+    input: None,
+    shape: Shape::Sliced,
+    produces: Produces::Documents,
+    about: "read Common Crawl WARC/WET and curated corpora (JSON lines, text, Parquet) into document shards",
+    run: step,
+};
+
+/// Runs ingest with the `reddit` step's URLs when the recipe asks for WebText.
+fn step(ctx: &StepCtx) -> Result<Outcome, StageError> {
+    let cfg = &ctx.recipe.ingest;
+    let webtext_dir = match &cfg.webtext {
+        Some(w) => Some(match &w.urls {
+            Some(u) => Loc::parse(u)?,
+            None => ctx.dir(crate::steps::reddit::STEP.name),
+        }),
+        None => None,
+    };
+    let rep = run(cfg, &ctx.dir(STAGE), ctx.slice, webtext_dir.as_ref())?;
+    Ok(Outcome::units(rep, "documents", "kept"))
+}
 /// Documents buffered before a batch goes to the writer (also bounded by [`BATCH_BYTES`]).
 const BATCH_DOCS: usize = 4096;
 /// Text bytes buffered before a batch goes to the writer.
@@ -226,7 +360,7 @@ pub fn run(
     let mut config = serde_json::to_value(cfg).map_err(|e| StageError::Recipe(e.to_string()))?;
     let webtext = match (&cfg.webtext, webtext_dir) {
         (Some(w), Some(dir)) => {
-            let (keys, fingerprint) = crate::reddit::load_url_set(dir)?;
+            let (keys, fingerprint) = crate::steps::reddit::load_url_set(dir)?;
             tracing::info!(urls = keys.len(), "WebText URL set loaded");
             // The URLs are an input: a new reddit output redoes ingest.
             config["webtext_urls_fingerprint"] = serde_json::Value::String(fingerprint);
@@ -285,8 +419,8 @@ impl UnitSink {
     fn keep(&mut self, mut doc: Doc, file: &str, offset: u64, meta: Meta) -> Result<(), StageError> {
         if let Some(w) = &self.webtext
             && w.from.contains(&doc.source)
-            && let Some(key) = doc.url.as_deref().and_then(crate::urls::normalize)
-            && w.keys.contains(&crate::urls::key_hash(&key))
+            && let Some(key) = doc.url.as_deref().and_then(crate::text::urls::normalize)
+            && w.keys.contains(&crate::text::urls::key_hash(&key))
         {
             doc.source = w.source.clone();
             self.manifest.count("webtext_matched", 1);

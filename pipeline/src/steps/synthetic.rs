@@ -1,15 +1,17 @@
-//! The built-in sample: a small synthetic corpus that grist writes itself, deterministic
+//! The built-in synthetic corpus: a small corpus that grist writes itself, deterministic
 //! from a seed, so the main job runs on a fresh machine with no downloads. Its text is
 //! generated from word lists and templates, not copied from anywhere. It is not a
 //! benchmark of quality: it exists to exercise every stage and every ledger reason.
 
 use std::io::Write;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use shards::Loc;
 
-use crate::error::StageError;
-use crate::rng::DocRng;
+use crate::core::error::StageError;
+use crate::core::rng::DocRng;
+use crate::core::stage::{Global, GlobalReport};
+use crate::steps::{Outcome, Produces, Shape, Step, StepCtx, StepReport, need};
 
 const ADJ: &[&str] = &[
     "quiet",
@@ -99,6 +101,26 @@ fn sentence(r: &mut DocRng) -> String {
     }
 }
 
+/// `[synthetic]`: the built-in synthetic corpus (see `grist synthetic`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyntheticConfig {
+    /// Folder to write the corpus into.
+    pub out: String,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Number of crawl-like documents (curated files scale with it).
+    #[serde(default = "default_docs")]
+    pub docs: usize,
+}
+
+fn default_seed() -> u64 {
+    20200528
+}
+fn default_docs() -> usize {
+    600
+}
+
 /// A paragraph-structured document of `paragraphs` paragraphs.
 pub fn prose(r: &mut DocRng, paragraphs: usize) -> String {
     (0..paragraphs)
@@ -174,9 +196,12 @@ fn boilerplate(r: &mut DocRng) -> String {
     (0..n).map(|_| pick(r, NAV)).collect::<Vec<_>>().join(" | ")
 }
 
-/// What `grist sample` wrote.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct SampleReport {
+/// What `grist synthetic` wrote. Also its completion marker, `synthetic.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SyntheticReport {
+    /// xxh3 of the seed and document count the corpus was written for.
+    #[serde(default)]
+    pub fingerprint: String,
     pub out: String,
     pub crawl_files: usize,
     pub crawl_records: usize,
@@ -200,10 +225,62 @@ pub struct SampleReport {
     pub reddit_selected_links: usize,
 }
 
-/// Writes the sample into `out`: `crawl/` (JSON lines, one gzip and one zstd file, dolma
+/// `synthetic`: the built-in corpus, written before anything reads it.
+pub static STEP: Step = Step {
+    name: "synthetic",
+    table: "synthetic",
+    input: None,
+    shape: Shape::Global,
+    produces: Produces::Files,
+    about: "write the built-in synthetic corpus (seeded, no downloads) where the recipe says",
+    run: step,
+};
+
+/// The corpus's completion marker in its folder.
+pub const MARKER: &str = "synthetic.json";
+
+impl GlobalReport for SyntheticReport {
+    fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+}
+
+fn step(ctx: &StepCtx) -> Result<Outcome, StageError> {
+    let cfg = need(&ctx.recipe.synthetic, "synthetic")?;
+    let out = Loc::parse(&cfg.out)?;
+    let key = serde_json::json!({ "seed": cfg.seed, "docs": cfg.docs });
+    let global = Global {
+        dir: out.clone(),
+        fingerprint: shards::checksum::xxh3_hex(key.to_string().as_bytes()),
+        report: MARKER,
+        files: &[],
+    };
+    let (report, up_to_date) = match global.completed::<SyntheticReport>() {
+        Some(r) => {
+            tracing::info!(out = %out, "built-in synthetic corpus already written; keeping it");
+            (r, true)
+        }
+        None => {
+            let mut r = write(&out, cfg.seed, cfg.docs)?;
+            r.fingerprint = global.fingerprint.clone();
+            global.finish(&r)?;
+            tracing::info!(out = %out, files = r.crawl_files + r.book_files, "wrote the built-in synthetic corpus");
+            (r, false)
+        }
+    };
+    Ok(Outcome {
+        report: StepReport::Synthetic(report),
+        complete: true,
+        up_to_date,
+        text: String::new(),
+        points_to: None,
+    })
+}
+
+/// Writes the corpus into `out`: `crawl/` (JSON lines, one gzip and one zstd file, dolma
 /// layout with `metadata.url`) and `books/` (one plain-text file per book).
-pub fn write_sample(out: &Loc, seed: u64, docs: usize) -> Result<SampleReport, StageError> {
-    let mut rep = SampleReport { out: out.to_string(), ..Default::default() };
+pub fn write(out: &Loc, seed: u64, docs: usize) -> Result<SyntheticReport, StageError> {
+    let mut rep = SyntheticReport { out: out.to_string(), ..Default::default() };
     // Two crawl files for small samples, more as it grows (about 20k records each).
     let files = (docs / 20_000).max(2);
     // Pages a Reddit user might link to: the prose documents, by URL.
@@ -371,7 +448,7 @@ fn write_warc(
     out: &Loc,
     seed: u64,
     docs: usize,
-    rep: &mut SampleReport,
+    rep: &mut SyntheticReport,
     prose_urls: &mut Vec<String>,
 ) -> Result<usize, StageError> {
     let n = (docs / 6).max(4);
@@ -456,7 +533,7 @@ fn write_warc(
 /// `reddit/`: a Pushshift-style submission dump (zstd NDJSON) linking to some sample pages with
 /// enough karma, plus what GPT-2's rule leaves out: low scores, self posts, Reddit's own links,
 /// images, and a repost of the same page.
-fn write_reddit(out: &Loc, seed: u64, prose_urls: &[String], rep: &mut SampleReport) -> Result<(), StageError> {
+fn write_reddit(out: &Loc, seed: u64, prose_urls: &[String], rep: &mut SyntheticReport) -> Result<(), StageError> {
     let mut lines = Vec::new();
     let mut selected = std::collections::BTreeSet::new();
     for (i, url) in prose_urls.iter().enumerate() {
@@ -507,9 +584,9 @@ mod tests {
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();
         let c = tempfile::tempdir().unwrap();
-        let ra = write_sample(&Loc::local(a.path()), 1, 200).unwrap();
-        write_sample(&Loc::local(b.path()), 1, 200).unwrap();
-        write_sample(&Loc::local(c.path()), 2, 200).unwrap();
+        let ra = write(&Loc::local(a.path()), 1, 200).unwrap();
+        write(&Loc::local(b.path()), 1, 200).unwrap();
+        write(&Loc::local(c.path()), 2, 200).unwrap();
         let read = |d: &tempfile::TempDir, f: &str| std::fs::read(d.path().join(f)).unwrap();
         for f in ["crawl/crawl-00000.jsonl.gz", "crawl/crawl-00001.jsonl.zst", "books/book-0000.txt"] {
             assert_eq!(read(&a, f), read(&b, f), "{f}");

@@ -16,6 +16,9 @@ pub enum StageError {
     /// Command-line or scheduler settings are wrong.
     #[error("{0}")]
     Usage(String),
+    /// A step that runs outside this crate (training, through `steps::Host`) failed.
+    #[error("the {step} step failed")]
+    Step { step: String, source: Box<dyn std::error::Error + Send + Sync> },
     /// A stage broke its own accounting: a bug, never bad input.
     #[error(
         "unit {unit} of stage `{stage}` does not balance: {docs_in} in != {docs_out} out + {docs_ledger} in the ledger"

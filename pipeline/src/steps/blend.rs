@@ -22,14 +22,96 @@ use shards::tokens::{TokenShard, TokenWidth, TokenWriter};
 use shards::{At, FileEntry, LedgerWriter, Loc, Manifest, ShardError, WriteOptions};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-use crate::error::StageError;
-use crate::rng::DocRng;
-use crate::slice::TaskSlice;
-use crate::stage::{MANIFEST, Stage, TaskReport};
-use crate::tokenize::{GPT2_VOCAB, TokDoc, token_docs};
+use crate::core::error::StageError;
+use crate::core::rng::DocRng;
+use crate::core::slice::TaskSlice;
+use crate::core::stage::{MANIFEST, Stage, TaskReport};
+use crate::steps::tokenize::SOURCE_TOKENS_PREFIX;
+use crate::steps::tokenize::{GPT2_VOCAB, TokDoc, token_docs};
+use crate::steps::{Outcome, Produces, Shape, Step, StepReport, need};
 
 /// Stage name.
 pub const STAGE: &str = "blend";
+
+/// `blend`: the training mixture.
+pub static STEP: Step = Step {
+    name: STAGE,
+    table: "blend",
+    input: Some("tokenize"),
+    shape: Shape::Sliced,
+    produces: Produces::Mixture,
+    about: "mix the tokenized sources by the recipe's weights into shuffled llm.c training shards",
+    run: |ctx| {
+        let rep = run(need(&ctx.recipe.blend, STEP.table)?, ctx.seed(), &ctx.out, ctx.slice)?;
+        let dir = ctx.dir(STAGE);
+        let units = Outcome::units(rep.stage.clone(), "documents", "written");
+        let mut text = format!("\n{}{}", rep.plan.render(), units.text);
+        if units.complete {
+            let realized: Vec<String> = rep
+                .plan
+                .sources
+                .iter()
+                .map(|p| {
+                    format!("{} {} of {}", p.name, rep.realized.get(&p.name).copied().unwrap_or(0), p.target_tokens)
+                })
+                .collect();
+            text += &format!("blend    realized tokens (of planned): {}\n", realized.join(", "));
+        }
+        Ok(Outcome {
+            complete: units.complete,
+            report: StepReport::Blend(rep),
+            up_to_date: false,
+            text,
+            points_to: Some(format!("training {dir}/ (the mixture: llm.c shards part-*.side-train.bin)")),
+        })
+    },
+};
+
+/// The mixture a `blend` output realized against its plan, from its manifest.
+#[derive(Debug, Clone, Serialize)]
+pub struct MixtureReport {
+    /// Per source, in the recipe's order.
+    pub sources: Vec<MixtureRow>,
+}
+
+/// One source of the mixture: its normalized weight, and planned and realized tokens.
+#[derive(Debug, Clone, Serialize)]
+pub struct MixtureRow {
+    pub name: String,
+    pub share: f64,
+    pub planned: u64,
+    pub realized: u64,
+}
+
+impl MixtureReport {
+    /// Reads the report of a `blend` manifest (an error for another stage's).
+    pub fn read(m: &Manifest) -> Result<MixtureReport, StageError> {
+        if m.stage != STAGE {
+            return Err(StageError::Usage(format!("a {STAGE} report needs a {STAGE} manifest, not {:?}", m.stage)));
+        }
+        // The manifest's config is the recipe table plus what the run added (seed, input tokens).
+        let mut table = m.config.clone();
+        if let Some(o) = table.as_object_mut() {
+            o.remove("seed");
+            o.remove("tokens");
+        }
+        let cfg: BlendConfig = serde_json::from_value(table)
+            .map_err(|e| StageError::Usage(format!("the blend manifest's config: {e}")))?;
+        let sum: f64 = cfg.sources.iter().map(|s| s.weight).sum();
+        let sources = cfg
+            .sources
+            .iter()
+            .map(|s| {
+                let share = s.weight / sum.max(1e-12);
+                let planned = (share * cfg.total_tokens as f64).round() as u64;
+                // A source none of whose documents was drawn has no counter: zero tokens.
+                let realized = m.counters.get(&format!("{SOURCE_TOKENS_PREFIX}{}", s.name)).copied().unwrap_or(0);
+                MixtureRow { name: s.name.clone(), share, planned, realized }
+            })
+            .collect();
+        Ok(MixtureReport { sources })
+    }
+}
 const SIDECAR_FORMAT: &str = "blend_docs";
 
 /// One row of the mixture table.
@@ -61,7 +143,7 @@ pub struct BlendConfig {
 }
 
 fn default_input() -> String {
-    crate::tokenize::STAGE.to_string()
+    STEP.input.unwrap_or_default().to_string()
 }
 fn default_shard_tokens() -> u64 {
     100_000_000
@@ -304,7 +386,7 @@ pub fn run(cfg: &BlendConfig, seed: u64, run_out: &Loc, slice: TaskSlice) -> Res
             shard.read_into(d.offset as usize, &mut buf);
             rows.push((i, copy, w.len()));
             w.write(&buf)?;
-            m.count(&format!("tokens_source_{}", d.source), d.tokens);
+            m.count(&format!("{SOURCE_TOKENS_PREFIX}{}", d.source), d.tokens);
         }
         let tokens = w.finish()?;
         let cols: Vec<ArrayRef> = vec![

@@ -19,13 +19,76 @@ use shards::parquet_io::{ParquetSink, ParquetSource};
 use shards::tokens::{TokenShard, TokenWidth, TokenWriter};
 use shards::{At, DocReader, FileEntry, LedgerWriter, Loc, Manifest, ShardError, WriteOptions, str_col};
 
-use crate::error::StageError;
-use crate::rng::DocRng;
-use crate::slice::TaskSlice;
-use crate::stage::{MANIFEST, Stage, TaskReport, UnitCtx};
+use crate::core::error::StageError;
+use crate::core::rng::DocRng;
+use crate::core::slice::TaskSlice;
+use crate::core::stage::{MANIFEST, Stage, TaskReport, UnitCtx};
+use crate::steps::{Outcome, Produces, Shape, Step, need};
 
 /// Stage name.
 pub const STAGE: &str = "tokenize";
+/// Manifest counters: tokens per split (`tokens_train`, `tokens_val`) and per source.
+/// Written and read only here and in `blend`; see [`TokenizeReport`].
+const TOKENS_PREFIX: &str = "tokens_";
+pub(crate) const SOURCE_TOKENS_PREFIX: &str = "tokens_source_";
+
+/// `tokenize`: GPT-2 BPE into llm.c shards.
+pub static STEP: Step = Step {
+    name: STAGE,
+    table: "tokenize",
+    input: Some("decontaminate"),
+    shape: Shape::Sliced,
+    produces: Produces::Tokens,
+    about: "GPT-2 BPE into llm.c token shards, with a seeded validation split and a per-document sidecar",
+    run: |ctx| {
+        let rep = run(need(&ctx.recipe.tokenize, STEP.table)?, ctx.seed(), &ctx.out, ctx.slice)?;
+        let dir = ctx.dir(STAGE);
+        Ok(Outcome::units(rep, "documents", "tokenized")
+            .then(|| {
+                let r = TokenizeReport::read(&Manifest::read(&dir.join(MANIFEST))?)?;
+                Ok(format!(
+                    "tokens   {} train + {} validation GPT-2 tokens in {} llm.c shards under {dir}/\n",
+                    r.tokens_train, r.tokens_val, r.shards
+                ))
+            })?
+            .pointing(format!(
+                "tokens   {dir}/ (llm.c shards part-*.side-{{train,val}}-*.bin, sidecar part-*.parquet)"
+            )))
+    },
+};
+
+/// What `tokenize` wrote, from its manifest.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenizeReport {
+    /// Tokens in the train and validation splits (each document's end-of-text included).
+    pub tokens_train: u64,
+    pub tokens_val: u64,
+    /// Token shards (both splits).
+    pub shards: usize,
+    /// Tokens per source, both splits.
+    pub tokens_by_source: std::collections::BTreeMap<String, u64>,
+}
+
+impl TokenizeReport {
+    /// Reads the report of a `tokenize` manifest (an error for another stage's).
+    pub fn read(m: &Manifest) -> Result<TokenizeReport, StageError> {
+        if m.stage != STAGE {
+            return Err(StageError::Usage(format!("a {STAGE} report needs a {STAGE} manifest, not {:?}", m.stage)));
+        }
+        // Counters are sparse: a split with no document has none, which means zero tokens.
+        let split = |s: &str| m.counters.get(&format!("{TOKENS_PREFIX}{s}")).copied().unwrap_or(0);
+        Ok(TokenizeReport {
+            tokens_train: split("train"),
+            tokens_val: split("val"),
+            shards: m.side.len(),
+            tokens_by_source: m
+                .counters
+                .iter()
+                .filter_map(|(k, v)| k.strip_prefix(SOURCE_TOKENS_PREFIX).map(|s| (s.to_string(), *v)))
+                .collect(),
+        })
+    }
+}
 /// GPT-2's `<|endoftext|>`.
 pub const EOT: u32 = 50256;
 /// GPT-2's vocabulary size.
@@ -48,7 +111,7 @@ pub struct TokenizeConfig {
 }
 
 fn default_input() -> String {
-    crate::decontam::STAGE.to_string()
+    STEP.input.unwrap_or_default().to_string()
 }
 fn default_shard_tokens() -> u64 {
     100_000_000
@@ -152,8 +215,8 @@ pub fn run(cfg: &TokenizeConfig, seed: u64, run_out: &Loc, slice: TaskSlice) -> 
                 rows.push((i, s.name, name.clone(), w.len(), n));
                 w.write(&[EOT])?;
                 w.write(t)?;
-                m.count(&format!("tokens_{}", s.name), n);
-                m.count(&format!("tokens_source_{}", sources.value(i)), n);
+                m.count(&format!("{TOKENS_PREFIX}{}", s.name), n);
+                m.count(&format!("{SOURCE_TOKENS_PREFIX}{}", sources.value(i)), n);
             }
             let cols: Vec<ArrayRef> = vec![
                 Arc::new(StringArray::from_iter_values(rows.iter().map(|r| ids.value(r.0)))),

@@ -1,8 +1,8 @@
 //! Task slices: which part of a stage's work this process does. Slices of a stage are
 //! disjoint and together cover every unit, for any task count.
 
-use crate::env;
-use crate::error::StageError;
+use crate::core::error::StageError;
+use shards::env;
 
 /// Slice `index` of `count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,8 +10,8 @@
 use serde::{Deserialize, Serialize};
 use shards::{At, Loc, ShardError};
 
-use crate::features::{for_each_index, term_index};
-use crate::rng::DocRng;
+use crate::core::rng::DocRng;
+use crate::text::features::{for_each_index, term_index};
 
 /// Magic bytes of a model file.
 pub const MODEL_MAGIC: &[u8; 8] = b"GRISTQM\0";
@@ -290,7 +290,7 @@ mod tests {
             }
             for text in ["The the THE cat  sat\n\non the mat.", "", "   ", "Straße ΟΔΟΣ odos odos", "x"] {
                 let want = 0.25
-                    + crate::features::features(text, 1 << 10, binary)
+                    + crate::text::features::features(text, 1 << 10, binary)
                         .iter()
                         .map(|&(i, v)| m.weights[i as usize] as f64 * v as f64)
                         .sum::<f64>();

@@ -15,10 +15,11 @@ use shards::arrow::datatypes::{DataType, Field, Schema};
 use shards::arrow::record_batch::RecordBatch;
 use shards::{At, DocReader, DocWriter, LedgerEntry, LedgerWriter, Loc, Manifest, ShardError, WriteOptions, str_col};
 
-use crate::error::StageError;
-use crate::quality::{QualityModel, keep_probability, pareto_keep};
-use crate::slice::TaskSlice;
-use crate::stage::{Stage, TaskReport};
+use crate::core::error::StageError;
+use crate::core::slice::TaskSlice;
+use crate::core::stage::{Stage, TaskReport};
+use crate::steps::quality::model::{QualityModel, keep_probability, pareto_keep};
+use crate::steps::{Outcome, Produces, Shape, Step, StepCtx, need};
 
 /// Stage name.
 pub const STAGE: &str = "quality_filter";
@@ -97,10 +98,90 @@ pub enum KeepMode {
     Tuned,
 }
 
+/// `quality_filter`: GPT-3's keep rule with the trained classifier.
+pub static STEP: Step = Step {
+    name: STAGE,
+    table: "quality_filter",
+    input: Some("ingest"),
+    shape: Shape::Sliced,
+    produces: Produces::Documents,
+    about: "score documents with the classifier and keep them by GPT-3's Pareto rule",
+    run: step,
+};
+
+fn default_input() -> String {
+    STEP.input.unwrap_or_default().to_string()
+}
+
+fn step(ctx: &StepCtx) -> Result<Outcome, StageError> {
+    let cfg = need(&ctx.recipe.quality_filter, STEP.table)?;
+    let q = need(&ctx.recipe.quality, crate::steps::quality::train::STEP.table)?;
+    let model = match &cfg.model {
+        Some(m) => Loc::parse(m)?,
+        None => ctx.dir(crate::steps::quality::train::STEP.name).join(crate::steps::quality::train::MODEL_FILE),
+    };
+    let out = ctx.dir(STAGE);
+    let rep = run(cfg, ctx.seed(), q.num_features, &model, &ctx.dir(&cfg.input), &out, ctx.slice)?;
+    Outcome::units(rep, "documents", "kept").then(|| {
+        let m = Manifest::read(&out.join(crate::core::stage::MANIFEST))?;
+        Ok(keep_report(&m).render())
+    })
+}
+
+impl KeepReport {
+    /// The keep rate per source and, under the Pareto rule, the keep curve per score decile
+    /// beside the law (2 - s)^-alpha at the decile's midpoint.
+    pub fn render(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let alpha = self.alpha.map(|a| format!(" (Pareto alpha {a:.2})")).unwrap_or_default();
+        let _ = writeln!(s, "\nkeep rate by source{alpha}");
+        for (name, k) in &self.sources {
+            let _ = writeln!(
+                s,
+                "  {name:<20} {:>8} docs {:>8} kept  {:>6.1}%",
+                k.docs,
+                k.kept,
+                100.0 * k.kept as f64 / k.docs.max(1) as f64
+            );
+        }
+        if self.alpha.is_some() {
+            let _ = writeln!(s, "keep curve, all sources: score decile, docs, kept, expected by the law (2-s)^-alpha");
+            for (bin, (n, kept, expected)) in self.deciles().into_iter().enumerate() {
+                if n > 0 {
+                    let _ = writeln!(
+                        s,
+                        "  [{:.1}, {:.1})  {n:>8} {kept:>8} {expected:>10.1}",
+                        bin as f64 / 10.0,
+                        (bin + 1) as f64 / 10.0
+                    );
+                }
+            }
+        }
+        s
+    }
+
+    /// Documents, kept documents and the kept count the law expects, per score decile, over
+    /// all sources.
+    pub fn deciles(&self) -> [(u64, u64, f64); 10] {
+        let mut out = [(0, 0, 0.0); 10];
+        for (bin, o) in out.iter_mut().enumerate() {
+            *o = self.sources.values().fold((0, 0, 0.0), |acc, k| {
+                let d = k.deciles.get(bin).copied().unwrap_or((0, 0, 0.0));
+                (acc.0 + d.0, acc.1 + d.1, acc.2 + d.2)
+            });
+        }
+        out
+    }
+}
+
 /// `[quality_filter]` in a recipe.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilterConfig {
+    /// The step whose documents are filtered (a directory under `run.out`).
+    #[serde(default = "default_input")]
+    pub input: String,
     #[serde(default)]
     pub mode: KeepMode,
     /// The Pareto shape; GPT-3 used 9.
@@ -151,7 +232,7 @@ pub fn run(
         _ => cfg.alpha,
     };
     let (_, model_xxh3) = shards::checksum::file_checksum(model_loc)?;
-    let input = Manifest::read(&docs_dir.join(crate::stage::MANIFEST))?;
+    let input = Manifest::read(&docs_dir.join(crate::core::stage::MANIFEST))?;
     let mut config = serde_json::to_value(cfg).map_err(|e| StageError::Recipe(e.to_string()))?;
     config["seed"] = seed.into();
     config["model_xxh3"] = model_xxh3.into();

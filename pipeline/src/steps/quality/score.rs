@@ -9,9 +9,9 @@ use std::io::BufRead;
 use rayon::prelude::*;
 use shards::{At, DocReader, Loc, str_col};
 
-use crate::codec::decompress;
-use crate::error::StageError;
-use crate::quality::QualityModel;
+use crate::core::error::StageError;
+use crate::formats::codec::decompress;
+use crate::steps::quality::model::QualityModel;
 
 /// Documents scored per parallel block.
 const BLOCK: usize = 4096;

@@ -16,6 +16,8 @@
 //! 3. `dedup`, a sliced stage, one unit per input shard: the input's documents minus the
 //!    removed ones; ledger rows carry the reason, cluster id, representative id and Jaccard.
 
+pub mod minhash;
+
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::sync::Arc;
@@ -32,11 +34,12 @@ use shards::{
     At, DocReader, DocWriter, FileEntry, LedgerEntry, LedgerWriter, Loc, Manifest, ShardError, WriteOptions, str_col,
 };
 
-use crate::error::StageError;
-use crate::features::DEFAULT_NUM_FEATURES;
-use crate::minhash::{Hasher, exact_key, feature_set, jaccard, normalize, shingle_hashes, shingles};
-use crate::slice::TaskSlice;
-use crate::stage::{MANIFEST, Stage, TaskReport};
+use crate::core::error::StageError;
+use crate::core::slice::TaskSlice;
+use crate::core::stage::{Global, GlobalReport, MANIFEST, Stage, TaskReport};
+use crate::steps::dedup::minhash::{Hasher, exact_key, feature_set, jaccard, normalize, shingle_hashes, shingles};
+use crate::steps::{Outcome, Produces, Shape, Step, StepCtx, StepReport, need};
+use crate::text::features::DEFAULT_NUM_FEATURES;
 
 /// The final stage's name (and directory under `run.out`).
 pub const STAGE: &str = "dedup";
@@ -52,6 +55,88 @@ const PAIRS_FORMAT: &str = "dedup_pairs";
 /// Entries per batch of each side table the bucket stage merges.
 const MERGE_BATCH: usize = 4096;
 const REMOVALS_FORMAT: &str = "dedup_removals";
+
+/// `dedup_signatures`: exact keys, MinHash signatures and sorted band keys per input shard.
+pub static SIGNATURES_STEP: Step = Step {
+    name: SIGNATURES,
+    table: "dedup",
+    input: Some("quality_filter"),
+    shape: Shape::Sliced,
+    produces: Produces::Tables,
+    about: "dedup, 1 of 4: exact keys, MinHash signatures and sorted LSH band keys per input shard",
+    run: |ctx| {
+        let rep = one_step(ctx, DedupStep::Signatures)?.signatures.ok_or_else(not_run)?;
+        Ok(Outcome::units(rep, "documents", "signed"))
+    },
+};
+
+/// `dedup_buckets`: candidate pairs per band and key range.
+pub static BUCKETS_STEP: Step = Step {
+    name: BUCKETS,
+    table: "dedup",
+    input: Some(SIGNATURES),
+    shape: Shape::Sliced,
+    produces: Produces::Tables,
+    about: "dedup, 2 of 4: candidate pairs from equal band keys (per band and key range)",
+    run: |ctx| {
+        let rep = one_step(ctx, DedupStep::Buckets)?.buckets.ok_or_else(not_run)?;
+        Ok(Outcome::units(rep, "candidate pairs", "written"))
+    },
+};
+
+/// `dedup_clusters`: verification, union-find and representatives (a global step).
+pub static CLUSTERS_STEP: Step = Step {
+    name: CLUSTERS,
+    table: "dedup",
+    input: Some(BUCKETS),
+    shape: Shape::Global,
+    produces: Produces::Files,
+    about: "dedup, 3 of 4: verify candidate pairs by Jaccard, cluster, choose what to remove",
+    run: |ctx| {
+        let c = one_step(ctx, DedupStep::Clusters)?.clusters.ok_or_else(not_run)?;
+        let text = c.render();
+        Ok(Outcome { report: StepReport::Clusters(c), complete: true, up_to_date: false, text, points_to: None })
+    },
+};
+
+/// `dedup`: the input minus the removed documents.
+pub static FILTER_STEP: Step = Step {
+    name: STAGE,
+    table: "dedup",
+    input: Some(CLUSTERS),
+    shape: Shape::Sliced,
+    produces: Produces::Documents,
+    about: "dedup, 4 of 4: the input minus exact and near duplicates (ledgered with their cluster)",
+    run: |ctx| {
+        let rep = one_step(ctx, DedupStep::Filter)?.filter.ok_or_else(not_run)?;
+        Ok(Outcome::units(rep, "documents", "kept"))
+    },
+};
+
+fn one_step(ctx: &StepCtx, step: DedupStep) -> Result<DedupRun, StageError> {
+    run(need(&ctx.recipe.dedup, "dedup")?, ctx.seed(), &ctx.out, ctx.slice, Some(step))
+}
+
+fn not_run() -> StageError {
+    StageError::Usage("dedup: the step did not run".into())
+}
+
+impl ClusterReport {
+    /// One line: what the clusters step removed and how it got there.
+    pub fn render(&self) -> String {
+        format!(
+            "dedup    {} documents: {} exact and {} near duplicates removed ({} candidate pairs over {} documents, {} joined; {} without features) ({:.2} s)\n",
+            self.docs,
+            self.exact_duplicates,
+            self.near_duplicates,
+            self.candidate_pairs,
+            self.candidate_docs,
+            self.verified_pairs,
+            self.docs_without_features,
+            self.seconds
+        )
+    }
+}
 
 /// Which features a signature is taken over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -109,7 +194,7 @@ pub struct DedupConfig {
 }
 
 fn default_input() -> String {
-    crate::quality_filter::STAGE.to_string()
+    SIGNATURES_STEP.input.unwrap_or_default().to_string()
 }
 fn yes() -> bool {
     true
@@ -590,16 +675,33 @@ fn cluster_fingerprint(cfg: &DedupConfig, seed: u64, buckets_dir: &Loc) -> Resul
     Ok(format!("{:016x}", xxhash_rust::xxh3::xxh3_64(doc.to_string().as_bytes())))
 }
 
+impl GlobalReport for ClusterReport {
+    fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+}
+
+/// The clusters step's report (its marker) and the removals table it writes first.
+const CLUSTERS_REPORT: &str = "report.json";
+/// The removals table of the clusters step (what the filter removes, with cluster and reason).
+pub const REMOVALS: &str = "removals.parquet";
+
+fn clusters_global(cfg: &DedupConfig, seed: u64, buckets_dir: &Loc, dir: &Loc) -> Result<Global<'static>, StageError> {
+    Ok(Global {
+        dir: dir.clone(),
+        fingerprint: cluster_fingerprint(cfg, seed, buckets_dir)?,
+        report: CLUSTERS_REPORT,
+        files: &[REMOVALS],
+    })
+}
+
 fn completed_clusters(
     cfg: &DedupConfig,
     seed: u64,
     buckets_dir: &Loc,
     dir: &Loc,
 ) -> Result<Option<ClusterReport>, StageError> {
-    let Ok(bytes) = dir.join("report.json").read() else { return Ok(None) };
-    let Ok(r) = serde_json::from_slice::<ClusterReport>(&bytes) else { return Ok(None) };
-    Ok((r.fingerprint == cluster_fingerprint(cfg, seed, buckets_dir)? && dir.join("removals.parquet").exists()?)
-        .then_some(r))
+    Ok(clusters_global(cfg, seed, buckets_dir, dir)?.completed())
 }
 
 /// Union-find with path halving; the smaller index becomes the root (deterministic).
@@ -778,7 +880,7 @@ fn clusters(
         )));
     }
     removals.sort_by_key(|r| docs[r.0 as usize].gid);
-    let sink_loc = dir.join("removals.parquet");
+    let sink_loc = dir.join(REMOVALS);
     let mut sink = ParquetSink::create(&sink_loc, removals_schema(), REMOVALS_FORMAT, 1, WriteOptions::default(), &[])?;
     for chunk in removals.chunks(65536) {
         let doc = |r: &(u32, &str, u32, Option<f64>)| &docs[r.0 as usize];
@@ -823,9 +925,7 @@ fn clusters(
             .collect(),
         seconds: start.elapsed().as_secs_f64(),
     };
-    let mut json = serde_json::to_string_pretty(&report).unwrap_or_default();
-    json.push('\n');
-    dir.join("report.json").write_atomic(json.as_bytes())?;
+    clusters_global(cfg, seed, buckets_dir, dir)?.finish(&report)?;
     Ok(report)
 }
 
@@ -876,7 +976,7 @@ fn filter(
     out: &Loc,
     slice: TaskSlice,
 ) -> Result<TaskReport, StageError> {
-    let removals_loc = clusters_dir.join("removals.parquet");
+    let removals_loc = clusters_dir.join(REMOVALS);
     let (_, removals_xxh3) = shards::checksum::file_checksum(&removals_loc)?;
     let mut removed: BTreeMap<u32, BTreeMap<u32, Removal>> = BTreeMap::new();
     let src = ParquetSource::open(&removals_loc, REMOVALS_FORMAT, 1)?;

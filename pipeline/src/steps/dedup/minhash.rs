@@ -21,7 +21,7 @@
 use icu_normalizer::ComposingNormalizerBorrowed;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed, xxh3_128};
 
-use crate::features::for_each_index;
+use crate::text::features::for_each_index;
 
 /// Spark `MinHashLSH.HASH_PRIME`.
 pub const SPARK_HASH_PRIME: u64 = 2_038_074_743;
