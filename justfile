@@ -36,7 +36,7 @@ fmt:
 ci:
     bash .ci/run
 
-# The main job: the demo recipe on the built-in sample (release build).
+# The main job: the demo recipe on the built-in synthetic corpus (release build).
 demo:
     cargo run --release -- run recipes/demo.toml
 

@@ -12,7 +12,7 @@ grist="$target/release/grist"
 [ -x "$grist" ] || cargo build --release
 work="${TMPDIR:-/tmp}/grist-bench-ingest"
 rm -rf "$work" && mkdir -p "$work"
-"$grist" -q sample --out "$work/sample" --docs "$docs" >/dev/null
+"$grist" -q synthetic --out "$work/sample" --docs "$docs" >/dev/null
 cat > "$work/recipe.toml" <<TOML
 [run]
 out = "$work/out"

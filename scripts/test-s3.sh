@@ -18,7 +18,7 @@ for _ in $(seq 50); do curl -s "http://127.0.0.1:$port" >/dev/null && break; sle
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 export AWS_ENDPOINT="http://127.0.0.1:$port" AWS_ALLOW_HTTP=true
 curl -sf -X PUT "http://127.0.0.1:$port/grist-test" >/dev/null
-"$grist" -q sample --out s3://grist-test/sample --docs 2000 >/dev/null
+"$grist" -q synthetic --out s3://grist-test/sample --docs 2000 >/dev/null
 cat > "$work/recipe.toml" <<TOML
 [run]
 out = "s3://grist-test/run"
@@ -37,7 +37,7 @@ TOML
 "$grist" -q ingest "$work/recipe.toml" --task 1 --tasks 2 >/dev/null
 "$grist" inspect --verify s3://grist-test/run/ingest
 # The same recipe on local disk gives byte-identical shards.
-"$grist" -q sample --out "$work/sample" --docs 2000 >/dev/null
+"$grist" -q synthetic --out "$work/sample" --docs 2000 >/dev/null
 sed -e "s|s3://grist-test/run|$work/run|" -e "s|s3://grist-test/sample|$work/sample|g" "$work/recipe.toml" >"$work/local.toml"
 "$grist" -q ingest "$work/local.toml" >/dev/null
 "$venv/bin/python" - "$work/run/ingest" "http://127.0.0.1:$port" <<'PY'

@@ -14,7 +14,7 @@ fn run_dedup(d: &std::path::Path, out: &str, tasks: usize) {
     let recipe = concat!(env!("CARGO_MANIFEST_DIR"), "/recipes/demo.toml");
     let sets = [
         format!("run.out={}", d.join(out).display()),
-        format!("sample.out={}", s.display()),
+        format!("synthetic.out={}", s.display()),
         format!("reddit.dumps=[\"{}\"]", s.join("reddit").display()),
         format!("ingest.sources.0.paths=[\"{}\"]", s.join("crawl").display()),
         format!("ingest.sources.1.paths=[\"{}\"]", s.join("cc").display()),

@@ -1,5 +1,6 @@
 //! grist's on-disk formats and storage: document and ledger Parquet shards, llm.c token
-//! shards, JSON manifests, checksums, and local/object-store paths with atomic writes.
+//! shards, JSON manifests, training metrics records, checksums, local/object-store paths with
+//! atomic writes, and the names of every environment variable grist reads.
 //!
 //! This crate is the contract between the pipeline and the trainer. It depends on no other
 //! grist crate and knows nothing of stages, recipes or models. Every format is specified

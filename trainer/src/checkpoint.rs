@@ -240,21 +240,22 @@ pub fn config_from_hf(v: &Value, path: &Path) -> Result<GptConfig, CheckpointErr
 
 /// What a checkpoint holds besides the weights.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Saved {
+pub struct Saved<S> {
     pub params: Params,
     pub m: Vec<f32>,
     pub v: Vec<f32>,
-    /// Everything else of the training state (step, tokens, cursor, config), as JSON.
-    pub state: Value,
+    /// Everything else of the training state (`train::TrainState`: step, tokens, cursor,
+    /// config), written as `state.json`.
+    pub state: S,
 }
 
-fn write_json(path: &Path, v: &Value) -> Result<(), CheckpointError> {
+fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<(), CheckpointError> {
     let text = serde_json::to_string_pretty(v).map_err(|e| format_err(path, e.to_string()))?;
     let mut f = std::fs::File::create(path).map_err(io(path))?;
     f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(io(path))
 }
 
-fn read_json(path: &Path) -> Result<Value, CheckpointError> {
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, CheckpointError> {
     let bytes = std::fs::read(path).map_err(io(path))?;
     serde_json::from_slice(&bytes)
         .map_err(|e| format_err(path, format!("line {}, column {}: {e}", e.line(), e.column())))
@@ -262,7 +263,12 @@ fn read_json(path: &Path) -> Result<Value, CheckpointError> {
 
 /// Writes checkpoint `name` under `dir` atomically, points `latest` at it, and keeps only the
 /// newest `keep` checkpoints. Returns its directory.
-pub fn save(dir: &Path, name: &str, saved: &Saved, keep: usize) -> Result<PathBuf, CheckpointError> {
+pub fn save<S: serde::Serialize>(
+    dir: &Path,
+    name: &str,
+    saved: &Saved<S>,
+    keep: usize,
+) -> Result<PathBuf, CheckpointError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let tmp = dir.join(format!("{name}.tmp"));
     let _ = std::fs::remove_dir_all(&tmp);
@@ -319,7 +325,7 @@ pub fn load_model(ckpt: &Path) -> Result<Params, CheckpointError> {
 }
 
 /// Reads a whole checkpoint directory.
-pub fn load(ckpt: &Path) -> Result<Saved, CheckpointError> {
+pub fn load<S: serde::de::DeserializeOwned>(ckpt: &Path) -> Result<Saved<S>, CheckpointError> {
     let params = load_model(ckpt)?;
     let path = ckpt.join("optimizer.safetensors");
     let (tensors, _) = read_safetensors(&path)?;

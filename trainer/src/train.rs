@@ -411,9 +411,8 @@ pub fn train(
     let (mut step, mut tokens) = (0u64, 0u64);
     let resumed = checkpoint::latest(&ckpt_dir);
     if let Some(dir) = &resumed {
-        let saved = checkpoint::load(dir)?;
-        let state: TrainState = serde_json::from_value(saved.state.clone())
-            .map_err(|e| TrainError::Config(format!("{}: state.json: {e}", dir.display())))?;
+        let saved = checkpoint::load::<TrainState>(dir)?;
+        let state = &saved.state;
         let then = &state.config;
         for ((field, a), (_, b)) in then.trajectory().into_iter().zip(cfg.trajectory()) {
             if a != b {
@@ -468,7 +467,6 @@ pub fn train(
         let s = backend.state()?;
         let state =
             TrainState { adam_step: s.step, config: cfg.clone(), cursor, data: data_print.clone(), step, tokens };
-        let state = serde_json::to_value(&state).map_err(|e| TrainError::Config(format!("state.json: {e}")))?;
         let mut params = Params::zeros(backend.params().config);
         params.data = s.params;
         let saved = Saved { params, m: s.m, v: s.v, state };
@@ -576,4 +574,34 @@ pub fn train(
         chart: chart.display().to_string(),
         resumed_from: resumed.map(|p| p.display().to_string()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_training_state_missing_a_field_is_refused_not_read_as_zero() {
+        let cfg: TrainConfig =
+            toml::from_str("model = \"tiny\"\ntrain_data = \"x\"\nout = \"y\"\nmicro_batch = 2\nsteps = 3").unwrap();
+        let state = TrainState {
+            adam_step: 5,
+            config: cfg,
+            cursor: Cursor { epoch: 1, offset: 9 },
+            data: "abc".into(),
+            step: 5,
+            tokens: 640,
+        };
+        let v = serde_json::to_value(&state).unwrap();
+        let back: TrainState = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!((back.step, back.tokens, back.cursor, back.adam_step), (5, 640, Cursor { epoch: 1, offset: 9 }, 5));
+        for key in ["adam_step", "cursor", "data", "step", "tokens"] {
+            let mut without = v.clone();
+            without.as_object_mut().unwrap().remove(key);
+            assert!(serde_json::from_value::<TrainState>(without).is_err(), "a state without {key} was accepted");
+        }
+        let mut extra = v;
+        extra["bogus"] = 1.into();
+        assert!(serde_json::from_value::<TrainState>(extra).is_err());
+    }
 }

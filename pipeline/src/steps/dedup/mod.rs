@@ -1,20 +1,23 @@
-//! `grist dedup`: exact and MinHash-LSH near-duplicate removal within and across corpora
-//! (GPT-3 step 5), in three steps over the documents of an earlier stage (`[dedup] input`):
+//! Dedup: exact and MinHash-LSH near-duplicate removal within and across corpora (GPT-3 step
+//! 5), four steps of the registry over the documents of an earlier stage (`[dedup] input`),
+//! sharing the `[dedup]` table:
 //!
-//! 1. `dedup_signatures`, a sliced stage, one unit per input shard: per document the exact key
+//! 1. `dedup_signatures`, sliced, one unit per input shard: per document the exact key
 //!    (xxh3-128 of the normalized text) and the LSH band keys of its MinHash signature
-//!    (`minhash`), written as a table (`part-N.parquet`, format `dedup_signatures`).
-//! 2. `dedup_clusters`, one global step (like quality training; skipped when its fingerprint
-//!    matches): exact groups and LSH candidates (documents sharing a band key), candidates
-//!    verified by exact Jaccard on their feature sets (re-read from the input shards, for the
-//!    documents in candidate pairs only), union-find into clusters, one representative kept
-//!    per cluster: a document of an index source if the cluster has one (index sources, e.g.
-//!    WebText, are never removed), else the highest quality score, then the smallest id.
-//!    Writes `removals.parquet` and `report.json`; refuses to remove more than `max_removal`.
-//!    Memory: about n x (64 + id bytes + 8 x bands) bytes for n documents, plus the feature
-//!    sets of the documents in candidate pairs.
-//! 3. `dedup`, a sliced stage, one unit per input shard: the input's documents minus the
-//!    removed ones; ledger rows carry the reason, cluster id, representative id and Jaccard.
+//!    (`minhash`), written as a table (`part-N.parquet`, format `dedup_signatures`) and, per
+//!    band and key range, sorted (key, document) side tables.
+//! 2. `dedup_buckets`, sliced, one unit per (band or exact key, key range): the sorted side
+//!    tables merged, candidate pairs (documents sharing a key) written out.
+//! 3. `dedup_clusters`, global (skipped when its fingerprint matches): candidates verified by
+//!    exact Jaccard on their feature sets (re-read from the input shards, for the documents in
+//!    candidate pairs only), union-find into clusters, one representative kept per cluster: a
+//!    document of an index source if the cluster has one (index sources, e.g. WebText, are
+//!    never removed), else the highest quality score, then the smallest id. Writes
+//!    `removals.parquet`, then `report.json` (the marker); refuses to remove more than
+//!    `max_removal`. Memory: about n x (64 + id bytes) bytes for the n documents in candidate
+//!    pairs, plus their feature sets.
+//! 4. `dedup`, sliced, one unit per input shard: the input's documents minus the removed ones;
+//!    ledger rows carry the reason, cluster id, representative id and Jaccard.
 
 pub mod minhash;
 
