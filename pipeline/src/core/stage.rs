@@ -309,6 +309,14 @@ impl Stage {
     }
 }
 
+/// An error unless `m` is a manifest of `stage`: a step's typed report reads only its own.
+pub fn expect_stage(m: &Manifest, stage: &str) -> Result<(), StageError> {
+    if m.stage == stage {
+        return Ok(());
+    }
+    Err(StageError::Usage(format!("a {stage} report needs a {stage} manifest, not one of {:?}", m.stage)))
+}
+
 /// The report of a global step: it records the fingerprint it was made for.
 pub trait GlobalReport: Serialize + serde::de::DeserializeOwned {
     /// The fingerprint of the config and inputs this report's files were made from.

@@ -86,9 +86,7 @@ pub struct MixtureRow {
 impl MixtureReport {
     /// Reads the report of a `blend` manifest (an error for another stage's).
     pub fn read(m: &Manifest) -> Result<MixtureReport, StageError> {
-        if m.stage != STAGE {
-            return Err(StageError::Usage(format!("a {STAGE} report needs a {STAGE} manifest, not {:?}", m.stage)));
-        }
+        crate::core::stage::expect_stage(m, STAGE)?;
         // The manifest's config is the recipe table plus what the run added (seed, input tokens).
         let mut table = m.config.clone();
         if let Some(o) = table.as_object_mut() {

@@ -88,9 +88,7 @@ pub struct CleanReport {
 impl CleanReport {
     /// Reads the report of a `decontaminate` manifest (an error for another stage's).
     pub fn read(m: &Manifest) -> Result<CleanReport, StageError> {
-        if m.stage != STAGE {
-            return Err(StageError::Usage(format!("a {STAGE} report needs a {STAGE} manifest, not {:?}", m.stage)));
-        }
+        crate::core::stage::expect_stage(m, STAGE)?;
         // Counters are sparse: one that never counted is absent, which means zero.
         Ok(CleanReport {
             documents_cut: m.counters.get(DOCUMENTS_CUT).copied().unwrap_or(0),

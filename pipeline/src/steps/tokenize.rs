@@ -72,9 +72,7 @@ pub struct TokenizeReport {
 impl TokenizeReport {
     /// Reads the report of a `tokenize` manifest (an error for another stage's).
     pub fn read(m: &Manifest) -> Result<TokenizeReport, StageError> {
-        if m.stage != STAGE {
-            return Err(StageError::Usage(format!("a {STAGE} report needs a {STAGE} manifest, not {:?}", m.stage)));
-        }
+        crate::core::stage::expect_stage(m, STAGE)?;
         // Counters are sparse: a split with no document has none, which means zero tokens.
         let split = |s: &str| m.counters.get(&format!("{TOKENS_PREFIX}{s}")).copied().unwrap_or(0);
         Ok(TokenizeReport {
