@@ -88,9 +88,9 @@ pub enum Command {
     Blend {
         #[command(flatten)]
         args: StageArgs,
-        /// Print the mixture plan (weights, tokens, epochs) and exit.
+        /// Print the mixture (shares, available and target tokens, epochs) and exit.
         #[arg(long)]
-        plan: bool,
+        mixture: bool,
     },
     /// Train a GPT on token shards (GPT-3's schedule, checkpoints, exact resume).
     Train {

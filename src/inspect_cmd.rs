@@ -3,18 +3,15 @@
 //! source, quality score, length and a regex over the text, streamed, so any size works) and
 //! `grist warc`. What is computed lives in `pipeline::inspect`; this module prints it.
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use pipeline::inspect::overview::{Details, Overview};
+use pipeline::inspect::query::{self, Doc};
 use pipeline::inspect::why::At;
 use pipeline::steps::tokenize;
-use regex::Regex;
 use serde_json::json;
-use shards::arrow::array::{Array, Float64Array, StringArray};
-use shards::{DocReader, Loc, Manifest, str_col};
-use xxhash_rust::xxh3::xxh3_64_with_seed;
+use shards::Loc;
 
 /// What to keep (`grist inspect query` and `sample`).
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -37,82 +34,18 @@ pub struct Filters {
     pub regex: Option<String>,
 }
 
-/// One document, as query and sample print it.
-#[derive(Debug, Clone)]
-struct Doc {
-    id: String,
-    source: String,
-    url: Option<String>,
-    score: Option<f64>,
-    text: String,
-}
-
-/// Streams the documents of a stage output that pass `f`, calling `each` until it returns false.
-fn scan(dir: &Loc, f: &Filters, mut each: impl FnMut(Doc) -> bool) -> Result<u64> {
-    let m = Manifest::read(&dir.join(pipeline::MANIFEST)).with_context(|| format!("{dir}: not a stage output"))?;
-    let re = f.regex.as_deref().map(Regex::new).transpose().context("--regex")?;
-    let mut matched = 0u64;
-    for file in &m.outputs {
-        let r = DocReader::open(&dir.join(&file.path))?;
-        let has = |c: &str| r.schema().field_with_name(c).is_ok();
-        if !has("text") {
-            anyhow::bail!("{dir}: its outputs are not documents (stage {})", m.stage);
-        }
-        let mut cols = vec!["id", "source", "text"];
-        if has("url") {
-            cols.push("url");
-        }
-        let scored = has("quality_score");
-        if scored {
-            cols.push("quality_score");
-        }
-        if (f.min_score.is_some() || f.max_score.is_some()) && !scored {
-            anyhow::bail!(
-                "{dir}: no quality scores here (stage {}); score filters need quality_filter or later",
-                m.stage
-            );
-        }
-        for b in r.batches(Some(&cols), 4096)? {
-            let b = b?;
-            let (id, src, text) = (str_col(&b, "id")?, str_col(&b, "source")?, str_col(&b, "text")?);
-            let url = b.column_by_name("url").and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
-            let score =
-                b.column_by_name("quality_score").and_then(|c| c.as_any().downcast_ref::<Float64Array>().cloned());
-            for i in 0..b.num_rows() {
-                if f.source.as_deref().is_some_and(|s| s != src.value(i)) {
-                    continue;
-                }
-                let s = score.as_ref().filter(|a| !a.is_null(i)).map(|a| a.value(i));
-                if f.min_score.is_some_and(|m| s.is_none_or(|s| s < m))
-                    || f.max_score.is_some_and(|m| s.is_none_or(|s| s > m))
-                {
-                    continue;
-                }
-                let t = text.value(i);
-                if f.min_chars.is_some() || f.max_chars.is_some() {
-                    let n = t.chars().count();
-                    if f.min_chars.is_some_and(|m| n < m) || f.max_chars.is_some_and(|m| n > m) {
-                        continue;
-                    }
-                }
-                if re.as_ref().is_some_and(|re| !re.is_match(t)) {
-                    continue;
-                }
-                matched += 1;
-                let doc = Doc {
-                    id: id.value(i).into(),
-                    source: src.value(i).into(),
-                    url: url.as_ref().filter(|a| !a.is_null(i)).map(|a| a.value(i).to_string()),
-                    score: s,
-                    text: t.into(),
-                };
-                if !each(doc) {
-                    return Ok(matched);
-                }
-            }
+impl Filters {
+    /// The library's filters.
+    fn filters(&self) -> query::Filters {
+        query::Filters {
+            source: self.source.clone(),
+            min_score: self.min_score,
+            max_score: self.max_score,
+            min_chars: self.min_chars,
+            max_chars: self.max_chars,
+            regex: self.regex.clone(),
         }
     }
-    Ok(matched)
 }
 
 fn print_doc(d: &Doc, chars: usize, as_json: bool) {
@@ -138,7 +71,7 @@ fn print_doc(d: &Doc, chars: usize, as_json: bool) {
 /// `grist inspect query`: the first `limit` matching documents, in shard order.
 pub fn query(dir: &str, f: &Filters, limit: usize, chars: usize, as_json: bool) -> Result<()> {
     let mut shown = 0;
-    scan(&Loc::parse(dir)?, f, |d| {
+    query::scan(&Loc::parse(dir)?, &f.filters(), |d| {
         print_doc(&d, chars, as_json);
         shown += 1;
         shown < limit
@@ -152,18 +85,8 @@ pub fn query(dir: &str, f: &Filters, limit: usize, chars: usize, as_json: bool) 
 /// `grist inspect sample`: `n` matching documents drawn by a seeded hash of their ids (the same
 /// for a seed, whatever the shard layout; memory holds n documents).
 pub fn sample(dir: &str, f: &Filters, n: usize, seed: u64, chars: usize, as_json: bool) -> Result<()> {
-    let mut keep: BTreeMap<(u64, String), Doc> = BTreeMap::new();
-    let matched = scan(&Loc::parse(dir)?, f, |d| {
-        let key = (xxh3_64_with_seed(d.id.as_bytes(), seed), d.id.clone());
-        if keep.len() < n || keep.last_key_value().is_some_and(|(k, _)| key < *k) {
-            keep.insert(key, d);
-            if keep.len() > n {
-                keep.pop_last();
-            }
-        }
-        true
-    })?;
-    for d in keep.values() {
+    let (keep, matched) = query::sample(&Loc::parse(dir)?, &f.filters(), n, seed)?;
+    for d in &keep {
         print_doc(d, chars, as_json);
     }
     if !as_json {
@@ -397,30 +320,17 @@ pub fn print_head(dir: &Loc, n: usize, chars: usize) -> Result<()> {
 /// `grist warc`: streams each file through the WARC reader and counts what it finds.
 pub fn warc_counts(files: &[String], json: bool) -> Result<()> {
     let start = std::time::Instant::now();
-    let mut total: BTreeMap<String, u64> = BTreeMap::new();
-    let mut bytes = 0u64;
-    for f in files {
-        let loc = Loc::parse(f)?;
-        bytes += loc.size()?;
-        let raw = pipeline::formats::warc::Counted::new(std::io::BufReader::with_capacity(1 << 16, loc.open()?));
-        for item in pipeline::formats::warc::open(raw).with_context(|| format!("opening {f}"))? {
-            let key = match item.with_context(|| format!("reading {f}"))? {
-                pipeline::formats::warc::WarcItem::Record(r) => format!("record {}", r.record_type()),
-                pipeline::formats::warc::WarcItem::Bad { reason, .. } => format!("bad {reason}"),
-                pipeline::formats::warc::WarcItem::Skipped { .. } => "skipped tail".to_string(),
-            };
-            *total.entry(key).or_default() += 1;
-        }
-    }
+    let locs: Vec<Loc> = files.iter().map(|f| Loc::parse(f)).collect::<Result<_, _>>()?;
+    let c = pipeline::formats::warc::census(&locs)?;
     let secs = start.elapsed().as_secs_f64();
     if json {
-        let doc = serde_json::json!({ "files": files.len(), "bytes": bytes, "seconds": secs, "counts": total });
+        let doc = serde_json::json!({ "files": c.files, "bytes": c.bytes, "seconds": secs, "counts": c.counts });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
-        for (k, v) in &total {
+        for (k, v) in &c.counts {
             println!("{v:>10}  {k}");
         }
-        println!("{} files, {bytes} bytes in {secs:.3} s", files.len());
+        println!("{} files, {} bytes in {secs:.3} s", c.files, c.bytes);
     }
     Ok(())
 }

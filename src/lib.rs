@@ -154,12 +154,12 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             return run_selected(&args, &|s| s.table == pipeline::steps::decontaminate::STEP.table);
         }
         Command::Tokenize(args) => return run_selected(&args, &|s| s.name == pipeline::steps::tokenize::STEP.name),
-        Command::Blend { args, plan: true } => {
+        Command::Blend { args, mixture: true } => {
             let (recipe, _) = args.load()?;
             let cfg = pipeline::steps::need(&recipe.blend, "blend")?;
-            print!("{}", pipeline::steps::blend::plan(cfg, &Loc::parse(&recipe.run.out)?)?.render());
+            print!("{}", pipeline::steps::blend::mixture(cfg, &Loc::parse(&recipe.run.out)?)?.render());
         }
-        Command::Blend { args, plan: false } => {
+        Command::Blend { args, mixture: false } => {
             return run_selected(&args, &|s| s.name == pipeline::steps::blend::STEP.name);
         }
         Command::Quality(QualityCmd::Filter(args)) => {

@@ -97,7 +97,7 @@ fn source_bytes(recipe: &Recipe, problems: &mut Vec<String>) -> Vec<(String, u64
             continue;
         }
         let one = IngestConfig { sources: vec![s.clone()], ..recipe.ingest.clone() };
-        match pipeline::steps::ingest::plan(&one) {
+        match pipeline::steps::ingest::input_units(&one) {
             Err(e) => problems.push(format!("ingest source `{}`: {e}", s.name)),
             Ok((units, _)) => {
                 let (mut bytes, mut text, mut secs) = (0u64, 0.0, 0.0);

@@ -51,9 +51,32 @@ fn usage_errors_exit_2() {
 #[test]
 fn the_gpt3_recipe_plans_table_2_2() {
     let recipe = concat!(env!("CARGO_MANIFEST_DIR"), "/recipes/gpt3.toml");
-    let out = ok(grist(&["-q", "blend", recipe, "--plan"], &[]));
+    let out = ok(grist(&["-q", "blend", recipe, "--mixture"], &[]));
     let row = |name: &str| out.lines().find(|l| l.starts_with(name)).unwrap_or_default().to_string();
     assert!(row("common_crawl ").ends_with("0.435"), "{out}");
     assert!(row("books2 ").ends_with("0.432"), "{out}");
     assert!(out.contains("weights sum to 101.0%: normalized to 100%"), "{out}");
+}
+
+#[test]
+fn the_stage_list_comes_from_the_registry() {
+    let listed = ok(grist(&["run", "--list-stages"], &[]));
+    let names: Vec<&str> = listed.lines().map(|l| l.split_once(':').unwrap().0).collect();
+    let expected: Vec<&str> = pipeline::steps::STEPS.iter().map(|s| s.name).collect();
+    assert_eq!(names, expected);
+    for l in listed.lines() {
+        let (name, sliced) = l.split_once(':').unwrap();
+        let step = pipeline::steps::step(name).unwrap();
+        assert_eq!(sliced == "1", step.shape == pipeline::steps::Shape::Sliced, "{l}");
+    }
+    // `grist stages` shows the same steps, in the same order, with their tables.
+    let shown = ok(grist(&["stages"], &[]));
+    let first_words: Vec<&str> = shown.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(first_words, expected);
+    assert!(shown.contains("[quality_filter]") && shown.contains("[dedup]"), "{shown}");
+    // An unknown stage is a usage error that lists the real ones.
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/recipes/demo.toml");
+    let o = grist(&["run", demo, "--stage", "quality_train"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown stage") && stderr(&o).contains("dedup_clusters"), "{}", stderr(&o));
 }

@@ -36,8 +36,8 @@ pub struct Stage {
     pub dir: Loc,
     /// The resolved stage config (stored in every manifest).
     pub config: serde_json::Value,
-    /// The plan: one entry per unit, describing its inputs. Part of the fingerprint.
-    pub plan: Vec<serde_json::Value>,
+    /// One entry per unit, describing its inputs. Part of the fingerprint.
+    pub units: Vec<serde_json::Value>,
     /// Input bytes per unit, for progress.
     pub unit_bytes: Vec<u64>,
 }
@@ -94,7 +94,7 @@ impl UnitCtx<'_> {
     pub fn manifest(&self) -> Manifest {
         let mut m = Manifest::new(
             &self.stage.name,
-            self.stage.plan.len() as u64,
+            self.stage.units.len() as u64,
             self.stage.fingerprint(),
             self.stage.config.clone(),
         );
@@ -152,14 +152,14 @@ impl Stage {
             name: name.to_string(),
             dir,
             config,
-            plan: input.outputs.iter().map(|f| serde_json::json!([f.path, f.xxh3])).collect(),
+            units: input.outputs.iter().map(|f| serde_json::json!([f.path, f.xxh3])).collect(),
             unit_bytes: input.outputs.iter().map(|f| f.bytes).collect(),
         }
     }
 
-    /// xxh3 of the config and the plan: a marker with another fingerprint is stale.
+    /// xxh3 of the config and the units: a marker with another fingerprint is stale.
     pub fn fingerprint(&self) -> String {
-        let doc = serde_json::json!({ "stage": self.name, "config": self.config, "plan": self.plan });
+        let doc = serde_json::json!({ "stage": self.name, "config": self.config, "plan": self.units });
         shards::checksum::xxh3_hex(doc.to_string().as_bytes())
     }
 
@@ -196,7 +196,7 @@ impl Stage {
         }
         self.remove_units_beyond_plan()?;
 
-        let owned: Vec<usize> = slice.units(self.plan.len()).collect();
+        let owned: Vec<usize> = slice.units(self.units.len()).collect();
         let todo: Vec<usize> = owned.iter().copied().filter(|&u| self.completed(u, &fingerprint).is_none()).collect();
         let skipped = owned.len() - todo.len();
         if skipped > 0 {
@@ -261,7 +261,7 @@ impl Stage {
     fn remove_units_beyond_plan(&self) -> Result<(), StageError> {
         let Some(dir) = self.dir.as_local() else {
             for loc in self.dir.list()? {
-                if unit_of(&loc.file_name()).is_some_and(|u| u >= self.plan.len()) {
+                if unit_of(&loc.file_name()).is_some_and(|u| u >= self.units.len()) {
                     loc.remove()?;
                 }
             }
@@ -270,7 +270,7 @@ impl Stage {
         let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if unit_of(&name).is_some_and(|u| u >= self.plan.len()) {
+            if unit_of(&name).is_some_and(|u| u >= self.units.len()) {
                 tracing::info!(file = %name, "removing a unit file from an earlier, larger plan");
                 Loc::local(entry.path()).remove()?;
             }
@@ -281,14 +281,15 @@ impl Stage {
     /// Writes the stage manifest if every unit is complete. Any task may do it; the
     /// content depends only on the unit markers, so concurrent writers agree (up to timings).
     fn finalize(&self, fingerprint: &str) -> Result<bool, StageError> {
-        let mut markers = Vec::with_capacity(self.plan.len());
-        for u in 0..self.plan.len() {
+        let mut markers = Vec::with_capacity(self.units.len());
+        for u in 0..self.units.len() {
             match self.completed(u, fingerprint) {
                 Some(m) => markers.push(m),
                 None => return Ok(false),
             }
         }
-        let mut stage = Manifest::new(&self.name, self.plan.len() as u64, fingerprint.to_string(), self.config.clone());
+        let mut stage =
+            Manifest::new(&self.name, self.units.len() as u64, fingerprint.to_string(), self.config.clone());
         let mut timings: BTreeMap<String, f64> = BTreeMap::new();
         for m in markers {
             stage.inputs.extend(m.inputs);
@@ -401,7 +402,7 @@ mod tests {
             name: "t".into(),
             dir: Loc::local(dir.path()),
             config: serde_json::json!({}),
-            plan: (0..units).map(|u| serde_json::json!(u)).collect(),
+            units: (0..units).map(|u| serde_json::json!(u)).collect(),
             unit_bytes: vec![0; units],
         };
         let work = |ctx: &UnitCtx| -> Result<Manifest, StageError> {
@@ -418,5 +419,37 @@ mod tests {
         assert!(!dir.path().join("part-00002.parquet").exists());
         assert!(!dir.path().join("part-00002.done.json").exists());
         assert_eq!(Manifest::read(&Loc::local(dir.path().join(MANIFEST))).unwrap().units, 2);
+    }
+
+    #[derive(Debug, PartialEq, Serialize, serde::Deserialize)]
+    struct Done {
+        fingerprint: String,
+        n: u64,
+    }
+
+    impl GlobalReport for Done {
+        fn fingerprint(&self) -> &str {
+            &self.fingerprint
+        }
+    }
+
+    #[test]
+    fn a_global_step_is_done_only_with_its_report_its_files_and_its_fingerprint() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = |fp: &str| Global {
+            dir: Loc::local(dir.path()),
+            fingerprint: fp.to_string(),
+            report: "report.json",
+            files: &["model.bin"],
+        };
+        assert_eq!(g("a").completed::<Done>(), None, "nothing written yet");
+        // The work's file without the report (a run killed before its marker): not done.
+        std::fs::write(dir.path().join("model.bin"), b"w").unwrap();
+        assert_eq!(g("a").completed::<Done>(), None);
+        g("a").finish(&Done { fingerprint: "a".into(), n: 3 }).unwrap();
+        assert_eq!(g("a").completed::<Done>(), Some(Done { fingerprint: "a".into(), n: 3 }));
+        assert_eq!(g("b").completed::<Done>(), None, "another config or input");
+        std::fs::remove_file(dir.path().join("model.bin")).unwrap();
+        assert_eq!(g("a").completed::<Done>(), None, "a file of the work is gone");
     }
 }

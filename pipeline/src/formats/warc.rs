@@ -627,6 +627,36 @@ pub fn open<R: BufRead + 'static>(mut raw: Counted<R>) -> io::Result<Box<dyn War
 pub trait WarcSourceIter: Iterator<Item = io::Result<WarcItem>> {}
 impl<S: WarcSource> WarcSourceIter for WarcReader<S> {}
 
+/// What `grist warc` counts over files: records by type, bad stretches by reason, skipped tails.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Census {
+    pub files: usize,
+    /// Bytes of the files as stored (compressed where they are).
+    pub bytes: u64,
+    /// `record <type>`, `bad <reason>` and `skipped tail` -> count.
+    pub counts: std::collections::BTreeMap<String, u64>,
+}
+
+/// Streams every file through the reader and counts what it finds. A file that cannot be
+/// opened or read is an error naming it.
+pub fn census(files: &[shards::Loc]) -> Result<Census, shards::ShardError> {
+    let mut c = Census { files: files.len(), ..Census::default() };
+    for loc in files {
+        let at = |e: io::Error| shards::ShardError::io(shards::At::file(loc.to_string()), e);
+        c.bytes += loc.size()?;
+        let raw = Counted::new(io::BufReader::with_capacity(1 << 16, loc.open()?));
+        for item in open(raw).map_err(at)? {
+            let key = match item.map_err(at)? {
+                WarcItem::Record(r) => format!("record {}", r.record_type()),
+                WarcItem::Bad { reason, .. } => format!("bad {reason}"),
+                WarcItem::Skipped { .. } => "skipped tail".to_string(),
+            };
+            *c.counts.entry(key).or_default() += 1;
+        }
+    }
+    Ok(c)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

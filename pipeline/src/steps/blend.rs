@@ -45,10 +45,10 @@ pub static STEP: Step = Step {
         let rep = run(need(&ctx.recipe.blend, STEP.table)?, ctx.seed(), &ctx.out, ctx.slice)?;
         let dir = ctx.dir(STAGE);
         let units = Outcome::units(rep.stage.clone(), "documents", "written");
-        let mut text = format!("\n{}{}", rep.plan.render(), units.text);
+        let mut text = format!("\n{}{}", rep.mixture.render(), units.text);
         if units.complete {
             let realized: Vec<String> = rep
-                .plan
+                .mixture
                 .sources
                 .iter()
                 .map(|p| {
@@ -120,7 +120,7 @@ pub struct MixSource {
     pub name: String,
     /// Share of the training tokens (normalized with the others).
     pub weight: f64,
-    /// Available tokens, when planning without data (`--plan` on the GPT-3 preset); measured
+    /// Available tokens, when there is no data yet (`grist blend --mixture` on the GPT-3 preset); measured
     /// from the tokenize output otherwise.
     #[serde(default)]
     pub tokens: Option<u64>,
@@ -168,9 +168,9 @@ impl BlendConfig {
     }
 }
 
-/// The plan for one source.
+/// One source of the mixture.
 #[derive(Debug, Clone, Serialize)]
-pub struct SourcePlan {
+pub struct SourceShare {
     pub name: String,
     /// The weight as given, and normalized.
     pub weight: f64,
@@ -180,17 +180,18 @@ pub struct SourcePlan {
     pub epochs: f64,
 }
 
-/// The mixture plan: per source, and the normalization applied.
+/// The mixture: per source its share, available and target tokens and epochs, and the
+/// normalization applied.
 #[derive(Debug, Clone, Serialize)]
-pub struct Plan {
+pub struct Mixture {
     pub weight_sum: f64,
     pub total_tokens: u64,
-    pub sources: Vec<SourcePlan>,
+    pub sources: Vec<SourceShare>,
 }
 
-impl Plan {
-    /// The plan for `cfg` with `available` tokens per source (or the config's own counts).
-    pub fn new(cfg: &BlendConfig, available: &BTreeMap<String, u64>) -> Result<Plan, StageError> {
+impl Mixture {
+    /// The mixture of `cfg` with `available` tokens per source (or the config's own counts).
+    pub fn new(cfg: &BlendConfig, available: &BTreeMap<String, u64>) -> Result<Mixture, StageError> {
         let weight_sum: f64 = cfg.sources.iter().map(|s| s.weight).sum();
         if weight_sum.is_nan() || weight_sum <= 0.0 || cfg.sources.iter().any(|s| s.weight.is_nan() || s.weight < 0.0) {
             return Err(StageError::Recipe("blend.sources weights must be non-negative and not all zero".into()));
@@ -206,7 +207,7 @@ impl Plan {
                     s.name
                 )));
             }
-            sources.push(SourcePlan {
+            sources.push(SourceShare {
                 name: s.name.clone(),
                 weight: s.weight,
                 share,
@@ -215,10 +216,10 @@ impl Plan {
                 epochs: if avail > 0 { target as f64 / avail as f64 } else { 0.0 },
             });
         }
-        Ok(Plan { weight_sum, total_tokens: cfg.total_tokens, sources })
+        Ok(Mixture { weight_sum, total_tokens: cfg.total_tokens, sources })
     }
 
-    /// The plan as a table.
+    /// The mixture as a table.
     pub fn render(&self) -> String {
         use std::fmt::Write as _;
         let mut s = String::new();
@@ -243,7 +244,7 @@ impl Plan {
 }
 
 /// The selected copies: (document index, copy number), shuffled, and the realized tokens.
-fn select(plan: &Plan, docs: &[TokDoc], seed: u64) -> (Vec<(usize, u32)>, BTreeMap<String, u64>) {
+fn select(plan: &Mixture, docs: &[TokDoc], seed: u64) -> (Vec<(usize, u32)>, BTreeMap<String, u64>) {
     let mut picked: Vec<(u64, usize, u32)> = Vec::new();
     let mut realized: BTreeMap<String, u64> = BTreeMap::new();
     for p in &plan.sources {
@@ -292,18 +293,18 @@ fn sidecar_schema() -> SchemaRef {
 /// What `grist blend` did.
 #[derive(Debug, Clone, Serialize)]
 pub struct BlendRun {
-    pub plan: Plan,
+    pub mixture: Mixture,
     /// Realized tokens per source (the plan's targets, exceeded by less than one document).
     pub realized: BTreeMap<String, u64>,
     pub stage: TaskReport,
 }
 
-/// The plan from the tokenize output's train-split token counts, or, before there is one,
+/// The mixture from the tokenize output's train-split token counts, or, before there is one,
 /// from the mixture table's own `tokens`.
-pub fn plan(cfg: &BlendConfig, run_out: &Loc) -> Result<Plan, StageError> {
+pub fn mixture(cfg: &BlendConfig, run_out: &Loc) -> Result<Mixture, StageError> {
     let manifest = run_out.join(&cfg.input).join(MANIFEST);
     if !manifest.exists()? {
-        return Plan::new(cfg, &BTreeMap::new());
+        return Mixture::new(cfg, &BTreeMap::new());
     }
     let m = Manifest::read(&manifest)?;
     let available: BTreeMap<String, u64> =
@@ -311,7 +312,7 @@ pub fn plan(cfg: &BlendConfig, run_out: &Loc) -> Result<Plan, StageError> {
             *a.entry(d.source.clone()).or_default() += d.tokens;
             a
         });
-    Plan::new(cfg, &available)
+    Mixture::new(cfg, &available)
 }
 
 /// Runs the blend for one task slice (units = output shards).
@@ -323,7 +324,7 @@ pub fn run(cfg: &BlendConfig, seed: u64, run_out: &Loc, slice: TaskSlice) -> Res
         *a.entry(d.source.clone()).or_default() += d.tokens;
         a
     });
-    let plan = Plan::new(cfg, &available)?;
+    let plan = Mixture::new(cfg, &available)?;
     let (order, realized) = select(&plan, &docs, seed);
     // Output shards: consecutive runs of whole documents up to shard_tokens.
     let mut units: Vec<std::ops::Range<usize>> = Vec::new();
@@ -347,7 +348,7 @@ pub fn run(cfg: &BlendConfig, seed: u64, run_out: &Loc, slice: TaskSlice) -> Res
         name: STAGE.to_string(),
         dir: run_out.join(STAGE),
         config,
-        plan: units.iter().map(|r| serde_json::json!([r.start, r.end])).collect(),
+        units: units.iter().map(|r| serde_json::json!([r.start, r.end])).collect(),
         unit_bytes: units.iter().map(|r| order[r.clone()].iter().map(|&(i, _)| 2 * docs[i].tokens).sum()).collect(),
     };
     let shards_cache: std::sync::Mutex<BTreeMap<String, Arc<TokenShard>>> = Default::default();
@@ -407,7 +408,7 @@ pub fn run(cfg: &BlendConfig, seed: u64, run_out: &Loc, slice: TaskSlice) -> Res
         ctx.progress.inc(2 * tokens);
         Ok(m)
     })?;
-    Ok(BlendRun { plan, realized, stage: report })
+    Ok(BlendRun { mixture: plan, realized, stage: report })
 }
 
 #[cfg(test)]
@@ -416,9 +417,9 @@ mod tests {
 
     #[test]
     fn gpt3_table_2_2_plan() {
-        let p = Plan::new(&BlendConfig::gpt3(), &BTreeMap::new()).unwrap();
+        let p = Mixture::new(&BlendConfig::gpt3(), &BTreeMap::new()).unwrap();
         assert!((p.weight_sum - 1.01).abs() < 1e-12);
-        let by: BTreeMap<&str, &SourcePlan> = p.sources.iter().map(|s| (s.name.as_str(), s)).collect();
+        let by: BTreeMap<&str, &SourceShare> = p.sources.iter().map(|s| (s.name.as_str(), s)).collect();
         // Normalized shares of 300B tokens, and epochs = target / available.
         let cc = by["common_crawl"];
         assert_eq!(cc.target_tokens, (0.60 / 1.01 * 300e9_f64).round() as u64);
@@ -455,7 +456,7 @@ mod tests {
             ],
             shard_tokens: 1000,
         };
-        let plan = Plan::new(&cfg, &available).unwrap();
+        let plan = Mixture::new(&cfg, &available).unwrap();
         let (order, realized) = select(&plan, &docs, 9);
         for p in &plan.sources {
             let r = realized[&p.name];

@@ -156,7 +156,7 @@ pub fn run(cfg: &RedditConfig, out: &Loc, slice: TaskSlice) -> Result<TaskReport
         name: STAGE.to_string(),
         dir: out.clone(),
         config: serde_json::to_value(cfg).map_err(|e| StageError::Recipe(e.to_string()))?,
-        plan,
+        units: plan,
         unit_bytes,
     };
     stage.run(slice, |ctx| reddit_unit(cfg, &dumps[ctx.unit], ctx))

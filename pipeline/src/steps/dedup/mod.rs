@@ -569,7 +569,7 @@ fn buckets(cfg: &DedupConfig, sig_dir: &Loc, out: &Loc, slice: TaskSlice) -> Res
         name: BUCKETS.to_string(),
         dir: out.clone(),
         config: serde_json::json!({ "signatures": sm.fingerprint, "sig_units": sig_units }),
-        plan: plan_units.iter().map(|(b, r)| serde_json::json!([b, r])).collect(),
+        units: plan_units.iter().map(|(b, r)| serde_json::json!([b, r])).collect(),
         unit_bytes: side_files.iter().map(|fs| fs.iter().map(|f| f.bytes).sum()).collect(),
     };
     stage.run(slice, |ctx| {

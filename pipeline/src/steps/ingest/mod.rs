@@ -141,14 +141,14 @@ pub enum InputFormat {
 }
 
 mod crawl;
-mod plan;
 mod readers;
 mod sink;
+mod units;
 
 use crawl::*;
-pub use plan::{InputFile, plan};
 use readers::*;
 use sink::*;
+pub use units::{InputFile, input_units};
 
 pub const STAGE: &str = "ingest";
 
@@ -215,7 +215,7 @@ pub fn run(
     slice: TaskSlice,
     webtext_dir: Option<&Loc>,
 ) -> Result<TaskReport, StageError> {
-    let (units, skipped_files) = plan(cfg)?;
+    let (units, skipped_files) = input_units(cfg)?;
     let mut config = serde_json::to_value(cfg).map_err(|e| StageError::Recipe(e.to_string()))?;
     let webtext = match (&cfg.webtext, webtext_dir) {
         (Some(w), Some(dir)) => {
@@ -242,7 +242,7 @@ pub fn run(
         name: STAGE.to_string(),
         dir: out.clone(),
         config,
-        plan: plan_json,
+        units: plan_json,
         unit_bytes: units.iter().map(|u| u.iter().map(|f| f.bytes).sum()).collect(),
     };
     tracing::info!(units = units.len(), skipped_files, %slice, "ingest plan");
@@ -365,7 +365,7 @@ fn ingest_file(cfg: &IngestConfig, file: &InputFile, sink: &mut UnitSink) -> Res
 
 #[cfg(test)]
 mod tests {
-    use super::plan::{detect_format, glob_match, split_pattern};
+    use super::units::{detect_format, glob_match, split_pattern};
     use super::*;
 
     #[test]

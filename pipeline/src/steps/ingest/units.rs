@@ -1,4 +1,4 @@
-//! The ingest plan: each source's paths expanded (folders walked, `*`/`?` patterns in the last
+//! Ingest's units: each source's paths expanded (folders walked, `*`/`?` patterns in the last
 //! component matched), formats detected by extension, files sorted and packed into units.
 
 use super::*;
@@ -17,8 +17,9 @@ pub struct InputFile {
     pub format: InputFormat,
 }
 
-/// Expands the sources into the plan: units of input files, deterministic for given inputs.
-pub fn plan(cfg: &IngestConfig) -> Result<(Vec<Vec<InputFile>>, u64), StageError> {
+/// Expands the sources into units of input files, deterministic for given inputs; also the
+/// number of files in folders skipped for an unknown extension.
+pub fn input_units(cfg: &IngestConfig) -> Result<(Vec<Vec<InputFile>>, u64), StageError> {
     let mut units: Vec<Vec<InputFile>> = Vec::new();
     let mut skipped = 0u64;
     for source in &cfg.sources {
