@@ -153,7 +153,9 @@ fn the_demo_recipe_runs_end_to_end_and_resumes() {
         args.extend(["--set", x.as_str()]);
     }
     let first = ok(grist(&args, &[]));
-    assert!(first.contains("verify   ok"), "{first}");
+    for stage in ["ingest", "quality_filter", "dedup", "decontaminate", "tokenize", "blend"] {
+        assert!(first.contains(&format!("verify   {stage}: ")), "{stage} was not verified:\n{first}");
+    }
     let planted: serde_json::Value = serde_json::from_slice(&std::fs::read(s.join("synthetic.json")).unwrap()).unwrap();
     let m = Manifest::read(&Loc::local(d.join("out/ingest/manifest.json"))).unwrap();
     // Every selected Reddit link points at a sample page, and every one of them is found.

@@ -30,7 +30,7 @@ pub enum RunEnd {
 pub type Done = Vec<(&'static Step, Outcome)>;
 
 fn io(e: std::io::Error) -> StageError {
-    StageError::Usage(format!("writing the run's output: {e}"))
+    StageError::Shard(shards::ShardError::io(shards::At::file("the run's output"), e))
 }
 
 /// Runs the steps of `recipe` that `select` picks (all of them for `grist run`), in registry
@@ -66,10 +66,12 @@ pub fn run_steps(
             if !v.ok() {
                 return Ok((RunEnd::VerifyFailed(v.problems), done));
             }
-            if step.name == crate::steps::ingest::STEP.name {
-                writeln!(out, "verify   ok: {} files match their manifests; accounting balances", v.files_checked)
-                    .map_err(io)?;
-            }
+            writeln!(
+                out,
+                "verify   {}: {} files match their manifests; accounting balances",
+                step.name, v.files_checked
+            )
+            .map_err(io)?;
         }
         done.push((step, outcome));
     }
