@@ -19,7 +19,6 @@ use shards::Loc;
 
 pub mod cli;
 mod inspect_cmd;
-mod plan;
 mod sql;
 mod train_cmd;
 
@@ -182,7 +181,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Warc { files, json } => inspect_cmd::warc_counts(&files, json)?,
         Command::Plan { recipe, overrides } => {
             let r = Recipe::load(&recipe, &overrides)?;
-            let p = plan::plan(&r, rayon::current_num_threads())?;
+            let p = pipeline::plan::plan(&r, rayon::current_num_threads(), &train_cmd::TrainHost);
             print!("{}", p.text);
             if !p.problems.is_empty() {
                 return Ok(ExitCode::FAILURE);

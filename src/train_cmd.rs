@@ -7,8 +7,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use pipeline::Recipe;
 use pipeline::StageError;
-use pipeline::steps::{Host, Outcome, StepCtx, StepReport, TrainedReport};
+use pipeline::steps::{Estimate, Host, Outcome, StepCtx, StepReport, TrainedReport};
 use shards::{Loc, Manifest};
 use trainer::backend::CpuBackend;
 use trainer::generate::{Sampling, generate};
@@ -228,6 +229,51 @@ impl Host for TrainHost {
     fn train(&self, ctx: &StepCtx) -> Result<Outcome, StageError> {
         train_step(ctx).map_err(|e| StageError::Step { step: "train".into(), source: e.into() })
     }
+
+    fn estimate_train(&self, recipe: &Recipe) -> Result<Estimate, String> {
+        estimate(recipe).map_err(|e| e.to_string())
+    }
+}
+
+/// MFU the CPU trainer reaches on small models (0.45-0.74 in `just bench-train`).
+const PLAN_MFU: f64 = 0.5;
+
+/// `grist plan`'s `train` row: parameters, tokens to read, the GEMM peak measured now.
+fn estimate(recipe: &Recipe) -> Result<Estimate> {
+    let t = pipeline::steps::need(&recipe.train, "train")?;
+    let cfg: TrainConfig = toml::Value::Table(recipe_defaults(t.clone(), &recipe.run.out)).try_into()?;
+    cfg.validate()?;
+    let model = cfg.model_config()?;
+    let n = model.num_params() as f64;
+    let seq = cfg.batch_size.unwrap_or(cfg.micro_batch) * model.max_seq_len;
+    let steps_tokens = cfg.steps.map(|s| s as f64 * seq as f64);
+    let total = match (cfg.total_tokens.map(|x| x as f64), steps_tokens) {
+        (Some(a), Some(b)) => a.min(b),
+        (Some(a), None) | (None, Some(a)) => a,
+        (None, None) => 0.0,
+    };
+    let mut cpu = CpuBackend::new(trainer::model::Params::zeros(trainer::model::GptConfig::new(8, 64, 1, 1, 8, 64)));
+    let peak = trainer::backend::Backend::peak_flops(&mut cpu);
+    let ws = trainer::forward::Workspace::<f32>::new(model, cfg.micro_batch, model.max_seq_len).len() as f64;
+    let mut notes = Vec::new();
+    if let Some(b) = &recipe.blend
+        && total > 4.0 * b.total_tokens as f64
+    {
+        notes.push(format!(
+            "[train] reads {} tokens, {:.1} passes over the blend's {}",
+            total as u64,
+            total / b.total_tokens as f64,
+            b.total_tokens
+        ));
+    }
+    Ok(Estimate {
+        reads: cfg.train_data.clone(),
+        writes: format!("{} ({} checkpoints kept)", cfg.out, cfg.keep_checkpoints),
+        disk: n * 12.0 * cfg.keep_checkpoints as f64,
+        memory: n * 16.0 + ws * 4.0,
+        seconds: 6.0 * n * total / (PLAN_MFU * peak),
+        notes,
+    })
 }
 
 /// The text a recipe's model writes after training, to show what it learned.

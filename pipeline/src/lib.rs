@@ -8,12 +8,14 @@
 //! - `text`: text processing shared by steps (Spark tokenizer + HashingTF, URL normalization);
 //! - `steps`: one module per recipe step and `steps::STEPS`, the ordered registry every
 //!   caller reads;
+//! - `plan`: `grist plan`, a dry run's estimates and problems;
 //! - `run`: a recipe run (steps in registry order, verification, the closing summary);
 //! - `inspect`: summaries, `--verify` and the HTML report.
 
 pub mod core;
 pub mod formats;
 pub mod inspect;
+pub mod plan;
 pub mod run;
 pub mod steps;
 pub mod text;

@@ -15,6 +15,9 @@ impl Host for NoTrainer {
     fn train(&self, _: &StepCtx) -> Result<Outcome, StageError> {
         Err(StageError::Usage("this test recipe has no [train]".into()))
     }
+    fn estimate_train(&self, _: &Recipe) -> Result<pipeline::steps::Estimate, String> {
+        Err("this test recipe has no [train]".into())
+    }
 }
 
 /// JSON lines of `n` prose-like documents of source `web` and `n` of `books`.

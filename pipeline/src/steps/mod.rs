@@ -115,6 +115,20 @@ pub fn names() -> String {
 pub trait Host: Sync {
     /// Trains by the recipe's `[train]` table on this run's tokens.
     fn train(&self, ctx: &StepCtx) -> Result<Outcome, StageError>;
+    /// `grist plan`'s estimate of the `train` step; an error is a problem with `[train]`.
+    fn estimate_train(&self, recipe: &Recipe) -> Result<Estimate, String>;
+}
+
+/// A step's estimate for `grist plan`: what it reads and writes, disk and peak memory in
+/// bytes, time in seconds on this machine, and notes worth knowing.
+#[derive(Debug, Clone, Default)]
+pub struct Estimate {
+    pub reads: String,
+    pub writes: String,
+    pub disk: f64,
+    pub memory: f64,
+    pub seconds: f64,
+    pub notes: Vec<String>,
 }
 
 /// Everything a step's run function gets.

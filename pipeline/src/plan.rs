@@ -10,9 +10,9 @@
 
 use std::fmt::Write as _;
 
-use anyhow::Result;
-use pipeline::Recipe;
-use pipeline::steps::ingest::{IngestConfig, InputFormat};
+use crate::core::recipe::Recipe;
+use crate::steps::Host;
+use crate::steps::ingest::{IngestConfig, InputFormat};
 
 /// Measured rates, per core (README, "Performance").
 mod rate {
@@ -37,8 +37,6 @@ mod rate {
     pub const BYTES_PER_TOKEN: f64 = 2.83;
     /// Zstd Parquet document shards: bytes on disk per byte of text.
     pub const SHARD_RATIO: f64 = 0.45;
-    /// MFU the CPU trainer reaches on small models (0.45-0.74 in `just bench-train`).
-    pub const MFU: f64 = 0.5;
 }
 
 fn human_bytes(b: f64) -> String {
@@ -97,7 +95,7 @@ fn source_bytes(recipe: &Recipe, problems: &mut Vec<String>) -> Vec<(String, u64
             continue;
         }
         let one = IngestConfig { sources: vec![s.clone()], ..recipe.ingest.clone() };
-        match pipeline::steps::ingest::input_units(&one) {
+        match crate::steps::ingest::input_units(&one) {
             Err(e) => problems.push(format!("ingest source `{}`: {e}", s.name)),
             Ok((units, _)) => {
                 let (mut bytes, mut text, mut secs) = (0u64, 0.0, 0.0);
@@ -128,7 +126,7 @@ fn source_bytes(recipe: &Recipe, problems: &mut Vec<String>) -> Vec<(String, u64
 }
 
 /// Builds the plan of `recipe` for `threads` cores.
-pub fn plan(recipe: &Recipe, threads: usize) -> Result<Plan> {
+pub fn plan(recipe: &Recipe, threads: usize, host: &dyn Host) -> Plan {
     let mut problems = Vec::new();
     let mut notes: Notes = Vec::new();
     let mut rows: Vec<Row> = Vec::new();
@@ -263,54 +261,27 @@ pub fn plan(recipe: &Recipe, threads: usize) -> Result<Plan> {
         });
     }
     // A step of the registry this plan has no rates for still shows, without an estimate.
-    for step in pipeline::steps::STEPS.iter().filter(|s| s.in_recipe(recipe)) {
+    for step in crate::steps::STEPS.iter().filter(|s| s.in_recipe(recipe)) {
         let covered = rows.iter().any(|r| r.stage == step.name || r.stage == step.table)
             || ["train", "report"].contains(&step.name);
         if !covered {
             notes.push(format!("{}: no estimate (this build has no measured rate for it)", step.name));
         }
     }
-    if let Some(t) = &recipe.train {
-        let table = crate::train_cmd::recipe_defaults(t.clone(), out);
-        match toml::Value::Table(table).try_into::<trainer::train::TrainConfig>() {
+    if recipe.train.is_some() {
+        match host.estimate_train(recipe) {
             Err(e) => problems.push(format!("[train]: {e}")),
-            Ok(cfg) => match cfg.validate().and_then(|_| cfg.model_config()) {
-                Err(e) => problems.push(format!("[train]: {e}")),
-                Ok(model) => {
-                    let n = model.num_params() as f64;
-                    let seq = cfg.batch_size.unwrap_or(cfg.micro_batch) * model.max_seq_len;
-                    let steps_tokens = cfg.steps.map(|s| s as f64 * seq as f64);
-                    let total = match (cfg.total_tokens.map(|x| x as f64), steps_tokens) {
-                        (Some(a), Some(b)) => a.min(b),
-                        (Some(a), None) | (None, Some(a)) => a,
-                        (None, None) => 0.0,
-                    };
-                    let mut cpu = trainer::backend::CpuBackend::new(trainer::model::Params::zeros(
-                        trainer::model::GptConfig::new(8, 64, 1, 1, 8, 64),
-                    ));
-                    let peak = trainer::backend::Backend::peak_flops(&mut cpu);
-                    let ws =
-                        trainer::forward::Workspace::<f32>::new(model, cfg.micro_batch, model.max_seq_len).len() as f64;
-                    if let Some(b) = &recipe.blend
-                        && total > 4.0 * b.total_tokens as f64
-                    {
-                        notes.push(format!(
-                            "[train] reads {} tokens, {:.1} passes over the blend's {}",
-                            total as u64,
-                            total / b.total_tokens as f64,
-                            b.total_tokens
-                        ));
-                    }
-                    rows.push(Row {
-                        stage: "train",
-                        reads: cfg.train_data.clone(),
-                        writes: format!("{} ({} checkpoints kept)", cfg.out, cfg.keep_checkpoints),
-                        disk: n * 12.0 * cfg.keep_checkpoints as f64,
-                        memory: n * 16.0 + ws * 4.0,
-                        seconds: 6.0 * n * total / (rate::MFU * peak),
-                    });
-                }
-            },
+            Ok(e) => {
+                notes.extend(e.notes);
+                rows.push(Row {
+                    stage: "train",
+                    reads: e.reads,
+                    writes: e.writes,
+                    disk: e.disk,
+                    memory: e.memory,
+                    seconds: e.seconds,
+                });
+            }
         }
     }
 
@@ -361,5 +332,5 @@ pub fn plan(recipe: &Recipe, threads: usize) -> Result<Plan> {
             let _ = writeln!(s, "  - {p}");
         }
     }
-    Ok(Plan { text: s, problems })
+    Plan { text: s, problems }
 }
