@@ -1,7 +1,10 @@
 //! `inspect --verify`: checks a stage directory against its manifests: every file present
 //! with its recorded size and checksum, row counts as recorded (read from the files), input
 //! records = documents in = documents out + ledger rows, and every unit marker consistent with
-//! the stage manifest. Reports every problem, not just the first.
+//! the stage manifest (the same fingerprint, and together the same files). A manifest names
+//! files of its own directory only: a path that leaves it (`..`, an absolute path, a folder)
+//! or a name that is not a regular file (a link, a device, a pipe) is a problem, never opened.
+//! Reports every problem, not just the first.
 
 use serde::Serialize;
 use shards::{DocReader, LedgerReader, Loc, Manifest};
@@ -85,7 +88,12 @@ pub fn verify(dir: &Loc) -> Result<VerifyReport, StageError> {
     if ledger_rows != a.docs_ledger {
         r.problems.push(format!("ledgers hold {ledger_rows} rows, manifest counts {} in the ledger", a.docs_ledger));
     }
+    // The units' markers, together, list exactly the files of the stage manifest.
+    let mut from_markers = std::collections::BTreeSet::new();
     for (u, marker) in unit_markers(dir, m.units) {
+        if let Some(um) = &marker {
+            from_markers.extend(um.outputs.iter().chain(&um.ledgers).chain(&um.side).map(entry_key));
+        }
         match marker {
             None => r.problems.push(format!("unit {u}: completion marker missing or unreadable")),
             Some(um) if um.fingerprint != m.fingerprint => r.problems.push(format!(
@@ -96,7 +104,42 @@ pub fn verify(dir: &Loc) -> Result<VerifyReport, StageError> {
             Some(_) => {}
         }
     }
+    let in_manifest: std::collections::BTreeSet<_> =
+        m.outputs.iter().chain(&m.ledgers).chain(&m.side).map(entry_key).collect();
+    for (path, ..) in in_manifest.difference(&from_markers) {
+        r.problems
+            .push(format!("{path}: in the stage manifest but in no unit's marker (or recorded differently there)"));
+    }
+    for (path, ..) in from_markers.difference(&in_manifest) {
+        r.problems
+            .push(format!("{path}: in a unit's marker but not in the stage manifest (or recorded differently there)"));
+    }
     Ok(r)
+}
+
+/// A file entry as a comparable key: path, size, checksum, rows.
+fn entry_key(f: &shards::FileEntry) -> (String, u64, String, u64) {
+    (f.path.clone(), f.bytes, f.xxh3.clone(), f.rows)
+}
+
+/// Why a manifest path may not be opened, if it may not: it must be a plain file name in the
+/// stage directory, and (where the storage is local) a regular file, not a link or device.
+fn confined(dir: &Loc, path: &str) -> Option<String> {
+    let plain = !path.is_empty()
+        && path != "."
+        && path != ".."
+        && !path.contains(['/', '\\', '\0'])
+        && !path.chars().any(char::is_control);
+    if !plain {
+        return Some(format!("{path:?}: a manifest names files of its own stage directory only"));
+    }
+    let local = dir.as_local()?.join(path);
+    match std::fs::symlink_metadata(&local) {
+        Ok(md) if !md.file_type().is_file() => {
+            Some(format!("{}: not a regular file (a link, folder or device); not opened", local.display()))
+        }
+        _ => None,
+    }
 }
 
 /// Checks each file's size and checksum, then opens it with `rows_of` (which validates the
@@ -109,9 +152,13 @@ fn check_files(
 ) -> u64 {
     let mut total = 0;
     for f in files {
-        let loc = dir.join(&f.path);
         r.files_checked += 1;
         total += f.rows;
+        if let Some(problem) = confined(dir, &f.path) {
+            r.problems.push(problem);
+            continue;
+        }
+        let loc = dir.join(&f.path);
         if let Err(e) = f.verify(&loc) {
             r.problems.push(e.to_string());
             continue;
