@@ -273,6 +273,11 @@ pub fn inspect(dir: &str, verify_only: bool, json: bool) -> Result<ExitCode> {
                 println!("  - {p}");
             }
         }
+        if !json {
+            for w in &v.warnings {
+                println!("WARNING: {w}; see `grist inspect {}` and its ledger", v.dir);
+            }
+        }
         return Ok(if v.ok() { ExitCode::SUCCESS } else { ExitCode::from(crate::EXIT_VERIFY_FAILED) });
     }
     if !loc.join(pipeline::MANIFEST).exists()?

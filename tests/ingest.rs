@@ -526,3 +526,42 @@ fn malformed_warcs_become_ledger_entries_and_arc_files_errors() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("bad.arc (byte 0)") && stderr(&o).contains("legacy ARC"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_lying_content_length_loses_one_record_and_verify_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let conversion = |i: usize, len: Option<usize>| {
+        let body = format!("page {i} has enough words in it to be kept as a document");
+        format!(
+            "WARC/1.0\r\nWARC-Type: conversion\r\nWARC-Target-URI: http://x/{i}\r\nWARC-Record-ID: <urn:uuid:{i}>\r\nContent-Length: {}\r\n\r\n{body}\r\n\r\n",
+            len.unwrap_or(body.len())
+        )
+    };
+    // Record 3's length is a digit flip (900,000,000); record 7's overruns by tens of MiB's worth.
+    let wet: String = (0..12)
+        .map(|i| conversion(i, [(3, 900_000_000), (7, 30 << 20)].iter().find(|p| p.0 == i).map(|p| p.1)))
+        .collect();
+    let file = dir.path().join("lying.warc.wet");
+    std::fs::write(&file, &wet).unwrap();
+    let recipe = one_source_recipe(dir.path(), &[file], "warc", 0);
+    ok(grist(&["-q", "ingest", recipe.to_str().unwrap()], &[]));
+    let stage = dir.path().join("out/ingest");
+    let urls: Vec<String> = all_docs(&stage).into_iter().filter_map(|d| d.url).collect();
+    // Every record but the digit-flipped one is a document; 7 was cut at record 8.
+    let want: Vec<String> = (0..12).filter(|&i| i != 3).map(|i| format!("http://x/{i}")).collect();
+    assert_eq!(urls, want);
+    let m = Manifest::read(&Loc::local(stage.join("manifest.json"))).unwrap();
+    let lost = conversion(3, Some(900_000_000)).len() as u64;
+    assert_eq!(m.counters.get("warc_bytes_not_in_records"), Some(&lost), "{:?}", m.counters);
+    assert_eq!(m.counters.get("warc_bytes_in_records"), Some(&(wet.len() as u64 - lost)), "{:?}", m.counters);
+    assert_eq!(m.counters.get("warc_short_content_length"), Some(&1), "{:?}", m.counters);
+    let ledger = LedgerReader::open(&Loc::local(stage.join("ledger-00000.parquet"))).unwrap().entries().unwrap();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0].reason, "bad_content_length");
+    assert!(ledger[0].detail.as_deref().unwrap().contains(&format!("{lost} bytes skipped")), "{:?}", ledger[0]);
+    // Verify passes (the stage is consistent) but says loudly that the source lost bytes.
+    let v = ok(grist(&["inspect", "--verify", stage.to_str().unwrap()], &[]));
+    assert!(v.contains(&format!("WARNING: input lost: {lost} decompressed WARC bytes")), "{v}");
+    let summary = ok(grist(&["inspect", stage.to_str().unwrap()], &[]));
+    assert!(summary.contains(&format!("warc_bytes_not_in_records {lost}")), "{summary}");
+}

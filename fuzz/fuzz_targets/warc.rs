@@ -1,6 +1,8 @@
 //! Fuzzes the WARC reader and the HTTP/charset layer with arbitrary bytes, as a plain stream
 //! and wrapped in gzip (whole and cut short). Any panic, hang or unbounded allocation is a bug:
-//! bad input must come out as `WarcItem::Bad` or an error.
+//! bad input must come out as `WarcItem::Bad` or an error. And nothing disappears: on a plain
+//! stream every byte is inside exactly one item (a record's span, a bad or skipped stretch),
+//! in order, or is blank space after the last one.
 #![no_main]
 
 use std::io::{Cursor, Write};
@@ -8,8 +10,15 @@ use std::io::{Cursor, Write};
 use libfuzzer_sys::fuzz_target;
 use pipeline::formats::warc::{Counted, GzMembers, Plain, WarcItem, WarcReader};
 
-fn drain<S: pipeline::formats::warc::WarcSource>(r: WarcReader<S>) {
-    for item in r.take(10_000) {
+/// Drains a reader; returns the stream bytes its items cover.
+fn drain<S: pipeline::formats::warc::WarcSource>(r: WarcReader<S>) -> u64 {
+    let mut covered = 0;
+    for item in r {
+        covered += match &item {
+            Ok(WarcItem::Record(rec)) => rec.span,
+            Ok(WarcItem::Bad { bytes, .. } | WarcItem::Skipped { bytes, .. }) => *bytes,
+            Err(_) => 0,
+        };
         match item {
             Ok(WarcItem::Record(rec)) => {
                 let _ = rec.target_uri();
@@ -21,10 +30,13 @@ fn drain<S: pipeline::formats::warc::WarcSource>(r: WarcReader<S>) {
             Err(_) => break,
         }
     }
+    covered
 }
 
 fuzz_target!(|data: &[u8]| {
-    drain(WarcReader::new(Plain(Counted::new(Cursor::new(data)))));
+    let covered = drain(WarcReader::new(Plain(Counted::new(Cursor::new(data))))) as usize;
+    assert!(covered <= data.len(), "items cover {covered} of {} bytes", data.len());
+    assert!(data[covered..].iter().all(u8::is_ascii_whitespace), "bytes {covered}.. are in no item");
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let _ = gz.write_all(data);
     let gz = gz.finish().unwrap_or_default();

@@ -8,13 +8,12 @@
 use std::collections::VecDeque;
 use std::io::{self, BufRead, Read};
 
-/// Content blocks larger than this are skipped (streamed past, not buffered) and reported.
-pub const MAX_BLOCK_BYTES: u64 = 256 << 20;
+/// Content blocks claimed larger than this are scanned past, never held, and ledgered
+/// (`record_too_large`, or `bad_content_length` when a record starts inside the claim). Common
+/// Crawl truncates payloads far below it; text documents this large are not training data.
+pub const MAX_BLOCK_BYTES: u64 = 64 << 20;
 /// A record's header section larger than this is not a header.
 pub const MAX_HEADER_BYTES: usize = 1 << 20;
-/// A Content-Length that overruns into the next record is cut there when the overrun is at
-/// most this long (bounds the bytes pushed back, so crafted input cannot make it quadratic).
-const MAX_PUSHBACK_BYTES: usize = 16 << 20;
 
 /// One WARC record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +28,8 @@ pub struct WarcRecord {
     pub offset: u64,
     /// Offset of the record in the decompressed stream.
     pub stream_offset: u64,
+    /// Decompressed bytes the record covers: blank lines before it, headers, block, trailer.
+    pub span: u64,
     /// The record was not followed by the two CRLFs the format requires (kept; reported).
     pub missing_trailer: bool,
     /// `Content-Length` ran into the next record; the block was cut where that record starts.
@@ -58,14 +59,20 @@ pub enum WarcItem {
         /// Compressed offset (member start for gzip).
         offset: u64,
         stream_offset: u64,
-        /// `corrupt_gzip`, `truncated_gzip`, `truncated_record`, `malformed_record`, `record_too_large`.
+        /// Decompressed bytes of the stretch, from the end of the previous item.
+        bytes: u64,
+        /// `corrupt_gzip`, `truncated_gzip`, `truncated_record`, `malformed_record`,
+        /// `record_too_large`, `bad_content_length`.
         reason: &'static str,
         detail: String,
+        /// Compressed bytes skipped to find the next gzip member (`corrupt_gzip`, `truncated_gzip`).
+        gzip_skipped: u64,
     },
     /// Bytes skipped after a record that was not followed by its CRLF CRLF (warcio's "record
     /// not followed by newline"): the rest of that record, not a record of its own.
     Skipped {
         offset: u64,
+        /// Decompressed bytes skipped, from the end of the record.
         bytes: u64,
     },
 }
@@ -74,8 +81,9 @@ pub enum WarcItem {
 pub trait WarcSource: BufRead {
     /// Compressed offset of the member containing decompressed position `pos`.
     fn origin(&mut self, pos: u64) -> u64;
-    /// After a decoding error: skip to the next compressed member. `Ok(false)` at the end.
-    fn resync(&mut self) -> io::Result<bool>;
+    /// After a decoding error: skip to the next compressed member. Whether one was found
+    /// (false at the end) and the compressed bytes skipped.
+    fn resync(&mut self) -> io::Result<(bool, u64)>;
     /// Whether the underlying file itself failed to read (not a decoding problem).
     fn raw_failed(&self) -> bool;
     /// Decompressed bytes handed out so far (the stream position of the next byte).
@@ -154,8 +162,8 @@ impl<R: BufRead> WarcSource for Plain<R> {
     fn origin(&mut self, pos: u64) -> u64 {
         pos
     }
-    fn resync(&mut self) -> io::Result<bool> {
-        Ok(false)
+    fn resync(&mut self) -> io::Result<(bool, u64)> {
+        Ok((false, 0))
     }
     fn raw_failed(&self) -> bool {
         self.0.failed
@@ -261,14 +269,16 @@ impl<R: BufRead> WarcSource for GzMembers<R> {
         self.members.front().map(|m| m.1).unwrap_or(0)
     }
 
-    fn resync(&mut self) -> io::Result<bool> {
+    fn resync(&mut self) -> io::Result<(bool, u64)> {
         // Drop what is buffered from the bad member, then scan the compressed bytes for the
-        // next gzip header (1f 8b 08).
+        // next gzip header (1f 8b 08). What is skipped counts from the bad member's start.
         self.start = self.end;
         let Member::Between(mut c) = std::mem::replace(&mut self.state, Member::Poisoned) else {
-            return Ok(false);
+            return Ok((false, 0));
         };
+        let from = self.members.back().map(|m| m.1).unwrap_or(0);
         loop {
+            let here = c.position();
             let buf = match c.fill_buf() {
                 Ok(b) => b,
                 Err(e) => {
@@ -277,16 +287,19 @@ impl<R: BufRead> WarcSource for GzMembers<R> {
                 }
             };
             if buf.is_empty() {
+                let skipped = c.position() - from;
                 self.state = Member::Between(c);
-                return Ok(false);
+                return Ok((false, skipped));
             }
             match memchr::memmem::find(buf, &[0x1f, 0x8b, 0x08]) {
-                Some(i) => {
+                // Not the bad member's own header again.
+                Some(i) if here + i as u64 > from => {
                     c.consume(i);
+                    let skipped = c.position() - from;
                     self.state = Member::Between(c);
-                    return Ok(true);
+                    return Ok((true, skipped));
                 }
-                None => {
+                _ => {
                     // Keep the last two bytes: a header may straddle the buffer edge.
                     let skip = buf.len().saturating_sub(2).max(1);
                     c.consume(skip);
@@ -308,128 +321,176 @@ impl<R: BufRead> WarcSource for GzMembers<R> {
     }
 }
 
-/// A source with bytes pushed back in front of it (when a block overran into the next record).
-struct Pushback<S> {
-    back: Vec<u8>,
-    at: usize,
-    src: S,
-}
-
-impl<S> Pushback<S> {
-    /// Puts `bytes` in front of whatever is still unread.
-    fn push_front(&mut self, mut bytes: Vec<u8>) {
-        bytes.extend_from_slice(&self.back[self.at..]);
-        self.back = bytes;
-        self.at = 0;
-    }
-}
-
-impl<S: BufRead> Read for Pushback<S> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        read_buffered(self, out)
-    }
-}
-
-impl<S: BufRead> BufRead for Pushback<S> {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        if self.at < self.back.len() { Ok(&self.back[self.at..]) } else { self.src.fill_buf() }
-    }
-    fn consume(&mut self, n: usize) {
-        if self.at < self.back.len() {
-            self.at += n;
-            if self.at >= self.back.len() {
-                self.back.clear();
-                self.at = 0;
-            }
-        } else {
-            self.src.consume(n);
-        }
-    }
-}
-
 /// Streams WARC records (and reports of bad stretches) from a [`WarcSource`].
+///
+/// Bytes are read once into a window (`win`, stream bytes `base..base + win.len()`) and a
+/// record is parsed in place, so when a `Content-Length` overruns into later records the block
+/// is cut at the next version line and those records are parsed from the same window: nothing
+/// is copied back or read twice (linear time on any input). The window holds at most one
+/// header section and one claimed block (`MAX_HEADER_BYTES + MAX_BLOCK_BYTES`), twice over
+/// before it is compacted; a block claimed larger is scanned without being kept.
 pub struct WarcReader<S> {
-    src: Pushback<S>,
-    /// Decompressed position.
-    pos: u64,
+    src: S,
+    win: Vec<u8>,
+    /// Parsing position in `win`.
+    at: usize,
+    /// Stream position of `win[0]`.
+    base: u64,
+    /// The source has nothing more (its end, or the decoding error held in `pending`).
+    eof: bool,
+    /// A decoding error met while reading; reported once what was read before it is used.
+    pending: Option<io::Error>,
     done: bool,
+    /// Stream position where the current item began (the end of the previous one).
+    lead: u64,
     /// The last record lacked its trailer: what follows up to the next version line is its tail.
     after_missing_trailer: bool,
 }
 
-enum Step {
-    Item(WarcItem),
-    /// A decoding error: report it, resynchronize, go on.
-    Corrupt(io::Error),
-    End,
-}
+/// The longest line the reader looks at: a header line over 64 KiB is not a header.
+pub const MAX_LINE_BYTES: usize = 64 << 10;
 
 impl<S: WarcSource> WarcReader<S> {
     pub fn new(src: S) -> Self {
-        WarcReader { src: Pushback { back: Vec::new(), at: 0, src }, pos: 0, done: false, after_missing_trailer: false }
-    }
-
-    fn read_line(&mut self, line: &mut Vec<u8>) -> io::Result<usize> {
-        line.clear();
-        // Bound a line's length: a header line over 64 KiB is not a header.
-        let n = (&mut self.src).take(64 << 10).read_until(b'\n', line)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-
-    fn step(&mut self) -> Step {
-        match self.try_step() {
-            Ok(s) => s,
-            Err(e) => Step::Corrupt(e),
+        WarcReader {
+            src,
+            win: Vec::new(),
+            at: 0,
+            base: 0,
+            eof: false,
+            pending: None,
+            done: false,
+            lead: 0,
+            after_missing_trailer: false,
         }
     }
 
-    fn try_step(&mut self) -> io::Result<Step> {
-        let mut line = Vec::new();
+    /// Stream position of the parsing point.
+    fn pos(&self) -> u64 {
+        self.base + self.at as u64
+    }
+
+    /// Drops the parsed part of the window once it is at least half of it, so each byte is
+    /// moved at most once on average. Only called where no window index is held.
+    fn compact(&mut self) {
+        if self.at > 0 && self.at >= self.win.len() / 2 {
+            self.win.drain(..self.at);
+            self.base += self.at as u64;
+            self.at = 0;
+        }
+    }
+
+    /// Appends the source's next bytes to the window; false when there are none. A decoding
+    /// error ends the window there and waits in `pending`; a failure to read the file is an error.
+    fn fill(&mut self) -> io::Result<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        let got = self.src.fill_buf().map(|b| {
+            self.win.extend_from_slice(b);
+            b.len()
+        });
+        match got {
+            Ok(0) => {
+                self.eof = true;
+                Ok(false)
+            }
+            Ok(n) => {
+                self.src.consume(n);
+                Ok(true)
+            }
+            Err(e) if self.src.raw_failed() => Err(e),
+            Err(e) => {
+                self.eof = true;
+                self.pending = Some(e);
+                Ok(false)
+            }
+        }
+    }
+
+    /// Reads until the window holds `n` bytes or the source has no more.
+    fn need(&mut self, n: usize) -> io::Result<()> {
+        while self.win.len() < n && self.fill()? {}
+        Ok(())
+    }
+
+    /// The end of the line starting at window index `from`: just past its `\n`, where the
+    /// input ends, or `from + MAX_LINE_BYTES` for a longer line.
+    fn line_end(&mut self, from: usize) -> io::Result<usize> {
+        let mut scanned = from;
+        loop {
+            let lim = (from + MAX_LINE_BYTES).min(self.win.len());
+            if let Some(i) = memchr::memchr(b'\n', &self.win[scanned..lim]) {
+                return Ok(scanned + i + 1);
+            }
+            if lim == from + MAX_LINE_BYTES || !self.fill()? {
+                return Ok(lim);
+            }
+            scanned = lim;
+        }
+    }
+
+    /// The next item, or `None` at the end of the input (or where a decoding error stopped it:
+    /// the caller reports that error and resynchronizes).
+    fn parse(&mut self) -> io::Result<Option<WarcItem>> {
+        self.lead = self.pos();
         // Skip the blank lines between records.
         let start = loop {
-            let at = self.pos;
-            if self.read_line(&mut line)? == 0 {
-                return Ok(Step::End);
+            self.compact();
+            let e = self.line_end(self.at)?;
+            if e == self.at {
+                return Ok(None);
             }
-            if !line.iter().all(u8::is_ascii_whitespace) {
-                break at;
+            if !self.win[self.at..e].iter().all(u8::is_ascii_whitespace) {
+                break self.at;
             }
+            self.at = e;
         };
-        let offset = self.src.src.origin(start);
-        let bad = |reason: &'static str, detail: String| WarcItem::Bad { offset, stream_offset: start, reason, detail };
+        let stream_offset = self.pos();
+        let offset = self.src.origin(stream_offset);
+        let lead = self.lead;
+        let bad = |me: &Self, reason: &'static str, detail: String| WarcItem::Bad {
+            offset,
+            stream_offset,
+            bytes: me.pos() - lead,
+            reason,
+            detail,
+            gzip_skipped: 0,
+        };
+        let first = self.line_end(start)?;
         let after_missing_trailer = std::mem::take(&mut self.after_missing_trailer);
-        if !line.starts_with(b"WARC/") && after_missing_trailer {
-            let skipped = line.len() as u64 + self.skip_to_next_record(&mut line)?;
-            return Ok(Step::Item(WarcItem::Skipped { offset, bytes: skipped }));
+        if !self.win[start..first].starts_with(b"WARC/") {
+            let head = String::from_utf8_lossy(&self.win[start..first.min(start + 40)]).trim_end().to_string();
+            self.skip_to_next_record()?;
+            if after_missing_trailer {
+                return Ok(Some(WarcItem::Skipped { offset, bytes: self.pos() - lead }));
+            }
+            let n = self.pos() - stream_offset;
+            let detail = format!("expected a `WARC/` version line, found {head:?} ({n} bytes skipped)");
+            return Ok(Some(bad(self, "malformed_record", detail)));
         }
-        if !line.starts_with(b"WARC/") {
-            let head = String::from_utf8_lossy(&line[..line.len().min(40)]).trim_end().to_string();
-            let skipped = self.skip_to_next_record(&mut line)?;
-            return Ok(Step::Item(bad(
-                "malformed_record",
-                format!("expected a `WARC/` version line, found {head:?} ({skipped} bytes skipped)"),
-            )));
-        }
-        let version = String::from_utf8_lossy(trim_eol(&line)).into_owned();
+        let version = String::from_utf8_lossy(trim_eol(&self.win[start..first])).into_owned();
         let mut headers: Vec<(String, String)> = Vec::new();
-        let mut header_bytes = 0;
-        loop {
-            let n = self.read_line(&mut line)?;
-            if n == 0 {
-                return Ok(Step::Item(bad("truncated_record", "the input ends inside the record's headers".into())));
+        let mut p = first;
+        let body = loop {
+            let e = self.line_end(p)?;
+            if e == p {
+                self.at = e;
+                return Ok(Some(bad(self, "truncated_record", "the input ends inside the record's headers".into())));
             }
-            header_bytes += n;
-            if header_bytes > MAX_HEADER_BYTES {
-                let skipped = self.skip_to_next_record(&mut line)?;
-                return Ok(Step::Item(bad(
-                    "malformed_record",
-                    format!("headers longer than {MAX_HEADER_BYTES} bytes ({skipped} bytes skipped)"),
-                )));
+            if e - start > MAX_HEADER_BYTES || (e - p == MAX_LINE_BYTES && self.win[e - 1] != b'\n') {
+                self.at = e;
+                self.skip_to_next_record()?;
+                let n = self.pos() - stream_offset;
+                let detail = format!(
+                    "headers over {MAX_HEADER_BYTES} bytes or a header line over {MAX_LINE_BYTES} ({n} bytes skipped)"
+                );
+                return Ok(Some(bad(self, "malformed_record", detail)));
             }
-            let l = trim_eol(&line);
+            let l = trim_eol(&self.win[p..e]);
+            p = e;
             if l.is_empty() {
-                break;
+                break e;
             }
             if (l[0] == b' ' || l[0] == b'\t')
                 && let Some(last) = headers.last_mut()
@@ -440,14 +501,14 @@ impl<S: WarcSource> WarcReader<S> {
             }
             let text = String::from_utf8_lossy(l).into_owned();
             let Some((name, value)) = text.split_once(':') else {
-                let skipped = self.skip_to_next_record(&mut line)?;
-                return Ok(Step::Item(bad(
-                    "malformed_record",
-                    format!("header line without a colon: {:?} ({skipped} bytes skipped)", truncate(&text, 60)),
-                )));
+                self.at = e;
+                self.skip_to_next_record()?;
+                let n = self.pos() - stream_offset;
+                let detail = format!("header line without a colon: {:?} ({n} bytes skipped)", truncate(&text, 60));
+                return Ok(Some(bad(self, "malformed_record", detail)));
             };
             headers.push((name.trim().to_string(), value.trim().to_string()));
-        }
+        };
         let length = headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case("Content-Length"))
@@ -455,106 +516,161 @@ impl<S: WarcSource> WarcReader<S> {
         let length = match length {
             Some(Ok(n)) => n,
             other => {
-                let what = match other {
-                    None => "no Content-Length header".to_string(),
-                    Some(_) => "a Content-Length that is not a number".to_string(),
-                };
-                let skipped = self.skip_to_next_record(&mut line)?;
-                return Ok(Step::Item(bad("malformed_record", format!("{what} ({skipped} bytes skipped)"))));
+                let what =
+                    if other.is_none() { "no Content-Length header" } else { "a Content-Length that is not a number" };
+                self.at = body;
+                self.skip_to_next_record()?;
+                let n = self.pos() - stream_offset;
+                return Ok(Some(bad(self, "malformed_record", format!("{what} ({n} bytes skipped)"))));
             }
         };
         if length > MAX_BLOCK_BYTES {
-            let skipped = io::copy(&mut (&mut self.src).take(length), &mut io::sink())?;
-            self.pos += skipped;
-            return Ok(Step::Item(bad("record_too_large", format!("{length} bytes > {MAX_BLOCK_BYTES}"))));
+            let body_pos = self.base + body as u64;
+            let reason = self.skip_large_block(body, length)?;
+            let skipped = self.pos() - stream_offset;
+            let detail = match reason {
+                "bad_content_length" => format!(
+                    "Content-Length {length} is over the {MAX_BLOCK_BYTES}-byte limit and a record starts {} bytes into the block ({skipped} bytes skipped)",
+                    self.pos() - body_pos
+                ),
+                "record_too_large" => format!("{length} bytes > {MAX_BLOCK_BYTES} ({skipped} bytes skipped)"),
+                _ => format!("Content-Length {length} runs past the end of the input ({skipped} bytes skipped)"),
+            };
+            return Ok(Some(bad(self, reason, detail)));
         }
-        let mut block = Vec::with_capacity(length as usize);
-        let got = (&mut self.src).take(length).read_to_end(&mut block)? as u64;
-        self.pos += got;
-        // A block is followed by CRLF CRLF. When that is missing (or the input ended early) and
-        // a version line stands inside the block, the Content-Length overran into the next
-        // record: give the block its real end and read the next record from where it starts.
-        let mut short_length = false;
-        let head = self.src.fill_buf()?;
-        let at_trailer = got == length && (head.is_empty() || head[0] == b'\r' || head[0] == b'\n');
-        if !at_trailer
-            && let Some(cut) = next_record_inside(&block)
-            && block.len() - cut <= MAX_PUSHBACK_BYTES
-        {
-            let rest = block.split_off(cut);
-            block.truncate(trim_trailing_eols(&block));
-            self.pos -= rest.len() as u64;
-            self.src.push_front(rest);
-            short_length = true;
-        } else if got < length {
-            return Ok(Step::Item(bad(
-                "truncated_record",
-                format!("Content-Length {length} runs past the end of the input ({got} bytes present)"),
-            )));
-        }
+        let length = length as usize;
+        let end = body + length;
+        // The block and the CRLF CRLF after it.
+        self.need(end + 4)?;
+        let avail = (self.win.len() - body).min(length);
+        let complete = avail == length;
+        // When the trailer is missing (or the input ended early) and a version line stands inside
+        // the block, the Content-Length overran into the next record: give the block its real
+        // end and parse the next record from where it starts.
+        let at_trailer = complete && self.win.get(end).is_none_or(|&b| b == b'\r' || b == b'\n');
+        let (block_end, short_length) = if at_trailer {
+            (end, false)
+        } else if let Some(cut) = version_line_in(&self.win, body, body + avail) {
+            (cut, true)
+        } else if !complete {
+            self.at = self.win.len();
+            let detail = format!("Content-Length {length} runs past the end of the input ({avail} bytes present)");
+            return Ok(Some(bad(self, "truncated_record", detail)));
+        } else {
+            (end, false)
+        };
+        let block_len = if short_length { trim_trailing_eols(&self.win[body..block_end]) } else { block_end - body };
+        let block = self.win[body..body + block_len].to_vec();
+        self.at = block_end;
         let missing_trailer = short_length || !self.consume_trailer()?;
         self.after_missing_trailer = missing_trailer && !short_length;
-        Ok(Step::Item(WarcItem::Record(WarcRecord {
+        Ok(Some(WarcItem::Record(WarcRecord {
             version,
             headers,
             block,
             offset,
-            stream_offset: start,
+            stream_offset,
+            span: self.pos() - lead,
             missing_trailer,
             short_length,
         })))
+    }
+
+    /// A block claimed larger than `MAX_BLOCK_BYTES`, starting at window index `body`: scanned
+    /// in window-sized steps, never held. A version line inside it means the length is damaged
+    /// (`bad_content_length`: reading resumes at that record); none means a record too large
+    /// to keep (`record_too_large`, skipped whole); `truncated_record` if the input ends first.
+    fn skip_large_block(&mut self, body: usize, length: u64) -> io::Result<&'static str> {
+        let end = self.base + body as u64 + length;
+        let mut scan = body;
+        loop {
+            let lim = end.min(self.base + self.win.len() as u64);
+            let to = (lim - self.base) as usize;
+            // Leave a partial version line at the window's edge for the next round.
+            let upto = if self.eof || lim == end { to } else { to.saturating_sub(8).max(scan) };
+            if let Some(cut) = version_line_in(&self.win, scan, upto) {
+                self.at = cut;
+                return Ok("bad_content_length");
+            }
+            if lim == end {
+                self.at = to;
+                self.consume_trailer()?;
+                return Ok("record_too_large");
+            }
+            if self.eof {
+                self.at = self.win.len();
+                return Ok("truncated_record");
+            }
+            // Keep the byte before the scan point: a version line must follow a line end.
+            self.at = upto.saturating_sub(1);
+            let keep = upto - self.at;
+            self.compact();
+            scan = self.at + keep;
+            self.fill()?;
+        }
     }
 
     /// Consumes up to two line ends after a block; false if something else comes first.
     fn consume_trailer(&mut self) -> io::Result<bool> {
         let mut newlines = 0;
         while newlines < 2 {
-            let buf = self.src.fill_buf()?;
-            match buf.first() {
-                Some(b'\r') => {
-                    self.src.consume(1);
-                    self.pos += 1;
-                }
-                Some(b'\n') => {
-                    self.src.consume(1);
-                    self.pos += 1;
+            if self.at == self.win.len() && !self.fill()? {
+                return Ok(false);
+            }
+            match self.win[self.at] {
+                b'\r' => self.at += 1,
+                b'\n' => {
+                    self.at += 1;
                     newlines += 1;
                 }
-                None => return Ok(newlines == 2),
-                Some(_) => return Ok(false),
+                _ => return Ok(false),
             }
         }
         Ok(true)
     }
 
-    /// Skips lines until one starts with `WARC/` (left unread); returns the bytes skipped.
-    fn skip_to_next_record(&mut self, line: &mut Vec<u8>) -> io::Result<u64> {
-        let mut skipped = 0;
+    /// Skips lines until one starts with `WARC/` (left unread) or the input ends.
+    fn skip_to_next_record(&mut self) -> io::Result<()> {
         loop {
-            let n = self.read_line(line)?;
-            if n == 0 {
-                return Ok(skipped);
+            self.compact();
+            let e = self.line_end(self.at)?;
+            if e == self.at || self.win[self.at..e].starts_with(b"WARC/") {
+                return Ok(());
             }
-            if line.starts_with(b"WARC/") {
-                self.pos -= n as u64;
-                self.src.push_front(std::mem::take(line));
-                return Ok(skipped);
-            }
-            skipped += n as u64;
+            self.at = e;
         }
+    }
+
+    /// Reports the decoding error that ended the window, as an item covering the stream from
+    /// `lead` (the unfinished item it cut), and resynchronizes on the next gzip member.
+    fn corrupt(&mut self, offset: u64, stream_offset: u64) -> io::Result<WarcItem> {
+        let e = self.pending.take().expect("a pending decoding error");
+        let reason = if e.kind() == io::ErrorKind::UnexpectedEof { "truncated_gzip" } else { "corrupt_gzip" };
+        let bytes = self.base + self.win.len() as u64 - self.lead;
+        let (found, gzip_skipped) = self.src.resync()?;
+        let detail = format!(
+            "{e} ({bytes} decoded bytes dropped; {gzip_skipped} compressed bytes skipped to {})",
+            if found { "the next gzip member" } else { "the end of the file" }
+        );
+        self.win.clear();
+        self.at = 0;
+        self.base = self.src.position();
+        self.eof = !found;
+        Ok(WarcItem::Bad { offset, stream_offset, bytes, reason, detail, gzip_skipped })
     }
 }
 
-/// Where a `WARC/1.x` (or `WARC/0.x`) version line starts inside a block, after a line end.
-fn next_record_inside(block: &[u8]) -> Option<usize> {
-    let mut from = 0;
-    while let Some(i) = memchr::memmem::find(&block[from..], b"\nWARC/") {
-        let at = from + i + 1;
-        let rest = &block[at + 5..];
+/// The first index in `from..to` where a `WARC/d.d` version line starts after a line end.
+fn version_line_in(win: &[u8], from: usize, to: usize) -> Option<usize> {
+    let mut i = from.max(1);
+    while i < to {
+        let hit = memchr::memmem::find(&win[i - 1..to], b"\nWARC/")?;
+        let at = i + hit;
+        let rest = &win[at + 5..];
         if rest.len() >= 3 && rest[0].is_ascii_digit() && rest[1] == b'.' && rest[2].is_ascii_digit() {
             return Some(at);
         }
-        from = at;
+        i = at + 1;
     }
     None
 }
@@ -587,33 +703,35 @@ impl<S: WarcSource> Iterator for WarcReader<S> {
         if self.done {
             return None;
         }
-        match self.step() {
-            Step::Item(item) => Some(Ok(item)),
-            Step::End => {
+        let item = match self.parse() {
+            Ok(item) => item,
+            Err(e) => {
                 self.done = true;
-                None
+                return Some(Err(e));
             }
-            Step::Corrupt(e) => {
-                if self.src.src.raw_failed() {
-                    self.done = true;
-                    return Some(Err(e));
-                }
-                let offset = self.src.src.origin(self.pos);
-                let reason = if e.kind() == io::ErrorKind::UnexpectedEof { "truncated_gzip" } else { "corrupt_gzip" };
-                let item = WarcItem::Bad { offset, stream_offset: self.pos, reason, detail: e.to_string() };
-                self.src.back.clear();
-                self.src.at = 0;
-                match self.src.src.resync() {
-                    Ok(true) => {}
-                    Ok(false) => self.done = true,
-                    Err(e) => return Some(Err(e)),
-                }
-                // Bytes consumed by the failed step were never counted: take the position
-                // from the source so later records get their own members' offsets.
-                self.pos = self.src.src.position();
-                Some(Ok(item))
+        };
+        // An item that ran into a decoding error is the damaged stretch itself: report it as
+        // that error (a record whose whole block was read is kept).
+        let cut_short = self.pending.is_some() && self.at == self.win.len();
+        let report = match item {
+            Some(WarcItem::Record(r)) => return Some(Ok(WarcItem::Record(r))),
+            Some(other) if !cut_short => return Some(Ok(other)),
+            None if self.pending.is_none() => {
+                self.done = true;
+                return None;
             }
+            Some(WarcItem::Bad { offset, stream_offset, .. }) => self.corrupt(offset, stream_offset),
+            Some(WarcItem::Skipped { offset, .. }) => self.corrupt(offset, self.lead),
+            None => {
+                let p = self.pos();
+                let offset = self.src.origin(p);
+                self.corrupt(offset, p)
+            }
+        };
+        if report.is_err() {
+            self.done = true;
         }
+        Some(report)
     }
 }
 
@@ -814,6 +932,151 @@ mod tests {
         assert!(rs[0].short_length && rs[0].missing_trailer);
         assert_eq!(rs[1].target_uri(), Some("http://b/"));
         assert_eq!(rs[2].block, b"ccc");
+    }
+
+    #[test]
+    fn a_digit_flipped_length_beyond_the_limit_loses_only_its_record() {
+        // 900,000,000 on a 200-byte record: ledgered, and every later record kept.
+        let body = "x".repeat(200);
+        let mut bytes =
+            format!("WARC/1.0\r\nWARC-Type: response\r\nContent-Length: 900000000\r\n\r\n{body}\r\n\r\n").into_bytes();
+        let first = bytes.len() as u64;
+        for i in 0..50 {
+            bytes.extend(record("response", &format!("http://x/{i}"), "fine"));
+        }
+        let items = read_all(bytes.clone());
+        assert_eq!(records(&items).len(), 50, "{:?}", &items[..2]);
+        match &items[0] {
+            WarcItem::Bad { reason: "bad_content_length", bytes, .. } => assert_eq!(*bytes, first),
+            other => panic!("{other:?}"),
+        }
+        // The same in per-record gzip members.
+        let mut members = gz(&bytes[..first as usize]);
+        members.extend((0..50).flat_map(|i| gz(&record("response", &format!("http://x/{i}"), "fine"))));
+        let items = read_all(members);
+        assert_eq!(records(&items).len(), 50);
+        assert!(matches!(items[0], WarcItem::Bad { reason: "bad_content_length", .. }));
+    }
+
+    #[test]
+    fn an_overrun_of_tens_of_mib_keeps_every_later_record() {
+        // A 200-byte record claiming 40 MiB, followed by 30 MiB of records.
+        let mut bytes = format!(
+            "WARC/1.0\r\nWARC-Type: response\r\nContent-Length: {}\r\n\r\n{}\r\n\r\n",
+            40 << 20,
+            "y".repeat(200)
+        )
+        .into_bytes();
+        let page = "z".repeat(30_000);
+        let n = (30 << 20) / page.len();
+        for i in 0..n {
+            bytes.extend(record("response", &format!("http://x/{i}"), &page));
+        }
+        let items = read_all(bytes);
+        let rs = records(&items);
+        assert_eq!(rs.len(), n + 1);
+        assert!(rs[0].short_length && rs[0].block.len() == 200);
+        assert!(rs[1..].iter().all(|r| !r.short_length && r.block.len() == page.len()));
+        assert_eq!(rs[n].target_uri(), Some(format!("http://x/{}", n - 1).as_str()));
+    }
+
+    #[test]
+    fn nested_lying_lengths_are_each_cut_at_their_next_record() {
+        // Every record claims 8 MiB of a 1 MiB file: each is cut at the next, none is lost.
+        let mut bytes = Vec::new();
+        for i in 0..5000 {
+            bytes.extend(
+                format!(
+                    "WARC/1.0\r\nWARC-Target-URI: http://x/{i}\r\nContent-Length: {}\r\n\r\nbody {i}\r\n\r\n",
+                    8 << 20
+                )
+                .into_bytes(),
+            );
+        }
+        let items = read_all(bytes);
+        let rs = records(&items);
+        assert_eq!(rs.len(), 4999);
+        assert!(rs.iter().all(|r| r.short_length));
+        assert_eq!(rs[17].block, b"body 17");
+        // The last claims past the end with no record after it.
+        assert!(matches!(items.last(), Some(WarcItem::Bad { reason: "truncated_record", .. })));
+    }
+
+    /// Every byte of a plain stream is inside exactly one item, in order, or is trailing blank space.
+    fn assert_tiles(input: &[u8], items: &[WarcItem]) {
+        let covered: u64 = items
+            .iter()
+            .map(|i| match i {
+                WarcItem::Record(r) => r.span,
+                WarcItem::Bad { bytes, .. } | WarcItem::Skipped { bytes, .. } => *bytes,
+            })
+            .sum();
+        assert!(covered <= input.len() as u64, "{covered} > {}", input.len());
+        let rest = &input[covered as usize..];
+        assert!(
+            rest.iter().all(u8::is_ascii_whitespace),
+            "{} bytes not covered: {:?}",
+            rest.len(),
+            &rest[..rest.len().min(60)]
+        );
+    }
+
+    #[test]
+    fn every_byte_of_damaged_input_is_in_a_record_or_a_counted_stretch() {
+        let mut clean = Vec::new();
+        for i in 0..40 {
+            clean.extend(record(
+                if i % 3 == 0 { "request" } else { "response" },
+                &format!("http://x/{i}"),
+                &"w\n".repeat(i * 7),
+            ));
+        }
+        let mut seed = 0x9e3779b97f4a7c15u64;
+        let mut rand = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..400 {
+            let mut bytes = clean.clone();
+            for _ in 0..1 + round % 4 {
+                let at = (rand() % bytes.len() as u64) as usize;
+                match rand() % 5 {
+                    0 => bytes[at] = b"0123456789"[(rand() % 10) as usize],
+                    1 => bytes[at] ^= 1 << (rand() % 8),
+                    2 => drop(bytes.drain(at..(at + (rand() % 300) as usize).min(bytes.len()))),
+                    3 => bytes
+                        .splice(at..at, b"\r\nWARC/1.0\r\nContent-Length: 99999999\r\n\r\n".iter().copied())
+                        .for_each(drop),
+                    _ => bytes.truncate(at),
+                }
+            }
+            let items = read_all(bytes.clone());
+            assert_tiles(&bytes, &items);
+        }
+        let items = read_all(clean.clone());
+        assert_eq!(records(&items).len(), 40);
+        assert_tiles(&clean, &items);
+    }
+
+    #[test]
+    fn a_lying_length_that_reaches_a_corrupt_member_keeps_the_records_between() {
+        let mut members = gz(b"WARC/1.0\r\nWARC-Type: response\r\nContent-Length: 5000000\r\n\r\nfirst\r\n\r\n");
+        members.extend((0..3).flat_map(|i| gz(&record("response", &format!("http://x/{i}"), "ok"))));
+        let mut bad = gz(&record("response", "http://bad/", &"q".repeat(4000)));
+        for b in &mut bad[12..40] {
+            *b ^= 0x5a;
+        }
+        members.extend(bad);
+        members.extend(gz(&record("response", "http://after/", "ok")));
+        let items = read_all(members);
+        let uris: Vec<_> = records(&items).iter().map(|r| r.target_uri().unwrap_or("").to_string()).collect();
+        assert_eq!(uris, ["", "http://x/0", "http://x/1", "http://x/2", "http://after/"], "{items:?}");
+        let corrupt: Vec<_> =
+            items.iter().filter(|i| matches!(i, WarcItem::Bad { reason: "corrupt_gzip", .. })).collect();
+        assert_eq!(corrupt.len(), 1, "{items:?}");
+        assert!(matches!(corrupt[0], WarcItem::Bad { gzip_skipped, .. } if *gzip_skipped > 0));
     }
 
     #[test]

@@ -107,6 +107,15 @@ impl Summary {
                 name, src.docs, src.text_bytes, src.chars_min, src.chars_p50, src.chars_p90, src.chars_max, removed
             );
         }
+        if !self.counters.is_empty() {
+            let c: Vec<String> = self.counters.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            s += &format!("\ncounters: {}\n", c.join(", "));
+        }
+        for (k, what) in crate::inspect::verify::LOSS_COUNTERS {
+            if let Some(n) = self.counters.get(*k).filter(|&&n| n > 0) {
+                s += &format!("WARNING: input lost: {n} {what}\n");
+            }
+        }
         s
     }
 }

@@ -23,6 +23,25 @@ pub struct VerifyReport {
     pub docs_ledger: u64,
     pub files_checked: usize,
     pub problems: Vec<String>,
+    /// Input bytes that are in no record (ledgered as damaged stretches, or unreadable after a
+    /// broken stream): not a failure of the stage, but data the source lost.
+    pub warnings: Vec<String>,
+}
+
+/// Manifest counters of input bytes in no record: what a source lost to damage.
+pub const LOSS_COUNTERS: &[(&str, &str)] = &[
+    ("warc_bytes_not_in_records", "decompressed WARC bytes in no record (damaged stretches, ledgered)"),
+    ("gzip_bytes_skipped", "compressed bytes of damaged gzip members skipped"),
+    ("input_streams_broken", "files whose compressed stream broke (the rest of each ledgered as corrupt_input)"),
+    ("input_bytes_unread", "compressed bytes after a broken stream, unread (at least; ledgered as corrupt_input)"),
+];
+
+/// Lines naming each nonzero loss counter of a manifest.
+pub fn input_loss(m: &Manifest) -> Vec<String> {
+    LOSS_COUNTERS
+        .iter()
+        .filter_map(|(k, what)| m.counters.get(*k).filter(|&&n| n > 0).map(|n| format!("input lost: {n} {what} [{k}]")))
+        .collect()
 }
 
 impl VerifyReport {
@@ -53,6 +72,7 @@ pub fn verify(dir: &Loc) -> Result<VerifyReport, StageError> {
         docs_ledger: m.accounting.docs_ledger,
         files_checked: 0,
         problems: Vec::new(),
+        warnings: input_loss(&m),
     };
     let a = m.accounting;
     if !a.balanced() {

@@ -66,14 +66,22 @@ pub(super) fn warc_item(
 ) -> Result<(), StageError> {
     {
         match item {
-            warc::WarcItem::Skipped { bytes, .. } => sink.manifest.count("warc_bytes_skipped_after_record", bytes),
-            warc::WarcItem::Bad { offset, stream_offset, reason, detail } => {
+            warc::WarcItem::Skipped { bytes, .. } => {
+                sink.manifest.count("warc_bytes_skipped_after_record", bytes);
+                sink.manifest.count("warc_bytes_not_in_records", bytes);
+            }
+            warc::WarcItem::Bad { offset, stream_offset, bytes, reason, detail, gzip_skipped } => {
+                sink.manifest.count("warc_bytes_not_in_records", bytes);
+                if gzip_skipped > 0 {
+                    sink.manifest.count("gzip_bytes_skipped", gzip_skipped);
+                }
                 *records += 1;
                 // Ids from the decompressed position: members can hold several records.
                 let id = doc_id(&file.source, &file.rel, stream_offset);
                 sink.reject_id(file, id, offset, reason, detail)?;
             }
             warc::WarcItem::Record(rec) => {
+                sink.manifest.count("warc_bytes_in_records", rec.span);
                 let kind = rec.record_type();
                 if rec.missing_trailer {
                     sink.manifest.count("warc_missing_trailer", 1);

@@ -355,6 +355,9 @@ fn ingest_file(cfg: &IngestConfig, file: &InputFile, sink: &mut UnitSink) -> Res
             let detail =
                 format!("input unreadable from decompressed byte {offset} (compressed byte ~{}): {e}", raw.bytes);
             tracing::warn!(file = %path, "{detail}");
+            let size = file.loc.size()?;
+            sink.manifest.count("input_streams_broken", 1);
+            sink.manifest.count("input_bytes_unread", size.saturating_sub(raw.bytes));
             records += 1;
             sink.reject(file, offset, "corrupt_input", detail)?;
         }
