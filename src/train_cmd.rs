@@ -171,6 +171,7 @@ pub fn run_training(cfg: &TrainConfig, start: Start) -> Result<(TrainSummary, Op
             )
         }),
         Event::Checkpoint(p) => bar.suspend(|| tracing::debug!("checkpoint {}", p.display())),
+        Event::Notice(n) => bar.suspend(|| tracing::warn!("{n}")),
     };
     let summary = match start {
         Start::Resume | Start::Fresh => {
@@ -286,7 +287,7 @@ fn train_step(ctx: &StepCtx) -> Result<Outcome> {
     let (s, restarted) = run_training(&cfg, Start::ResumeOrRestart)?;
     let mut text = String::new();
     if let Some(why) = restarted {
-        text += &format!("train    {why}; training again from scratch\n");
+        text += &format!("train    {why}; training again from step 0\n");
     }
     let f = |x: Option<f32>| x.map_or("-".into(), |l| format!("{l:.3}"));
     text += &format!(

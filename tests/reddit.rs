@@ -353,11 +353,23 @@ fn the_demo_recipe_runs_end_to_end_and_resumes() {
     changed.extend(["--set", "quality.l2=2.0"]);
     let third = ok(grist(&changed, &[]));
     assert!(third.contains("quality  trained on"), "{third}");
-    // A changed mixture changes the training shards: the GPT is trained again from scratch.
+    // A changed mixture changes the training shards: the GPT is trained again from step 0, and
+    // the previous run is kept aside whole (checkpoints, metrics), never deleted.
+    let old_latest = std::fs::read_to_string(run.join("train/checkpoints/latest")).unwrap();
+    let old_metrics = std::fs::read(run.join("train/metrics.jsonl")).unwrap();
     let mut remixed = args.clone();
     remixed.extend(["--set", "blend.total_tokens=50000"]);
     let fourth = ok(grist(&remixed, &[]));
-    assert!(fourth.contains("trained on other data") && fourth.contains("training again from scratch"), "{fourth}");
+    assert!(fourth.contains("trained on other data") && fourth.contains("training again from step 0"), "{fourth}");
+    let kept = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("train.prev-"))
+        .expect("the previous run kept aside");
+    assert!(fourth.contains(&format!("the previous run is kept in {}", kept.display())), "{fourth}");
+    assert_eq!(std::fs::read_to_string(kept.join("checkpoints/latest")).unwrap(), old_latest);
+    assert_eq!(std::fs::read(kept.join("metrics.jsonl")).unwrap(), old_metrics);
+    assert!(trainer::checkpoint::validate(&kept.join("checkpoints").join(old_latest.trim())).is_ok());
 }
 
 /// Asserts that the elements of an XML fragment open and close in order.

@@ -144,8 +144,13 @@ fn a_killed_run_resumes_bit_for_bit_on_another_thread_count() {
     assert!(status.code().is_none(), "the run finished before it was killed: make its steps slower");
     let latest = std::fs::read_to_string(killed.join("checkpoints/latest")).unwrap();
     assert!(latest.starts_with("step-") && latest != "step-00000040", "{latest}");
+    // `latest` emptied (as a crash mid-write on a careless filesystem could): the run resumes
+    // from the newest whole checkpoint and says so, never from step 0.
+    std::fs::write(killed.join("checkpoints/latest"), "").unwrap();
     // Resume on one thread: the same trajectory, bit for bit (every loss, norm and rate).
-    ok(train(&cfg, &[], &[("RAYON_NUM_THREADS", "1")]));
+    let o = train(&cfg, &[], &[("RAYON_NUM_THREADS", "1")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&format!("latest is empty: resuming from {}", latest.trim())), "{}", stderr(&o));
     assert_eq!(trajectory(&killed), want);
 }
 

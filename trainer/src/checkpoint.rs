@@ -261,8 +261,44 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Checkpoin
         .map_err(|e| format_err(path, format!("line {}, column {}: {e}", e.line(), e.column())))
 }
 
-/// Writes checkpoint `name` under `dir` atomically, points `latest` at it, and keeps only the
-/// newest `keep` checkpoints. Returns its directory.
+/// The files of a checkpoint, each checked on resume against `files.json` (written last).
+pub const PARTS: [&str; 4] = ["model.safetensors", "config.json", "optimizer.safetensors", "state.json"];
+/// A checkpoint's own manifest: every part's size and xxh3-64.
+pub const FILES: &str = "files.json";
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct PartEntry {
+    path: String,
+    bytes: u64,
+    xxh3: String,
+}
+
+fn part_entry(dir: &Path, name: &str) -> Result<PartEntry, CheckpointError> {
+    let path = dir.join(name);
+    let (bytes, xxh3) =
+        shards::checksum::file_checksum(&shards::Loc::local(&path)).map_err(|e| format_err(&path, e.to_string()))?;
+    Ok(PartEntry { path: name.to_string(), bytes, xxh3 })
+}
+
+/// Makes a directory's entries (a rename, a new file) durable. Best effort where a filesystem
+/// cannot open a directory.
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// The step of a checkpoint directory name `step-NNNNNNNN`.
+pub fn step_of(name: &str) -> Option<u64> {
+    name.strip_prefix("step-")?.parse().ok()
+}
+
+/// Writes checkpoint `name` (`step-NNNNNNNN`) into `dir` as SQLite or PostgreSQL would: every
+/// file written and fsynced in `NAME.tmp`, its `files.json` (sizes, checksums) last, the folder
+/// fsynced, renamed into place, the parent fsynced; then `latest` replaced the same way. A
+/// checkpoint of the same name already there is moved aside, not deleted, until the new one is
+/// in place. Retention keeps the `keep` newest whole checkpoints up to this one and never
+/// deletes one newer than it.
 pub fn save<S: serde::Serialize>(
     dir: &Path,
     name: &str,
@@ -270,6 +306,7 @@ pub fn save<S: serde::Serialize>(
     keep: usize,
 ) -> Result<PathBuf, CheckpointError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let this_step = step_of(name);
     let tmp = dir.join(format!("{name}.tmp"));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
@@ -284,39 +321,152 @@ pub fn save<S: serde::Serialize>(
     ];
     write_safetensors(&tmp.join("optimizer.safetensors"), &moments, &BTreeMap::new())?;
     write_json(&tmp.join("state.json"), &saved.state)?;
+    let parts = PARTS.iter().map(|p| part_entry(&tmp, p)).collect::<Result<Vec<_>, _>>()?;
+    write_json(&tmp.join(FILES), &parts)?;
+    sync_dir(&tmp);
     let fin = dir.join(name);
-    let _ = std::fs::remove_dir_all(&fin);
+    let aside = dir.join(format!("{name}.replaced.tmp"));
+    let replaced = fin.exists();
+    if replaced {
+        let _ = std::fs::remove_dir_all(&aside);
+        std::fs::rename(&fin, &aside).map_err(io(&fin))?;
+    }
     std::fs::rename(&tmp, &fin).map_err(io(&fin))?;
-    let latest_tmp = dir.join("latest.tmp");
-    std::fs::write(&latest_tmp, name).map_err(io(&latest_tmp))?;
-    std::fs::rename(&latest_tmp, dir.join("latest")).map_err(io(dir))?;
-    // Keep the newest `keep` (names sort by step: step-00000100).
-    let mut old: Vec<PathBuf> = std::fs::read_dir(dir)
+    sync_dir(dir);
+    if replaced {
+        std::fs::remove_dir_all(&aside).map_err(io(&aside))?;
+    }
+    shards::Loc::local(dir.join("latest")).write_atomic(name.as_bytes()).map_err(|e| format_err(dir, e.to_string()))?;
+    // Retention: whole or not, only checkpoints older than this one are candidates.
+    let mut older: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
         .map_err(io(dir))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_dir()
-                && p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("step-") && !n.ends_with(".tmp"))
+        .filter(|p| p.is_dir())
+        .filter_map(|p| {
+            let step = step_of(p.file_name()?.to_str()?)?;
+            this_step.is_some_and(|t| step < t).then_some((step, p))
         })
         .collect();
-    old.sort();
-    let drop = old.len().saturating_sub(keep.max(1));
-    for p in &old[..drop] {
+    older.sort();
+    let drop = older.len().saturating_sub(keep.max(1) - 1);
+    for (_, p) in &older[..drop] {
         std::fs::remove_dir_all(p).map_err(io(p))?;
     }
     Ok(fin)
 }
 
-/// The checkpoint `latest` names under `dir`, if any.
-pub fn latest(dir: &Path) -> Option<PathBuf> {
-    let name = std::fs::read_to_string(dir.join("latest")).ok()?;
-    let p = dir.join(name.trim());
-    p.join("state.json").exists().then_some(p)
+/// Checks a checkpoint directory is whole: every part present with the size and checksum its
+/// `files.json` records (a checkpoint from before `files.json`: every part present and non-empty).
+pub fn validate(ckpt: &Path) -> Result<(), String> {
+    let files = ckpt.join(FILES);
+    if !files.exists() {
+        for p in PARTS {
+            match std::fs::metadata(ckpt.join(p)) {
+                Ok(m) if m.len() > 0 => {}
+                _ => return Err(format!("{p} missing or empty (and no {FILES})")),
+            }
+        }
+        return Ok(());
+    }
+    let parts: Vec<PartEntry> = read_json(&files).map_err(|e| e.to_string())?;
+    for want in PARTS {
+        if !parts.iter().any(|p| p.path == want) {
+            return Err(format!("{FILES} does not list {want}"));
+        }
+    }
+    for p in &parts {
+        if p.path.contains('/') || p.path.contains("..") {
+            return Err(format!("{FILES} names {:?}, outside the checkpoint", p.path));
+        }
+        let got = part_entry(ckpt, &p.path).map_err(|_| format!("{} missing or unreadable", p.path))?;
+        if got.bytes != p.bytes {
+            return Err(format!("{}: {} bytes, {FILES} records {}", p.path, got.bytes, p.bytes));
+        }
+        if got.xxh3 != p.xxh3 {
+            return Err(format!("{}: checksum {} != {} recorded in {FILES}", p.path, got.xxh3, p.xxh3));
+        }
+    }
+    Ok(())
 }
 
-/// Reads the model of a checkpoint directory (`config.json` and `model.safetensors`).
+/// Where a run resumes: the newest whole checkpoint, and a note when `latest` said otherwise.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resume {
+    pub path: Option<PathBuf>,
+    /// Why the checkpoint resumed from is not the one `latest` names (or what was wrong).
+    pub note: Option<String>,
+}
+
+/// Finds the checkpoint to resume from in `dir`: the newest whole one (validated), whatever
+/// `latest` says: `latest` empty, naming a missing or partial checkpoint, or naming an older
+/// step than the newest whole one is reported in the note. An error when checkpoints exist but
+/// none is whole, rather than starting over from step 0.
+pub fn resume_point(dir: &Path) -> Result<Resume, CheckpointError> {
+    let mut steps: Vec<(u64, PathBuf)> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .filter_map(|p| Some((step_of(p.file_name()?.to_str()?)?, p)))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io(dir)(e)),
+    };
+    steps.sort();
+    let named = std::fs::read_to_string(dir.join("latest")).ok().map(|s| s.trim().to_string());
+    let mut broken = Vec::new();
+    let mut newest = None;
+    for (_, p) in steps.iter().rev() {
+        match validate(p) {
+            Ok(()) => {
+                newest = Some(p.clone());
+                break;
+            }
+            Err(why) => broken.push(format!("{}: {why}", p.display())),
+        }
+    }
+    let Some(path) = newest else {
+        if !broken.is_empty() {
+            return Err(format_err(
+                dir,
+                format!(
+                    "no whole checkpoint to resume from:\n  {}\nhint: restore a checkpoint, or start over with `grist train --fresh` (which deletes these)",
+                    broken.join("\n  ")
+                ),
+            ));
+        }
+        let note = named
+            .filter(|n| !n.is_empty())
+            .map(|n| format!("{}/latest names {n}, which does not exist: starting from step 0", dir.display()));
+        return Ok(Resume { path: None, note });
+    };
+    let here = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+    let why = match named.as_deref() {
+        None => Some("is missing".to_string()),
+        Some("") => Some("is empty".to_string()),
+        Some(n) if n == here => None,
+        Some(n) => match step_of(n) {
+            Some(s) if s < step_of(&here).unwrap_or(0) && validate(&dir.join(n)).is_ok() => {
+                Some(format!("names {n}, older than the newest whole checkpoint"))
+            }
+            _ => Some(format!(
+                "names {n}, which is missing or partial ({})",
+                validate(&dir.join(n)).err().unwrap_or_else(|| "not a checkpoint".into())
+            )),
+        },
+    };
+    let mut note = why.map(|w| format!("{}/latest {w}: resuming from {here}", dir.display()));
+    if !broken.is_empty() {
+        let skipped = format!("skipped newer checkpoints that are not whole: {}", broken.join("; "));
+        note = Some(note.map_or(skipped.clone(), |n| format!("{n}; {skipped}")));
+    }
+    Ok(Resume { path: Some(path), note })
+}
+
+/// The newest whole checkpoint in `dir`, if any (see [`resume_point`]).
+pub fn latest(dir: &Path) -> Option<PathBuf> {
+    resume_point(dir).ok()?.path
+}
+
 pub fn load_model(ckpt: &Path) -> Result<Params, CheckpointError> {
     let cfg = config_from_hf(&read_json(&ckpt.join("config.json"))?, &ckpt.join("config.json"))?;
     let path = ckpt.join("model.safetensors");
@@ -400,5 +550,84 @@ mod tests {
         big[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
         std::fs::write(&p, &big).unwrap();
         assert!(read_safetensors(&p).unwrap_err().to_string().contains("runs past the end"));
+    }
+
+    fn small() -> Saved<Value> {
+        let params = Params::gpt2_init(GptConfig::new(8, 50, 1, 2, 8, 64), 1);
+        let n = params.data.len();
+        Saved { params, m: vec![0.5; n], v: vec![0.25; n], state: json!({"step": 1}) }
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("step-"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_bad_latest_resumes_from_the_newest_whole_checkpoint_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for step in [10, 20, 30] {
+            save(d, &format!("step-{step:08}"), &small(), 5).unwrap();
+        }
+        let at = |r: &Resume| r.path.as_ref().unwrap().file_name().unwrap().to_string_lossy().into_owned();
+        let r = resume_point(d).unwrap();
+        assert_eq!((at(&r), r.note), ("step-00000030".into(), None));
+        // Empty, naming a missing checkpoint, naming an older one: the newest whole, with a note.
+        for (latest, says) in [("", "is empty"), ("step-00000099", "which is missing"), ("step-00000010", "older than")]
+        {
+            std::fs::write(d.join("latest"), latest).unwrap();
+            let r = resume_point(d).unwrap();
+            assert_eq!(at(&r), "step-00000030");
+            let note = r.note.unwrap();
+            assert!(note.contains(says) && note.contains("resuming from step-00000030"), "{note}");
+        }
+        std::fs::remove_file(d.join("latest")).unwrap();
+        assert!(resume_point(d).unwrap().note.unwrap().contains("is missing"));
+        // The newest corrupted with its size unchanged: the checksum finds it; 20 is used.
+        let m = d.join("step-00000030/optimizer.safetensors");
+        let mut bytes = std::fs::read(&m).unwrap();
+        let k = bytes.len() - 3;
+        bytes[k] ^= 0xff;
+        std::fs::write(&m, &bytes).unwrap();
+        std::fs::write(d.join("latest"), "step-00000030").unwrap();
+        let r = resume_point(d).unwrap();
+        assert_eq!(at(&r), "step-00000020");
+        let note = r.note.unwrap();
+        assert!(note.contains("checksum") && note.contains("optimizer.safetensors"), "{note}");
+        // A partial one (a part missing) is skipped too.
+        std::fs::remove_file(d.join("step-00000020/state.json")).unwrap();
+        assert_eq!(at(&resume_point(d).unwrap()), "step-00000010");
+        // None whole: an error naming each, never a silent start from step 0.
+        std::fs::remove_file(d.join("step-00000010/model.safetensors")).unwrap();
+        let e = resume_point(d).unwrap_err().to_string();
+        assert!(e.contains("no whole checkpoint") && e.contains("step-00000010") && e.contains("--fresh"), "{e}");
+        assert_eq!(latest(d), None);
+    }
+
+    #[test]
+    fn retention_never_deletes_a_newer_checkpoint_and_a_rewrite_replaces_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for step in [10, 20, 30, 40] {
+            save(d, &format!("step-{step:08}"), &small(), 2).unwrap();
+        }
+        assert_eq!(names(d), ["step-00000030", "step-00000040"]);
+        // Resumed from an older state (the user restored 25): writing 25 deletes only older ones.
+        save(d, "step-00000025", &small(), 2).unwrap();
+        assert_eq!(names(d), ["step-00000025", "step-00000030", "step-00000040"]);
+        assert_eq!(std::fs::read_to_string(d.join("latest")).unwrap(), "step-00000025");
+        // Writing a name that exists replaces it whole, and leaves no temporary folder.
+        let mut other = small();
+        other.m[0] = 9.0;
+        save(d, "step-00000040", &other, 2).unwrap();
+        assert_eq!(load::<Value>(&d.join("step-00000040")).unwrap().m[0], 9.0);
+        assert!(validate(&d.join("step-00000040")).is_ok());
+        assert!(std::fs::read_dir(d).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".tmp")));
     }
 }

@@ -306,10 +306,18 @@ pub struct TrainState {
 /// Something that happened, for a progress display.
 #[derive(Debug, Clone)]
 pub enum Event {
-    Start { step: u64, tokens: u64, total_tokens: Option<u64>, steps: Option<u64>, resumed: Option<PathBuf> },
+    Start {
+        step: u64,
+        tokens: u64,
+        total_tokens: Option<u64>,
+        steps: Option<u64>,
+        resumed: Option<PathBuf>,
+    },
     Step(StepRecord),
     Eval(EvalRecord),
     Checkpoint(PathBuf),
+    /// Something the user should read (e.g. resuming from another checkpoint than `latest` names).
+    Notice(String),
 }
 
 /// What a finished run reports.
@@ -362,9 +370,10 @@ pub fn evaluate(
 }
 
 /// Trains, resuming from the output's checkpoint when it was made by the same config on the
-/// same data; a checkpoint of another config or other data is not resumed but replaced, and
-/// training starts over (what a recipe rerun after a change wants). Returns the summary and,
-/// when it started over, why (the first line of the refusal).
+/// same data. A checkpoint of another config or other data is neither resumed nor deleted: the
+/// whole previous output folder is renamed to `{out}.prev-{step}-{hash}` beside it and
+/// training starts over (what a recipe rerun after a change wants, without losing a run).
+/// Returns the summary and, when it started over, a line saying why and where the old run went.
 pub fn train_or_restart(
     cfg: &TrainConfig,
     train_shards: &[Loc],
@@ -375,10 +384,41 @@ pub fn train_or_restart(
         Ok(s) => Ok((s, None)),
         Err(why @ (TrainError::ConfigChanged { .. } | TrainError::DataChanged { .. })) => {
             let why = why.to_string().lines().next().unwrap_or_default().to_string();
-            Ok((train(cfg, train_shards, val, true, on_event)?, Some(why)))
+            let aside = keep_aside(Path::new(&cfg.out))?;
+            let note = format!("{why}; the previous run is kept in {}", aside.display());
+            on_event(&Event::Notice(note.clone()));
+            Ok((train(cfg, train_shards, val, false, on_event)?, Some(note)))
         }
         Err(e) => Err(e),
     }
+}
+
+/// Renames a training output folder out of the way: `{out}.prev-{step}-{xxh3 of its state}`
+/// (a numbered suffix if that exists too). One rename: nothing is copied or deleted.
+fn keep_aside(out: &Path) -> Result<PathBuf, TrainError> {
+    let point = checkpoint::resume_point(&out.join("checkpoints")).unwrap_or_default();
+    let tag = match &point.path {
+        Some(p) => {
+            let state = std::fs::read(p.join("state.json")).unwrap_or_default();
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("step");
+            format!("{name}-{}", &shards::checksum::xxh3_hex(&state)[..8])
+        }
+        None => "nocheckpoint".to_string(),
+    };
+    let base = out.file_name().and_then(|n| n.to_str()).unwrap_or("train").to_string();
+    let mut aside = out.with_file_name(format!("{base}.prev-{tag}"));
+    let mut k = 1;
+    while aside.exists() {
+        aside = out.with_file_name(format!("{base}.prev-{tag}-{k}"));
+        k += 1;
+    }
+    std::fs::rename(out, &aside).map_err(io_err(out))?;
+    if let Some(parent) = out.parent()
+        && let Ok(d) = std::fs::File::open(parent)
+    {
+        let _ = d.sync_all();
+    }
+    Ok(aside)
 }
 
 /// Runs (or resumes) training. `fresh` ignores existing checkpoints and metrics.
@@ -409,7 +449,11 @@ pub fn train(
     let data_print = loader.fingerprint();
     let mut backend = CpuBackend::new(Params::gpt2_init(model, cfg.seed));
     let (mut step, mut tokens) = (0u64, 0u64);
-    let resumed = checkpoint::latest(&ckpt_dir);
+    let point = checkpoint::resume_point(&ckpt_dir)?;
+    if let Some(note) = &point.note {
+        on_event(&Event::Notice(note.clone()));
+    }
+    let resumed = point.path;
     if let Some(dir) = &resumed {
         let saved = checkpoint::load::<TrainState>(dir)?;
         let state = &saved.state;
@@ -439,10 +483,13 @@ pub fn train(
         .filter(|l| serde_json::from_str::<MetricsLine>(l).is_ok_and(|m| m.step() <= step))
         .map(String::from)
         .collect();
-    let mut metrics = std::fs::File::create(&metrics_path).map_err(io_err(&metrics_path))?;
-    for l in &kept {
-        writeln!(metrics, "{l}").map_err(io_err(&metrics_path))?;
+    // Rewritten by an atomic replace (a crash here keeps the old file), then appended to.
+    let mut text = kept.join("\n");
+    if !text.is_empty() {
+        text.push('\n');
     }
+    shards::Loc::local(&metrics_path).write_atomic(text.as_bytes())?;
+    let mut metrics = std::fs::OpenOptions::new().append(true).open(&metrics_path).map_err(io_err(&metrics_path))?;
     on_event(&Event::Start {
         step,
         tokens,
