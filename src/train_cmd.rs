@@ -54,8 +54,9 @@ pub fn recipe_defaults(mut t: toml::Table, out: &str) -> toml::Table {
     t
 }
 
-/// Token shards of a split (`train` or `val`): a stage directory's side files of that split,
-/// a directory's `.bin` files, or one file.
+/// Token shards of a split (`train` or `val`): the side files of that split a stage's manifest
+/// lists (never a listing of the folder, which could hold files of an earlier run), a folder of
+/// `.bin` files that is not a grist stage (llm.c's), or one file.
 pub fn resolve_shards(path: &str, split: &str) -> Result<Vec<Loc>> {
     let p = Path::new(path);
     let manifest = p.join(pipeline::MANIFEST);
@@ -64,12 +65,20 @@ pub fn resolve_shards(path: &str, split: &str) -> Result<Vec<Loc>> {
         let tag = format!(".side-{split}");
         m.side.iter().map(|f| f.path.clone()).filter(|f| f.contains(&tag) && f.ends_with(".bin")).collect()
     } else if p.is_dir() {
-        std::fs::read_dir(p)
+        let names: Vec<String> = std::fs::read_dir(p)
             .with_context(|| format!("{path}: cannot list"))?
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".bin"))
-            .collect()
+            .collect();
+        // A grist stage directory without its manifest is not complete: its files may be a
+        // mix of runs. Only a folder of shards from elsewhere (llm.c's) is listed by name.
+        if names.iter().any(|n| n.ends_with(".done.json")) {
+            bail!(
+                "{path}: a stage directory without {}: the stage has not completed, so its shards are not a dataset yet\nhint: rerun the stage (completed units are skipped)",
+                pipeline::MANIFEST
+            );
+        }
+        names.into_iter().filter(|n| n.ends_with(".bin")).collect()
     } else if p.is_file() {
         return Ok(vec![Loc::local(p)]);
     } else {

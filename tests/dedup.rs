@@ -206,4 +206,16 @@ fn killed_dedup_resumes_to_the_uninterrupted_output() {
     assert!(!a.is_empty() && a == b, "the resumed dedup output differs from the uninterrupted one");
     let removals = |o: &std::path::Path| std::fs::read(o.join("dedup_clusters/removals.parquet")).unwrap();
     assert_eq!(removals(&clean), removals(&out));
+
+    // Removals are bound to the clusters run that computed them: a table changed since (here
+    // one byte; or one copied in from another run) is refused before any use.
+    let mut table = removals(&out);
+    let mid = table.len() / 2;
+    table[mid] ^= 0x01;
+    std::fs::write(out.join("dedup_clusters/removals.parquet"), &table).unwrap();
+    std::fs::remove_file(out.join("dedup/manifest.json")).unwrap();
+    std::fs::remove_file(out.join("dedup/part-00000.done.json")).unwrap();
+    let o = grist(&["-q", "dedup", recipe.to_str().unwrap(), "--step", "filter"], &[]);
+    let err = common::stderr(&o);
+    assert!(!o.status.success() && err.contains("removals.parquet") && err.contains("another run"), "{err}");
 }

@@ -184,6 +184,12 @@ fn nan_stops_the_run_with_the_last_good_checkpoint_and_a_changed_config_is_refus
     // --fresh starts over: step 1 again, no stale lines.
     ok(train(&cfg, &["--fresh", "--set", "steps=3", "--set", "lr=1e-3"], &[]));
     assert_eq!(trajectory(&out).iter().filter(|l| l.contains("\"loss\"")).count(), 3);
+    // A stage folder without its manifest (a stage still running, or killed) is not read by
+    // listing its files: they could be a mix of two runs.
+    std::fs::write(d.join("train/part-00000.done.json"), "{}").unwrap();
+    let o = train(&cfg, &["--fresh"], &[]);
+    assert!(!o.status.success() && stderr(&o).contains("the stage has not completed"), "{}", stderr(&o));
+    std::fs::remove_file(d.join("train/part-00000.done.json")).unwrap();
     // Unknown keys are refused with the key named.
     let o = train(&cfg, &["--set", "learning_rate=1"], &[]);
     assert!(stderr(&o).contains("learning_rate"), "{}", stderr(&o));

@@ -239,6 +239,33 @@ impl TokenShard {
         }
     }
 
+    /// Checks every token is below `vocab`: an error naming the file, the first bad token's
+    /// byte offset and value otherwise. One pass over the mapped file, 1 Mi tokens at a time
+    /// (a chunk's maximum first: the common all-good case vectorizes).
+    pub fn check_vocab(&self, vocab: usize) -> Result<()> {
+        const CHUNK: usize = 1 << 20;
+        let mut buf = vec![0u32; CHUNK.min(self.len)];
+        let mut start = 0;
+        while start < self.len {
+            let n = CHUNK.min(self.len - start);
+            self.read_into(start, &mut buf[..n]);
+            if buf[..n].iter().copied().max().unwrap_or(0) as usize >= vocab {
+                let i = buf[..n].iter().position(|&t| t as usize >= vocab).unwrap_or(0);
+                let offset = (HEADER_BYTES + (start + i) * self.width.bytes()) as u64;
+                return Err(ShardError::Invalid {
+                    at: At::byte(self.path.clone(), offset),
+                    msg: format!(
+                        "token {} (number {} of the shard) is outside the model's vocabulary of {vocab}\nhint: the shard was made with another tokenizer, or is damaged; retokenize it",
+                        buf[i],
+                        start + i
+                    ),
+                });
+            }
+            start += n;
+        }
+        Ok(())
+    }
+
     /// All tokens, widened to u32.
     pub fn to_vec(&self) -> Vec<u32> {
         let mut v = vec![0; self.len];

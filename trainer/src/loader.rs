@@ -86,15 +86,20 @@ pub struct DataLoader {
 }
 
 impl DataLoader {
-    /// Opens `locs` (each checked: magic, version, length) for windows of `t` + 1 tokens.
-    pub fn new(locs: &[Loc], t: usize, seed: u64) -> Result<DataLoader, LoaderError> {
+    /// Opens `locs` (each checked: magic, version, length, and every token below `vocab`, so
+    /// a bad token is found at the start naming its file and offset, not at the step that
+    /// reaches it) for windows of `t` + 1 tokens.
+    pub fn new(locs: &[Loc], t: usize, seed: u64, vocab: usize) -> Result<DataLoader, LoaderError> {
         if t == 0 {
             return Err(LoaderError::Settings("T = 0".into()));
         }
         if locs.is_empty() {
             return Err(LoaderError::NoShards);
         }
-        let shards = locs.iter().map(TokenShard::open).collect::<Result<Vec<_>, _>>()?;
+        let shards = locs
+            .iter()
+            .map(|l| TokenShard::open(l).and_then(|s| s.check_vocab(vocab).map(|()| s)))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut starts = vec![0u64];
         for s in &shards {
             let windows = if s.len() > t { (s.len() - 1) / t } else { 0 };
@@ -233,7 +238,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // 4 windows of T = 8 in shard 0 (33 tokens: 32 + 1), 2 in shard 1 (20), none in shard 2.
         let locs = shards(&dir, &[33, 20, 5]);
-        let mut dl = DataLoader::new(&locs, 8, 7).unwrap();
+        let mut dl = DataLoader::new(&locs, 8, 7, 1 << 16).unwrap();
         assert_eq!(dl.windows(), 6);
         let mut all = dl.next_batch(6, 0, 1).unwrap();
         assert_eq!(dl.cursor(), Cursor { epoch: 1, offset: 0 });
@@ -253,8 +258,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let locs = shards(&dir, &[801, 401]);
         let (t, seed, batch) = (4, 3, 12);
-        let mut one = DataLoader::new(&locs, t, seed).unwrap();
-        let mut three: Vec<DataLoader> = (0..3).map(|_| DataLoader::new(&locs, t, seed).unwrap()).collect();
+        let mut one = DataLoader::new(&locs, t, seed, 1 << 16).unwrap();
+        let mut three: Vec<DataLoader> = (0..3).map(|_| DataLoader::new(&locs, t, seed, 1 << 16).unwrap()).collect();
         // 300 windows: 30 batches of 12 cross an epoch boundary (25 batches per epoch).
         for _ in 0..30 {
             let global = one.next_batch(batch, 0, 1).unwrap();
@@ -271,7 +276,7 @@ mod tests {
         // Resume: a loader set to a saved cursor reads what the original reads next.
         let saved = one.cursor();
         let next = one.next_batch(batch, 0, 1).unwrap();
-        let mut resumed = DataLoader::new(&locs, t, seed).unwrap();
+        let mut resumed = DataLoader::new(&locs, t, seed, 1 << 16).unwrap();
         resumed.set_cursor(saved).unwrap();
         assert_eq!(resumed.next_batch(batch, 0, 1).unwrap(), next);
     }
@@ -280,11 +285,11 @@ mod tests {
     fn refuses_bad_shards_and_settings_with_the_file_named() {
         let dir = tempfile::tempdir().unwrap();
         let locs = shards(&dir, &[5]);
-        let e = DataLoader::new(&locs, 8, 0).unwrap_err().to_string();
+        let e = DataLoader::new(&locs, 8, 0, 1 << 16).unwrap_err().to_string();
         assert!(e.contains("too few") && e.contains("9"), "{e}");
-        assert!(matches!(DataLoader::new(&[], 4, 0), Err(LoaderError::NoShards)));
+        assert!(matches!(DataLoader::new(&[], 4, 0, 1 << 16), Err(LoaderError::NoShards)));
         let good = shards(&dir, &[100]);
-        let mut dl = DataLoader::new(&good, 4, 0).unwrap();
+        let mut dl = DataLoader::new(&good, 4, 0, 1 << 16).unwrap();
         assert!(dl.next_batch(4, 2, 2).is_err());
         assert!(dl.set_cursor(Cursor { epoch: 0, offset: 25 }).is_err());
         // Wrong magic, and a truncated shard.
@@ -293,10 +298,15 @@ mod tests {
         let mut wrong = bytes.clone();
         wrong[0] ^= 0xff;
         std::fs::write(&bad, &wrong).unwrap();
-        let e = DataLoader::new(&[Loc::local(&bad)], 4, 0).unwrap_err().to_string();
+        let e = DataLoader::new(&[Loc::local(&bad)], 4, 0, 1 << 16).unwrap_err().to_string();
         assert!(e.contains("bad.bin"), "{e}");
         std::fs::write(&bad, &bytes[..bytes.len() - 3]).unwrap();
-        let e = DataLoader::new(&[Loc::local(&bad)], 4, 0).unwrap_err().to_string();
+        let e = DataLoader::new(&[Loc::local(&bad)], 4, 0, 1 << 16).unwrap_err().to_string();
         assert!(e.contains("bad.bin"), "{e}");
+        // A token outside the vocabulary is found when the shard is opened, with its offset:
+        // shard 0 holds 0..100, so token 90 is the first >= 90, at byte 1024 + 2 * 90.
+        let e = DataLoader::new(&good, 4, 0, 90).unwrap_err().to_string();
+        assert!(e.contains("s0.bin (byte 1204)") && e.contains("token 90") && e.contains("vocabulary of 90"), "{e}");
+        assert!(DataLoader::new(&good, 4, 0, 100).is_ok());
     }
 }

@@ -431,6 +431,14 @@ pub fn train(
 ) -> Result<TrainSummary, TrainError> {
     cfg.validate()?;
     let model = cfg.model_config()?;
+    for set in val {
+        if let Some(i) = set.tokens.iter().position(|&x| x as usize >= model.vocab_size) {
+            return Err(TrainError::Config(format!(
+                "validation set {:?}: token {} (number {i}) is outside the model's vocabulary of {}",
+                set.name, set.tokens[i], model.vocab_size
+            )));
+        }
+    }
     let t = model.max_seq_len;
     let out = PathBuf::from(&cfg.out);
     let ckpt_dir = out.join("checkpoints");
@@ -445,7 +453,7 @@ pub fn train(
             }
         }
     }
-    let mut loader = DataLoader::new(train, t, cfg.seed)?;
+    let mut loader = DataLoader::new(train, t, cfg.seed, model.vocab_size)?;
     let data_print = loader.fingerprint();
     let mut backend = CpuBackend::new(Params::gpt2_init(model, cfg.seed));
     let (mut step, mut tokens) = (0u64, 0u64);

@@ -163,18 +163,29 @@ impl Stage {
         shards::checksum::xxh3_hex(doc.to_string().as_bytes())
     }
 
-    /// The marker of unit `u` if it is complete for this fingerprint and its outputs exist.
-    fn completed(&self, u: usize, fingerprint: &str) -> Option<Manifest> {
+    /// The marker of unit `u` if it is complete for this fingerprint and its outputs exist with
+    /// their recorded sizes; with `checksums`, also their recorded xxh3 (a file damaged at the
+    /// same size is found and its unit redone, not skipped forever).
+    fn completed(&self, u: usize, fingerprint: &str, checksums: bool) -> Option<Manifest> {
         let loc = self.dir.join(&marker_name(u));
         let m = Manifest::read(&loc).ok()?;
-        let fresh = m.fingerprint == fingerprint && m.unit == Some(u as u64);
-        let outputs_present = m
-            .outputs
-            .iter()
-            .chain(&m.ledgers)
-            .chain(&m.side)
-            .all(|f| self.dir.join(&f.path).size().map(|s| s == f.bytes).unwrap_or(false));
-        (fresh && outputs_present).then_some(m)
+        if m.fingerprint != fingerprint || m.unit != Some(u as u64) {
+            return None;
+        }
+        for f in m.outputs.iter().chain(&m.ledgers).chain(&m.side) {
+            let file = self.dir.join(&f.path);
+            let whole = match checksums {
+                true => shards::checksum::file_checksum(&file).is_ok_and(|(n, x)| n == f.bytes && x == f.xxh3),
+                false => file.size().is_ok_and(|n| n == f.bytes),
+            };
+            if !whole {
+                if checksums {
+                    tracing::warn!(stage = %self.name, unit = u, file = %f.path, "a completed unit's file does not match its marker; redoing the unit");
+                }
+                return None;
+            }
+        }
+        Some(m)
     }
 
     /// Runs this task's slice of the stage. `work` processes one unit: it writes the
@@ -194,10 +205,10 @@ impl Stage {
             tracing::info!(stage = %self.name, "config or inputs changed since the last run; redoing the stage");
             stage_manifest.remove()?;
         }
-        self.remove_units_beyond_plan()?;
 
         let owned: Vec<usize> = slice.units(self.units.len()).collect();
-        let todo: Vec<usize> = owned.iter().copied().filter(|&u| self.completed(u, &fingerprint).is_none()).collect();
+        let todo: Vec<usize> =
+            owned.iter().copied().filter(|&u| self.completed(u, &fingerprint, true).is_none()).collect();
         let skipped = owned.len() - todo.len();
         if skipped > 0 {
             tracing::info!(stage = %self.name, skipped, "units already complete; skipping them");
@@ -255,27 +266,35 @@ impl Stage {
         Ok(report)
     }
 
-    /// Removes unit files numbered past the plan: left by an earlier run whose plan had more
-    /// units, they must not be mistaken for part of this output. Every task of one plan agrees
-    /// on its length, so concurrent tasks remove the same files.
-    fn remove_units_beyond_plan(&self) -> Result<(), StageError> {
-        let Some(dir) = self.dir.as_local() else {
-            for loc in self.dir.list()? {
-                if unit_of(&loc.file_name()).is_some_and(|u| u >= self.units.len()) {
-                    loc.remove()?;
-                }
-            }
-            return Ok(());
+    /// Removes unit files the stage manifest `m` does not list: units numbered past the plan,
+    /// and a unit's files that an earlier run with other settings wrote (e.g. more token shards
+    /// per unit under a smaller `shard_tokens`), with temporaries of killed writers. Called
+    /// only once the new manifest is written, so a failed rerun never removed anything; every
+    /// finalizing task removes the same files.
+    fn remove_unlisted(&self, m: &Manifest) -> Result<usize, StageError> {
+        let mut keep: std::collections::BTreeSet<String> =
+            m.outputs.iter().chain(&m.ledgers).chain(&m.side).map(|f| f.path.clone()).collect();
+        keep.extend((0..self.units.len()).map(marker_name));
+        let names: Vec<(String, Loc)> = match self.dir.as_local() {
+            Some(dir) => match std::fs::read_dir(dir) {
+                Ok(entries) => entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                    .map(|e| (e.file_name().to_string_lossy().into_owned(), Loc::local(e.path())))
+                    .collect(),
+                Err(_) => Vec::new(),
+            },
+            None => self.dir.list()?.into_iter().map(|l| (l.file_name(), l)).collect(),
         };
-        let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if unit_of(&name).is_some_and(|u| u >= self.units.len()) {
-                tracing::info!(file = %name, "removing a unit file from an earlier, larger plan");
-                Loc::local(entry.path()).remove()?;
+        let mut removed = 0;
+        for (name, loc) in names {
+            if unit_of(&name).is_some() && !keep.contains(&name) {
+                tracing::info!(stage = %self.name, file = %name, "removing a file the new output does not list");
+                loc.remove()?;
+                removed += 1;
             }
         }
-        Ok(())
+        Ok(removed)
     }
 
     /// Writes the stage manifest if every unit is complete. Any task may do it; the
@@ -283,7 +302,8 @@ impl Stage {
     fn finalize(&self, fingerprint: &str) -> Result<bool, StageError> {
         let mut markers = Vec::with_capacity(self.units.len());
         for u in 0..self.units.len() {
-            match self.completed(u, fingerprint) {
+            // Sizes only: this task checked its own units' checksums; the others' tasks theirs.
+            match self.completed(u, fingerprint, false) {
                 Some(m) => markers.push(m),
                 None => return Ok(false),
             }
@@ -306,6 +326,7 @@ impl Stage {
         }
         stage.timings = timings;
         stage.write(&self.dir.join(MANIFEST))?;
+        self.remove_unlisted(&stage)?;
         Ok(true)
     }
 }
@@ -419,6 +440,76 @@ mod tests {
         assert!(!dir.path().join("part-00002.parquet").exists());
         assert!(!dir.path().join("part-00002.done.json").exists());
         assert_eq!(Manifest::read(&Loc::local(dir.path().join(MANIFEST))).unwrap().units, 2);
+    }
+
+    #[test]
+    fn a_completed_unit_damaged_at_the_same_size_is_redone() {
+        let dir = tempfile::tempdir().unwrap();
+        let stage = Stage {
+            name: "t".into(),
+            dir: Loc::local(dir.path()),
+            config: serde_json::json!({}),
+            units: (0..3).map(|u| serde_json::json!(u)).collect(),
+            unit_bytes: vec![0; 3],
+        };
+        let work = |ctx: &UnitCtx| -> Result<Manifest, StageError> {
+            let (loc, name) = ctx.shard();
+            loc.write_atomic(format!("unit {} output", ctx.unit).as_bytes())?;
+            let mut m = ctx.manifest();
+            m.outputs.push(shards::FileEntry::describe(&loc, name, 0)?);
+            Ok(m)
+        };
+        assert_eq!(stage.run(TaskSlice::ALL, work).unwrap().units_done, 3);
+        assert_eq!(stage.run(TaskSlice::ALL, work).unwrap().units_skipped, 3);
+        let f = dir.path().join("part-00001.parquet");
+        std::fs::write(&f, b"unit 1 OUTPUT").unwrap();
+        let rep = stage.run(TaskSlice::ALL, work).unwrap();
+        assert_eq!((rep.units_done, rep.units_skipped), (1, 2));
+        assert_eq!(std::fs::read(&f).unwrap(), b"unit 1 output");
+    }
+
+    #[test]
+    fn files_an_earlier_run_wrote_go_only_once_the_new_output_is_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        // Each unit writes `pieces` token shards (as tokenize does per shard_tokens).
+        let stage = |pieces: usize| Stage {
+            name: "t".into(),
+            dir: Loc::local(dir.path()),
+            config: serde_json::json!({ "pieces": pieces }),
+            units: (0..2).map(|u| serde_json::json!(u)).collect(),
+            unit_bytes: vec![0; 2],
+        };
+        let work = |pieces: usize, fail_unit: Option<usize>| {
+            move |ctx: &UnitCtx| -> Result<Manifest, StageError> {
+                if Some(ctx.unit) == fail_unit {
+                    return Err(StageError::Recipe("unit failed".into()));
+                }
+                let mut m = ctx.manifest();
+                for k in 0..pieces {
+                    let (loc, name) = ctx.side_file(&format!("train-{k:03}"), "bin");
+                    loc.write_atomic(b"tokens")?;
+                    m.side.push(shards::FileEntry::describe(&loc, name, 0)?);
+                }
+                Ok(m)
+            }
+        };
+        let bins = || {
+            let mut v: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".bin"))
+                .collect();
+            v.sort();
+            v
+        };
+        assert!(stage(3).run(TaskSlice::ALL, work(3, None)).unwrap().stage_complete);
+        assert_eq!(bins().len(), 6);
+        // A rerun with fewer pieces per unit that fails part-way removes nothing yet.
+        assert!(stage(1).run(TaskSlice::ALL, work(1, Some(1))).is_err());
+        assert_eq!(bins().len(), 6, "{:?}", bins());
+        // Completed, it removes exactly the files its manifest does not list.
+        assert!(stage(1).run(TaskSlice::ALL, work(1, None)).unwrap().stage_complete);
+        assert_eq!(bins(), ["part-00000.side-train-000.bin", "part-00001.side-train-000.bin"]);
     }
 
     #[derive(Debug, PartialEq, Serialize, serde::Deserialize)]

@@ -390,7 +390,8 @@ pub fn run(
         });
     }
     if wants(DedupStep::Filter) {
-        out.filter = Some(filter(&input, &input_dir, &clusters_dir, &run_out.join(STAGE), slice)?);
+        let report = out.clusters.as_ref().expect("the clusters step ran or was complete");
+        out.filter = Some(filter(&input, &input_dir, &clusters_dir, report, &run_out.join(STAGE), slice)?);
     }
     Ok(out)
 }
@@ -654,6 +655,10 @@ pub struct ClusterReport {
     pub docs_without_features: u64,
     /// Per source: documents and removed documents.
     pub sources: BTreeMap<String, (u64, u64)>,
+    /// xxh3 of `removals.parquet` as this report's run wrote it: the filter uses the table only
+    /// when it still is that file, so removals are bound to the config that computed them.
+    #[serde(default)]
+    pub removals_xxh3: String,
     /// Cluster size -> number of clusters (sizes >= 2).
     pub cluster_sizes: BTreeMap<u64, u64>,
     /// The largest clusters: size, representative id and the start of its text.
@@ -899,6 +904,7 @@ fn clusters(
         sink.write(&RecordBatch::try_new(removals_schema(), cols).map_err(arrow_err(&sink_loc))?)?;
     }
     sink.finish()?;
+    let (_, removals_xxh3) = shards::checksum::file_checksum(&sink_loc)?;
     for r in &removals {
         sources.entry(source_names[docs[r.0 as usize].source as usize].clone()).or_default().1 += 1;
     }
@@ -918,6 +924,7 @@ fn clusters(
         verified_pairs: verified,
         docs_without_features: sm.counters.get("docs_without_features").copied().unwrap_or(0),
         sources,
+        removals_xxh3,
         cluster_sizes,
         largest: largest
             .iter()
@@ -976,11 +983,22 @@ fn filter(
     input: &Manifest,
     input_dir: &Loc,
     clusters_dir: &Loc,
+    report: &ClusterReport,
     out: &Loc,
     slice: TaskSlice,
 ) -> Result<TaskReport, StageError> {
     let removals_loc = clusters_dir.join(REMOVALS);
     let (_, removals_xxh3) = shards::checksum::file_checksum(&removals_loc)?;
+    if removals_xxh3 != report.removals_xxh3 {
+        return Err(StageError::Input {
+            at: At::file(removals_loc.to_string()),
+            msg: format!(
+                "checksum {removals_xxh3}, but the clusters report for this config records {:?}: the table was changed or written by another run\nhint: delete {} and rerun dedup (the clusters step is redone)",
+                report.removals_xxh3,
+                clusters_dir.join(CLUSTERS_REPORT)
+            ),
+        });
+    }
     let mut removed: BTreeMap<u32, BTreeMap<u32, Removal>> = BTreeMap::new();
     let src = ParquetSource::open(&removals_loc, REMOVALS_FORMAT, 1)?;
     for batch in src.batches(None, 65536)? {
