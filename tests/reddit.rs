@@ -70,6 +70,53 @@ fn pushshift_2005_selects_gpt2s_links() {
 }
 
 #[test]
+fn long_lines_and_a_broken_stream_are_ledgered_and_counted() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let line = |i: usize| {
+        format!("{{\"id\": \"s{i}\", \"url\": \"http://site{i}.example/page\", \"score\": 10, \"is_self\": false}}\n")
+    };
+    let mut plain = String::new();
+    for i in 0..300 {
+        plain += &line(i);
+        if i == 100 {
+            // A 3 MiB line (over a 1 MiB cap): skipped without being held, ledgered.
+            plain += &format!("{{\"id\": \"huge\", \"selftext\": \"{}\"}}\n", "x".repeat(3 << 20));
+        }
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(plain.as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    // The dump is cut: the records before the break stay, the break is one row, the unread
+    // bytes are counted.
+    let dump = dir.path().join("RS_cut.gz");
+    std::fs::write(&dump, &gz[..gz.len() - 200]).unwrap();
+    let recipe = dir.path().join("r.toml");
+    std::fs::write(
+        &recipe,
+        format!(
+            "[run]\nout = \"{}\"\n[reddit]\ndumps = [\"{}\"]\nmax_line_bytes = 1048576\n[ingest]\n[[ingest.sources]]\nname = \"x\"\npaths = [\"{}\"]\n",
+            dir.path().join("out").display(),
+            dump.display(),
+            dump.display()
+        ),
+    )
+    .unwrap();
+    ok(grist(&["-q", "reddit", recipe.to_str().unwrap()], &[]));
+    let stage = dir.path().join("out/reddit");
+    let m = Manifest::read(&Loc::local(stage.join("manifest.json"))).unwrap();
+    assert_eq!(m.counters.get("too_large"), Some(&1), "{:?}", m.counters);
+    assert_eq!(m.counters.get("corrupt_input"), Some(&1), "{:?}", m.counters);
+    assert_eq!(m.counters.get("input_streams_broken"), Some(&1), "{:?}", m.counters);
+    assert!(m.accounting.docs_out > 250 && m.accounting.docs_out < 300, "{:?}", m.accounting);
+    let ledger = LedgerReader::open(&Loc::local(stage.join("ledger-00000.parquet"))).unwrap().entries().unwrap();
+    let big = ledger.iter().find(|e| e.reason == "too_large").unwrap();
+    assert!(big.detail.as_deref().unwrap().contains("max_line_bytes 1048576"), "{big:?}");
+    let v = ok(grist(&["inspect", "--verify", stage.to_str().unwrap()], &[]));
+    assert!(v.contains("WARNING: input lost: 1 files whose compressed stream broke"), "{v}");
+}
+
+#[test]
 fn crawled_pages_at_reddit_links_become_webtext() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -35,7 +35,7 @@ impl HttpResponse {
 pub struct Rejection {
     /// Ledger reason: `malformed_http`, `http_status`, `not_html`, `unsupported_encoding`
     /// (e.g. brotli), `bad_content_encoding` (a gzip/deflate body that does not decode),
-    /// `body_too_large`, `no_main_text`, `too_many_elements`.
+    /// `body_too_large`, `no_main_text`, `too_many_elements`, `too_deeply_nested`.
     pub reason: &'static str,
     pub detail: String,
 }
@@ -73,7 +73,12 @@ pub fn parse_http(block: &[u8]) -> Result<HttpResponse, Rejection> {
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
     }
-    let mut resp = HttpResponse { status, headers, body: block[head_end.1..].to_vec() };
+    let body = &block[head_end.1..];
+    if body.len() as u64 > MAX_BODY_BYTES {
+        // The same limit for a plain body as for a decoded one.
+        return Err(reject("body_too_large", format!("{} bytes > {MAX_BODY_BYTES}", body.len())));
+    }
+    let mut resp = HttpResponse { status, headers, body: body.to_vec() };
     if resp.header("Transfer-Encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
         && let Some(b) = dechunk(&resp.body)
     {
@@ -187,8 +192,84 @@ pub fn decode_html(body: &[u8], content_type: Option<&str>) -> (String, &'static
 /// memory on pathological pages).
 pub const MAX_ELEMENTS: usize = 200_000;
 
+/// Deepest element nesting a page may have (Chrome's parser stops nesting at 512). The
+/// Readability pass is quadratic in depth (20,000 nested elements took 30 s), so deeper pages
+/// are refused (`too_deeply_nested`) before they are parsed.
+pub const MAX_DEPTH: usize = 1024;
+
+/// Elements that never nest (void), or whose end tag may be left out and is implied by the
+/// next sibling (so an unclosed one does not deepen the tree).
+const FLAT_ELEMENTS: &[&str] = &[
+    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr", "p",
+    "li", "dt", "dd", "option", "optgroup", "tr", "td", "th", "tbody", "thead", "tfoot", "colgroup", "rb", "rt", "rp",
+    "rtc", "html", "head", "body",
+];
+
+/// The deepest element nesting of a page, from its tags alone in one linear pass: open tags
+/// deepen, end tags come back up; void and implied-end elements, self-closing tags, comments
+/// and the raw text of `script`, `style`, `textarea` and `title` do not count. An upper bound
+/// of the depth the HTML parser builds (misnested end tags are not repaired here).
+pub fn nesting_depth(html: &str) -> usize {
+    let b = html.as_bytes();
+    let (mut depth, mut max, mut i) = (0usize, 0usize, 0usize);
+    let name_at = |from: usize| -> (usize, String) {
+        let end = b[from..].iter().position(|c| !c.is_ascii_alphanumeric() && *c != b'-').map_or(b.len(), |k| from + k);
+        (end, String::from_utf8_lossy(&b[from..end]).to_ascii_lowercase())
+    };
+    while let Some(k) = memchr::memchr(b'<', &b[i..]) {
+        i += k + 1;
+        match b.get(i) {
+            Some(b'!') if b[i..].starts_with(b"!--") => {
+                i = memchr::memmem::find(&b[i..], b"-->").map_or(b.len(), |k| i + k + 3);
+            }
+            Some(b'!' | b'?') => i = memchr::memchr(b'>', &b[i..]).map_or(b.len(), |k| i + k + 1),
+            Some(b'/') => {
+                let (end, name) = name_at(i + 1);
+                if !name.is_empty() && !FLAT_ELEMENTS.contains(&name.as_str()) {
+                    depth = depth.saturating_sub(1);
+                }
+                i = end;
+            }
+            Some(c) if c.is_ascii_alphabetic() => {
+                let (end, name) = name_at(i);
+                let close = memchr::memchr(b'>', &b[end..]).map_or(b.len(), |k| end + k);
+                i = (close + 1).min(b.len());
+                if matches!(name.as_str(), "script" | "style" | "textarea" | "title") {
+                    // Raw text up to its end tag, matched without regard to case.
+                    let mut at = i;
+                    i = loop {
+                        match memchr::memmem::find(&b[at..], b"</") {
+                            Some(k)
+                                if b[at + k + 2..]
+                                    .get(..name.len())
+                                    .is_some_and(|t| t.eq_ignore_ascii_case(name.as_bytes())) =>
+                            {
+                                break at + k;
+                            }
+                            Some(k) => at += k + 2,
+                            None => break b.len(),
+                        }
+                    };
+                    continue;
+                }
+                if b[..close].ends_with(b"/") || FLAT_ELEMENTS.contains(&name.as_str()) {
+                    continue;
+                }
+                depth += 1;
+                max = max.max(depth);
+            }
+            _ => {}
+        }
+    }
+    max
+}
+
 /// The main text of an HTML page: paragraphs separated by blank lines.
 pub fn extract_text(html: &str, url: Option<&str>) -> Result<String, Rejection> {
+    let depth = nesting_depth(html);
+    if depth > MAX_DEPTH {
+        return Err(reject("too_deeply_nested", format!("elements nested {depth} deep > {MAX_DEPTH}")));
+    }
     let cfg = dom_smoothie::Config {
         text_mode: dom_smoothie::TextMode::Formatted,
         max_elements_to_parse: MAX_ELEMENTS,
@@ -322,6 +403,28 @@ mod tests {
             assert!(!text.contains(chrome), "{chrome:?} leaked into {text}");
         }
         assert!(text.contains("\n\n"), "paragraphs must stay separate: {text}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_parsing_and_ordinary_pages_are_not() {
+        let deep = format!("<html><body>{}text{}</body></html>", "<div>".repeat(20_000), "</div>".repeat(20_000));
+        assert_eq!(nesting_depth(&deep), 20_000);
+        assert_eq!(extract_text(&deep, None).unwrap_err().reason, "too_deeply_nested");
+        // Unclosed paragraphs and list items, void elements, self-closing tags, comments and
+        // script text do not deepen a page.
+        let flat = format!(
+            "<!DOCTYPE html><html><head><script>if (a<b) {{ x = '<div>' }}</script></head><body>{}<!-- <div><div> --></body></html>",
+            "<p>one<br><img src=x/><li>two<span/>".repeat(5000)
+        );
+        assert_eq!(nesting_depth(&flat), 0);
+        assert_eq!(nesting_depth("<div><section><div></div></section><div><b>x</b></div></div>"), 3);
+    }
+
+    #[test]
+    fn a_plain_body_over_the_limit_is_refused_like_a_decoded_one() {
+        let mut block = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n".to_vec();
+        block.resize(block.len() + MAX_BODY_BYTES as usize + 1, b'a');
+        assert_eq!(parse_http(&block).unwrap_err().reason, "body_too_large");
     }
 
     #[test]

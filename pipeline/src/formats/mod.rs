@@ -1,7 +1,9 @@
 //! Formats from outside grist that steps read: WARC/WET records over multi-member gzip
-//! (`warc`), HTML decoding and main-text extraction (`html`), and compressed inputs by
-//! extension (`codec`). grist's own formats live in the `shards` crate.
+//! (`warc`), HTML decoding and main-text extraction (`html`), fields of JSON records without a
+//! value tree (`jsonl`), and compressed inputs by magic (`codec`). grist's own formats live in
+//! the `shards` crate.
 
 pub mod codec;
 pub mod html;
+pub mod jsonl;
 pub mod warc;

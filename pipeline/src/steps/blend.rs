@@ -6,9 +6,12 @@
 //! (the train split). A source is taken `floor(epochs)` whole times, plus a fraction: its
 //! documents in the order of a seeded per-document draw, taken while the running token count
 //! stays under the fractional target, so the realized tokens exceed the plan by less than one
-//! document. The selected copies are then shuffled across sources by a seeded key and written as
-//! llm.c shards of `shard_tokens` (whole documents, EOT first, as `tokenize` wrote them), one
-//! unit per output shard, with a sidecar per shard (id, source, copy, offset, tokens).
+//! document. The selected copies are then shuffled across sources by a seeded permutation of
+//! their positions (computed per position, so no list of copies is ever held: memory is two
+//! indices per document whatever `total_tokens` asks) and written as llm.c shards of
+//! `shard_tokens` (whole documents, EOT first, as `tokenize` wrote them), one unit per output
+//! shard, with a sidecar per shard (id, source, copy, offset, tokens). A plan that repeats a
+//! source more than `max_epochs` times (default 100) is refused with the plan's numbers.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,10 +23,9 @@ use shards::arrow::record_batch::RecordBatch;
 use shards::parquet_io::ParquetSink;
 use shards::tokens::{TokenShard, TokenWidth, TokenWriter};
 use shards::{At, FileEntry, LedgerWriter, Loc, Manifest, ShardError, WriteOptions};
-use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::core::error::StageError;
-use crate::core::rng::DocRng;
+use crate::core::rng::{DocRng, Permutation};
 use crate::core::slice::TaskSlice;
 use crate::core::stage::{MANIFEST, Stage, TaskReport};
 use crate::steps::tokenize::SOURCE_TOKENS_PREFIX;
@@ -138,6 +140,14 @@ pub struct BlendConfig {
     pub sources: Vec<MixSource>,
     #[serde(default = "default_shard_tokens")]
     pub shard_tokens: u64,
+    /// Most times a source may be repeated; a plan past it is refused with its numbers before
+    /// any work (a mistyped `total_tokens` would otherwise write copies for hours).
+    #[serde(default = "default_max_epochs")]
+    pub max_epochs: f64,
+}
+
+fn default_max_epochs() -> f64 {
+    100.0
 }
 
 fn default_input() -> String {
@@ -164,6 +174,7 @@ impl BlendConfig {
                 s("wikipedia", 0.03, 3),
             ],
             shard_tokens: default_shard_tokens(),
+            max_epochs: default_max_epochs(),
         }
     }
 }
@@ -243,41 +254,71 @@ impl Mixture {
     }
 }
 
-/// The selected copies: (document index, copy number), shuffled, and the realized tokens.
-fn select(plan: &Mixture, docs: &[TokDoc], seed: u64) -> (Vec<(usize, u32)>, BTreeMap<String, u64>) {
-    let mut picked: Vec<(u64, usize, u32)> = Vec::new();
-    let mut realized: BTreeMap<String, u64> = BTreeMap::new();
-    for p in &plan.sources {
-        let mine: Vec<usize> = (0..docs.len()).filter(|&i| docs[i].source == p.name).collect();
-        let whole = p.epochs.floor() as u32;
-        let mut got = 0u64;
-        for c in 0..whole {
-            for &i in &mine {
-                picked.push((0, i, c));
-                got += docs[i].tokens;
+/// The selected copies of every document, in their shuffled order, computed position by
+/// position: a source's copies are its documents `whole` times over plus a seeded fraction,
+/// laid end to end, and output position `k` holds copy `π(k)` of a seeded permutation. Memory
+/// is two indices per document, however many copies the plan asks for.
+struct Copies {
+    blocks: Vec<Block>,
+    perm: Permutation,
+    len: u64,
+}
+
+/// One source's copies: `whole` passes over `mine`, then `frac`, from copy index `start`.
+struct Block {
+    start: u64,
+    mine: Vec<usize>,
+    frac: Vec<usize>,
+    whole: u64,
+}
+
+impl Copies {
+    /// The copies of `plan` over `docs`, and the tokens realized per source (each target
+    /// exceeded by less than one document).
+    fn new(plan: &Mixture, docs: &[TokDoc], seed: u64) -> (Copies, BTreeMap<String, u64>) {
+        let mut blocks = Vec::new();
+        let mut realized: BTreeMap<String, u64> = BTreeMap::new();
+        let mut start = 0u64;
+        for p in &plan.sources {
+            let mine: Vec<usize> = (0..docs.len()).filter(|&i| docs[i].source == p.name).collect();
+            let whole = p.epochs.floor() as u64;
+            let got = whole * mine.iter().map(|&i| docs[i].tokens).sum::<u64>();
+            // The fraction: documents by a seeded draw, while under the remaining target.
+            let rest = p.target_tokens.saturating_sub(got);
+            let mut order = mine.clone();
+            order.sort_by_key(|&i| (DocRng::new(seed, "blend/fraction", &docs[i].id).next_u64(), i));
+            let (mut frac, mut taken) = (Vec::new(), 0u64);
+            for &i in &order {
+                if taken >= rest {
+                    break;
+                }
+                frac.push(i);
+                taken += docs[i].tokens;
             }
+            realized.insert(p.name.clone(), got + taken);
+            let len = whole * mine.len() as u64 + frac.len() as u64;
+            blocks.push(Block { start, mine, frac, whole });
+            start += len;
         }
-        // The fraction: documents by a seeded draw, while under the remaining target.
-        let rest = p.target_tokens.saturating_sub(got);
-        let mut order = mine.clone();
-        order.sort_by_key(|&i| (DocRng::new(seed, "blend/fraction", &docs[i].id).next_u64(), i));
-        let mut frac = 0u64;
-        for &i in &order {
-            if frac >= rest {
-                break;
-            }
-            picked.push((0, i, whole));
-            frac += docs[i].tokens;
+        (Copies { blocks, perm: Permutation::new(start, seed ^ 0xb1e4_d000), len: start }, realized)
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// The copy at output position `k`: (document index, copy number).
+    fn at(&self, k: u64) -> (usize, u32) {
+        let c = self.perm.at(k);
+        let b = &self.blocks[self.blocks.partition_point(|b| b.start <= c) - 1];
+        let local = c - b.start;
+        let m = b.mine.len() as u64;
+        if local < b.whole * m {
+            (b.mine[(local % m) as usize], (local / m) as u32)
+        } else {
+            (b.frac[(local - b.whole * m) as usize], b.whole as u32)
         }
-        realized.insert(p.name.clone(), got + frac);
     }
-    // Shuffle across sources by a seeded key of (document, copy).
-    for e in &mut picked {
-        let key = format!("{}#{}", docs[e.1].id, e.2);
-        e.0 = xxh3_64_with_seed(key.as_bytes(), seed);
-    }
-    picked.sort_unstable();
-    (picked.into_iter().map(|(_, i, c)| (i, c)).collect(), realized)
 }
 
 fn sidecar_schema() -> SchemaRef {
@@ -325,21 +366,36 @@ pub fn run(cfg: &BlendConfig, seed: u64, run_out: &Loc, slice: TaskSlice) -> Res
         a
     });
     let plan = Mixture::new(cfg, &available)?;
-    let (order, realized) = select(&plan, &docs, seed);
-    // Output shards: consecutive runs of whole documents up to shard_tokens.
-    let mut units: Vec<std::ops::Range<usize>> = Vec::new();
-    let (mut start, mut acc) = (0usize, 0u64);
-    for (k, &(i, _)) in order.iter().enumerate() {
-        let n = docs[i].tokens;
+    if let Some(p) = plan.sources.iter().find(|p| p.epochs > cfg.max_epochs) {
+        return Err(StageError::Recipe(format!(
+            "blend: source {:?} would be repeated {:.1} times ({} target tokens from {} available), more than blend.max_epochs = {}\n{}hint: lower total_tokens or the source's weight (GPT-3 repeated no source more than 3.4 times), or raise max_epochs",
+            p.name,
+            p.epochs,
+            p.target_tokens,
+            p.available_tokens,
+            cfg.max_epochs,
+            plan.render()
+        )));
+    }
+    let (copies, realized) = Copies::new(&plan, &docs, seed);
+    // Output shards: consecutive runs of whole documents up to shard_tokens (one pass over
+    // the positions; only the boundaries are kept).
+    let mut units: Vec<std::ops::Range<u64>> = Vec::new();
+    let mut unit_bytes: Vec<u64> = Vec::new();
+    let (mut start, mut acc) = (0u64, 0u64);
+    for k in 0..copies.len() {
+        let n = docs[copies.at(k).0].tokens;
         if acc > 0 && acc + n > cfg.shard_tokens {
             units.push(start..k);
+            unit_bytes.push(2 * acc);
             start = k;
             acc = 0;
         }
         acc += n;
     }
-    if start < order.len() {
-        units.push(start..order.len());
+    if start < copies.len() {
+        units.push(start..copies.len());
+        unit_bytes.push(2 * acc);
     }
     let mut config = serde_json::to_value(cfg).map_err(|e| StageError::Recipe(e.to_string()))?;
     config["seed"] = seed.into();
@@ -349,7 +405,7 @@ pub fn run(cfg: &BlendConfig, seed: u64, run_out: &Loc, slice: TaskSlice) -> Res
         dir: run_out.join(STAGE),
         config,
         units: units.iter().map(|r| serde_json::json!([r.start, r.end])).collect(),
-        unit_bytes: units.iter().map(|r| order[r.clone()].iter().map(|&(i, _)| 2 * docs[i].tokens).sum()).collect(),
+        unit_bytes,
     };
     let shards_cache: std::sync::Mutex<BTreeMap<String, Arc<TokenShard>>> = Default::default();
     let open = |name: &str| -> Result<Arc<TokenShard>, StageError> {
@@ -370,9 +426,9 @@ pub fn run(cfg: &BlendConfig, seed: u64, run_out: &Loc, slice: TaskSlice) -> Res
         let mut sink =
             ParquetSink::create(&side_loc, sidecar_schema(), SIDECAR_FORMAT, 1, WriteOptions::default(), &["id"])?;
         let mut m = ctx.manifest();
-        let mut rows: Vec<(usize, u32, u64)> = Vec::with_capacity(range.len());
+        let mut rows: Vec<(usize, u32, u64)> = Vec::with_capacity((range.end - range.start) as usize);
         let mut buf: Vec<u32> = Vec::new();
-        for &(i, copy) in &order[range] {
+        for (i, copy) in range.map(|k| copies.at(k)) {
             let d = &docs[i];
             let shard = open(&d.shard)?;
             buf.resize(d.tokens as usize, 0);
@@ -455,8 +511,13 @@ mod tests {
                 MixSource { name: "b".into(), weight: 0.3, tokens: None },
             ],
             shard_tokens: 1000,
+            max_epochs: 100.0,
         };
         let plan = Mixture::new(&cfg, &available).unwrap();
+        let select = |plan: &Mixture, docs: &[TokDoc], seed| {
+            let (c, realized) = Copies::new(plan, docs, seed);
+            ((0..c.len()).map(|k| c.at(k)).collect::<Vec<_>>(), realized)
+        };
         let (order, realized) = select(&plan, &docs, 9);
         for p in &plan.sources {
             let r = realized[&p.name];
@@ -471,5 +532,8 @@ mod tests {
         let first: Vec<&str> = order.iter().take(50).map(|(i, _)| docs[*i].source.as_str()).collect();
         assert!(first.contains(&"a") && first.contains(&"b"));
         assert_eq!(select(&plan, &docs, 9).0, order, "deterministic");
+        // Every copy exactly once: (document, copy number) pairs are distinct.
+        let distinct: std::collections::BTreeSet<_> = order.iter().collect();
+        assert_eq!(distinct.len(), order.len());
     }
 }

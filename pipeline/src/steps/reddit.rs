@@ -65,6 +65,14 @@ pub struct RedditConfig {
     /// Largest zstd window (log2 bytes) to allow; Pushshift's dumps need 31.
     #[serde(default = "default_window_log")]
     pub zstd_window_log: u32,
+    /// Longest line read as a submission (Pushshift's are a few KiB); a longer one is skipped
+    /// without being held and ledgered as `too_large`.
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: u64,
+}
+
+fn default_max_line_bytes() -> u64 {
+    4 << 20
 }
 
 fn default_min_score() -> i64 {
@@ -104,22 +112,64 @@ struct Submission {
     #[serde(default)]
     url: Option<String>,
     #[serde(default)]
-    score: Option<serde_json::Value>,
+    score: LooseInt,
     #[serde(default)]
     is_self: Option<bool>,
     #[serde(default)]
     subreddit: Option<String>,
     #[serde(default)]
-    created_utc: Option<serde_json::Value>,
+    created_utc: LooseInt,
 }
 
-/// Pushshift writes numbers as numbers or as strings, depending on the year.
-fn as_i64(v: &Option<serde_json::Value>) -> Option<i64> {
-    match v.as_ref()? {
-        serde_json::Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
-        serde_json::Value::String(s) => s.trim().parse::<f64>().ok().map(|f| f as i64),
-        _ => None,
+/// Pushshift writes numbers as numbers or as strings, depending on the year; anything else
+/// (an array, an object) is no number, and is skipped as it is parsed, never built.
+#[derive(Debug, Default, Clone, Copy)]
+struct LooseInt(Option<i64>);
+
+impl<'de> Deserialize<'de> for LooseInt {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = LooseInt;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number or a string holding one")
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<LooseInt, E> {
+                Ok(LooseInt(Some(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<LooseInt, E> {
+                Ok(LooseInt(i64::try_from(v).ok()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<LooseInt, E> {
+                Ok(LooseInt(v.is_finite().then_some(v as i64)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<LooseInt, E> {
+                Ok(LooseInt(v.trim().parse::<f64>().ok().filter(|f| f.is_finite()).map(|f| f as i64)))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<LooseInt, E> {
+                Ok(LooseInt(None))
+            }
+            fn visit_unit<E>(self) -> Result<LooseInt, E> {
+                Ok(LooseInt(None))
+            }
+            fn visit_none<E>(self) -> Result<LooseInt, E> {
+                Ok(LooseInt(None))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<LooseInt, A::Error> {
+                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(LooseInt(None))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<LooseInt, A::Error> {
+                while a.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+                Ok(LooseInt(None))
+            }
+        }
+        d.deserialize_any(V)
     }
+}
+
+fn as_i64(v: &LooseInt) -> Option<i64> {
+    v.0
 }
 
 struct Selected {
@@ -194,15 +244,31 @@ fn reddit_unit(cfg: &RedditConfig, dump: &Loc, ctx: &UnitCtx) -> Result<Manifest
     let mut selected: Vec<Selected> = Vec::new();
     let mut by_key: HashMap<String, usize> = HashMap::new();
     let mut lines = 0u64;
+    let mut broken: Option<(std::io::Error, u64)> = None;
     {
         let mut reader = codec::decompress(BufReader::with_capacity(1 << 16, &mut raw), cfg.zstd_window_log)
             .map_err(|e| StageError::Input { at: At::byte(path.clone(), 0), msg: e.to_string() })?;
         let mut line = Vec::new();
         let mut offset = 0u64;
+        let cap = cfg.max_line_bytes.max(1);
         loop {
             line.clear();
-            let n = match reader.read_until(b'\n', &mut line) {
-                Ok(n) => n,
+            let read = std::io::Read::take(&mut reader, cap).read_until(b'\n', &mut line).and_then(|n| {
+                // A line past the cap is skipped as it streams by, never held.
+                let long = n as u64 == cap && !line.ends_with(b"\n");
+                let rest = if long { crate::steps::ingest::skip_line(&mut reader)? } else { 0 };
+                Ok((n, rest))
+            });
+            let n = match read {
+                Ok((n, 0)) => n,
+                Ok((n, rest)) => {
+                    let at = offset;
+                    offset += n as u64 + rest;
+                    lines += 1;
+                    let detail = format!("a line of {} bytes > reddit.max_line_bytes {cap}", n as u64 + rest);
+                    push(&mut m, format!("{rel}@{at}"), "too_large", Some(detail), Some(format!("{rel}@{at}")), None)?;
+                    continue;
+                }
                 Err(e) => {
                     // A zstd window that is not allowed is a setting, not bad data: stop.
                     if e.to_string().contains("window log") {
@@ -211,15 +277,7 @@ fn reddit_unit(cfg: &RedditConfig, dump: &Loc, ctx: &UnitCtx) -> Result<Manifest
                             msg: format!("{e}\nhint: set reddit.zstd_window_log = 31"),
                         });
                     }
-                    lines += 1;
-                    push(
-                        &mut m,
-                        format!("{rel}@{offset}"),
-                        "corrupt_input",
-                        Some(e.to_string()),
-                        Some(format!("{rel}@{offset}")),
-                        None,
-                    )?;
+                    broken = Some((e, offset));
                     break;
                 }
             };
@@ -293,6 +351,19 @@ fn reddit_unit(cfg: &RedditConfig, dump: &Loc, ctx: &UnitCtx) -> Result<Manifest
                 push(&mut m, id, reason, (!detail.is_empty()).then_some(detail), here(), None)?;
             }
         }
+    }
+    if let Some((e, offset)) = broken {
+        // The file itself could not be read (permissions, I/O): not bad data, stop.
+        if raw.failed {
+            return Err(StageError::Input { at: At::byte(path, raw.bytes), msg: format!("cannot read: {e}") });
+        }
+        // The stream broke: what was read stays; the rest is one ledger row, and the bytes
+        // left unread are counted.
+        m.count("input_streams_broken", 1);
+        m.count("input_bytes_unread", dump.size()?.saturating_sub(raw.bytes));
+        lines += 1;
+        let at = Some(format!("{rel}@{offset}"));
+        push(&mut m, format!("{rel}@{offset}"), "corrupt_input", Some(e.to_string()), at, None)?;
     }
     m.accounting.docs_out = selected.len() as u64;
     let (out_loc, out_name) = ctx.shard();
@@ -390,9 +461,15 @@ mod tests {
 
     #[test]
     fn numbers_as_numbers_or_strings() {
-        assert_eq!(as_i64(&Some(serde_json::json!(5))), Some(5));
-        assert_eq!(as_i64(&Some(serde_json::json!("1119552233"))), Some(1_119_552_233));
-        assert_eq!(as_i64(&Some(serde_json::json!(1.5e3))), Some(1500));
-        assert_eq!(as_i64(&None), None);
+        let score = |json: &str| serde_json::from_str::<Submission>(json).map(|s| as_i64(&s.score));
+        assert_eq!(score(r#"{"score": 5}"#).unwrap(), Some(5));
+        assert_eq!(score(r#"{"score": "1119552233"}"#).unwrap(), Some(1_119_552_233));
+        assert_eq!(score(r#"{"score": 1.5e3}"#).unwrap(), Some(1500));
+        assert_eq!(score(r#"{"id": "x"}"#).unwrap(), None);
+        assert_eq!(score(r#"{"score": null}"#).unwrap(), None);
+        // Anything else is no number, skipped as parsed (no value tree), and not an error.
+        let nested = format!(r#"{{"score": {}1{}}}"#, "[".repeat(50_000), "]".repeat(50_000));
+        assert_eq!(score(&nested).unwrap(), None);
+        assert_eq!(score(r#"{"score": {"a": [1, 2]}}"#).unwrap(), None);
     }
 }

@@ -27,7 +27,7 @@ use xxhash_rust::xxh3::xxh3_128;
 use crate::core::error::StageError;
 use crate::core::slice::TaskSlice;
 use crate::core::stage::{Stage, TaskReport, UnitCtx};
-use crate::formats::{codec, html, warc};
+use crate::formats::{codec, html, jsonl, warc};
 use crate::steps::{Outcome, Produces, Shape, Step, StepCtx};
 use shards::env;
 
@@ -146,6 +146,7 @@ mod sink;
 mod units;
 
 use crawl::*;
+pub(crate) use readers::skip_line;
 use readers::*;
 use sink::*;
 pub use units::{InputFile, input_units};
@@ -408,12 +409,5 @@ mod tests {
         assert_eq!(word_count("a b\u{3000}c\td", 10), 4);
         assert_eq!(word_count("a b c d e f", 3), 3);
         assert_eq!(word_count("   ", 5), 0);
-    }
-
-    #[test]
-    fn dotted_fields() {
-        let v: serde_json::Value = serde_json::json!({"text": "t", "metadata": {"url": "u"}});
-        assert_eq!(field(&v, "metadata.url").and_then(|v| v.as_str()), Some("u"));
-        assert!(field(&v, "metadata.nope").is_none());
     }
 }

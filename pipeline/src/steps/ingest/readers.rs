@@ -52,17 +52,16 @@ pub(super) fn read_jsonl(
                 continue;
             }
         };
-        let mut value: serde_json::Value = match serde_json::from_str(text) {
-            Ok(v) => v,
+        // Only the two fields, never the record's value tree.
+        let mut fields = match jsonl::extract(text, &[&source.text_field, &source.url_field]) {
+            Ok(f) => f.values.into_iter(),
             Err(e) => {
                 sink.reject(file, at, "malformed_json", e.to_string())?;
                 continue;
             }
         };
-        let url = field(&value, &source.url_field).and_then(|v| v.as_str()).map(str::to_string);
-        // Take the text out of the parsed record rather than copying it.
-        let Some(serde_json::Value::String(doc_text)) = field_mut(&mut value, &source.text_field).map(std::mem::take)
-        else {
+        let (doc_text, url) = (fields.next().flatten(), fields.next().flatten());
+        let Some(doc_text) = doc_text else {
             sink.reject(file, at, "missing_text", format!("no string field `{}`", source.text_field))?;
             continue;
         };
@@ -130,7 +129,7 @@ pub(super) fn read_text(
 }
 
 /// Consumes the rest of a line (through its `\n`); returns the bytes skipped.
-pub(super) fn skip_line(reader: &mut dyn BufRead) -> io::Result<u64> {
+pub(crate) fn skip_line(reader: &mut dyn BufRead) -> io::Result<u64> {
     let mut skipped = 0u64;
     loop {
         let buf = reader.fill_buf()?;
@@ -200,13 +199,4 @@ pub(super) fn read_parquet(
 pub(super) fn trim_eol(line: &[u8]) -> &[u8] {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     line.strip_suffix(b"\r").unwrap_or(line)
-}
-
-/// A dotted-path field of a JSON object.
-pub(super) fn field<'a>(v: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
-    path.split('.').try_fold(v, |v, k| v.get(k))
-}
-
-pub(super) fn field_mut<'a>(v: &'a mut serde_json::Value, path: &str) -> Option<&'a mut serde_json::Value> {
-    path.split('.').try_fold(v, |v, k| v.get_mut(k))
 }
