@@ -300,10 +300,16 @@ impl Loc {
                 (dir.join(temp_name(&self.file_name())), Target::Rename(p.clone()))
             }
             Inner::Object { store, key, .. } => {
-                (std::env::temp_dir().join(temp_name(&self.file_name())), Target::Upload(store.clone(), key.clone()))
+                (staging_dir()?.join(temp_name(&self.file_name())), Target::Upload(store.clone(), key.clone()))
             }
         };
-        let file = File::create(&tmp).map_err(|e| ShardError::io(At::file(tmp.display().to_string()), e))?;
+        // Created exclusively: a name another writer holds is an error, never shared.
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .read(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| ShardError::io(At::file(tmp.display().to_string()), e))?;
         Ok(AtomicFile { file: Some(file), tmp, target, display: self.to_string() })
     }
 
@@ -378,11 +384,72 @@ fn walk(dir: &Path, out: &mut Vec<Loc>) -> io::Result<()> {
     Ok(())
 }
 
-/// A unique temporary name beside the target: hidden (leading dot) so listings skip it.
+/// This machine's name, as temporary names carry it (`/proc/sys/kernel/hostname`, else
+/// `$HOSTNAME`), reduced to characters safe in a file name.
+fn host() -> &'static str {
+    static HOST: OnceLock<String> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let raw = fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "host".into());
+        let clean: String =
+            raw.trim().chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).take(63).collect();
+        if clean.is_empty() { "host".into() } else { clean }
+    })
+}
+
+/// A temporary name beside the target, unique across hosts, pods and processes sharing a
+/// directory: hidden (leading dot) so listings skip it; the host name, the process id, a
+/// per-process random tag (pods on one node can share a pid) and a counter.
 fn temp_name(name: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static TAG: OnceLock<u64> = OnceLock::new();
+    // The standard library seeds every RandomState from the OS's random source.
+    let tag = TAG.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        std::collections::hash_map::RandomState::new().build_hasher().finish()
+    });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!(".{name}.{}.{n}.tmp", std::process::id())
+    format!(".{name}.{}.{}.{:08x}.{n}.tmp", host(), std::process::id(), tag & 0xffff_ffff)
+}
+
+/// Where uploads to an object store are staged: `$TMPDIR/grist-staging`. The first use in a
+/// process removes staging files that a killed grist on this host left (their process is
+/// gone), so an interrupted upload leaves nothing behind after the next run.
+fn staging_dir() -> Result<PathBuf> {
+    static CLEANED: OnceLock<()> = OnceLock::new();
+    let dir = std::env::temp_dir().join("grist-staging");
+    fs::create_dir_all(&dir).map_err(|e| ShardError::io(At::file(dir.display().to_string()), e))?;
+    CLEANED.get_or_init(|| {
+        clean_staging(&dir);
+    });
+    Ok(dir)
+}
+
+/// Removes the staging files in `dir` whose writer, a process on this host, is gone. Returns
+/// how many.
+fn clean_staging(dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = staging_owner(&name)
+            && pid != std::process::id()
+            && !Path::new(&format!("/proc/{pid}")).exists()
+            && fs::remove_file(e.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// The process id in a temporary name written on this host: `.{name}.{host}.{pid}.{tag}.{n}.tmp`.
+fn staging_owner(name: &str) -> Option<u32> {
+    let parts: Vec<&str> = name.strip_suffix(".tmp")?.rsplitn(5, '.').collect();
+    // parts: [n, tag, pid, host, rest]
+    (parts.len() == 5 && parts[3] == host()).then(|| parts[2].parse().ok()).flatten()
 }
 
 enum Target {
@@ -510,6 +577,30 @@ impl io::Seek for AtomicFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn temporary_names_carry_host_pid_and_a_random_tag_and_dead_writers_staging_goes() {
+        let a = temp_name("part-00001.parquet");
+        let b = temp_name("part-00001.parquet");
+        assert_ne!(a, b);
+        assert!(a.starts_with(".part-00001.parquet.") && a.ends_with(".tmp"), "{a}");
+        assert!(a.contains(&format!(".{}.{}.", host(), std::process::id())), "{a}");
+        assert_eq!(staging_owner(&a), Some(std::process::id()));
+        // A staging file of a process that is gone is removed; ours and other hosts' stay.
+        let dir = tempfile::tempdir().unwrap();
+        let dead = format!(".x.parquet.{}.{}.0000abcd.0.tmp", host(), u32::MAX - 7);
+        let other_host = format!(".x.parquet.elsewhere-9.{}.0000abcd.0.tmp", u32::MAX - 7);
+        for n in [&a, &dead, &other_host] {
+            std::fs::write(dir.path().join(n), b"partial upload").unwrap();
+        }
+        assert_eq!(clean_staging(dir.path()), 1);
+        assert!(!dir.path().join(&dead).exists());
+        assert!(dir.path().join(&a).exists() && dir.path().join(&other_host).exists());
+        // Writers never share a temporary file: it is created exclusively.
+        let loc = Loc::local(dir.path().join("out.bin"));
+        let (w1, w2) = (loc.create().unwrap(), loc.create().unwrap());
+        assert_ne!(w1.tmp, w2.tmp);
+    }
 
     #[test]
     fn local_atomic_write_is_invisible_until_commit() {
