@@ -15,6 +15,10 @@ pub const SLURM_ARRAY_TASK_MIN: &str = "SLURM_ARRAY_TASK_MIN";
 pub const JOB_COMPLETION_INDEX: &str = "JOB_COMPLETION_INDEX";
 /// Task count to go with `JOB_COMPLETION_INDEX` (a Job's `completions`).
 pub const GRIST_TASKS: &str = "GRIST_TASKS";
+/// Seconds a task waits, when every task of a stage has reported done but some unit markers
+/// are not yet visible (a shared filesystem's lag), before it fails instead of exiting without
+/// the stage manifest (default 60).
+pub const FINALIZE_WAIT_SECS: &str = "GRIST_FINALIZE_WAIT_SECS";
 /// Test hook: abort the process (as a kill would) after this many documents have been
 /// written by this process, leaving whatever a crash leaves. Used by the resume tests only.
 pub const TEST_ABORT_AFTER_DOCS: &str = "GRIST_TEST_ABORT_AFTER_DOCS";

@@ -1,5 +1,6 @@
 //! grist's on-disk formats and storage: document and ledger Parquet shards, llm.c token
-//! shards, JSON manifests, training metrics records, checksums, local/object-store paths with
+//! shards, JSON manifests, training metrics records, checksums, the keyed permutation that
+//! orders training data and blends, local/object-store paths with
 //! atomic writes, and the names of every environment variable grist reads.
 //!
 //! This crate is the contract between the pipeline and the trainer. It depends on no other
@@ -14,6 +15,7 @@ pub mod ledger;
 pub mod manifest;
 pub mod metrics;
 pub mod parquet_io;
+pub mod permutation;
 pub mod storage;
 pub mod tokens;
 

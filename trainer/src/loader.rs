@@ -8,6 +8,7 @@
 //! each global batch by stride: worker r of R takes its positions r, r + R, ...; the global
 //! batch, and so the data order, does not depend on R.
 
+use shards::permutation::{Permutation, mix};
 use shards::{Loc, ShardError, TokenShard};
 
 #[derive(Debug, thiserror::Error)]
@@ -29,49 +30,6 @@ pub enum LoaderError {
 pub struct Cursor {
     pub epoch: u64,
     pub offset: u64,
-}
-
-/// A permutation of 0..n keyed by (seed, epoch): a 4-round Feistel network on the smallest
-/// even bit width covering n, cycle-walked back into range.
-#[derive(Debug, Clone, Copy)]
-struct Permutation {
-    n: u64,
-    half: u32,
-    keys: [u64; 4],
-}
-
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-impl Permutation {
-    fn new(n: u64, seed: u64, epoch: u64) -> Permutation {
-        let bits = (64 - n.saturating_sub(1).leading_zeros()).max(2);
-        let half = bits.div_ceil(2);
-        let base = mix(seed ^ mix(epoch ^ 0x5EED));
-        let keys = [mix(base), mix(base ^ 1), mix(base ^ 2), mix(base ^ 3)];
-        Permutation { n, half, keys }
-    }
-
-    fn encrypt(&self, x: u64) -> u64 {
-        let mask = (1u64 << self.half) - 1;
-        let (mut l, mut r) = (x >> self.half, x & mask);
-        for k in self.keys {
-            (l, r) = (r, l ^ (mix(r ^ k) & mask));
-        }
-        (l << self.half) | r
-    }
-
-    fn at(&self, i: u64) -> u64 {
-        let mut y = self.encrypt(i);
-        while y >= self.n {
-            y = self.encrypt(y);
-        }
-        y
-    }
 }
 
 /// The windows of a set of shards, and their order per epoch.
@@ -216,21 +174,6 @@ mod tests {
                 loc
             })
             .collect()
-    }
-
-    #[test]
-    fn the_permutation_is_a_bijection_for_any_count_and_depends_on_seed_and_epoch() {
-        for n in [1u64, 2, 3, 7, 64, 100, 1000, 4097] {
-            let p = Permutation::new(n, 42, 0);
-            let mut seen: Vec<u64> = (0..n).map(|i| p.at(i)).collect();
-            seen.sort_unstable();
-            assert_eq!(seen, (0..n).collect::<Vec<_>>(), "n = {n}");
-        }
-        let order = |seed, epoch| (0..100).map(|i| Permutation::new(100, seed, epoch).at(i)).collect::<Vec<_>>();
-        assert_eq!(order(1, 0), order(1, 0));
-        assert_ne!(order(1, 0), order(1, 1), "epochs differ");
-        assert_ne!(order(1, 0), order(2, 0), "seeds differ");
-        assert_ne!(order(1, 0), (0..100).collect::<Vec<_>>(), "shuffled");
     }
 
     #[test]

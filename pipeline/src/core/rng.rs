@@ -4,44 +4,6 @@
 
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-/// A permutation of `0..n` keyed by a seed: a 4-round Feistel network on the smallest even bit
-/// width covering `n`, cycle-walked back into range. No memory however large `n` is, so a
-/// shuffle of billions of items is computed position by position instead of sorted.
-#[derive(Debug, Clone, Copy)]
-pub struct Permutation {
-    n: u64,
-    half: u32,
-    keys: [u64; 4],
-}
-
-impl Permutation {
-    pub fn new(n: u64, seed: u64) -> Permutation {
-        let bits = (64 - n.saturating_sub(1).leading_zeros()).max(2);
-        let half = bits.div_ceil(2);
-        let base = mix(seed ^ 0x5EED_5EED_5EED_5EED);
-        let keys = [mix(base ^ 1), mix(base ^ 2), mix(base ^ 3), mix(base ^ 4)];
-        Permutation { n, half, keys }
-    }
-
-    fn encrypt(&self, x: u64) -> u64 {
-        let mask = (1u64 << self.half) - 1;
-        let (mut l, mut r) = (x >> self.half, x & mask);
-        for k in self.keys {
-            (l, r) = (r, l ^ (mix(r ^ k) & mask));
-        }
-        (l << self.half) | r
-    }
-
-    /// The item at position `i` (`i < n`).
-    pub fn at(&self, i: u64) -> u64 {
-        let mut y = self.encrypt(i);
-        while y >= self.n {
-            y = self.encrypt(y);
-        }
-        y
-    }
-}
-
 /// The random stream of one document in one stage.
 #[derive(Debug, Clone)]
 pub struct DocRng {
@@ -98,19 +60,6 @@ impl DocRng {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_permutation_is_a_bijection_for_any_count() {
-        for n in [1u64, 2, 3, 7, 64, 100, 1000, 4097] {
-            let p = Permutation::new(n, 42);
-            let mut seen: Vec<u64> = (0..n).map(|i| p.at(i)).collect();
-            seen.sort_unstable();
-            assert_eq!(seen, (0..n).collect::<Vec<_>>(), "n = {n}");
-        }
-        let order = |seed| (0..100).map(|i| Permutation::new(100, seed).at(i)).collect::<Vec<_>>();
-        assert_eq!(order(1), order(1));
-        assert_ne!(order(1), order(2));
-    }
 
     #[test]
     fn same_key_same_stream_different_keys_differ() {

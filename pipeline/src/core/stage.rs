@@ -127,7 +127,7 @@ fn unit_of(name: &str) -> Option<usize> {
 }
 
 /// What one task did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TaskReport {
     pub stage: String,
     pub task: usize,
@@ -142,6 +142,9 @@ pub struct TaskReport {
     /// Whether every unit of the stage is now complete and `manifest.json` was written.
     pub stage_complete: bool,
     pub grist_version: String,
+    /// The stage's fingerprint: which run of it this report belongs to.
+    #[serde(default)]
+    pub fingerprint: String,
 }
 
 impl Stage {
@@ -245,8 +248,7 @@ impl Stage {
 
         let mut accounting = Accounting::default();
         results.iter().for_each(|a| accounting.add(a));
-        let stage_complete = self.finalize(&fingerprint)?;
-        let report = TaskReport {
+        let mut report = TaskReport {
             stage: self.name.clone(),
             task: slice.index,
             tasks: slice.count,
@@ -256,13 +258,23 @@ impl Stage {
             accounting,
             threads: rayon::current_num_threads(),
             seconds: start.elapsed().as_secs_f64(),
-            stage_complete,
+            stage_complete: false,
             grist_version: env!("CARGO_PKG_VERSION").to_string(),
+            fingerprint: fingerprint.clone(),
         };
         let stats = self.dir.join(&format!("stats/task-{:05}-of-{:05}.json", slice.index, slice.count));
-        let mut json = serde_json::to_string_pretty(&report).unwrap_or_default();
-        json.push('\n');
-        stats.write_atomic(json.as_bytes())?;
+        let write_stats = |r: &TaskReport| -> Result<(), StageError> {
+            let mut json = serde_json::to_string_pretty(r).unwrap_or_default();
+            json.push('\n');
+            Ok(stats.write_atomic(json.as_bytes())?)
+        };
+        // This task's report first: a task that finds every task's report but not every
+        // unit's marker knows the others are done and their files not yet visible.
+        write_stats(&report)?;
+        let wait: f64 =
+            std::env::var(shards::env::FINALIZE_WAIT_SECS).ok().and_then(|v| v.parse().ok()).unwrap_or(60.0);
+        report.stage_complete = self.finalize_or_wait(&fingerprint, slice.count, wait)?;
+        write_stats(&report)?;
         Ok(report)
     }
 
@@ -295,6 +307,50 @@ impl Stage {
             }
         }
         Ok(removed)
+    }
+
+    /// Writes the stage manifest if every unit is complete. When it is not but every task of
+    /// this run (`tasks`) has written its report, the missing markers were written by tasks that
+    /// finished and are only not visible yet (an NFS or object-store listing lag): retry with a
+    /// bounded backoff (`GRIST_FINALIZE_WAIT_SECS`, 60 s), then fail naming the units, so that no
+    /// task exits 0 leaving a stage without its manifest. Otherwise other tasks are still working
+    /// and the last of them writes it.
+    fn finalize_or_wait(&self, fingerprint: &str, tasks: usize, limit: f64) -> Result<bool, StageError> {
+        if self.finalize(fingerprint)? {
+            return Ok(true);
+        }
+        let all_reported = (0..tasks).all(|t| {
+            let loc = self.dir.join(&format!("stats/task-{t:05}-of-{tasks:05}.json"));
+            loc.read()
+                .ok()
+                .and_then(|b| serde_json::from_slice::<TaskReport>(&b).ok())
+                .is_some_and(|r| r.fingerprint == fingerprint)
+        });
+        if !all_reported {
+            return Ok(false);
+        }
+        let deadline = Instant::now() + std::time::Duration::from_secs_f64(limit.max(0.0));
+        let mut pause = std::time::Duration::from_millis(100);
+        while Instant::now() < deadline {
+            std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+            if self.finalize(fingerprint)? {
+                return Ok(true);
+            }
+            pause = (pause * 2).min(std::time::Duration::from_secs(5));
+        }
+        let missing: Vec<String> = (0..self.units.len())
+            .filter(|&u| self.completed(u, fingerprint, false).is_none())
+            .map(|u| u.to_string())
+            .take(20)
+            .collect();
+        Err(StageError::Input {
+            at: shards::At::file(self.dir.to_string()),
+            msg: format!(
+                "all {tasks} tasks of stage {} reported done, but unit(s) {} have no visible complete marker after {limit} s: their files are not visible on this filesystem yet, or were removed\nhint: rerun the stage (completed units are skipped; the manifest is written once every marker is visible)",
+                self.name,
+                missing.join(", ")
+            ),
+        })
     }
 
     /// Writes the stage manifest if every unit is complete. Any task may do it; the
@@ -440,6 +496,46 @@ mod tests {
         assert!(!dir.path().join("part-00002.parquet").exists());
         assert!(!dir.path().join("part-00002.done.json").exists());
         assert_eq!(Manifest::read(&Loc::local(dir.path().join(MANIFEST))).unwrap().units, 2);
+    }
+
+    #[test]
+    fn a_task_that_sees_every_report_but_not_every_marker_waits_then_fails_never_exits_clean() {
+        let dir = tempfile::tempdir().unwrap();
+        let stage = Stage {
+            name: "t".into(),
+            dir: Loc::local(dir.path()),
+            config: serde_json::json!({}),
+            units: (0..2).map(|u| serde_json::json!(u)).collect(),
+            unit_bytes: vec![0; 2],
+        };
+        let work = |ctx: &UnitCtx| -> Result<Manifest, StageError> {
+            let (loc, name) = ctx.shard();
+            loc.write_atomic(b"x")?;
+            let mut m = ctx.manifest();
+            m.outputs.push(shards::FileEntry::describe(&loc, name, 0)?);
+            Ok(m)
+        };
+        // Task 1 of 2 alone: task 0 has not reported, so it leaves the manifest to task 0.
+        let one = stage.run(TaskSlice { index: 1, count: 2 }, work).unwrap();
+        assert!(!one.stage_complete);
+        // Task 0 ran elsewhere: its report is visible, its marker not (yet).
+        stage.run(TaskSlice { index: 0, count: 2 }, work).unwrap();
+        let marker = dir.path().join("part-00000.done.json");
+        let hidden = dir.path().join("hidden.json");
+        std::fs::remove_file(dir.path().join(MANIFEST)).unwrap();
+        std::fs::rename(&marker, &hidden).unwrap();
+        let fp = stage.fingerprint();
+        let e = stage.finalize_or_wait(&fp, 2, 0.3).unwrap_err().to_string();
+        assert!(e.contains("all 2 tasks") && e.contains("unit(s) 0"), "{e}");
+        // The marker shows up while it waits: the manifest is written.
+        let (h, m) = (hidden.clone(), marker.clone());
+        let late = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            std::fs::rename(h, m).unwrap();
+        });
+        assert!(stage.finalize_or_wait(&fp, 2, 10.0).unwrap());
+        late.join().unwrap();
+        assert!(dir.path().join(MANIFEST).exists());
     }
 
     #[test]

@@ -21,11 +21,12 @@ use shards::arrow::array::{ArrayRef, StringArray, UInt64Array};
 use shards::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use shards::arrow::record_batch::RecordBatch;
 use shards::parquet_io::ParquetSink;
+use shards::permutation::Permutation;
 use shards::tokens::{TokenShard, TokenWidth, TokenWriter};
 use shards::{At, FileEntry, LedgerWriter, Loc, Manifest, ShardError, WriteOptions};
 
 use crate::core::error::StageError;
-use crate::core::rng::{DocRng, Permutation};
+use crate::core::rng::DocRng;
 use crate::core::slice::TaskSlice;
 use crate::core::stage::{MANIFEST, Stage, TaskReport};
 use crate::steps::tokenize::SOURCE_TOKENS_PREFIX;
@@ -264,6 +265,9 @@ struct Copies {
     len: u64,
 }
 
+/// The blend's permutation stream (the trainer's streams are its epochs, from 0).
+const BLEND_STREAM: u64 = 0xb1e4_d000_0000_0000;
+
 /// One source's copies: `whole` passes over `mine`, then `frac`, from copy index `start`.
 struct Block {
     start: u64,
@@ -300,7 +304,7 @@ impl Copies {
             blocks.push(Block { start, mine, frac, whole });
             start += len;
         }
-        (Copies { blocks, perm: Permutation::new(start, seed ^ 0xb1e4_d000), len: start }, realized)
+        (Copies { blocks, perm: Permutation::new(start, seed, BLEND_STREAM), len: start }, realized)
     }
 
     fn len(&self) -> u64 {
