@@ -347,6 +347,8 @@ pub struct WarcReader<S> {
     after_missing_trailer: bool,
 }
 
+/// The most the window takes from the source at a time.
+const READ_CHUNK: usize = 64 << 10;
 /// The longest line the reader looks at: a header line over 64 KiB is not a header.
 pub const MAX_LINE_BYTES: usize = 64 << 10;
 
@@ -386,9 +388,11 @@ impl<S: WarcSource> WarcReader<S> {
         if self.eof {
             return Ok(false);
         }
+        // At most 64 KiB per read, whatever the source buffers (a cursor hands out everything).
         let got = self.src.fill_buf().map(|b| {
-            self.win.extend_from_slice(b);
-            b.len()
+            let n = b.len().min(READ_CHUNK);
+            self.win.extend_from_slice(&b[..n]);
+            n
         });
         match got {
             Ok(0) => {
