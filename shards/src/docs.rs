@@ -146,7 +146,8 @@ impl DocReader {
 
     /// Reads all documents' shared fields. For tests and small shards.
     pub fn read_docs(&self) -> Result<Vec<Doc>> {
-        let mut out = Vec::with_capacity(self.num_rows() as usize);
+        // The footer's row count is a claim: reserve at most a batch's worth up front.
+        let mut out = Vec::with_capacity((self.num_rows() as usize).min(1 << 14));
         for batch in self.batches(Some(&["id", "source", "url", "text"]), 8192)? {
             let batch = batch?;
             let (id, source, url, text) =

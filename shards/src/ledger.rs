@@ -153,7 +153,8 @@ impl LedgerReader {
 
     /// Reads every entry.
     pub fn entries(&self) -> Result<Vec<LedgerEntry>> {
-        let mut out = Vec::with_capacity(self.num_rows() as usize);
+        // The footer's row count is a claim: reserve at most a batch's worth up front.
+        let mut out = Vec::with_capacity((self.num_rows() as usize).min(1 << 14));
         for batch in self.src.batches(None, LEDGER_BATCH)? {
             let b = batch?;
             let f64col = |n: &str| b.column_by_name(n).and_then(|c| c.as_any().downcast_ref::<Float64Array>().cloned());
