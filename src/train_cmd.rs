@@ -280,7 +280,10 @@ fn estimate(recipe: &Recipe) -> Result<Estimate> {
         reads: cfg.train_data.clone(),
         writes: format!("{} ({} checkpoints kept)", cfg.out, cfg.keep_checkpoints),
         disk: n * 12.0 * cfg.keep_checkpoints as f64,
-        memory: n * 16.0 + ws * 4.0,
+        // Live: parameters, gradients and two moments (16 bytes a parameter) and the workspace;
+        // a checkpoint copies parameters and moments out of the backend (12) and the parameters
+        // into Hugging Face's layout (4); and the process itself (~32 MB, measured).
+        memory: n * 32.0 + ws * 4.0 + 32e6,
         seconds: 6.0 * n * total / (PLAN_MFU * peak),
         notes,
     })

@@ -53,15 +53,29 @@ pub fn write_safetensors(
     tensors: &[Tensor],
     metadata: &BTreeMap<String, String>,
 ) -> Result<(), CheckpointError> {
+    let views: Vec<(&str, &[usize], &[f32])> =
+        tensors.iter().map(|t| (t.name.as_str(), t.shape.as_slice(), t.data.as_slice())).collect();
+    write_views(path, &views, metadata)
+}
+
+/// [`write_safetensors`] over borrowed tensors (name, shape, data): nothing is copied but one
+/// 64 KiB buffer at a time, so saving a model costs no second copy of its moments.
+fn write_views(
+    path: &Path,
+    tensors: &[(&str, &[usize], &[f32])],
+    metadata: &BTreeMap<String, String>,
+) -> Result<(), CheckpointError> {
     let mut header = serde_json::Map::new();
     if !metadata.is_empty() {
         header.insert("__metadata__".into(), json!(metadata));
     }
     let mut at = 0usize;
-    for t in tensors {
-        assert_eq!(t.shape.iter().product::<usize>(), t.data.len(), "{}: shape and data disagree", t.name);
-        let end = at + t.data.len() * 4;
-        header.insert(t.name.clone(), json!({"dtype": "F32", "shape": t.shape, "data_offsets": [at, end]}));
+    for (name, shape, data) in tensors {
+        if shape.iter().product::<usize>() != data.len() {
+            return Err(format_err(path, format!("{name}: shape {shape:?} does not hold {} values", data.len())));
+        }
+        let end = at + data.len() * 4;
+        header.insert(name.to_string(), json!({"dtype": "F32", "shape": shape, "data_offsets": [at, end]}));
         at = end;
     }
     let mut text = serde_json::to_vec(&Value::Object(header)).map_err(|e| format_err(path, e.to_string()))?;
@@ -69,12 +83,13 @@ pub fn write_safetensors(
         text.push(b' ');
     }
     let file = std::fs::File::create(path).map_err(io(path))?;
-    let mut w = std::io::BufWriter::new(file);
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, file);
     w.write_all(&(text.len() as u64).to_le_bytes()).map_err(io(path))?;
     w.write_all(&text).map_err(io(path))?;
-    for t in tensors {
-        let bytes: Vec<u8> = t.data.iter().flat_map(|x| x.to_le_bytes()).collect();
-        w.write_all(&bytes).map_err(io(path))?;
+    for (_, _, data) in tensors {
+        for x in *data {
+            w.write_all(&x.to_le_bytes()).map_err(io(path))?;
+        }
     }
     let file = w.into_inner().map_err(|e| io(path)(e.into_error()))?;
     file.sync_all().map_err(io(path))
@@ -314,12 +329,9 @@ pub fn save<S: serde::Serialize>(
     let meta = BTreeMap::from([("format".to_string(), "pt".to_string())]);
     write_safetensors(&tmp.join("model.safetensors"), &to_hf(&saved.params), &meta)?;
     write_json(&tmp.join("config.json"), &hf_config(cfg))?;
-    let n = saved.m.len();
-    let moments = [
-        Tensor { name: "adam.m".into(), shape: vec![n], data: saved.m.clone() },
-        Tensor { name: "adam.v".into(), shape: vec![n], data: saved.v.clone() },
-    ];
-    write_safetensors(&tmp.join("optimizer.safetensors"), &moments, &BTreeMap::new())?;
+    let n = [saved.m.len()];
+    let moments = [("adam.m", &n[..], &saved.m[..]), ("adam.v", &n[..], &saved.v[..])];
+    write_views(&tmp.join("optimizer.safetensors"), &moments, &BTreeMap::new())?;
     write_json(&tmp.join("state.json"), &saved.state)?;
     let parts = PARTS.iter().map(|p| part_entry(&tmp, p)).collect::<Result<Vec<_>, _>>()?;
     write_json(&tmp.join(FILES), &parts)?;

@@ -172,6 +172,17 @@ fn as_i64(v: &LooseInt) -> Option<i64> {
     v.0
 }
 
+/// What the WebText rule reads from one Pushshift line: (id, url, score, is_self, created_utc).
+/// The reader the stage uses, for tests and fuzzing: an `Err` is a line the stage ledgers as
+/// `malformed_json` (or `invalid_utf8`).
+pub type SubmissionFields = (Option<String>, Option<String>, Option<i64>, Option<bool>, Option<i64>);
+
+/// Parses one Pushshift line as the stage does.
+pub fn parse_submission(line: &[u8]) -> Result<SubmissionFields, serde_json::Error> {
+    let s: Submission = serde_json::from_slice(line)?;
+    Ok((s.id, s.url, s.score.0, s.is_self, s.created_utc.0))
+}
+
 struct Selected {
     url: String,
     key: String,
