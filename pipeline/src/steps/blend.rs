@@ -231,6 +231,20 @@ impl Mixture {
         Ok(Mixture { weight_sum, total_tokens: cfg.total_tokens, sources })
     }
 
+    /// An error, with this table, when a source would be repeated more than `max_epochs` times
+    /// (a mistyped `total_tokens` is refused before any work).
+    pub fn check_epochs(&self, max_epochs: f64) -> Result<(), StageError> {
+        let Some(p) = self.sources.iter().find(|p| p.epochs > max_epochs) else { return Ok(()) };
+        Err(StageError::Recipe(format!(
+            "blend: source {:?} would be repeated {:.1} times ({} target tokens from {} available), more than blend.max_epochs = {max_epochs}\n{}hint: lower total_tokens or the source's weight (GPT-3 repeated no source more than 3.4 times), or raise max_epochs",
+            p.name,
+            p.epochs,
+            p.target_tokens,
+            p.available_tokens,
+            self.render()
+        )))
+    }
+
     /// The mixture as a table.
     pub fn render(&self) -> String {
         use std::fmt::Write as _;
@@ -370,17 +384,7 @@ pub fn run(cfg: &BlendConfig, seed: u64, run_out: &Loc, slice: TaskSlice) -> Res
         a
     });
     let plan = Mixture::new(cfg, &available)?;
-    if let Some(p) = plan.sources.iter().find(|p| p.epochs > cfg.max_epochs) {
-        return Err(StageError::Recipe(format!(
-            "blend: source {:?} would be repeated {:.1} times ({} target tokens from {} available), more than blend.max_epochs = {}\n{}hint: lower total_tokens or the source's weight (GPT-3 repeated no source more than 3.4 times), or raise max_epochs",
-            p.name,
-            p.epochs,
-            p.target_tokens,
-            p.available_tokens,
-            cfg.max_epochs,
-            plan.render()
-        )));
-    }
+    plan.check_epochs(cfg.max_epochs)?;
     let (copies, realized) = Copies::new(&plan, &docs, seed);
     // Output shards: consecutive runs of whole documents up to shard_tokens (one pass over
     // the positions; only the boundaries are kept).
@@ -490,6 +494,16 @@ mod tests {
         // The paper's rounded epochs (0.44 CC, 0.43 Books2) within rounding of the table.
         assert!((cc.epochs - 0.44).abs() < 0.01 && (by["books2"].epochs - 0.43).abs() < 0.01);
         assert!(p.render().contains("weights sum to 101.0%: normalized to 100%"));
+    }
+
+    #[test]
+    fn an_absurd_total_is_refused_with_the_plan() {
+        let mut cfg = BlendConfig::gpt3();
+        assert!(Mixture::new(&cfg, &BTreeMap::new()).unwrap().check_epochs(100.0).is_ok());
+        cfg.total_tokens = 300_000_000_000_000; // three zeros too many
+        let e = Mixture::new(&cfg, &BTreeMap::new()).unwrap().check_epochs(100.0).unwrap_err().to_string();
+        assert!(e.contains("\"common_crawl\" would be repeated 434.") && e.contains("max_epochs = 100"), "{e}");
+        assert!(e.contains("source               weight"), "the plan's table: {e}");
     }
 
     #[test]
