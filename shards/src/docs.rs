@@ -189,6 +189,53 @@ mod tests {
             .collect()
     }
 
+    /// Thrift compact varint of a zigzag-encoded i64.
+    fn zigzag_varint(v: i64) -> Vec<u8> {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        let mut out = Vec::new();
+        loop {
+            let b = (z & 0x7f) as u8;
+            z >>= 7;
+            if z == 0 {
+                out.push(b);
+                return out;
+            }
+            out.push(b | 0x80);
+        }
+    }
+
+    #[test]
+    fn a_footer_that_claims_a_trillion_rows_allocates_nothing_for_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let loc = Loc::local(dir.path().join("part-00000.parquet"));
+        let schema = doc_schema(vec![]);
+        let mut w = DocWriter::create(&loc, schema.clone(), WriteOptions::default()).unwrap();
+        w.write(&doc_batch(&schema, &docs(1), vec![]).unwrap()).unwrap();
+        w.finish().unwrap();
+        // The footer: FileMetaData (thrift compact), its length, `PAR1`. Field 3, num_rows, is
+        // the first `0x16` (delta 1, type i64) after the schema list; 1 row is zigzag `0x02`.
+        let bytes = std::fs::read(dir.path().join("part-00000.parquet")).unwrap();
+        let n = bytes.len();
+        let meta_len = u32::from_le_bytes(bytes[n - 8..n - 4].try_into().unwrap()) as usize;
+        let meta = &bytes[n - 8 - meta_len..n - 8];
+        let at = (0..meta.len() - 1).find(|&i| meta[i] == 0x16 && meta[i + 1] == 0x02).unwrap();
+        let mut patched_meta = meta[..at + 1].to_vec();
+        patched_meta.extend(zigzag_varint(1 << 40));
+        patched_meta.extend(&meta[at + 2..]);
+        let mut patched = bytes[..n - 8 - meta_len].to_vec();
+        patched.extend(&patched_meta);
+        patched.extend((patched_meta.len() as u32).to_le_bytes());
+        patched.extend(b"PAR1");
+        std::fs::write(dir.path().join("part-00000.parquet"), &patched).unwrap();
+        // Opening reads the claim; reading must not reserve room for it (it aborted before:
+        // "memory allocation of 105553116266496 bytes failed").
+        let r = DocReader::open(&loc).unwrap();
+        assert_eq!(r.num_rows(), 1 << 40, "the patch hit num_rows");
+        if let Ok(d) = r.read_docs() {
+            assert_eq!(d.len(), 1);
+        }
+    }
+
     #[test]
     fn round_trip_with_extra_columns_and_projection() {
         let dir = tempfile::tempdir().unwrap();
