@@ -460,6 +460,26 @@ pub fn unit_markers(dir: &Loc, units: u64) -> Vec<(u64, Option<Manifest>)> {
 mod tests {
     use super::*;
 
+    /// A stage of `units` units in `dir` with `config`.
+    fn stage_in(dir: &std::path::Path, units: usize, config: serde_json::Value) -> Stage {
+        Stage {
+            name: "t".into(),
+            dir: Loc::local(dir),
+            config,
+            units: (0..units).map(|u| serde_json::json!(u)).collect(),
+            unit_bytes: vec![0; units],
+        }
+    }
+
+    /// Unit work writing one output shard holding `unit N output`.
+    fn one_shard(ctx: &UnitCtx) -> Result<Manifest, StageError> {
+        let (loc, name) = ctx.shard();
+        loc.write_atomic(format!("unit {} output", ctx.unit).as_bytes())?;
+        let mut m = ctx.manifest();
+        m.outputs.push(shards::FileEntry::describe(&loc, name, 0)?);
+        Ok(m)
+    }
+
     #[test]
     fn unit_numbers_from_file_names() {
         assert_eq!(unit_of("part-00003.parquet"), Some(3));
@@ -475,20 +495,8 @@ mod tests {
     #[test]
     fn a_smaller_plan_removes_the_units_it_no_longer_has() {
         let dir = tempfile::tempdir().unwrap();
-        let stage = |units: usize| Stage {
-            name: "t".into(),
-            dir: Loc::local(dir.path()),
-            config: serde_json::json!({}),
-            units: (0..units).map(|u| serde_json::json!(u)).collect(),
-            unit_bytes: vec![0; units],
-        };
-        let work = |ctx: &UnitCtx| -> Result<Manifest, StageError> {
-            let (loc, name) = ctx.shard();
-            loc.write_atomic(b"x")?;
-            let mut m = ctx.manifest();
-            m.outputs.push(shards::FileEntry::describe(&loc, name, 0)?);
-            Ok(m)
-        };
+        let stage = |units: usize| stage_in(dir.path(), units, serde_json::json!({}));
+        let work = one_shard;
         assert!(stage(3).run(TaskSlice::ALL, work).unwrap().stage_complete);
         assert!(dir.path().join("part-00002.parquet").exists());
         let rep = stage(2).run(TaskSlice::ALL, work).unwrap();
@@ -501,20 +509,8 @@ mod tests {
     #[test]
     fn a_task_that_sees_every_report_but_not_every_marker_waits_then_fails_never_exits_clean() {
         let dir = tempfile::tempdir().unwrap();
-        let stage = Stage {
-            name: "t".into(),
-            dir: Loc::local(dir.path()),
-            config: serde_json::json!({}),
-            units: (0..2).map(|u| serde_json::json!(u)).collect(),
-            unit_bytes: vec![0; 2],
-        };
-        let work = |ctx: &UnitCtx| -> Result<Manifest, StageError> {
-            let (loc, name) = ctx.shard();
-            loc.write_atomic(b"x")?;
-            let mut m = ctx.manifest();
-            m.outputs.push(shards::FileEntry::describe(&loc, name, 0)?);
-            Ok(m)
-        };
+        let stage = stage_in(dir.path(), 2, serde_json::json!({}));
+        let work = one_shard;
         // Task 1 of 2 alone: task 0 has not reported, so it leaves the manifest to task 0.
         let one = stage.run(TaskSlice { index: 1, count: 2 }, work).unwrap();
         assert!(!one.stage_complete);
@@ -541,20 +537,8 @@ mod tests {
     #[test]
     fn a_completed_unit_damaged_at_the_same_size_is_redone() {
         let dir = tempfile::tempdir().unwrap();
-        let stage = Stage {
-            name: "t".into(),
-            dir: Loc::local(dir.path()),
-            config: serde_json::json!({}),
-            units: (0..3).map(|u| serde_json::json!(u)).collect(),
-            unit_bytes: vec![0; 3],
-        };
-        let work = |ctx: &UnitCtx| -> Result<Manifest, StageError> {
-            let (loc, name) = ctx.shard();
-            loc.write_atomic(format!("unit {} output", ctx.unit).as_bytes())?;
-            let mut m = ctx.manifest();
-            m.outputs.push(shards::FileEntry::describe(&loc, name, 0)?);
-            Ok(m)
-        };
+        let stage = stage_in(dir.path(), 3, serde_json::json!({}));
+        let work = one_shard;
         assert_eq!(stage.run(TaskSlice::ALL, work).unwrap().units_done, 3);
         assert_eq!(stage.run(TaskSlice::ALL, work).unwrap().units_skipped, 3);
         let f = dir.path().join("part-00001.parquet");
@@ -568,13 +552,7 @@ mod tests {
     fn files_an_earlier_run_wrote_go_only_once_the_new_output_is_complete() {
         let dir = tempfile::tempdir().unwrap();
         // Each unit writes `pieces` token shards (as tokenize does per shard_tokens).
-        let stage = |pieces: usize| Stage {
-            name: "t".into(),
-            dir: Loc::local(dir.path()),
-            config: serde_json::json!({ "pieces": pieces }),
-            units: (0..2).map(|u| serde_json::json!(u)).collect(),
-            unit_bytes: vec![0; 2],
-        };
+        let stage = |pieces: usize| stage_in(dir.path(), 2, serde_json::json!({ "pieces": pieces }));
         let work = |pieces: usize, fail_unit: Option<usize>| {
             move |ctx: &UnitCtx| -> Result<Manifest, StageError> {
                 if Some(ctx.unit) == fail_unit {
