@@ -92,6 +92,10 @@ bench-dedup-memory: release
 bench-tokenize: release
     bash scripts/bench-tokenize.sh
 
+# Every side-by-side benchmark above in one run, ending in one table (about 15 minutes).
+bench-all:
+    bash scripts/bench-all.sh
+
 # Training-step tokens/s and MFU beside PyTorch CPU (PyTorch from PyPI in its own venv).
 bench-train:
     bash scripts/bench-train.sh

@@ -46,3 +46,36 @@ fn real_texts_match_tiktoken() {
         assert_eq!(gpt2_tokens(&text), ids(&r["ids"]), "{file} {}", r["line"]);
     }
 }
+
+/// Every text of the real data (web JSON lines in many languages, the State of the Union
+/// addresses, benchmark questions) tokenized by grist's encoder and by tiktoken-rs (the oracle
+/// the golden ids above also agree with): identical ids, document by document.
+#[test]
+fn every_real_document_matches_tiktoken_rs() {
+    let Ok(data) = std::env::var("GRIST_TEST_DATA") else {
+        println!("skipping every_real_document_matches_tiktoken_rs: GRIST_TEST_DATA is not set");
+        return;
+    };
+    let data = std::path::Path::new(&data);
+    let mut texts: Vec<(String, String)> = Vec::new();
+    for file in ["web/cc2019-30.jsonl.gz", "web/cc_en_head-0091.jsonl.gz", "web/cc_en_head-0174.jsonl.gz"] {
+        let f = flate2::read::MultiGzDecoder::new(std::fs::File::open(data.join(file)).unwrap());
+        for (n, l) in std::io::BufReader::new(f).lines().enumerate() {
+            let v: serde_json::Value = serde_json::from_str(&l.unwrap()).unwrap();
+            texts.push((format!("{file}:{n}"), v["text"].as_str().unwrap().to_string()));
+        }
+    }
+    for l in std::fs::read_to_string(data.join("benchmarks/gsm8k-test.jsonl")).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        texts.push(("gsm8k".into(), format!("{}\n{}", v["question"].as_str().unwrap(), v["answer"].as_str().unwrap())));
+    }
+    for e in std::fs::read_dir(data.join("curated/sotu")).unwrap() {
+        let p = e.unwrap().path();
+        texts.push((p.display().to_string(), std::fs::read_to_string(&p).unwrap()));
+    }
+    assert!(texts.len() > 1000, "{} texts", texts.len());
+    let core = tiktoken_rs::r50k_base_singleton();
+    for (name, t) in &texts {
+        assert_eq!(gpt2_tokens(t), core.encode_ordinary(t), "{name}");
+    }
+}

@@ -19,6 +19,9 @@ pub const GRIST_TASKS: &str = "GRIST_TASKS";
 /// are not yet visible (a shared filesystem's lag), before it fails instead of exiting without
 /// the stage manifest (default 60).
 pub const FINALIZE_WAIT_SECS: &str = "GRIST_FINALIZE_WAIT_SECS";
+/// Caps the instruction set of grist's own kernels: `avx512`, `avx2` or `scalar` (default: the
+/// best the CPU has). For testing and benchmarking each path; see `shards::cpu`.
+pub const SIMD: &str = "GRIST_SIMD";
 /// Test hook: abort the process (as a kill would) after this many documents have been
 /// written by this process, leaving whatever a crash leaves. Used by the resume tests only.
 pub const TEST_ABORT_AFTER_DOCS: &str = "GRIST_TEST_ABORT_AFTER_DOCS";

@@ -8,6 +8,7 @@
 //! byte by byte in `shards/README.md`.
 
 pub mod checksum;
+pub mod cpu;
 pub mod docs;
 pub mod env;
 pub mod error;

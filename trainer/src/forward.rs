@@ -93,18 +93,26 @@ pub fn layernorm_forward<T: Real>(
     b: &[T],
     c: usize,
 ) {
-    out.par_chunks_mut(c).zip(inp.par_chunks(c)).zip(mean.par_iter_mut().zip(rstd.par_iter_mut())).for_each(
-        |((o, x), (m, s))| {
-            let n = r::<T>(c as f64);
-            let mu = x.iter().copied().sum::<T>() / n;
-            let var = x.iter().map(|&v| (v - mu) * (v - mu)).sum::<T>() / n;
-            let rs = T::one() / (var + r(1e-5)).sqrt();
-            for i in 0..c {
-                o[i] = (x[i] - mu) * rs * w[i] + b[i];
-            }
-            (*m, *s) = (mu, rs);
-        },
-    );
+    out.par_chunks_mut(c)
+        .zip(inp.par_chunks(c))
+        .zip(mean.par_iter_mut().zip(rstd.par_iter_mut()))
+        .for_each(|((o, x), (m, s))| (*m, *s) = layernorm_row(o, x, w, b));
+}
+
+crate::multiversion! {
+    /// One row of [`layernorm_forward`]: writes o, returns (mean, 1/std).
+    fn layernorm_row<T: Real>(o: &mut [T], x: &[T], w: &[T], b: &[T]) -> (T, T) {
+        let c = x.len();
+        let (o, w, b) = (&mut o[..c], &w[..c], &b[..c]);
+        let n = r::<T>(c as f64);
+        let mu = x.iter().copied().sum::<T>() / n;
+        let var = x.iter().map(|&v| (v - mu) * (v - mu)).sum::<T>() / n;
+        let rs = T::one() / (var + r(1e-5)).sqrt();
+        for i in 0..c {
+            o[i] = (x[i] - mu) * rs * w[i] + b[i];
+        }
+        (mu, rs)
+    }
 }
 
 /// Accumulates dinp (per row), dw and db (per column block, over rows in order).
@@ -121,7 +129,19 @@ pub fn layernorm_backward<T: Real>(
     c: usize,
 ) {
     dinp.par_chunks_mut(c).enumerate().for_each(|(row, di)| {
-        let (x, d, mu, rs) = (&inp[row * c..][..c], &dout[row * c..][..c], mean[row], rstd[row]);
+        layernorm_backward_row(di, &inp[row * c..][..c], &dout[row * c..][..c], w, mean[row], rstd[row]);
+    });
+    let rows = dout.len() / c;
+    dw.par_chunks_mut(COLS).zip(db.par_chunks_mut(COLS)).enumerate().for_each(|(blk, (dw, db))| {
+        layernorm_backward_cols(dw, db, inp, dout, mean, rstd, c, blk * COLS, rows);
+    });
+}
+
+crate::multiversion! {
+    /// One row of dinp in [`layernorm_backward`].
+    fn layernorm_backward_row<T: Real>(di: &mut [T], x: &[T], d: &[T], w: &[T], mu: T, rs: T) {
+        let c = x.len();
+        let (di, d, w) = (&mut di[..c], &d[..c], &w[..c]);
         let n = r::<T>(c as f64);
         let (mut dnorm_mean, mut dnorm_norm_mean) = (T::zero(), T::zero());
         for i in 0..c {
@@ -135,19 +155,34 @@ pub fn layernorm_backward<T: Real>(
             let norm = (x[i] - mu) * rs;
             di[i] = di[i] + (w[i] * d[i] - dnorm_mean - norm * dnorm_norm_mean) * rs;
         }
-    });
-    let rows = dout.len() / c;
-    dw.par_chunks_mut(COLS).zip(db.par_chunks_mut(COLS)).enumerate().for_each(|(blk, (dw, db))| {
-        let c0 = blk * COLS;
+    }
+}
+
+crate::multiversion! {
+    /// Columns c0.. of dw and db in [`layernorm_backward`], over all rows in order.
+    #[allow(clippy::too_many_arguments)]
+    fn layernorm_backward_cols<T: Real>(
+        dw: &mut [T],
+        db: &mut [T],
+        inp: &[T],
+        dout: &[T],
+        mean: &[T],
+        rstd: &[T],
+        c: usize,
+        c0: usize,
+        rows: usize,
+    ) {
+        let n = dw.len();
+        let db = &mut db[..n];
         for row in 0..rows {
-            let (x, d) = (&inp[row * c + c0..][..dw.len()], &dout[row * c + c0..][..dw.len()]);
+            let (x, d) = (&inp[row * c + c0..][..n], &dout[row * c + c0..][..n]);
             let (mu, rs) = (mean[row], rstd[row]);
-            for i in 0..dw.len() {
+            for i in 0..n {
                 db[i] = db[i] + d[i];
                 dw[i] = dw[i] + (x[i] - mu) * rs * d[i];
             }
         }
-    });
+    }
 }
 
 // ---------------------------------------------------------------- matmul
@@ -364,8 +399,24 @@ fn block_probs<T: Real>(
         row[..lo].iter_mut().for_each(|x| *x = T::zero());
         row[hi + 1..].iter_mut().for_each(|x| *x = T::zero());
         let visible = &mut row[lo..=hi];
-        visible.iter_mut().for_each(|x| *x = *x - l);
+        shift_row(visible, l);
         T::exp_in_place(visible);
+    }
+}
+
+crate::multiversion! {
+    /// xs = xs - l.
+    fn shift_row<T: Real>(xs: &mut [T], l: T) {
+        xs.iter_mut().for_each(|x| *x = *x - l);
+    }
+}
+
+crate::multiversion! {
+    /// ds = p * (dp - d) * scale, over dp: one row of the softmax's backward pass.
+    fn softmax_backward_row<T: Real>(ds: &mut [T], p: &[T], d: T, scale: T) {
+        for (x, &pv) in ds.iter_mut().zip(p) {
+            *x = pv * (*x - d) * scale;
+        }
     }
 }
 
@@ -482,10 +533,7 @@ pub fn attention_backward<T: Real>(
             }
             // ds = p * (dp - D) * scale, over dp.
             for (i, (ds, pr)) in dp[..m * nk].chunks_mut(nk).zip(p.chunks(nk)).enumerate() {
-                let d = dsum[q0 + i];
-                for (x, &pv) in ds.iter_mut().zip(pr) {
-                    *x = pv * (*x - d) * scale;
-                }
+                softmax_backward_row(ds, pr, dsum[q0 + i], scale);
             }
             // SAFETY: as above.
             unsafe {
@@ -525,34 +573,54 @@ pub fn gelu_forward<T: Real>(out: &mut [T], inp: &[T]) {
     let (s, k) = gelu_consts::<T>();
     let two = r::<T>(2.0);
     out.par_chunks_mut(CHUNK).zip(inp.par_chunks(CHUNK)).for_each(|(o, x)| {
-        for (o, &x) in o.iter_mut().zip(x) {
-            *o = -two * s * (x + k * x * x * x);
-        }
+        gelu_exponent(o, x, s, k, two);
         T::exp_in_place(o);
+        gelu_finish(o, x);
+    });
+}
+
+crate::multiversion! {
+    /// e = -2u for GELU's u = s (x + k x^3).
+    fn gelu_exponent<T: Real>(e: &mut [T], x: &[T], s: T, k: T, two: T) {
+        for (e, &x) in e.iter_mut().zip(x) {
+            *e = -two * s * (x + k * x * x * x);
+        }
+    }
+}
+
+crate::multiversion! {
+    /// o = x / (1 + o), o holding exp(-2u).
+    fn gelu_finish<T: Real>(o: &mut [T], x: &[T]) {
         for (o, &x) in o.iter_mut().zip(x) {
             *o = x / (T::one() + *o);
         }
-    });
+    }
 }
 
 /// d = d * gelu'(inp), in place: the gradient through the GELU.
 pub fn gelu_backward<T: Real>(d: &mut [T], inp: &[T]) {
     let (s, k) = gelu_consts::<T>();
-    let (half, two, three) = (r::<T>(0.5), r::<T>(2.0), r::<T>(3.0));
+    let two = r::<T>(2.0);
     d.par_chunks_mut(CHUNK).zip(inp.par_chunks(CHUNK)).for_each(|(d, x)| {
         let mut e = [T::zero(); CHUNK];
         let e = &mut e[..x.len()];
-        for (e, &x) in e.iter_mut().zip(x) {
-            *e = -two * s * (x + k * x * x * x);
-        }
+        gelu_exponent(e, x, s, k, two);
         T::exp_in_place(e);
+        gelu_backward_finish(d, x, e, s, k);
+    });
+}
+
+crate::multiversion! {
+    /// d = d * gelu'(x), e holding exp(-2u).
+    fn gelu_backward_finish<T: Real>(d: &mut [T], x: &[T], e: &[T], s: T, k: T) {
+        let (half, two, three) = (r::<T>(0.5), r::<T>(2.0), r::<T>(3.0));
         for ((d, &x), &e) in d.iter_mut().zip(x).zip(e.iter()) {
             // tanh(u) = 2 sigmoid(2u) - 1.
             let th = two / (T::one() + e) - T::one();
             let sech2 = T::one() - th * th;
             *d = *d * (half * (T::one() + th) + half * x * sech2 * s * (T::one() + three * k * x * x));
         }
-    });
+    }
 }
 
 // ---------------------------------------------------------------- the workspace
@@ -1053,6 +1121,43 @@ mod tests {
         ws.forward(&p.data, &tokens, None);
         let (logits, _) = forward(&p, &tokens, None, b, t);
         assert_eq!(ws.logits(), &logits[..]);
+    }
+
+    /// Every kernel at every instruction-set level this CPU has (an AVX-512 machine runs all
+    /// three): the loss, every gradient and the parameters after two AdamW steps, bit for bit.
+    #[test]
+    fn every_level_gives_the_same_bits() {
+        use shards::cpu::Simd;
+        let cfg = GptConfig { attention_band: Some(40), ..GptConfig::new(96, 300, 2, 2, 32, 64) };
+        let p = Params::gpt2_init(cfg, 9);
+        let (b, t) = (2, 96);
+        let tokens: Vec<u32> = (0..b * t).map(|i| ((i * 13 + 5) % 300) as u32).collect();
+        let targets: Vec<u32> = (0..b * t).map(|i| ((i * 29 + 3) % 300) as u32).collect();
+        let run = || {
+            let (loss, grads) = gradients(&cfg, &p.data, &tokens, &targets, b, t);
+            let mut params = p.data.clone();
+            let mut state = crate::optim::AdamState::new(&cfg);
+            state.update(&crate::optim::AdamW::default(), &mut params, &grads, 1e-3);
+            state.update_scaled(&crate::optim::AdamW::default(), &mut params, &grads, 1e-3, 0.5);
+            (loss, grads, params)
+        };
+        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
+        let mut seen = Vec::new();
+        for level in Simd::available() {
+            crate::simd::force(level);
+            let (loss, grads, params) = run();
+            crate::simd::unforce();
+            seen.push((level, loss.to_bits(), bits(&grads), bits(&params)));
+        }
+        for (level, loss, grads, params) in &seen[1..] {
+            assert_eq!(*loss, seen[0].1, "loss at {level:?}");
+            assert!(*grads == seen[0].2, "gradients at {level:?} differ from scalar");
+            assert!(*params == seen[0].3, "AdamW at {level:?} differs from scalar");
+        }
+        assert!(seen.len() >= 2 || shards::cpu::detected() == Simd::Scalar, "{seen:?}", seen = seen.len());
+        if shards::cpu::detected() < Simd::Avx512 {
+            println!("every_level_gives_the_same_bits: no AVX-512 on this CPU; scalar and AVX2 compared");
+        }
     }
 
     /// A small f64 model with parameters away from their initial symmetries (LayerNorm gains

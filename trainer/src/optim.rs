@@ -55,19 +55,43 @@ impl AdamState {
         self.step += 1;
         let t = self.step as i32;
         let (c1, c2) = (1.0 - opt.beta1.powi(t), 1.0 - opt.beta2.powi(t));
+        const CHUNK: usize = 1 << 14;
+        let o = (opt.beta1, opt.beta2, opt.eps, opt.weight_decay);
         params
-            .par_iter_mut()
-            .zip(grads.par_iter())
-            .zip(self.m.par_iter_mut().zip(self.v.par_iter_mut()))
-            .zip(self.decay.par_iter())
-            .for_each(|(((p, &g), (m, v)), &decay)| {
-                let g = g * grad_scale;
-                *m = opt.beta1 * *m + (1.0 - opt.beta1) * g;
-                *v = opt.beta2 * *v + (1.0 - opt.beta2) * g * g;
-                let (mh, vh) = (*m / c1, *v / c2);
-                let wd = if decay { opt.weight_decay * *p } else { 0.0 };
-                *p -= lr * (mh / (vh.sqrt() + opt.eps) + wd);
-            });
+            .par_chunks_mut(CHUNK)
+            .zip(grads.par_chunks(CHUNK))
+            .zip(self.m.par_chunks_mut(CHUNK).zip(self.v.par_chunks_mut(CHUNK)))
+            .zip(self.decay.par_chunks(CHUNK))
+            .for_each(|(((p, g), (m, v)), decay)| adamw_chunk(p, g, m, v, decay, o, (c1, c2), lr, grad_scale));
+    }
+}
+
+crate::multiversion! {
+    /// AdamW on one chunk of the parameters (elementwise: the same bits at any chunking).
+    #[allow(clippy::too_many_arguments)]
+    fn adamw_chunk(
+        p: &mut [f32],
+        g: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
+        decay: &[bool],
+        opt: (f32, f32, f32, f32),
+        bias: (f32, f32),
+        lr: f32,
+        grad_scale: f32,
+    ) {
+        let (beta1, beta2, eps, weight_decay) = opt;
+        let (c1, c2) = bias;
+        let n = p.len();
+        let (g, m, v, decay) = (&g[..n], &mut m[..n], &mut v[..n], &decay[..n]);
+        for i in 0..n {
+            let g = g[i] * grad_scale;
+            m[i] = beta1 * m[i] + (1.0 - beta1) * g;
+            v[i] = beta2 * v[i] + (1.0 - beta2) * g * g;
+            let (mh, vh) = (m[i] / c1, v[i] / c2);
+            let wd = if decay[i] { weight_decay * p[i] } else { 0.0 };
+            p[i] -= lr * (mh / (vh.sqrt() + eps) + wd);
+        }
     }
 }
 

@@ -1,7 +1,86 @@
-//! Vectorized elementwise exp for f32 slices: Cephes' single-precision polynomial (relative
-//! error about 2e-7 over the whole range), written branch-free so the compiler vectorizes it;
-//! compiled twice, for the baseline x86-64 and for AVX2 (chosen at run time). Both compile to
-//! the same sequence of IEEE operations (no fused multiply-add), so they give the same bits.
+//! Run-time instruction-set dispatch for the trainer's own kernels, and a vectorized exp.
+//!
+//! [`multiversion!`] compiles a kernel three times (x86-64 baseline, AVX2 + FMA, AVX-512) and
+//! calls the one [`level`] names: the best the CPU has, lowered by `GRIST_SIMD`
+//! (`shards::cpu::simd`). rustc never fuses a multiply and an add on its own and never reorders
+//! a floating-point sum, so the three compile to the same IEEE operations on wider vectors: they
+//! give the same bits (`tests::every_level_gives_the_same_bits` in `forward` checks each kernel
+//! at each level the CPU has). LayerNorm, GELU, the attention's softmax passes and AdamW go
+//! through it; the matrix products go through `gemm`, which dispatches itself.
+//!
+//! The exp is Cephes' single-precision polynomial (relative error about 2e-7 over the whole
+//! range), written branch-free so the compiler vectorizes it.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use shards::cpu::Simd;
+
+/// A level forced by tests (0: none).
+static FORCED: AtomicU8 = AtomicU8::new(0);
+
+/// The instruction set the kernels use now.
+#[inline]
+pub fn level() -> Simd {
+    match FORCED.load(Ordering::Relaxed) {
+        1 => Simd::Scalar,
+        2 => Simd::Avx2,
+        3 => Simd::Avx512,
+        _ => shards::cpu::simd(),
+    }
+}
+
+/// Makes every kernel use `level` (at most what the CPU has) until [`unforce`]; for tests that
+/// compare the paths. Global: a test running meanwhile gets the same bits on any path.
+pub fn force(level: Simd) {
+    let level = level.min(shards::cpu::detected());
+    FORCED.store(
+        match level {
+            Simd::Scalar => 1,
+            Simd::Avx2 => 2,
+            Simd::Avx512 => 3,
+        },
+        Ordering::Relaxed,
+    );
+}
+
+/// Ends [`force`].
+pub fn unforce() {
+    FORCED.store(0, Ordering::Relaxed);
+}
+
+/// Defines a function compiled for the x86-64 baseline, AVX2 + FMA and AVX-512, calling the
+/// version [`level`] names. The body is written once, as plain Rust.
+#[macro_export]
+macro_rules! multiversion {
+    (
+        $(#[$meta:meta])*
+        $vis:vis fn $name:ident $(<$($g:ident : $bound:path),*>)? ($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block
+    ) => {
+        $(#[$meta])*
+        $vis fn $name $(<$($g: $bound),*>)? ($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn imp $(<$($g: $bound),*>)? ($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn v4 $(<$($g: $bound),*>)? ($($arg: $ty),*) $(-> $ret)? { imp($($arg),*) }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn v3 $(<$($g: $bound),*>)? ($($arg: $ty),*) $(-> $ret)? { imp($($arg),*) }
+            match $crate::simd::level() {
+                // SAFETY: `level` never exceeds what `shards::cpu::detected` found on this CPU.
+                #[cfg(target_arch = "x86_64")]
+                shards::cpu::Simd::Avx512 => unsafe { v4($($arg),*) },
+                // SAFETY: as above.
+                #[cfg(target_arch = "x86_64")]
+                shards::cpu::Simd::Avx2 => unsafe { v3($($arg),*) },
+                _ => imp($($arg),*),
+            }
+        }
+    };
+}
 
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 const LN2_HI: f32 = 0.693_359_4;
@@ -35,21 +114,11 @@ fn exp_loop(xs: &mut [f32]) {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn exp_avx2(xs: &mut [f32]) {
-    exp_loop(xs);
-}
-
-/// xs = exp(xs), elementwise.
-pub fn exp_in_place(xs: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2 (checked just above).
-        unsafe { exp_avx2(xs) };
-        return;
+multiversion! {
+    /// xs = exp(xs), elementwise.
+    pub fn exp_in_place(xs: &mut [f32]) {
+        exp_loop(xs);
     }
-    exp_loop(xs);
 }
 
 #[cfg(test)]
@@ -61,9 +130,13 @@ mod tests {
         let xs: Vec<f32> = (-1980..=1990).map(|i| i as f32 * 0.0441).chain([-1e30, -88.0, 0.0, 87.9, 1e-8]).collect();
         let mut fast = xs.clone();
         exp_in_place(&mut fast);
-        let mut plain = xs.clone();
-        exp_loop(&mut plain);
-        assert_eq!(fast, plain, "the AVX2 and baseline paths give the same bits");
+        for l in Simd::available() {
+            force(l);
+            let mut at = xs.clone();
+            exp_in_place(&mut at);
+            unforce();
+            assert_eq!(fast, at, "{l:?} gives the same bits as the default path");
+        }
         for (&x, &y) in xs.iter().zip(&fast) {
             let want = (x as f64).exp();
             if want < f32::MIN_POSITIVE as f64 {

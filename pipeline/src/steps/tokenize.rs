@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use shards::arrow::array::{ArrayRef, StringArray, UInt64Array};
+use shards::arrow::array::{Array, ArrayRef, StringArray, UInt64Array};
 use shards::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use shards::arrow::record_batch::RecordBatch;
 use shards::parquet_io::{ParquetSink, ParquetSource};
@@ -24,6 +24,7 @@ use crate::core::rng::DocRng;
 use crate::core::slice::TaskSlice;
 use crate::core::stage::{MANIFEST, Stage, TaskReport, UnitCtx};
 use crate::steps::{Outcome, Produces, Shape, Step, need};
+use crate::text::bpe::Gpt2Bpe;
 
 /// Stage name.
 pub const STAGE: &str = "tokenize";
@@ -120,19 +121,63 @@ fn default_val() -> f64 {
 
 /// GPT-2 tokens of a text (no special tokens: `<|endoftext|>` in the text is ordinary text).
 pub fn gpt2_tokens(text: &str) -> Vec<u32> {
-    tiktoken_rs::r50k_base_singleton().encode_ordinary(text)
+    Gpt2Bpe::get().encode(text)
 }
+
+/// Documents longer than this are cut (where the BPE allows, see [`Gpt2Bpe::cuts`]) and their
+/// parts encoded in parallel, so one long document does not hold a batch up on one core.
+const CHUNK_BYTES: usize = 1 << 15;
+
+/// A batch of documents and the tokens of each.
+type Encoded = (RecordBatch, Vec<Vec<u32>>);
+
+/// The tokens of each text of a batch, on all threads.
+fn encode_batch(texts: &StringArray) -> Vec<Vec<u32>> {
+    let bpe = Gpt2Bpe::get();
+    // (document, byte range) of every part; parts of a document are consecutive.
+    let mut parts: Vec<(usize, usize, usize)> = Vec::with_capacity(texts.len());
+    for d in 0..texts.len() {
+        let t = texts.value(d);
+        let mut from = 0;
+        let cuts = if t.len() > CHUNK_BYTES { bpe.cuts(t, CHUNK_BYTES) } else { Vec::new() };
+        for c in cuts.into_iter().chain(std::iter::once(t.len())) {
+            parts.push((d, from, c));
+            from = c;
+        }
+    }
+    let encoded: Vec<Vec<u32>> = parts.par_iter().map(|&(d, a, b)| bpe.encode(&texts.value(d)[a..b])).collect();
+    let mut out: Vec<Vec<u32>> = vec![Vec::new(); texts.len()];
+    for (&(d, _, _), toks) in parts.iter().zip(encoded) {
+        if out[d].is_empty() {
+            out[d] = toks;
+        } else {
+            out[d].extend_from_slice(&toks);
+        }
+    }
+    out
+}
+
+/// What `<|endoftext|>` decodes to.
+const EOT_TEXT: &[u8] = b"<|endoftext|>";
 
 /// Text of GPT-2 tokens (`None` when an id is not in the vocabulary or the bytes are not UTF-8).
 pub fn gpt2_decode(tokens: &[u32]) -> Option<String> {
-    tiktoken_rs::r50k_base_singleton().decode(tokens).ok()
+    let bpe = Gpt2Bpe::get();
+    let mut bytes = Vec::with_capacity(tokens.len() * 4);
+    for &t in tokens {
+        bytes.extend_from_slice(if t == EOT { EOT_TEXT } else { bpe.token_bytes(t)? });
+    }
+    String::from_utf8(bytes).ok()
 }
 
 /// GPT-2 BPE decoding of sampled tokens, whose bytes need not be valid UTF-8 (a character cut
 /// between tokens): invalid sequences become U+FFFD; ids outside the vocabulary are skipped.
 pub fn gpt2_decode_lossy(tokens: &[u32]) -> String {
-    let bpe = tiktoken_rs::r50k_base_singleton();
-    let bytes: Vec<u8> = tokens.iter().flat_map(|&t| bpe.decode_bytes(&[t]).unwrap_or_default()).collect();
+    let bpe = Gpt2Bpe::get();
+    let bytes: Vec<u8> = tokens
+        .iter()
+        .flat_map(|&t| if t == EOT { EOT_TEXT } else { bpe.token_bytes(t).unwrap_or_default() }.iter().copied())
+        .collect();
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
@@ -179,6 +224,11 @@ impl Split {
 
 /// Runs the tokenizer for one task slice.
 pub fn run(cfg: &TokenizeConfig, seed: u64, run_out: &Loc, slice: TaskSlice) -> Result<TaskReport, StageError> {
+    // The encoder's tables (about 0.1 s) are built on another thread while manifests are read
+    // and input shards verified.
+    rayon::spawn(|| {
+        Gpt2Bpe::get();
+    });
     let input_dir = run_out.join(&cfg.input);
     let input = Manifest::read(&input_dir.join(MANIFEST))?;
     let mut config = serde_json::to_value(cfg).map_err(|e| StageError::Recipe(e.to_string()))?;
@@ -197,38 +247,49 @@ pub fn run(cfg: &TokenizeConfig, seed: u64, run_out: &Loc, slice: TaskSlice) -> 
         let mut m = ctx.manifest();
         let mut splits =
             [Split { name: "train", writer: None, count: 0 }, Split { name: "val", writer: None, count: 0 }];
-        for batch in DocReader::open(&src_loc)?.batches(Some(&["id", "source", "text"]), 1024)? {
-            let b = batch?;
-            let (ids, sources, texts) = (str_col(&b, "id")?, str_col(&b, "source")?, str_col(&b, "text")?);
-            let tokens: Vec<Vec<u32>> =
-                (0..b.num_rows()).into_par_iter().map(|i| gpt2_tokens(texts.value(i))).collect();
-            // (document, split, shard, offset, tokens) per row of the sidecar.
-            let mut rows: Vec<(usize, &str, String, u64, u64)> = Vec::with_capacity(tokens.len());
-            for (i, t) in tokens.iter().enumerate() {
-                let val = DocRng::new(seed, "tokenize/val", ids.value(i)).next_f64() < cfg.val_fraction;
-                let s = &mut splits[val as usize];
-                let n = t.len() as u64 + 1;
-                s.room(ctx, &mut m, n, cfg.shard_tokens)?;
-                let Some((w, _, name)) = &mut s.writer else { continue };
-                rows.push((i, s.name, name.clone(), w.len(), n));
-                w.write(&[EOT])?;
-                w.write(t)?;
-                m.count(&format!("{TOKENS_PREFIX}{}", s.name), n);
-                m.count(&format!("{SOURCE_TOKENS_PREFIX}{}", sources.value(i)), n);
-            }
-            let cols: Vec<ArrayRef> = vec![
-                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| ids.value(r.0)))),
-                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| sources.value(r.0)))),
-                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
-                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2.as_str()))),
-                Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.3))),
-                Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.4))),
-            ];
-            let rb = RecordBatch::try_new(sidecar_schema(), cols)
-                .map_err(|source| ShardError::Arrow { at: At::file(side_loc.to_string()), source })?;
-            sidecar.write(&rb)?;
-            m.accounting.docs_in += b.num_rows() as u64;
-            m.accounting.docs_out += b.num_rows() as u64;
+        // Batch k is written (split draw, token shards, sidecar: one thread) while batch k+1 is
+        // read and encoded on the others, so the single-threaded part hides behind the BPE.
+        let mut batches = DocReader::open(&src_loc)?.batches(Some(&["id", "source", "text"]), 1024)?;
+        let mut read_and_encode = || -> Result<Option<Encoded>, StageError> {
+            let Some(b) = batches.next().transpose()? else { return Ok(None) };
+            let tokens = encode_batch(str_col(&b, "text")?);
+            Ok(Some((b, tokens)))
+        };
+        let mut pending = read_and_encode()?;
+        while let Some((b, tokens)) = pending.take() {
+            let (next, written) = rayon::join(&mut read_and_encode, || -> Result<(), StageError> {
+                let (ids, sources) = (str_col(&b, "id")?, str_col(&b, "source")?);
+                // (document, split, shard, offset, tokens) per row of the sidecar.
+                let mut rows: Vec<(usize, &str, String, u64, u64)> = Vec::with_capacity(tokens.len());
+                for (i, t) in tokens.iter().enumerate() {
+                    let val = DocRng::new(seed, "tokenize/val", ids.value(i)).next_f64() < cfg.val_fraction;
+                    let s = &mut splits[val as usize];
+                    let n = t.len() as u64 + 1;
+                    s.room(ctx, &mut m, n, cfg.shard_tokens)?;
+                    let Some((w, _, name)) = &mut s.writer else { continue };
+                    rows.push((i, s.name, name.clone(), w.len(), n));
+                    w.write(&[EOT])?;
+                    w.write(t)?;
+                    m.count(&format!("{TOKENS_PREFIX}{}", s.name), n);
+                    m.count(&format!("{SOURCE_TOKENS_PREFIX}{}", sources.value(i)), n);
+                }
+                let cols: Vec<ArrayRef> = vec![
+                    Arc::new(StringArray::from_iter_values(rows.iter().map(|r| ids.value(r.0)))),
+                    Arc::new(StringArray::from_iter_values(rows.iter().map(|r| sources.value(r.0)))),
+                    Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
+                    Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2.as_str()))),
+                    Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.3))),
+                    Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.4))),
+                ];
+                let rb = RecordBatch::try_new(sidecar_schema(), cols)
+                    .map_err(|source| ShardError::Arrow { at: At::file(side_loc.to_string()), source })?;
+                sidecar.write(&rb)?;
+                m.accounting.docs_in += b.num_rows() as u64;
+                m.accounting.docs_out += b.num_rows() as u64;
+                Ok(())
+            });
+            written?;
+            pending = next?;
         }
         for s in &mut splits {
             s.close(&mut m)?;

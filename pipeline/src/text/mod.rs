@@ -1,6 +1,7 @@
 //! Text processing shared by several steps: Spark's Tokenizer + HashingTF features (the
 //! quality classifier and `gpt3`-mode dedup use the same ones) and URL normalization (reddit
-//! selects URLs, ingest matches crawled pages against them).
+//! selects URLs, ingest matches crawled pages against them) and GPT-2 BPE.
 
+pub mod bpe;
 pub mod features;
 pub mod urls;

@@ -19,6 +19,7 @@
 //! shingles: they get no signature and take part in exact dedup only.
 
 use icu_normalizer::ComposingNormalizerBorrowed;
+use shards::cpu::Simd;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed, xxh3_128};
 
 use crate::text::features::for_each_index;
@@ -251,18 +252,22 @@ impl Hasher {
 /// `sig[i] = min(sig[i], h_i(x))` over the set, `h_i(x) = (a_i * x + b_i) >> 32` on the low
 /// 32 bits of each element (multiply-add-shift, Dietzfelbinger's strongly universal family for
 /// 32-bit keys, with 64-bit a_i and b_i). The lanes are independent, so the inner loop
-/// vectorizes; with AVX-512 or AVX2 present (detected at run time) it runs 8 or 4 lanes a
-/// vector.
+/// vectorizes: 8 lanes a vector with AVX-512, 4 with AVX2, at the level `shards::cpu::simd`
+/// chooses at run time. Every path gives the same bits (integer arithmetic).
 fn min_hash(a: &[u64], b: &[u64], set: &[u64], sig: &mut [u32]) {
+    min_hash_at(shards::cpu::simd(), a, b, set, sig);
+}
+
+fn min_hash_at(level: Simd, a: &[u64], b: &[u64], set: &[u64], sig: &mut [u32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq") {
-        // SAFETY: AVX-512 F and DQ are present (checked above); nothing else is required.
+    if level >= Simd::Avx512 && shards::cpu::detected() >= Simd::Avx512 {
+        // SAFETY: AVX-512 F and DQ are present (detected() checked them); nothing else is required.
         unsafe { min_hash_avx512(a, b, set, sig) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is present (checked above); the function has no other requirement.
+    if level >= Simd::Avx2 && shards::cpu::detected() >= Simd::Avx2 {
+        // SAFETY: AVX2 is present (detected() checked it); the function has no other requirement.
         unsafe { min_hash_avx2(a, b, set, sig) };
         return;
     }
@@ -348,14 +353,21 @@ mod tests {
         let h = Hasher::universal(14, 8, 3);
         let Hasher::Universal { a, b, .. } = &h else { unreachable!() };
         let set: Vec<u64> = (0..1000u64).map(|i| xxh3_64(&i.to_le_bytes())).collect();
-        let (mut fast, mut slow) = (vec![u32::MAX; a.len()], vec![u32::MAX; a.len()]);
-        min_hash(a, b, &set, &mut fast);
+        let mut slow = vec![u32::MAX; a.len()];
         for &x in &set {
             for i in 0..a.len() {
                 slow[i] = slow[i].min((a[i].wrapping_mul(x as u32 as u64).wrapping_add(b[i]) >> 32) as u32);
             }
         }
-        assert_eq!(fast, slow);
+        // Each instruction set this CPU has (an AVX-512 machine runs all three).
+        for level in Simd::available() {
+            let mut fast = vec![u32::MAX; a.len()];
+            min_hash_at(level, a, b, &set, &mut fast);
+            assert_eq!(fast, slow, "{level:?}");
+        }
+        if shards::cpu::detected() < Simd::Avx512 {
+            println!("vectorized_and_portable_kernels_agree: no AVX-512 on this CPU; its path was not run");
+        }
     }
 
     #[test]
