@@ -236,15 +236,11 @@ impl Hasher {
     pub fn band_keys(&self, sig: &[u64]) -> Vec<u64> {
         match self {
             Hasher::Spark { .. } => sig.to_vec(),
-            Hasher::Universal { bands, rows, .. } => (0..*bands)
-                .map(|j| {
-                    let mut bytes = Vec::with_capacity(8 * rows);
-                    for v in &sig[j * rows..(j + 1) * rows] {
-                        bytes.extend_from_slice(&v.to_le_bytes());
-                    }
-                    xxh3_64_with_seed(&bytes, j as u64)
-                })
-                .collect(),
+            Hasher::Universal { bands, rows, .. } => {
+                // The signature's bytes once; each band hashes its stretch.
+                let bytes: Vec<u8> = sig[..bands * rows].iter().flat_map(|v| v.to_le_bytes()).collect();
+                bytes.chunks_exact(8 * rows).enumerate().map(|(j, band)| xxh3_64_with_seed(band, j as u64)).collect()
+            }
         }
     }
 }
@@ -277,7 +273,68 @@ fn min_hash_at(level: Simd, a: &[u64], b: &[u64], set: &[u64], sig: &mut [u32]) 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn min_hash_avx2(a: &[u64], b: &[u64], set: &[u64], sig: &mut [u32]) {
-    min_hash_lanes(a, b, set, sig);
+    use std::arch::x86_64::*;
+    // With x < 2^32 and a = a_hi 2^32 + a_lo, bits 32..63 of a x + b (mod 2^64) are
+    // hi32(a_lo x + b) + lo32(a_hi x) (mod 2^32): two 32x32->64 products for four lanes each and
+    // one 32-bit product for eight, instead of emulating 64-bit products. Eight lanes a vector:
+    // `even` holds lanes 0, 2, 4, 6 of the group as 64-bit values, `odd` lanes 1, 3, 5, 7, so that
+    // hi32 of even (shifted down) and hi32 of odd (in place) blend into lanes 0..7 in order. The
+    // sig of a group stays in a register across the whole set; two groups per pass share the
+    // broadcast of each element.
+    let n = sig.len().min(a.len()).min(b.len());
+    let groups = n / 8;
+    // SAFETY (every intrinsic below): AVX2 is enabled for this function; loads and stores are
+    // unaligned ones of 8 lanes inside a, b and sig (g < groups = n / 8).
+    let load = |g: usize, sig: &[u32]| unsafe {
+        let at = |k: usize| a[g * 8 + k];
+        let bt = |k: usize| b[g * 8 + k];
+        let lo = |x: u64| x as u32 as i64;
+        let even = _mm256_setr_epi64x(lo(at(0)), lo(at(2)), lo(at(4)), lo(at(6)));
+        let odd = _mm256_setr_epi64x(lo(at(1)), lo(at(3)), lo(at(5)), lo(at(7)));
+        let b_even = _mm256_setr_epi64x(bt(0) as i64, bt(2) as i64, bt(4) as i64, bt(6) as i64);
+        let b_odd = _mm256_setr_epi64x(bt(1) as i64, bt(3) as i64, bt(5) as i64, bt(7) as i64);
+        let hi = |k: usize| (at(k) >> 32) as u32 as i32;
+        let a_hi = _mm256_setr_epi32(hi(0), hi(1), hi(2), hi(3), hi(4), hi(5), hi(6), hi(7));
+        let s = _mm256_loadu_si256(sig.as_ptr().add(g * 8) as *const __m256i);
+        (even, odd, b_even, b_odd, a_hi, s)
+    };
+    #[inline(always)]
+    unsafe fn hash(x64: __m256i, x32: __m256i, l: (__m256i, __m256i, __m256i, __m256i, __m256i)) -> __m256i {
+        // SAFETY: called only from min_hash_avx2, where AVX2 is enabled.
+        unsafe {
+            let pe = _mm256_add_epi64(_mm256_mul_epu32(l.0, x64), l.2);
+            let po = _mm256_add_epi64(_mm256_mul_epu32(l.1, x64), l.3);
+            let hi = _mm256_blend_epi32::<0b1010_1010>(_mm256_srli_epi64::<32>(pe), po);
+            _mm256_add_epi32(hi, _mm256_mullo_epi32(l.4, x32))
+        }
+    }
+    let mut g = 0;
+    while g < groups {
+        let two = g + 1 < groups;
+        let (e0, o0, be0, bo0, h0, mut s0) = load(g, sig);
+        let (e1, o1, be1, bo1, h1, mut s1) = if two { load(g + 1, sig) } else { load(g, sig) };
+        for &x in set {
+            // SAFETY: AVX2 is enabled for this function.
+            unsafe {
+                let x32 = _mm256_set1_epi32(x as u32 as i32);
+                let x64 = _mm256_set1_epi64x(x as u32 as i64);
+                s0 = _mm256_min_epu32(s0, hash(x64, x32, (e0, o0, be0, bo0, h0)));
+                if two {
+                    s1 = _mm256_min_epu32(s1, hash(x64, x32, (e1, o1, be1, bo1, h1)));
+                }
+            }
+        }
+        // SAFETY: as for the loads.
+        unsafe {
+            _mm256_storeu_si256(sig.as_mut_ptr().add(g * 8) as *mut __m256i, s0);
+            if two {
+                _mm256_storeu_si256(sig.as_mut_ptr().add(g * 8 + 8) as *mut __m256i, s1);
+            }
+        }
+        g += if two { 2 } else { 1 };
+    }
+    let done = groups * 8;
+    min_hash_lanes(&a[done..n], &b[done..n], set, &mut sig[done..n]);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -350,7 +407,15 @@ mod tests {
 
     #[test]
     fn vectorized_and_portable_kernels_agree() {
-        let h = Hasher::universal(14, 8, 3);
+        // 112 lanes (14 groups of 8), and 7 x 3 = 21 lanes (two groups, one left over, and a
+        // remainder of 5 that the scalar loop takes).
+        for (bands, rows) in [(14, 8), (7, 3), (1, 1)] {
+            kernels_agree(bands, rows);
+        }
+    }
+
+    fn kernels_agree(bands: usize, rows: usize) {
+        let h = Hasher::universal(bands, rows, 3);
         let Hasher::Universal { a, b, .. } = &h else { unreachable!() };
         let set: Vec<u64> = (0..1000u64).map(|i| xxh3_64(&i.to_le_bytes())).collect();
         let mut slow = vec![u32::MAX; a.len()];
@@ -363,7 +428,7 @@ mod tests {
         for level in Simd::available() {
             let mut fast = vec![u32::MAX; a.len()];
             min_hash_at(level, a, b, &set, &mut fast);
-            assert_eq!(fast, slow, "{level:?}");
+            assert_eq!(fast, slow, "{level:?}, {bands} x {rows} lanes");
         }
         if shards::cpu::detected() < Simd::Avx512 {
             println!("vectorized_and_portable_kernels_agree: no AVX-512 on this CPU; its path was not run");
