@@ -45,6 +45,9 @@ isa = "avx512" if flags and "avx512f" in flags.group(1).split() else "avx2" if f
 rows = []  # (work, peer, grist, peer figure, unit, higher is better)
 w = text("warc")
 rows.append(("WARC.gz parse, 1 thread", "fastwarc", num(r"^grist warc\s+\S+\s+(\S+)", w), num(r"^fastwarc \(parse_http=False\)\s+\S+\s+(\S+)", w), "gz MB/s"))
+g = num(r"^grist ingest \(Readability\), 1 thread\s+(\S+)", w)
+rows.append(("HTML to text, pages/s per core", "resiliparse", g, num(r"^resiliparse \S+ \(main_content=True\)\s+(\S+)", w), "pages/s"))
+rows.append(("HTML to text, pages/s per core", "trafilatura", g, num(r"^trafilatura \S+ \(FineWeb settings\)\s+(\S+)", w), "pages/s"))
 t = text("tokenize")
 for th in ("1", "2"):
     g = num(rf"grist tokenize \(whole command\)\s+{th}\s+\d+\s+\S+\s+(\S+)", t)

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # WARC.gz parsing and WET-to-shards throughput, side by side with fastwarc and warcio in one
 # run. Input: a real Common Crawl WARC.gz (../shared/data/web/cc2020-34.warc.gz) repeated to
-# about 200 MB, and a real WET (whirlwind) repeated to about 40 MB. The reference tools
-# install from PyPI into a virtual environment this script creates.
+# about 200 MB, a real WET (whirlwind) repeated to about 40 MB, and real HTML pages (the dolma
+# WARC samples): grist's whole WARC ingest beside resiliparse (DCLM's extractor) and trafilatura
+# (FineWeb's) extracting the same pages. The reference tools install from PyPI into a virtual
+# environment this script creates.
 # Usage: scripts/bench-warc.sh [MB]   (default 200)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +15,8 @@ target="$CARGO_TARGET_DIR"
 venv="${GRIST_BENCH_VENV:-$target/bench-venv}"
 work="${TMPDIR:-/tmp}/grist-bench-warc"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -c "import fastwarc, warcio" 2>/dev/null || "$venv/bin/pip" install -q "fastwarc==2.0.1" "warcio==1.8.1"
+"$venv/bin/python" -c "import fastwarc, warcio, resiliparse, trafilatura, lxml_html_clean" 2>/dev/null ||
+  "$venv/bin/pip" install -q "fastwarc==2.0.1" "warcio==1.8.1" "resiliparse==2.0.1" "trafilatura==2.3.1" lxml_html_clean
 cargo build --release --quiet
 grist="$target/release/grist"
 rm -rf "$work" && mkdir -p "$work/wet"
@@ -100,4 +103,35 @@ echo "WARC HTML to text (HTTP, charset, Readability extraction) to shards: $page
 printf '%-28s %8s %12s %12s\n' "run" "seconds" "WARC MB/s" "pages/s"
 printf '%-28s %8.2f %12s %12s\n' "grist ingest, 1 thread" "$(python3 -c "print($html1/1000)")" "$(rate "$html_bytes" "$html1")" "$(python3 -c "print(int($pages/($html1/1000)))")"
 printf '%-28s %8.2f %12s %12s\n' "grist ingest, $(nproc) threads" "$(python3 -c "print($htmln/1000)")" "$(rate "$html_bytes" "$htmln")" "$(python3 -c "print(int($pages/($htmln/1000)))")"
+echo
+echo "HTML to text per core, the same pages (grist: the whole ingest above, on $(nproc) thread(s) too; peers: WARC"
+echo "reading with fastwarc, charset detection and extraction, one thread, on the two dolma samples repeated)"
+"$venv/bin/python" - "$data/web/dolma-sample-0000.warc.gz" "$data/web/dolma-sample-0001.warc.gz" "$pages" "$html1" <<'PY'
+import sys, time
+from importlib.metadata import version
+from fastwarc.warc import ArchiveIterator, WarcRecordType
+from resiliparse.parse.encoding import detect_encoding, bytes_to_str
+from resiliparse.extract.html2text import extract_plain_text
+import trafilatura
+paths, pages, ms = sys.argv[1:3], int(sys.argv[3]), int(sys.argv[4])
+docs = []
+for p in paths:
+    for rec in ArchiveIterator(open(p, "rb"), record_types=WarcRecordType.response, parse_http=True):
+        body = rec.reader.read()
+        docs.append(body)
+def run(extract, min_seconds):
+    n, chars, t = 0, 0, time.perf_counter()
+    while time.perf_counter() - t < min_seconds:
+        for body in docs:
+            text = extract(bytes_to_str(body, detect_encoding(body)))
+            chars += len(text or ""); n += 1
+    return n / (time.perf_counter() - t), chars
+res = run(lambda h: extract_plain_text(h, main_content=True), 5)
+tra = run(lambda h: trafilatura.extract(h, favor_precision=True, include_comments=False, deduplicate=True), 10)
+grist = pages / (ms / 1000)
+print(f"{'extractor':<44} {'pages/s':>8} {'grist is':>9}")
+print(f"{'grist ingest (Readability), 1 thread':<44} {grist:8.0f}")
+print(f"{'resiliparse ' + version('resiliparse') + ' (main_content=True)':<44} {res[0]:8.0f} {grist / res[0]:8.2f}x")
+print(f"{'trafilatura ' + version('trafilatura') + ' (FineWeb settings)':<44} {tra[0]:8.0f} {grist / tra[0]:8.2f}x")
+PY
 rm -rf "$work"

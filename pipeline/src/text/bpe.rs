@@ -347,50 +347,56 @@ impl Gpt2Bpe {
 
     /// BPE with a heap of candidate merges over a linked list of parts (O(n log n)), for long
     /// pieces; the same merges as [`Self::merge_scan`]: lowest rank first, leftmost among equals.
+    /// A piece can be as long as a document (a run of one class), so the state is 12 bytes per
+    /// byte and a heap entry 8: `rank << 32 | left start`. An entry is live when the pair now at
+    /// its position still has its rank; every pair that forms is pushed, so the smallest live
+    /// entry is the lowest-ranked, leftmost pair, as in the scan.
     fn merge_heap(&self, piece: &[u8], out: &mut Vec<u32>) {
+        const GONE: u32 = u32::MAX;
         let n = piece.len();
-        // Part starting at byte i: its token, the start of the next part (n at the end), the
-        // start of the previous one; `tok == u32::MAX` once merged into its left neighbour.
+        debug_assert!(n < GONE as usize);
+        // Part starting at byte i: its token (GONE once merged into its left neighbour), the
+        // start of the next part (n at the end), the start of the previous one (GONE at 0).
         let mut tok: Vec<u32> = piece.iter().map(|&b| self.byte[b as usize]).collect();
-        let mut next: Vec<usize> = (1..=n).collect();
-        let mut prev: Vec<usize> = (0..n).map(|i| i.wrapping_sub(1)).collect();
-        // Min-heap on (rank, left start, right start, right's end).
-        let mut heap: BinaryHeap<std::cmp::Reverse<(u32, usize, usize, usize)>> = BinaryHeap::with_capacity(n);
+        let mut next: Vec<u32> = (1..=n as u32).collect();
+        let mut prev: Vec<u32> = (0..n as u32).map(|i| i.wrapping_sub(1)).collect();
+        let entry = |rank: u32, at: u32| std::cmp::Reverse(u64::from(rank) << 32 | u64::from(at));
+        let mut heap: BinaryHeap<std::cmp::Reverse<u64>> = BinaryHeap::with_capacity(n);
         for i in 0..n - 1 {
             let r = self.pair(tok[i], tok[i + 1]);
             if r != u32::MAX {
-                heap.push(std::cmp::Reverse((r, i, i + 1, i + 2)));
+                heap.push(entry(r, i as u32));
             }
         }
-        while let Some(std::cmp::Reverse((r, l, m, e))) = heap.pop() {
-            // Stale unless both parts are still exactly these.
-            if tok[l] == u32::MAX || next[l] != m || tok[m] == u32::MAX || next[m] != e {
-                continue;
+        while let Some(std::cmp::Reverse(e)) = heap.pop() {
+            let (r, l) = ((e >> 32) as u32, (e & 0xFFFF_FFFF) as usize);
+            let m = next[l] as usize;
+            if tok[l] == GONE || m >= n || self.pair(tok[l], tok[m]) != r {
+                continue; // stale: the pair at l changed since this entry was pushed
             }
             tok[l] = r;
-            tok[m] = u32::MAX;
+            tok[m] = GONE;
+            let e = next[m];
             next[l] = e;
-            if e < n {
-                prev[e] = l;
-            }
-            let p = prev[l];
-            if p != usize::MAX {
-                let pr = self.pair(tok[p], r);
-                if pr != u32::MAX {
-                    heap.push(std::cmp::Reverse((pr, p, l, e)));
+            if (e as usize) < n {
+                prev[e as usize] = l as u32;
+                let nr = self.pair(r, tok[e as usize]);
+                if nr != u32::MAX {
+                    heap.push(entry(nr, l as u32));
                 }
             }
-            if e < n {
-                let nr = self.pair(r, tok[e]);
-                if nr != u32::MAX {
-                    heap.push(std::cmp::Reverse((nr, l, e, next[e])));
+            let p = prev[l];
+            if p != GONE {
+                let pr = self.pair(tok[p as usize], r);
+                if pr != u32::MAX {
+                    heap.push(entry(pr, p));
                 }
             }
         }
         let mut i = 0;
         while i < n {
             out.push(tok[i]);
-            i = next[i];
+            i = next[i] as usize;
         }
     }
 }
@@ -655,6 +661,10 @@ mod tests {
             "ñandú".repeat(100),
             "中文字符".repeat(80),
         ];
+        // A document-long piece (1 MiB of one letter run, with ties everywhere): the heap path
+        // alone, against tiktoken.
+        let long = "abracadabra".repeat(100_000);
+        assert_eq!(bpe.encode(&long), core.encode_ordinary(&long));
         for t in &texts {
             assert_eq!(bpe.encode(t), core.encode_ordinary(t), "{t:.40}");
             let mut scan = Vec::new();
