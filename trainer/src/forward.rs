@@ -1095,13 +1095,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn gradients_are_identical_on_one_and_two_threads_and_the_workspace_is_carved_exactly() {
+    /// A two-layer f32 model with a band of 40 over T = 96, B = 2, and its tokens and targets.
+    fn banded_model() -> (GptConfig, Params, Vec<u32>, Vec<u32>, usize, usize) {
         let cfg = GptConfig { attention_band: Some(40), ..GptConfig::new(96, 300, 2, 2, 32, 64) };
-        let p = Params::gpt2_init(cfg, 9);
         let (b, t) = (2, 96);
         let tokens: Vec<u32> = (0..b * t).map(|i| ((i * 13 + 5) % 300) as u32).collect();
         let targets: Vec<u32> = (0..b * t).map(|i| ((i * 29 + 3) % 300) as u32).collect();
+        (cfg, Params::gpt2_init(cfg, 9), tokens, targets, b, t)
+    }
+
+    #[test]
+    fn gradients_are_identical_on_one_and_two_threads_and_the_workspace_is_carved_exactly() {
+        let (cfg, p, tokens, targets, b, t) = banded_model();
         let on = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| gradients(&cfg, &p.data, &tokens, &targets, b, t))
@@ -1128,11 +1133,7 @@ mod tests {
     #[test]
     fn every_level_gives_the_same_bits() {
         use shards::cpu::Simd;
-        let cfg = GptConfig { attention_band: Some(40), ..GptConfig::new(96, 300, 2, 2, 32, 64) };
-        let p = Params::gpt2_init(cfg, 9);
-        let (b, t) = (2, 96);
-        let tokens: Vec<u32> = (0..b * t).map(|i| ((i * 13 + 5) % 300) as u32).collect();
-        let targets: Vec<u32> = (0..b * t).map(|i| ((i * 29 + 3) % 300) as u32).collect();
+        let (cfg, p, tokens, targets, b, t) = banded_model();
         let run = || {
             let (loss, grads) = gradients(&cfg, &p.data, &tokens, &targets, b, t);
             let mut params = p.data.clone();
