@@ -12,6 +12,15 @@ fn golden() -> serde_json::Value {
     serde_json::from_str(include_str!("golden/gpt2_tokens.json")).unwrap()
 }
 
+/// `GRIST_TEST_DATA`, or `None` after saying the test is skipped.
+fn data(test: &str) -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("GRIST_TEST_DATA");
+    if dir.is_none() {
+        println!("skipping {test}: GRIST_TEST_DATA is not set");
+    }
+    dir.map(std::path::PathBuf::from)
+}
+
 fn ids(v: &serde_json::Value) -> Vec<u32> {
     v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
 }
@@ -27,11 +36,7 @@ fn edge_cases_match_tiktoken() {
 
 #[test]
 fn real_texts_match_tiktoken() {
-    let Ok(data) = std::env::var("GRIST_TEST_DATA") else {
-        println!("skipping real_texts_match_tiktoken: GRIST_TEST_DATA is not set");
-        return;
-    };
-    let data = std::path::Path::new(&data);
+    let Some(data) = data("real_texts_match_tiktoken") else { return };
     let g = golden();
     for r in g["real"].as_array().unwrap() {
         let file = r["file"].as_str().unwrap();
@@ -52,11 +57,7 @@ fn real_texts_match_tiktoken() {
 /// the golden ids above also agree with): identical ids, document by document.
 #[test]
 fn every_real_document_matches_tiktoken_rs() {
-    let Ok(data) = std::env::var("GRIST_TEST_DATA") else {
-        println!("skipping every_real_document_matches_tiktoken_rs: GRIST_TEST_DATA is not set");
-        return;
-    };
-    let data = std::path::Path::new(&data);
+    let Some(data) = data("every_real_document_matches_tiktoken_rs") else { return };
     let mut texts: Vec<(String, String)> = Vec::new();
     for file in ["web/cc2019-30.jsonl.gz", "web/cc_en_head-0091.jsonl.gz", "web/cc_en_head-0174.jsonl.gz"] {
         let f = flate2::read::MultiGzDecoder::new(std::fs::File::open(data.join(file)).unwrap());
