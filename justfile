@@ -97,5 +97,10 @@ bench-all:
     bash scripts/bench-all.sh
 
 # Training-step tokens/s and MFU beside PyTorch CPU (PyTorch from PyPI in its own venv).
-bench-train:
-    bash scripts/bench-train.sh
+bench-train *ARGS:
+    bash scripts/bench-train.sh {{ARGS}}
+
+# The trainer's GEMM in training's three layouts, per instruction set, 1 thread and all (GFLOP/s).
+bench-gemm *ARGS:
+    cargo build --release -q -p trainer --example gemm_bench
+    "$CARGO_TARGET_DIR/release/examples/gemm_bench" {{ARGS}}

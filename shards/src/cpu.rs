@@ -2,9 +2,8 @@
 //! (MinHash, exp/softmax/GELU, ...) is compiled for AVX-512, AVX2 and the x86-64 baseline and
 //! picks one at run time through [`simd`]: the best the CPU has, or a lower one when
 //! `GRIST_SIMD` asks (`avx512`, `avx2`, `scalar`), so each path can be tested and benchmarked on
-//! one machine. The GEMM (the `gemm` crate) detects the CPU itself: AVX-512 kernels where the CPU
-//! has them (grist enables its `x86-v4` feature), else AVX2 with FMA; `GRIST_SIMD` does not
-//! reach it. Benchmarks print [`describe`] so no figure is read without its machine.
+//! one machine. The trainer's GEMM is one of them (`trainer::gemm`). Benchmarks print
+//! [`describe`] so no figure is read without its machine.
 
 use std::sync::OnceLock;
 
@@ -101,18 +100,11 @@ pub fn model() -> String {
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
-/// One line for benchmark output: the model, the cores, the best instruction set and the one in
-/// use, e.g. `AMD EPYC, 2 cores, avx2 (kernels: avx2, GEMM: avx2+fma)`.
+/// One line for benchmark output: the model, the cores, the best instruction set and the one
+/// grist's kernels (the GEMM included) use, e.g. `AMD EPYC, 2 cores, avx2 (kernels: avx2)`.
 pub fn describe() -> String {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let gemm = if detected() == Simd::Avx512 {
-        "avx512"
-    } else if detected() == Simd::Avx2 {
-        "avx2+fma"
-    } else {
-        "scalar"
-    };
-    format!("{}, {cores} cores, {} (kernels: {}, GEMM: {gemm})", model(), detected().name(), simd().name())
+    format!("{}, {cores} cores, {} (kernels: {})", model(), detected().name(), simd().name())
 }
 
 #[cfg(test)]

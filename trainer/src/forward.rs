@@ -7,7 +7,8 @@
 //! size table ([`Workspace`]), reused from step to step; the backward pass needs three more
 //! buffers (N x C, N x 4C, N x C) and writes the logits' gradient over the logits.
 //!
-//! Speed: matmuls go through the `gemm` crate (runtime-dispatched AVX-512/AVX2/FMA kernels);
+//! Speed: matmuls go through our GEMM ([`crate::gemm`]: BLIS-style, AVX-512/AVX2/baseline
+//! micro-kernels picked at run time);
 //! attention is computed per (batch, head) in blocks of 64 queries with the same kernels, keeping
 //! only each row's log-sum-exp and recomputing the probabilities in the backward pass (no T x T
 //! matrix is kept); rows, heads and column blocks run in parallel with rayon. Every reduction
@@ -26,13 +27,22 @@ pub trait Real: Float + Sum + Send + Sync + std::fmt::Debug + 'static {
     fn exp_in_place(xs: &mut [Self]) {
         xs.iter_mut().for_each(|x| *x = x.exp());
     }
+    /// The GEMM micro-kernel for an instruction-set level.
+    fn gemm_micro(level: shards::cpu::Simd) -> crate::gemm::Micro<Self>;
 }
 impl Real for f32 {
     fn exp_in_place(xs: &mut [f32]) {
         crate::simd::exp_in_place(xs);
     }
+    fn gemm_micro(level: shards::cpu::Simd) -> crate::gemm::Micro<f32> {
+        crate::gemm::micro_f32(level)
+    }
 }
-impl Real for f64 {}
+impl Real for f64 {
+    fn gemm_micro(level: shards::cpu::Simd) -> crate::gemm::Micro<f64> {
+        crate::gemm::micro_f64(level)
+    }
+}
 
 /// Elements per stack chunk in the elementwise passes that exponentiate.
 const CHUNK: usize = 256;
@@ -192,8 +202,9 @@ fn extent(rs: usize, cs: usize, rows: usize, cols: usize) -> usize {
 }
 
 /// dst (m, n, row stride `dst_rs`) = (dst if `accumulate`) + beta * lhs (m, k) . rhs (k, n), the
-/// operands given by pointer and (row, column) strides, through the `gemm` crate. Each output
-/// element is reduced over k in a fixed blocked order whatever the thread count.
+/// operands given by pointer and (row, column) strides, through [`crate::gemm`] at the current
+/// instruction-set level. Each output element is reduced over k in a fixed order whatever the
+/// thread count and level.
 ///
 /// # Safety
 /// Every element the operands' shapes and strides reach must lie in its allocation, and dst
@@ -206,35 +217,22 @@ unsafe fn gemm_raw<T: Real>(
     (lhs, lhs_rs, lhs_cs): (*const T, usize, usize),
     (rhs, rhs_rs, rhs_cs): (*const T, usize, usize),
     beta: T,
-    par: gemm::Parallelism,
+    parallel: bool,
 ) {
-    if m == 0 || n == 0 {
-        return;
-    }
+    let micro = T::gemm_micro(crate::simd::level());
     // SAFETY: the caller's contract.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            1,
-            dst_rs as isize,
+        crate::gemm::gemm(
+            micro,
+            (m, n, k),
+            (dst, dst_rs),
             accumulate,
-            lhs,
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs,
-            rhs_cs as isize,
-            rhs_rs as isize,
-            T::one(),
+            (lhs, lhs_rs, lhs_cs),
+            (rhs, rhs_rs, rhs_cs),
             beta,
-            false,
-            false,
-            false,
-            par,
-        );
-    }
+            parallel,
+        )
+    };
 }
 
 /// dst (m, n) = (dst if `accumulate`) + lhs (m, k) . rhs (k, n) over slices, the operands given
@@ -256,8 +254,7 @@ fn mm<T: Real>(
             "gemm: operand too small"
         );
     }
-    let threads = rayon::current_num_threads();
-    let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    let par = rayon::current_num_threads() > 1;
     // SAFETY: the extents were checked above; dst does not alias lhs or rhs (a `&mut` and two
     // `&` slices).
     unsafe {
@@ -382,7 +379,7 @@ fn block_probs<T: Real>(
             (qkv.as_ptr().add(q), 3 * c, 1),
             (qkv.as_ptr().add(k), 1, 3 * c),
             scale,
-            gemm::Parallelism::None,
+            false,
         );
     }
     for (i, row) in s[..m * nk].chunks_mut(nk).enumerate() {
@@ -459,7 +456,7 @@ pub fn attention_forward<T: Real>(
                     (s.as_ptr(), nk, 1),
                     (qkv.as_ptr().add(v), 3 * c, 1),
                     T::one(),
-                    gemm::Parallelism::None,
+                    false,
                 );
             }
         }
@@ -518,7 +515,7 @@ pub fn attention_backward<T: Real>(
                     (dout_blk, c, 1),
                     (qkv.as_ptr().add(v), 1, 3 * c),
                     T::one(),
-                    gemm::Parallelism::None,
+                    false,
                 );
                 // dv (nk, hs) += p^T (nk, m) . dout_blk (m, hs)
                 gemm_raw(
@@ -528,7 +525,7 @@ pub fn attention_backward<T: Real>(
                     (p.as_ptr(), 1, nk),
                     (dout_blk, c, 1),
                     T::one(),
-                    gemm::Parallelism::None,
+                    false,
                 );
             }
             // ds = p * (dp - D) * scale, over dp.
@@ -545,7 +542,7 @@ pub fn attention_backward<T: Real>(
                     (dp.as_ptr(), nk, 1),
                     (qkv.as_ptr().add(k), 3 * c, 1),
                     T::one(),
-                    gemm::Parallelism::None,
+                    false,
                 );
                 // dk (nk, hs) += ds^T (nk, m) . q (m, hs)
                 gemm_raw(
@@ -555,7 +552,7 @@ pub fn attention_backward<T: Real>(
                     (dp.as_ptr(), 1, nk),
                     (qkv.as_ptr().add(q), 3 * c, 1),
                     T::one(),
-                    gemm::Parallelism::None,
+                    false,
                 );
             }
         }

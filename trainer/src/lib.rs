@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod checkpoint;
 pub mod forward;
+pub mod gemm;
 pub mod generate;
 pub mod loader;
 pub mod model;

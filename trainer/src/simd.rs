@@ -6,7 +6,7 @@
 //! a floating-point sum, so the three compile to the same IEEE operations on wider vectors: they
 //! give the same bits (`tests::every_level_gives_the_same_bits` in `forward` checks each kernel
 //! at each level the CPU has). LayerNorm, GELU, the attention's softmax passes and AdamW go
-//! through it; the matrix products go through `gemm`, which dispatches itself.
+//! through it; the GEMM's micro-kernels ([`crate::gemm`]) are picked by the same [`level`].
 //!
 //! The exp is Cephes' single-precision polynomial (relative error about 2e-7 over the whole
 //! range), written branch-free so the compiler vectorizes it.
