@@ -465,6 +465,28 @@ mod tests {
         c
     }
 
+    // The AVX-512 register blocks built for AVX2 (or the baseline), so the driver's handling of
+    // them (12-row slivers, 32-column slivers, their edges) is tested on machines without
+    // AVX-512 too; only the instruction selection differs from the real AVX-512 kernels.
+    #[cfg(target_arch = "x86_64")]
+    kernel!(f32_12x32_on_avx2, f32, 12, 32, "avx2,fma");
+    #[cfg(target_arch = "x86_64")]
+    kernel!(f64_12x16_on_avx2, f64, 12, 16, "avx2,fma");
+    kernel!(f32_12x32_baseline, f32, 12, 32);
+    kernel!(f64_12x16_baseline, f64, 12, 16);
+
+    /// Every f32 kernel this CPU can run, named: one per level, plus the AVX-512 block.
+    fn micros() -> Vec<(String, Micro<f32>)> {
+        let mut all: Vec<(String, Micro<f32>)> =
+            Simd::available().into_iter().map(|l| (format!("{l:?}"), micro_f32(l))).collect();
+        #[cfg(target_arch = "x86_64")]
+        if Simd::available().contains(&Simd::Avx2) {
+            all.push(("12x32 on AVX2".into(), Micro { mr: 12, nr: 32, kernel: f32_12x32_on_avx2 }));
+        }
+        all.push(("12x32 baseline".into(), Micro { mr: 12, nr: 32, kernel: f32_12x32_baseline }));
+        all
+    }
+
     #[test]
     fn every_shape_layout_and_level_matches_f64_and_the_levels_agree_bit_for_bit() {
         // Shapes straddling every block edge: MR (6, 8, 12), NR (8, 16, 32), KC, NT, MC, NC.
@@ -489,22 +511,21 @@ mod tests {
                     for (accumulate, scale) in [(false, 1.0), (true, 1.0), (true, 0.125), (false, -0.3)] {
                         let want = reference((m, n, k), &c0, accumulate, &a, sa, &b, sb, scale);
                         let mut first: Option<Vec<f32>> = None;
-                        for level in Simd::available() {
+                        for (level, micro) in micros() {
                             for parallel in [false, true] {
-                                let got =
-                                    run(micro_f32(level), (m, n, k), &c0, accumulate, &a, sa, &b, sb, scale, parallel);
+                                let got = run(micro, (m, n, k), &c0, accumulate, &a, sa, &b, sb, scale, parallel);
                                 for (e, (&g, &w)) in got.iter().zip(&want).enumerate() {
                                     let tol = 1e-5 * (k as f64).sqrt().max(1.0) * 4.0;
                                     assert!(
                                         (g as f64 - w).abs() <= tol,
-                                        "{level:?} par={parallel} {m}x{n}x{k} ta={transposed_a} tb={transposed_b} acc={accumulate}: element {e}: {g} vs {w}"
+                                        "{level} par={parallel} {m}x{n}x{k} ta={transposed_a} tb={transposed_b} acc={accumulate}: element {e}: {g} vs {w}"
                                     );
                                 }
                                 match &first {
                                     None => first = Some(got),
                                     Some(f) => assert!(
                                         f.iter().zip(&got).all(|(x, y)| x.to_bits() == y.to_bits()),
-                                        "{level:?} par={parallel} {m}x{n}x{k}: the same bits as the first path"
+                                        "{level} par={parallel} {m}x{n}x{k}: the same bits as the first path"
                                     ),
                                 }
                             }
@@ -520,25 +541,23 @@ mod tests {
         let (m, n, k) = (19, 23, 300);
         let a: Vec<f64> = fill(m * k, 7).into_iter().map(f64::from).collect();
         let b: Vec<f64> = fill(k * n, 8).into_iter().map(f64::from).collect();
-        for level in Simd::available() {
+        let mut micros: Vec<(String, Micro<f64>)> =
+            Simd::available().into_iter().map(|l| (format!("{l:?}"), micro_f64(l))).collect();
+        #[cfg(target_arch = "x86_64")]
+        if Simd::available().contains(&Simd::Avx2) {
+            micros.push(("12x16 on AVX2".into(), Micro { mr: 12, nr: 16, kernel: f64_12x16_on_avx2 }));
+        }
+        micros.push(("12x16 baseline".into(), Micro { mr: 12, nr: 16, kernel: f64_12x16_baseline }));
+        for (level, micro) in micros {
             let mut c = vec![0.0f64; m * n];
             // SAFETY: a is m x k, b is k x n, c is m x n, all row-major.
             unsafe {
-                gemm(
-                    micro_f64(level),
-                    (m, n, k),
-                    (c.as_mut_ptr(), n),
-                    false,
-                    (a.as_ptr(), k, 1),
-                    (b.as_ptr(), n, 1),
-                    1.0,
-                    true,
-                )
+                gemm(micro, (m, n, k), (c.as_mut_ptr(), n), false, (a.as_ptr(), k, 1), (b.as_ptr(), n, 1), 1.0, true)
             };
             for i in 0..m {
                 for j in 0..n {
                     let want: f64 = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
-                    assert!((c[i * n + j] - want).abs() < 1e-12, "{level:?} ({i}, {j})");
+                    assert!((c[i * n + j] - want).abs() < 1e-12, "{level} ({i}, {j})");
                 }
             }
         }
