@@ -181,6 +181,12 @@ enum Member<R: BufRead> {
 
 /// Gzip members decoded one after another, each start remembered as (decompressed start,
 /// compressed start), so a record can be traced to its member.
+///
+/// A member that lies whole in the input's buffer is decoded in one call by libdeflate
+/// ([`super::inflate`]); any other (cut by the buffer's end, larger than
+/// [`super::inflate::MAX_MEMBER_OUTPUT`] decompressed, corrupt, truncated) streams through
+/// flate2 from its first byte, which reports errors and resynchronizes as before. Give the
+/// input a buffer larger than most members ([`INPUT_BUFFER`]).
 pub struct GzMembers<R: BufRead> {
     state: Member<R>,
     /// Recent members, oldest first; entries before the last record start are dropped.
@@ -190,7 +196,15 @@ pub struct GzMembers<R: BufRead> {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    inflater: Option<super::inflate::Inflater>,
+    /// Members decoded whole by libdeflate, and streamed by flate2.
+    whole: u64,
+    streamed: u64,
 }
+
+/// The input buffer WARC readers should use: most Common Crawl members (a few KiB to a few
+/// hundred) then lie whole in it and take the fast path.
+pub const INPUT_BUFFER: usize = 1 << 20;
 
 impl<R: BufRead> GzMembers<R> {
     pub fn new(inner: Counted<R>) -> Self {
@@ -201,7 +215,21 @@ impl<R: BufRead> GzMembers<R> {
             buf: vec![0; 1 << 16],
             start: 0,
             end: 0,
+            inflater: super::inflate::Inflater::new(),
+            whole: 0,
+            streamed: 0,
         }
+    }
+
+    /// The same reader without the libdeflate path: every member streams through flate2 (what
+    /// the fast path is tested against).
+    pub fn streaming_only(inner: Counted<R>) -> Self {
+        GzMembers { inflater: None, ..GzMembers::new(inner) }
+    }
+
+    /// Members decoded so far: (whole, by libdeflate; streamed, by flate2).
+    pub fn members_decoded(&self) -> (u64, u64) {
+        (self.whole, self.streamed)
     }
 
     /// Decodes the next chunk into the buffer; 0 at the end of the input.
@@ -235,6 +263,23 @@ impl<R: BufRead> GzMembers<R> {
                         return Ok(0);
                     }
                     self.members.push_back((self.produced, c.position()));
+                    let whole = match (&mut self.inflater, c.fill_buf()) {
+                        (Some(inflater), Ok(input)) => inflater.gzip_member(input, &mut self.buf),
+                        _ => None,
+                    };
+                    if let Some((used, n)) = whole {
+                        c.consume(used);
+                        self.state = Member::Between(c);
+                        self.whole += 1;
+                        if n > 0 {
+                            self.start = 0;
+                            self.end = n;
+                            self.produced += n as u64;
+                            return Ok(n);
+                        }
+                        continue;
+                    }
+                    self.streamed += 1;
                     self.state = Member::In(Box::new(flate2::bufread::GzDecoder::new(c)));
                 }
                 Member::Poisoned => return Ok(0),
@@ -766,7 +811,7 @@ pub fn census(files: &[shards::Loc]) -> Result<Census, shards::ShardError> {
     for loc in files {
         let at = |e: io::Error| shards::ShardError::io(shards::At::file(loc.to_string()), e);
         c.bytes += loc.size()?;
-        let raw = Counted::new(io::BufReader::with_capacity(1 << 16, loc.open()?));
+        let raw = Counted::new(io::BufReader::with_capacity(INPUT_BUFFER, loc.open()?));
         for item in open(raw).map_err(at)? {
             let key = match item.map_err(at)? {
                 WarcItem::Record(r) => format!("record {}", r.record_type()),
@@ -801,6 +846,54 @@ mod tests {
     fn read_all(bytes: Vec<u8>) -> Vec<WarcItem> {
         let r = open(Counted::new(io::Cursor::new(bytes))).unwrap();
         r.map(|i| i.unwrap()).collect()
+    }
+
+    #[test]
+    fn whole_members_by_libdeflate_read_exactly_as_streaming_at_any_buffer_size() {
+        // Members of many sizes (one beyond the fast path's output cap), a corrupt one, a cut
+        // one mid-file, garbage between members, and a truncated last member.
+        let mut file = Vec::new();
+        for i in 0..60 {
+            let body = format!("page {i} ").repeat(1 + i * i * 7);
+            file.extend(gz(&record("response", &format!("http://x/{i}"), &body)));
+            if i == 20 {
+                let mut bad = gz(&record("response", "http://x/bad", &"corrupt ".repeat(900)));
+                let n = bad.len();
+                bad[n / 2] ^= 0x55;
+                file.extend(bad);
+            }
+            if i == 30 {
+                file.extend(b"\x00garbage between members\x1f\x8b");
+            }
+            if i == 40 {
+                let cut = gz(&record("response", "http://x/cut", &"cut ".repeat(5000)));
+                file.extend(&cut[..cut.len() / 3]);
+            }
+        }
+        let huge = "0123456789abcdef".repeat((super::super::inflate::MAX_MEMBER_OUTPUT >> 4) + 1000);
+        file.extend(gz(&record("resource", "http://x/huge", &huge)));
+        let last = gz(&record("response", "http://x/last", "the end"));
+        file.extend(&last[..last.len() - 5]);
+
+        let read = |buffer: usize, fast: bool| {
+            let raw = Counted::new(io::BufReader::with_capacity(buffer, io::Cursor::new(file.clone())));
+            let src = if fast { GzMembers::new(raw) } else { GzMembers::streaming_only(raw) };
+            let mut reader = WarcReader::new(src);
+            let items: Vec<WarcItem> = (&mut reader).map(|i| i.unwrap()).collect();
+            (items, reader.src.members_decoded())
+        };
+        let (want, (whole, streamed)) = read(1 << 16, false);
+        assert_eq!(whole, 0);
+        assert!(streamed > 60);
+        assert!(records(&want).len() >= 61, "60 pages and the huge one, at least");
+        assert!(want.iter().filter(|i| matches!(i, WarcItem::Bad { .. })).count() >= 3);
+        for buffer in [64, 4096, 1 << 16, INPUT_BUFFER, 64 << 20] {
+            let (got, (whole, streamed)) = read(buffer, true);
+            assert_eq!(got, want, "input buffer {buffer}");
+            if buffer >= INPUT_BUFFER {
+                assert!(whole >= 55, "input buffer {buffer}: {whole} whole, {streamed} streamed");
+            }
+        }
     }
 
     fn records(items: &[WarcItem]) -> Vec<&WarcRecord> {

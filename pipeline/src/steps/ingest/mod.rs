@@ -325,7 +325,7 @@ fn ingest_file(cfg: &IngestConfig, file: &InputFile, sink: &mut UnitSink) -> Res
     }
     let mut raw = codec::Tally::new(file.loc.open()?);
     if file.format == InputFormat::Warc {
-        let mut counted = warc::Counted::new(BufReader::with_capacity(1 << 16, raw));
+        let mut counted = warc::Counted::new(BufReader::with_capacity(warc::INPUT_BUFFER, raw));
         read_warc(&mut counted, file, cfg, sink, &mut records)?;
         let (bytes, xxh3) = counted.into_inner().into_inner().finish();
         return Ok(FileEntry { path, rows: records, bytes, xxh3 });
