@@ -340,7 +340,7 @@ fn first_key(ti: usize, band: Option<usize>) -> usize {
 
 /// A pointer shared by the tasks of one parallel loop, each writing its own elements.
 #[derive(Clone, Copy)]
-struct Shared<T>(*mut T);
+pub(crate) struct Shared<T>(pub(crate) *mut T);
 // SAFETY: the loops that share one write disjoint elements (documented at each use).
 unsafe impl<T: Send> Send for Shared<T> {}
 // SAFETY: as above.
@@ -348,7 +348,7 @@ unsafe impl<T: Send> Sync for Shared<T> {}
 
 impl<T> Shared<T> {
     /// The pointer (a method, so closures capture the whole `Shared`, not its field).
-    fn at(self, offset: usize) -> *mut T {
+    pub(crate) fn at(self, offset: usize) -> *mut T {
         self.0.wrapping_add(offset)
     }
 }

@@ -29,7 +29,7 @@ use std::cell::Cell;
 use rayon::prelude::*;
 use shards::cpu::Simd;
 
-use crate::forward::Real;
+use crate::forward::{Real, Shared};
 
 /// Depth of one panel: each output element is reduced over k in blocks of KC, in order. The
 /// same on every path, so the paths agree bit for bit. 384 measured 10-15% faster than 256 on
@@ -211,7 +211,7 @@ thread_local! {
 
 /// Runs `f` on at least `len` elements of this thread's packing space `which`. A nested use on
 /// the same thread (rayon may run another task while this one waits) gets its own.
-fn with_pack<T, R>(
+fn with_pack<T: Real, R>(
     which: &'static std::thread::LocalKey<Cell<Vec<u64>>>,
     len: usize,
     f: impl FnOnce(&mut [T]) -> R,
@@ -227,20 +227,6 @@ fn with_pack<T, R>(
     let r = f(unsafe { std::slice::from_raw_parts_mut(space.as_mut_ptr() as *mut T, len) });
     which.set(space);
     r
-}
-
-/// A pointer shared by the tasks of one parallel loop, each writing its own elements.
-#[derive(Clone, Copy)]
-struct Shared<T>(*mut T);
-// SAFETY: the loops that share one write disjoint elements (documented at each use).
-unsafe impl<T: Send> Send for Shared<T> {}
-// SAFETY: as above.
-unsafe impl<T: Send> Sync for Shared<T> {}
-
-impl<T> Shared<T> {
-    fn at(self, offset: usize) -> *mut T {
-        self.0.wrapping_add(offset)
-    }
 }
 
 /// Packs `rows x kc` of a strided matrix (element (i, p) at `src + i * rs + p * cs`) into
