@@ -88,6 +88,17 @@ pub trait WarcSource: BufRead {
     fn raw_failed(&self) -> bool;
     /// Decompressed bytes handed out so far (the stream position of the next byte).
     fn position(&self) -> u64;
+    /// Appends the next decompressed bytes to `win`: 0 at the end. By default at most
+    /// [`READ_CHUNK`] bytes of what the source buffers; a gzip source decodes whole members
+    /// straight into `win`.
+    fn fill_into(&mut self, win: &mut Vec<u8>) -> io::Result<usize> {
+        let b = self.fill_buf()?;
+        // At most 64 KiB per read, whatever the source buffers (a cursor hands out everything).
+        let n = b.len().min(READ_CHUNK);
+        win.extend_from_slice(&b[..n]);
+        self.consume(n);
+        Ok(n)
+    }
 }
 
 /// `Read::read` for a type whose reading goes through its own `BufRead`.
@@ -364,6 +375,78 @@ impl<R: BufRead> WarcSource for GzMembers<R> {
     fn position(&self) -> u64 {
         self.produced - (self.end - self.start) as u64
     }
+
+    fn fill_into(&mut self, win: &mut Vec<u8>) -> io::Result<usize> {
+        while self.start == self.end && self.inflater.is_some() && matches!(self.state, Member::Between(_)) {
+            match self.whole_members_into(win)? {
+                Some(0) => continue,
+                Some(n) => return Ok(n),
+                None => break,
+            }
+        }
+        let b = self.fill_buf()?;
+        let n = b.len().min(READ_CHUNK);
+        win.extend_from_slice(&b[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+/// Decompressed bytes one batch of whole members may add to the window.
+const BATCH_OUTPUT: usize = 8 << 20;
+/// Below this much planned output a batch decodes on the calling thread.
+const PARALLEL_OUTPUT: usize = 256 << 10;
+
+impl<R: BufRead> GzMembers<R> {
+    /// Decodes the members lying whole in the input buffer straight into `win`, in parallel
+    /// when there are several (see [`super::inflate::plan_members`]): `Some(bytes appended)`,
+    /// or None when the next member does not decode whole here; it is then set to stream
+    /// through flate2, which reports its error or reads past the buffer's end.
+    fn whole_members_into(&mut self, win: &mut Vec<u8>) -> io::Result<Option<usize>> {
+        let (Member::Between(c), Some(inflater)) = (&mut self.state, self.inflater.as_mut()) else {
+            return Ok(None);
+        };
+        let at = c.position();
+        let input = c.fill_buf()?;
+        if input.is_empty() {
+            return Ok(None);
+        }
+        let spans = super::inflate::plan_members(input, BATCH_OUTPUT);
+        let planned: usize = spans.iter().map(|s| s.size).sum();
+        let parallel = spans.len() > 1 && planned >= PARALLEL_OUTPUT;
+        let good = super::inflate::decode_planned(inflater, input, &spans, win, parallel);
+        let (used, bytes) = if good > 0 {
+            for s in &spans[..good] {
+                self.members.push_back((self.produced, at + s.start as u64));
+                self.produced += s.size as u64;
+            }
+            self.whole += good as u64;
+            (spans[good - 1].end, spans[..good].iter().map(|s| s.size).sum())
+        } else {
+            // One member, its end unknown: decoded with room for four times its input.
+            let guess = input.len().saturating_mul(4);
+            match inflater.gzip_member_append(input, win, guess) {
+                Some((used, n)) => {
+                    self.members.push_back((self.produced, at));
+                    self.produced += n as u64;
+                    self.whole += 1;
+                    (used, n)
+                }
+                None => {
+                    if let Member::Between(c) = std::mem::replace(&mut self.state, Member::Poisoned) {
+                        self.members.push_back((self.produced, at));
+                        self.streamed += 1;
+                        self.state = Member::In(Box::new(flate2::bufread::GzDecoder::new(c)));
+                    }
+                    return Ok(None);
+                }
+            }
+        };
+        if let Member::Between(c) = &mut self.state {
+            c.consume(used);
+        }
+        Ok(Some(bytes))
+    }
 }
 
 /// Streams WARC records (and reports of bad stretches) from a [`WarcSource`].
@@ -433,21 +516,12 @@ impl<S: WarcSource> WarcReader<S> {
         if self.eof {
             return Ok(false);
         }
-        // At most 64 KiB per read, whatever the source buffers (a cursor hands out everything).
-        let got = self.src.fill_buf().map(|b| {
-            let n = b.len().min(READ_CHUNK);
-            self.win.extend_from_slice(&b[..n]);
-            n
-        });
-        match got {
+        match self.src.fill_into(&mut self.win) {
             Ok(0) => {
                 self.eof = true;
                 Ok(false)
             }
-            Ok(n) => {
-                self.src.consume(n);
-                Ok(true)
-            }
+            Ok(_) => Ok(true),
             Err(e) if self.src.raw_failed() => Err(e),
             Err(e) => {
                 self.eof = true;
@@ -865,9 +939,36 @@ mod tests {
             if i == 30 {
                 file.extend(b"\x00garbage between members\x1f\x8b");
             }
+            if i == 35 {
+                // Garbage ending in what reads as the previous member's length.
+                let isize = file[file.len() - 4..].to_vec();
+                file.extend(b"\x00junk");
+                file.extend(isize);
+            }
             if i == 40 {
                 let cut = gz(&record("response", "http://x/cut", &"cut ".repeat(5000)));
                 file.extend(&cut[..cut.len() / 3]);
+            }
+            if i % 9 == 5 {
+                // Stored (level 0), so the compressed bytes hold what looks like the next
+                // member's header after a small trailer length: a batch plans a wrong span.
+                let mut body = format!("stored {i} ").into_bytes();
+                body.extend_from_slice(b"\x10\x00\x00\x00\x1f\x8b\x08\x00 ");
+                body.extend(std::iter::repeat_n(b's', i * 500));
+                let head = format!(
+                    "WARC/1.0\r\nWARC-Type: resource\r\nWARC-Target-URI: http://x/stored{i}\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+                e.write_all(&[head.as_bytes(), &body, b"\r\n\r\n"].concat()).unwrap();
+                file.extend(e.finish().unwrap());
+            }
+            if i == 50 {
+                // A trailer that lies about the member's length (both decoders refuse it).
+                let mut lying = gz(&record("response", "http://x/lying", &"lies ".repeat(3000)));
+                let n = lying.len();
+                lying[n - 3] ^= 0x01;
+                file.extend(lying);
             }
         }
         let huge = "0123456789abcdef".repeat((super::super::inflate::MAX_MEMBER_OUTPUT >> 4) + 1000);
@@ -887,11 +988,26 @@ mod tests {
         assert!(streamed > 60);
         assert!(records(&want).len() >= 61, "60 pages and the huge one, at least");
         assert!(want.iter().filter(|i| matches!(i, WarcItem::Bad { .. })).count() >= 3);
+        assert!(
+            want.iter().filter(|i| matches!(i, WarcItem::Bad { .. })).count() >= 5,
+            "the lying member and the garbage too"
+        );
+        let stored: Vec<&str> =
+            records(&want).iter().filter_map(|r| r.target_uri().filter(|u| u.contains("stored"))).collect();
+        assert_eq!(
+            stored.len(),
+            7,
+            "{stored:?} {:?}",
+            want.iter().filter(|i| matches!(i, WarcItem::Bad { .. })).collect::<Vec<_>>()
+        );
         for buffer in [64, 4096, 1 << 16, INPUT_BUFFER, 64 << 20] {
-            let (got, (whole, streamed)) = read(buffer, true);
-            assert_eq!(got, want, "input buffer {buffer}");
-            if buffer >= INPUT_BUFFER {
-                assert!(whole >= 55, "input buffer {buffer}: {whole} whole, {streamed} streamed");
+            for threads in [1, 3] {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                let (got, (whole, streamed)) = pool.install(|| read(buffer, true));
+                assert_eq!(got, want, "input buffer {buffer}, {threads} threads");
+                if buffer >= INPUT_BUFFER {
+                    assert!(whole >= 60, "input buffer {buffer}: {whole} whole, {streamed} streamed");
+                }
             }
         }
     }
