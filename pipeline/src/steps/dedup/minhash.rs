@@ -29,54 +29,205 @@ pub const SPARK_HASH_PRIME: u64 = 2_038_074_743;
 
 /// NFC, whitespace runs collapsed to one space, trimmed; lowercased if `lowercase`.
 pub fn normalize(text: &str, lowercase: bool) -> String {
-    if text.is_ascii() {
-        // ASCII is NFC already, and its only whitespace is ASCII: one pass over the bytes.
-        // Lowercase in bulk (vectorized), then squeeze whitespace in place.
-        let mut out = text.as_bytes().to_vec();
-        if lowercase {
-            out.make_ascii_lowercase();
-        }
-        let (mut w, mut space) = (0usize, false);
-        for r in 0..out.len() {
-            let b = out[r];
-            if matches!(b, b' ' | b'\t'..=b'\r') {
-                space = w > 0;
-            } else {
-                if space {
-                    out[w] = b' ';
-                    w += 1;
-                    space = false;
+    let mut words = Words::default();
+    words.normalize(text, lowercase);
+    // Only whole UTF-8 sequences were written.
+    String::from_utf8(words.text().to_vec()).unwrap_or_default()
+}
+
+/// Whether an ASCII byte is Unicode `White_Space` (what `split_whitespace` splits on).
+#[inline(always)]
+fn ascii_space(b: u8) -> bool {
+    b == b' ' || b.wrapping_sub(b'\t') <= b'\r' - b'\t'
+}
+
+/// A space for whitespace, else the byte, lowercased if asked.
+#[inline(always)]
+fn ascii_map(b: u8, lowercase: bool) -> u8 {
+    if ascii_space(b) {
+        b' '
+    } else if lowercase && b.wrapping_sub(b'A') < 26 {
+        b | 0x20
+    } else {
+        b
+    }
+}
+
+/// A normalized text and where its words start, built in one pass into buffers reused from
+/// document to document (no allocation or clearing once they have grown): what exact keys and
+/// shingles need.
+#[derive(Debug, Default)]
+pub struct Words {
+    /// The normalized text (UTF-8) is `text[..len]`: words separated by exactly one space.
+    text: Vec<u8>,
+    len: usize,
+    /// Byte offsets of the word starts are `starts[..words]`.
+    starts: Vec<usize>,
+    words: usize,
+    /// Scratch for shingle hashes.
+    hashes: Vec<u64>,
+}
+
+/// Bytes the ASCII pass looks at together.
+const CHUNK: usize = 32;
+
+/// Maps a chunk as [`ascii_map`] does and returns its whitespace mask (bit k: byte k).
+#[inline(always)]
+fn map_chunk(chunk: &[u8; CHUNK], lowercase: bool, mapped: &mut [u8; CHUNK]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SSE2 is part of x86_64 itself: no detection needed. Unsigned "x - lo <= span" is
+        // "saturating (x - lo) - span == 0".
+        // SAFETY: SSE2 is always present on x86_64; the loads and stores are unaligned ones of
+        // 16 bytes inside the two 32-byte arrays.
+        unsafe {
+            let in_range = |v: __m128i, lo: i8, span: i8| {
+                _mm_cmpeq_epi8(
+                    _mm_subs_epu8(_mm_sub_epi8(v, _mm_set1_epi8(lo)), _mm_set1_epi8(span)),
+                    _mm_setzero_si128(),
+                )
+            };
+            let mut mask = 0u32;
+            for half in 0..2 {
+                let v = _mm_loadu_si128(chunk.as_ptr().add(16 * half) as *const __m128i);
+                let space = _mm_or_si128(
+                    _mm_cmpeq_epi8(v, _mm_set1_epi8(b' ' as i8)),
+                    in_range(v, b'\t' as i8, (b'\r' - b'\t') as i8),
+                );
+                let mut m = v;
+                if lowercase {
+                    m = _mm_or_si128(m, _mm_and_si128(in_range(v, b'A' as i8, 25), _mm_set1_epi8(0x20)));
                 }
-                out[w] = b;
-                w += 1;
+                m = _mm_or_si128(_mm_andnot_si128(space, m), _mm_and_si128(space, _mm_set1_epi8(b' ' as i8)));
+                _mm_storeu_si128(mapped.as_mut_ptr().add(16 * half) as *mut __m128i, m);
+                mask |= (_mm_movemask_epi8(space) as u32 & 0xffff) << (16 * half);
             }
-        }
-        out.truncate(w);
-        // Only ASCII bytes were written.
-        return String::from_utf8(out).unwrap_or_default();
-    }
-    let nfc = ComposingNormalizerBorrowed::new_nfc().normalize(text);
-    let mut out = String::with_capacity(nfc.len());
-    for word in nfc.split_whitespace() {
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        let start = out.len();
-        if lowercase && !word.is_ascii() {
-            out.push_str(&word.to_lowercase());
-        } else {
-            out.push_str(word);
-            if lowercase {
-                out[start..].make_ascii_lowercase();
-            }
+            mask
         }
     }
-    out
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut mask = 0u32;
+        for k in 0..CHUNK {
+            mask |= (ascii_space(chunk[k]) as u32) << k;
+            mapped[k] = ascii_map(chunk[k], lowercase);
+        }
+        mask
+    }
+}
+
+impl Words {
+    /// The normalized text.
+    pub fn text(&self) -> &[u8] {
+        &self.text[..self.len]
+    }
+
+    /// Byte offsets of the words' starts in [`Words::text`].
+    pub fn starts(&self) -> &[usize] {
+        &self.starts[..self.words]
+    }
+
+    /// Normalizes `text` as [`normalize`] does, recording word starts.
+    pub fn normalize(&mut self, text: &str, lowercase: bool) {
+        if text.is_ascii() {
+            self.ascii(text.as_bytes(), lowercase);
+            return;
+        }
+        self.text.clear();
+        self.starts.clear();
+        let nfc = ComposingNormalizerBorrowed::new_nfc().normalize(text);
+        for word in nfc.split_whitespace() {
+            if !self.text.is_empty() {
+                self.text.push(b' ');
+            }
+            self.starts.push(self.text.len());
+            if lowercase && !word.is_ascii() {
+                self.text.extend_from_slice(word.to_lowercase().as_bytes());
+            } else if lowercase {
+                self.text.extend(word.bytes().map(|b| b.to_ascii_lowercase()));
+            } else {
+                self.text.extend_from_slice(word.as_bytes());
+            }
+        }
+        (self.len, self.words) = (self.text.len(), self.starts.len());
+    }
+
+    /// ASCII (NFC already, its only whitespace ASCII), 32 bytes at a time: each chunk is
+    /// mapped (whitespace to a space, lowercased) and a mask of its whitespace taken; a chunk
+    /// with no whitespace byte right after another (the common case in prose) is stored whole,
+    /// its word starts read off the mask. Any other chunk goes byte by byte: every byte is
+    /// written, and the write position advances except on the second and later bytes of a
+    /// whitespace run. Leading runs drop (the text starts "after a space"); a trailing run
+    /// leaves one space, removed at the end.
+    fn ascii(&mut self, bytes: &[u8], lowercase: bool) {
+        if self.text.len() < bytes.len() + CHUNK {
+            self.text.resize(bytes.len() + CHUNK, 0);
+        }
+        if self.starts.len() < bytes.len() / 2 + CHUNK + 2 {
+            self.starts.resize(bytes.len() / 2 + CHUNK + 2, 0);
+        }
+        // Plain slices, so the loops keep their pointers and lengths in registers.
+        let (out, starts) = (&mut self.text[..], &mut self.starts[..]);
+        let (mut w, mut nw, mut prev_space) = (0usize, 0usize, true);
+        #[inline(always)]
+        fn step(out: &mut [u8], starts: &mut [usize], c: u8, w: &mut usize, nw: &mut usize, prev_space: &mut bool) {
+            let space = c == b' ';
+            out[*w] = c;
+            starts[*nw] = *w;
+            *nw += (!space & *prev_space) as usize;
+            *w += (!space | !*prev_space) as usize;
+            *prev_space = space;
+        }
+        let mut chunks = bytes.chunks_exact(CHUNK);
+        for chunk in &mut chunks {
+            let mut mapped = [0u8; CHUNK];
+            let space = map_chunk(chunk.try_into().expect("a whole chunk"), lowercase, &mut mapped);
+            let after_space = (space << 1) | prev_space as u32;
+            if space & after_space == 0 {
+                out[w..w + CHUNK].copy_from_slice(&mapped);
+                let mut m = !space & after_space;
+                while m != 0 {
+                    starts[nw] = w + m.trailing_zeros() as usize;
+                    nw += 1;
+                    m &= m - 1;
+                }
+                w += CHUNK;
+                prev_space = space >> (CHUNK - 1) != 0;
+            } else {
+                for &c in &mapped {
+                    step(out, starts, c, &mut w, &mut nw, &mut prev_space);
+                }
+            }
+        }
+        for &b in chunks.remainder() {
+            step(out, starts, ascii_map(b, lowercase), &mut w, &mut nw, &mut prev_space);
+        }
+        if w > 0 && self.text[w - 1] == b' ' {
+            w -= 1;
+        }
+        (self.len, self.words) = (w, nw);
+    }
+
+    /// The 64-bit hashes of the word `n`-grams, in text order with repeats (see
+    /// [`shingle_hashes`]); empty with fewer than `n` words.
+    pub fn shingle_hashes(&mut self, n: usize) -> &[u64] {
+        let n = n.max(1);
+        self.hashes.clear();
+        let (text, starts) = (&self.text[..self.len], &self.starts[..self.words]);
+        let words = starts.len();
+        if words >= n {
+            // An n-gram ends before the space that starts the word after it, or at the end.
+            let end = |i: usize| if i < words { starts[i] - 1 } else { text.len() };
+            self.hashes.extend((0..=words - n).map(|i| xxh3_64(&text[starts[i]..end(i + n)])));
+        }
+        &self.hashes
+    }
 }
 
 /// The exact-duplicate key of a normalized text: xxh3-128.
-pub fn exact_key(normalized: &str) -> u128 {
-    xxh3_128(normalized.as_bytes())
+pub fn exact_key(normalized: impl AsRef<[u8]>) -> u128 {
+    xxh3_128(normalized.as_ref())
 }
 
 /// The 64-bit hashes of the word `n`-grams of a normalized text (words joined by one space),
@@ -91,23 +242,17 @@ pub fn shingles(normalized: &str, n: usize) -> Vec<u64> {
 /// `shingles` in text order with repeats: enough for a MinHash signature (a minimum does not
 /// care about order or repeats), without the sort.
 pub fn shingle_hashes(normalized: &str, n: usize) -> Vec<u64> {
-    let n = n.max(1);
-    // Byte offsets of word starts and ends (words are separated by exactly one space).
-    let mut bounds: Vec<(usize, usize)> = Vec::new();
-    let mut start = 0;
+    let mut words = Words::default();
+    words.text.extend_from_slice(normalized.as_bytes());
+    let mut start = true;
     for (i, b) in normalized.bytes().enumerate() {
-        if b == b' ' {
-            bounds.push((start, i));
-            start = i + 1;
+        if start && b != b' ' {
+            words.starts.push(i);
         }
+        start = b == b' ';
     }
-    if start < normalized.len() {
-        bounds.push((start, normalized.len()));
-    }
-    if bounds.len() < n {
-        return Vec::new();
-    }
-    (0..=bounds.len() - n).map(|i| xxh3_64(&normalized.as_bytes()[bounds[i].0..bounds[i + n - 1].1])).collect()
+    (words.len, words.words) = (words.text.len(), words.starts.len());
+    words.shingle_hashes(n).to_vec()
 }
 
 /// The quality classifier's feature set of a raw text: its HashingTF indices, sorted, unique.
@@ -380,8 +525,62 @@ mod tests {
             let general: String = t.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
             assert_eq!(normalize(t, true), general, "{t:?}");
         }
-        assert_eq!(exact_key(&normalize("a b", true)), exact_key(&normalize(" A\n\nB ", true)));
+        assert_eq!(exact_key(normalize("a b", true)), exact_key(normalize(" A\n\nB ", true)));
         assert_ne!(exact_key("a b"), exact_key("a c"));
+    }
+
+    /// The definition the one-pass normalization must meet, written plainly.
+    fn reference(text: &str, lowercase: bool) -> (String, Vec<usize>) {
+        let nfc: String = ComposingNormalizerBorrowed::new_nfc().normalize(text).into_owned();
+        let words: Vec<String> =
+            nfc.split_whitespace().map(|w| if lowercase { w.to_lowercase() } else { w.to_string() }).collect();
+        let mut starts = Vec::new();
+        let mut at = 0;
+        for w in &words {
+            starts.push(at);
+            at += w.len() + 1;
+        }
+        (words.join(" "), starts)
+    }
+
+    #[test]
+    fn one_pass_normalization_matches_its_definition_at_every_chunk_edge() {
+        // Seeded random texts over an alphabet heavy in whitespace of every kind (runs that
+        // straddle the 32-byte chunks, leading and trailing runs), cased letters, and other
+        // bytes; some with non-ASCII letters and spaces (the general path).
+        let alphabet: Vec<char> = "aZ  \t\n\r\x0b\x0c.Q,7\x00\x7f".chars().collect();
+        // Prose-like: whitespace rare enough that most chunks take the whole-chunk path.
+        let prose: Vec<char> = "abcdefgHIJ klmnoPqrstu,.".chars().collect();
+        let unicode: Vec<char> = "ÉßΣ\u{a0}\u{3000}e\u{301}İ".chars().collect();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let mut words = Words::default();
+        for case in 0..3000 {
+            let len = next(if case % 10 == 0 { 400 } else { 100 });
+            let chars = if case % 2 == 0 { &alphabet } else { &prose };
+            let mut text: String = (0..len).map(|_| chars[next(chars.len())]).collect();
+            if case % 7 == 0 {
+                for _ in 0..1 + next(3) {
+                    let at = text.char_indices().nth(next(text.chars().count() + 1)).map_or(text.len(), |(i, _)| i);
+                    text.insert(at, unicode[next(unicode.len())]);
+                }
+            }
+            for lowercase in [false, true] {
+                let (want, want_starts) = reference(&text, lowercase);
+                // The same buffers from document to document, longer and shorter texts.
+                words.normalize(&text, lowercase);
+                assert_eq!(std::str::from_utf8(words.text()), Ok(want.as_str()), "{text:?} lowercase {lowercase}");
+                assert_eq!(words.starts(), &want_starts[..], "{text:?}");
+                assert_eq!(normalize(&text, lowercase), want);
+                let n = 1 + next(4);
+                assert_eq!(words.shingle_hashes(n), &shingle_hashes(&want, n)[..]);
+            }
+        }
     }
 
     #[test]

@@ -40,7 +40,7 @@ use shards::{
 use crate::core::error::StageError;
 use crate::core::slice::TaskSlice;
 use crate::core::stage::{Global, GlobalReport, MANIFEST, Stage, TaskReport};
-use crate::steps::dedup::minhash::{Hasher, exact_key, feature_set, jaccard, normalize, shingle_hashes, shingles};
+use crate::steps::dedup::minhash::{Hasher, Words, exact_key, feature_set, jaccard, normalize, shingles};
 use crate::steps::{Outcome, Produces, Shape, Step, StepCtx, StepReport, need};
 use crate::text::features::DEFAULT_NUM_FEATURES;
 
@@ -234,13 +234,23 @@ impl DedupConfig {
             DedupMode::Shingles => Hasher::universal(self.bands, self.rows, seed),
         }
     }
-    /// The features a signature is taken over: the set, or (shingles) the n-gram hashes in text
-    /// order with repeats, which give the same signature without sorting.
-    fn features_of(&self, text: &str, normalized: &str) -> Vec<u64> {
-        match self.mode {
-            DedupMode::Gpt3 => feature_set(text, self.num_features),
-            DedupMode::Shingles => shingle_hashes(normalized, self.ngram),
-        }
+    /// A document's exact key, feature count and band keys, from its text and `words` (its
+    /// normalization, done here): the signature is taken over the feature set, or (shingles)
+    /// over the n-gram hashes in text order with repeats, which give the same signature
+    /// without sorting. No band keys for a document without features.
+    fn keys_of(&self, hasher: &Hasher, text: &str, words: &mut Words) -> (u128, u32, Vec<u64>) {
+        words.normalize(text, self.lowercase);
+        let exact = exact_key(words.text());
+        let set;
+        let features: &[u64] = match self.mode {
+            DedupMode::Gpt3 => {
+                set = feature_set(text, self.num_features);
+                &set
+            }
+            DedupMode::Shingles => words.shingle_hashes(self.ngram),
+        };
+        let keys = if features.is_empty() { Vec::new() } else { hasher.band_keys(&hasher.signature(features)) };
+        (exact, features.len() as u32, keys)
     }
     /// A document's feature set in this mode (sorted, unique: for exact Jaccard).
     fn set_of(&self, text: &str, normalized: &str) -> Vec<u64> {
@@ -434,12 +444,7 @@ fn signatures(
             let scores = b.column_by_name("quality_score").and_then(|c| c.as_any().downcast_ref::<Float64Array>());
             let per_doc: Vec<(u128, u32, Vec<u64>)> = (0..b.num_rows())
                 .into_par_iter()
-                .map(|i| {
-                    let norm = normalize(texts.value(i), cfg.lowercase);
-                    let set = cfg.features_of(texts.value(i), &norm);
-                    let keys = if set.is_empty() { Vec::new() } else { hasher.band_keys(&hasher.signature(&set)) };
-                    (exact_key(&norm), set.len() as u32, keys)
-                })
+                .map_init(Words::default, |words, i| cfg.keys_of(&hasher, texts.value(i), words))
                 .collect();
             let n = b.num_rows();
             for (i, d) in per_doc.iter().enumerate() {
