@@ -107,14 +107,11 @@ pub fn for_each_token(text: &str, mut f: impl FnMut(&[u8])) {
 }
 
 /// The `HashingTF` index of every Spark token of `text`, in order: `for_each_token` then
-/// `bytes_index`, fused for speed. ASCII tokens are lowercased and hashed in the same pass
-/// over the bytes (MurmurHash3 takes 4-byte blocks as they complete); others go through the
-/// exact path.
+/// `bytes_index`, fused for speed. The whitespace of 64 bytes at a time is found as a bit mask
+/// (SSE2 compares), and each token between two whitespace bytes is hashed whole: MurmurHash3
+/// over 4-byte blocks, lowercased four bytes at a time. A token with a non-ASCII byte goes
+/// through the exact path (`str::to_lowercase`, as Java lowercases it).
 pub fn for_each_index(text: &str, num_features: u32, mut f: impl FnMut(u32)) {
-    const C1: u32 = 0xcc9e_2d51;
-    const C2: u32 = 0x1b87_3593;
-    let mix_k1 = |k1: u32| k1.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
-    let modulo = |h: u32| (h as i32).rem_euclid(num_features as i32) as u32;
     if text.is_empty() {
         f(bytes_index(b"", num_features));
         return;
@@ -122,43 +119,107 @@ pub fn for_each_index(text: &str, num_features: u32, mut f: impl FnMut(u32)) {
     let bytes = text.as_bytes();
     let empty = bytes_index(b"", num_features);
     let mut pending_empty = 0usize;
-    let mut i = 0;
-    while i <= bytes.len() {
-        let start = i;
-        let (mut h, mut k, mut ascii) = (SPARK_SEED, 0u32, true);
-        while i < bytes.len() && !is_java_space_byte(bytes[i]) {
-            let b = bytes[i];
-            ascii &= b < 0x80;
-            let n = i - start;
-            k |= (b.to_ascii_lowercase() as u32) << (8 * (n & 3));
-            if n & 3 == 3 {
-                h ^= mix_k1(k);
-                h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
-                k = 0;
-            }
-            i += 1;
-        }
-        if i == start {
+    let pow2 = num_features.is_power_of_two() && num_features <= 1 << 30;
+    let mut token = |start: usize, end: usize| {
+        if start == end {
+            // Java's split keeps empty tokens between separators but drops trailing ones.
             pending_empty += 1;
-        } else {
-            for _ in 0..pending_empty {
-                f(empty);
-            }
-            pending_empty = 0;
-            if ascii {
-                h ^= mix_k1(k);
-                h ^= (i - start) as u32;
-                h ^= h >> 16;
-                h = h.wrapping_mul(0x85eb_ca6b);
-                h ^= h >> 13;
-                h = h.wrapping_mul(0xc2b2_ae35);
-                f(modulo(h ^ (h >> 16)));
-            } else {
-                f(bytes_index(text[start..i].to_lowercase().as_bytes(), num_features));
-            }
+            return;
         }
-        i += 1;
+        for _ in 0..pending_empty {
+            f(empty);
+        }
+        pending_empty = 0;
+        let h = match murmur3_ascii_lowercase(&bytes[start..end]) {
+            // Java's non-negative modulo; a mask where it equals it (no division).
+            Some(h) if pow2 => h & (num_features - 1),
+            Some(h) => (h as i32).rem_euclid(num_features as i32) as u32,
+            None => bytes_index(text[start..end].to_lowercase().as_bytes(), num_features),
+        };
+        f(h);
+    };
+    let mut start = 0;
+    let mut base = 0;
+    while base < bytes.len() {
+        let mut mask = space_mask(&bytes[base..]);
+        while mask != 0 {
+            let at = base + mask.trailing_zeros() as usize;
+            token(start, at);
+            start = at + 1;
+            mask &= mask - 1;
+        }
+        base += 64;
     }
+    token(start, bytes.len());
+}
+
+/// Bit k set where `bytes[k]` is Java's `\s` (space, tab, newline, vertical tab, form feed,
+/// carriage return), for the first 64 bytes (fewer at the end).
+#[inline(always)]
+fn space_mask(bytes: &[u8]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if bytes.len() >= 64 {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is part of x86_64; four unaligned 16-byte loads inside `bytes` (>= 64).
+        unsafe {
+            let mut mask = 0u64;
+            for q in 0..4 {
+                let v = _mm_loadu_si128(bytes.as_ptr().add(16 * q) as *const __m128i);
+                let ctl = _mm_subs_epu8(_mm_sub_epi8(v, _mm_set1_epi8(0x09)), _mm_set1_epi8(0x0d - 0x09));
+                let space = _mm_or_si128(
+                    _mm_cmpeq_epi8(v, _mm_set1_epi8(b' ' as i8)),
+                    _mm_cmpeq_epi8(ctl, _mm_setzero_si128()),
+                );
+                mask |= (_mm_movemask_epi8(space) as u32 as u64 & 0xffff) << (16 * q);
+            }
+            return mask;
+        }
+    }
+    let mut mask = 0u64;
+    for (k, &b) in bytes.iter().take(64).enumerate() {
+        mask |= (is_java_space_byte(b) as u64) << k;
+    }
+    mask
+}
+
+/// MurmurHash3 (x86, 32-bit, Spark's seed) of an ASCII token lowercased, four bytes at a time;
+/// None if the token has a byte outside ASCII.
+#[inline(always)]
+fn murmur3_ascii_lowercase(token: &[u8]) -> Option<u32> {
+    const C1: u32 = 0xcc9e_2d51;
+    const C2: u32 = 0x1b87_3593;
+    let mix_k1 = |k1: u32| k1.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+    // Bytes 'A'..='Z' get 0x20 added: with the top bits cleared, x + 0x3f reaches 0x80 from
+    // 'A' on and x + 0x25 from '[' on.
+    let lower = |w: u32| {
+        let low7 = w & 0x7f7f_7f7f;
+        let upper = (low7.wrapping_add(0x3f3f_3f3f) & !low7.wrapping_add(0x2525_2525)) & !w & 0x8080_8080;
+        w | (upper >> 2)
+    };
+    let mut h = SPARK_SEED;
+    let mut high = 0u32;
+    let mut blocks = token.chunks_exact(4);
+    for b in &mut blocks {
+        let w = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        high |= w;
+        h ^= mix_k1(lower(w));
+        h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+    }
+    let mut k = 0u32;
+    for (i, &b) in blocks.remainder().iter().enumerate() {
+        k |= (b as u32) << (8 * i);
+    }
+    high |= k;
+    if high & 0x8080_8080 != 0 {
+        return None;
+    }
+    h ^= mix_k1(lower(k));
+    h ^= token.len() as u32;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    Some(h ^ (h >> 16))
 }
 
 fn is_java_space_byte(b: u8) -> bool {
@@ -263,6 +324,35 @@ mod tests {
             for_each_index(c, 1000, |i| fused.push(i));
             let slow: Vec<u32> = spark_tokenize(c).iter().map(|t| term_index(t, 1000)).collect();
             assert_eq!(fused, slow, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn fused_indices_equal_tokenize_then_hash_across_chunk_edges() {
+        // Seeded random texts up to ~600 bytes: whitespace of every kind in runs (empty tokens,
+        // leading and trailing runs), upper and lower ASCII at every block length, bytes at the
+        // edges of the case ranges, and some non-ASCII letters (the exact path).
+        let alphabet: Vec<char> = "aZ@[`{ \t\n\u{0B}\x0c\rmQ0".chars().collect();
+        let prose: Vec<char> = "abcdeFGHIJ klmnopQRSTU,.".chars().collect();
+        let unicode: Vec<char> = "ÉßΣİ\u{a0}ǅ".chars().collect();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for case in 0..2000 {
+            let chars = if case % 2 == 0 { &alphabet } else { &prose };
+            let mut text: String = (0..next(600)).map(|_| chars[next(chars.len())]).collect();
+            if case % 5 == 0 {
+                let at = text.char_indices().nth(next(text.chars().count() + 1)).map_or(text.len(), |(i, _)| i);
+                text.insert(at, unicode[next(unicode.len())]);
+            }
+            let mut fused = Vec::new();
+            for_each_index(&text, 1 << 18, |i| fused.push(i));
+            let slow: Vec<u32> = spark_tokenize(&text).iter().map(|t| term_index(t, 1 << 18)).collect();
+            assert_eq!(fused, slow, "{text:?}");
         }
     }
 
