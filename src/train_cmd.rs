@@ -126,6 +126,17 @@ pub enum Start {
 /// Trains by `cfg` with a progress bar on a terminal (a log line per eval and checkpoint).
 /// Returns the summary and, when a checkpoint was replaced, why.
 pub fn run_training(cfg: &TrainConfig, start: Start) -> Result<(TrainSummary, Option<String>)> {
+    // N copies started by a launcher would each train alone and write the same output.
+    if let Some((launcher, rank, world)) = trainer::collective::launched()
+        && world > 1
+    {
+        bail!(
+            "this process is rank {rank} of {world} started by {launcher}, but this grist has no \
+             multi-process transport built in: each copy would train alone and overwrite the \
+             others' output\nhint: launch one process (`grist train` alone uses every core); \
+             data-parallel training across processes (MPI) is not in this version"
+        );
+    }
     let train = resolve_shards(&cfg.train_data, "train")?;
     let val = match &cfg.val_data {
         Some(v) => val_sets(v, cfg.eval_tokens)?,

@@ -104,6 +104,28 @@ fn train(cfg: &Path, args: &[&str], envs: &[(&str, &str)]) -> std::process::Outp
 }
 
 #[test]
+fn copies_started_by_a_launcher_are_refused_before_they_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_data(d);
+    let out = d.join("out");
+    let cfg = config(d, &out, "steps = 2\n");
+    for envs in [
+        &[("OMPI_COMM_WORLD_RANK", "1"), ("OMPI_COMM_WORLD_SIZE", "2")][..],
+        &[("SLURM_PROCID", "0"), ("SLURM_STEP_NUM_TASKS", "4")][..],
+    ] {
+        let o = train(&cfg, &[], envs);
+        assert!(!o.status.success());
+        let err = stderr(&o);
+        assert!(err.contains("started by") && err.contains("launch one process"), "{err}");
+        assert!(!out.join("checkpoints").exists(), "nothing written");
+    }
+    // One task of a Slurm step, or a launcher's world of one, trains as usual.
+    ok(train(&cfg, &[], &[("SLURM_PROCID", "0"), ("SLURM_STEP_NUM_TASKS", "1")]));
+    assert!(out.join("checkpoints").exists());
+}
+
+#[test]
 fn a_killed_run_resumes_bit_for_bit_on_another_thread_count() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -4,8 +4,11 @@
 //! with their own memory: every method moves host slices in or out, so parameters, gradients
 //! and moments may live on the device, and every method can fail.
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 
+use crate::collective::Collective;
 use crate::forward::Workspace;
 use crate::model::{GptConfig, Params};
 use crate::optim::{AdamState, AdamW};
@@ -67,15 +70,118 @@ pub trait Backend {
 pub struct CpuBackend {
     params: Params,
     grads: Vec<f32>,
+    /// The moments: of every parameter, or (ZeRO-1) of this rank's shard only.
     adam: AdamState,
     ws: Option<Workspace<f32>>,
     peak: Option<f64>,
+    /// ZeRO-1: every rank's parameter range and this rank's index.
+    zero: Option<(Vec<Range<usize>>, usize)>,
 }
+
+/// Elements per block of the gradient norm's partial sums; ZeRO-1 shards are whole blocks, so
+/// a sharded norm adds the same partial sums in the same order as one process.
+pub const NORM_BLOCK: usize = 1 << 16;
 
 impl CpuBackend {
     pub fn new(params: Params) -> CpuBackend {
         let (grads, adam) = (vec![0.0; params.data.len()], AdamState::new(&params.config));
-        CpuBackend { params, grads, adam, ws: None, peak: None }
+        CpuBackend { params, grads, adam, ws: None, peak: None, zero: None }
+    }
+
+    /// ZeRO-1 (llm.c's `-z 1`): from here on this rank keeps the optimizer moments of its shard
+    /// of the parameters only (whole [`NORM_BLOCK`]s, as even as blocks allow), updates that
+    /// shard, and gathers the others' after each step.
+    pub fn shard_optimizer(&mut self, rank: usize, world: usize) {
+        let ranges = crate::collective::shards(self.params.data.len(), world, NORM_BLOCK);
+        self.adam = self.full_adam().shard(ranges[rank].clone());
+        self.zero = Some((ranges, rank));
+    }
+
+    /// The moments of every parameter (before sharding: the state itself).
+    fn full_adam(&self) -> AdamState {
+        match &self.zero {
+            None => self.adam.clone(),
+            Some(_) => AdamState::new(&self.params.config),
+        }
+    }
+
+    /// This rank's parameter range (everything without ZeRO-1).
+    pub fn shard_range(&self) -> Range<usize> {
+        match &self.zero {
+            Some((ranges, rank)) => ranges[*rank].clone(),
+            None => 0..self.params.data.len(),
+        }
+    }
+
+    /// Bytes of optimizer moments this rank holds (two f32 per element of its shard).
+    pub fn moment_bytes(&self) -> usize {
+        8 * self.adam.m.len()
+    }
+
+    /// Data parallel: sums the gradient over ranks (in rank order). With ZeRO-1 only this
+    /// rank's shard is summed (a reduce-scatter); without, all of it (an all-reduce).
+    pub fn reduce_grads(&mut self, comm: &mut dyn Collective) -> Result<(), BackendError> {
+        if comm.world() == 1 {
+            return Ok(());
+        }
+        let dev = |e: crate::collective::CollectiveError| BackendError::Device(e.to_string());
+        match &self.zero {
+            Some((ranges, rank)) => {
+                let mine = ranges[*rank].clone();
+                let mut part = vec![0.0f32; mine.len()];
+                comm.reduce_scatter(&self.grads, ranges, &mut part).map_err(dev)?;
+                self.grads[mine].copy_from_slice(&part);
+                Ok(())
+            }
+            None => comm.all_reduce(&mut self.grads).map_err(dev),
+        }
+    }
+
+    /// The global gradient norm after [`CpuBackend::reduce_grads`]: the same partial sums over
+    /// [`NORM_BLOCK`]s, added in the same order, as [`global_norm`] of the whole gradient.
+    pub fn grad_norm_across(&self, comm: &mut dyn Collective) -> Result<f32, BackendError> {
+        let Some((ranges, rank)) = &self.zero else {
+            return Ok(global_norm(&self.grads));
+        };
+        let mine = &self.grads[ranges[*rank].clone()];
+        let parts: Vec<f64> =
+            mine.par_chunks(NORM_BLOCK).map(|c| c.iter().map(|&x| (x as f64) * (x as f64)).sum()).collect();
+        let all = comm.all_gather_f64(&parts).map_err(|e| BackendError::Device(e.to_string()))?;
+        Ok(all.iter().sum::<f64>().sqrt() as f32)
+    }
+
+    /// One AdamW step: of everything, or (ZeRO-1) of this rank's shard, whose new values every
+    /// rank then gathers.
+    pub fn step_across(
+        &mut self,
+        comm: &mut dyn Collective,
+        opt: &AdamW,
+        lr: f32,
+        grad_scale: f32,
+    ) -> Result<(), BackendError> {
+        let Some((ranges, rank)) = &self.zero else {
+            return self.step(opt, lr, grad_scale);
+        };
+        let mine = ranges[*rank].clone();
+        self.adam.update_scaled(opt, &mut self.params.data[mine.clone()], &self.grads[mine], lr, grad_scale);
+        comm.all_gather(&mut self.params.data, ranges).map_err(|e| BackendError::Device(e.to_string()))
+    }
+
+    /// Parameters and every moment (gathered from all ranks under ZeRO-1): what a checkpoint
+    /// holds, the same whatever the world size. Every rank must call it.
+    pub fn state_across(&self, comm: &mut dyn Collective) -> Result<HostState, BackendError> {
+        let Some((ranges, rank)) = &self.zero else {
+            return self.state();
+        };
+        let n = self.params.data.len();
+        let mine = ranges[*rank].clone();
+        let dev = |e: crate::collective::CollectiveError| BackendError::Device(e.to_string());
+        let (mut m, mut v) = (vec![0.0f32; n], vec![0.0f32; n]);
+        m[mine.clone()].copy_from_slice(&self.adam.m);
+        v[mine].copy_from_slice(&self.adam.v);
+        comm.all_gather(&mut m, ranges).map_err(dev)?;
+        comm.all_gather(&mut v, ranges).map_err(dev)?;
+        Ok(HostState { params: self.params.data.clone(), m, v, step: self.adam.step })
     }
 
     pub fn params(&self) -> &Params {
@@ -184,11 +290,17 @@ impl Backend for CpuBackend {
     }
 
     fn step(&mut self, opt: &AdamW, lr: f32, grad_scale: f32) -> Result<(), BackendError> {
+        if self.zero.is_some() {
+            return Err(BackendError::Device("the moments are sharded: step with step_across".into()));
+        }
         self.adam.update_scaled(opt, &mut self.params.data, &self.grads, lr, grad_scale);
         Ok(())
     }
 
     fn state(&self) -> Result<HostState, BackendError> {
+        if self.zero.is_some() {
+            return Err(BackendError::Device("the moments are sharded: gather them with state_across".into()));
+        }
         Ok(HostState {
             params: self.params.data.clone(),
             m: self.adam.m.clone(),
@@ -197,14 +309,17 @@ impl Backend for CpuBackend {
         })
     }
 
+    /// Replaces parameters and moments; under ZeRO-1 keeps this rank's shard of the moments (a
+    /// checkpoint of any world size resumes on any other).
     fn load_state(&mut self, s: &HostState) -> Result<(), BackendError> {
         let n = self.params.data.len();
         if s.params.len() != n || s.m.len() != n || s.v.len() != n {
             return Err(BackendError::Shape(format!("state of {} parameters for a model of {n}", s.params.len())));
         }
+        let mine = self.shard_range();
         self.params.data.copy_from_slice(&s.params);
-        self.adam.m.copy_from_slice(&s.m);
-        self.adam.v.copy_from_slice(&s.v);
+        self.adam.m.copy_from_slice(&s.m[mine.clone()]);
+        self.adam.v.copy_from_slice(&s.v[mine]);
         self.adam.step = s.step;
         Ok(())
     }

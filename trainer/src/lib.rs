@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod checkpoint;
+pub mod collective;
 pub mod forward;
 pub mod gemm;
 pub mod generate;

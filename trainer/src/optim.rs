@@ -44,6 +44,18 @@ impl AdamState {
         AdamState { m: vec![0.0; n], v: vec![0.0; n], step: 0, decay }
     }
 
+    /// The part of this state for parameter elements `range` (ZeRO-1: each rank keeps the
+    /// moments of its shard only). AdamW is elementwise, so updating a shard with its moments
+    /// gives the same bits as updating everything.
+    pub fn shard(&self, range: std::ops::Range<usize>) -> AdamState {
+        AdamState {
+            m: self.m[range.clone()].to_vec(),
+            v: self.v[range.clone()].to_vec(),
+            step: self.step,
+            decay: self.decay[range].to_vec(),
+        }
+    }
+
     /// One update of `params` by `grads` at learning rate `lr` (elementwise, so the result
     /// does not depend on the thread count).
     pub fn update(&mut self, opt: &AdamW, params: &mut [f32], grads: &[f32], lr: f32) {

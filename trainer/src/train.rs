@@ -15,6 +15,7 @@ use shards::metrics::{self, EvalRecord, MetricsLine, StepRecord};
 
 use crate::backend::{Backend, BackendError, CpuBackend, HostState};
 use crate::checkpoint::{self, CheckpointError, Saved};
+use crate::collective::{Collective, CollectiveError, Single};
 use crate::loader::{Cursor, DataLoader, LoaderError};
 use crate::model::{GPT2_VOCAB, GptConfig, Params};
 use crate::optim::AdamW;
@@ -343,6 +344,20 @@ pub fn evaluate(
     mb: usize,
     eval_tokens: u64,
 ) -> Result<Vec<(String, f32, usize)>, TrainError> {
+    evaluate_across(backend, &mut Single, sets, t, mb, eval_tokens)
+}
+
+/// [`evaluate`] shared by the ranks of a group: micro-batch c is evaluated by rank c mod N, and
+/// the sums are added in micro-batch order, so every world size gives one process's figures.
+pub fn evaluate_across(
+    backend: &mut dyn Backend,
+    comm: &mut dyn Collective,
+    sets: &[ValSet],
+    t: usize,
+    mb: usize,
+    eval_tokens: u64,
+) -> Result<Vec<(String, f32, usize)>, TrainError> {
+    let (rank, world) = (comm.rank(), comm.world());
     let mut out = Vec::new();
     for set in sets {
         let usable = set.tokens.len().min(eval_tokens as usize + 1);
@@ -350,10 +365,14 @@ pub fn evaluate(
         if windows == 0 {
             continue;
         }
-        let (mut sum, mut count) = (0.0f64, 0usize);
+        let (mut sums, mut count) = (Vec::new(), 0usize);
         let (mut x, mut y, mut losses) = (vec![0u32; mb * t], vec![0u32; mb * t], vec![0.0f32; mb * t]);
-        for first in (0..windows).step_by(mb) {
+        for (c, first) in (0..windows).step_by(mb).enumerate() {
             let real = (windows - first).min(mb);
+            count += real * t;
+            if c % world != rank {
+                continue;
+            }
             for row in 0..mb {
                 let w = first + row.min(real - 1);
                 x[row * t..(row + 1) * t].copy_from_slice(&set.tokens[w * t..w * t + t]);
@@ -361,12 +380,80 @@ pub fn evaluate(
             }
             backend.forward(&x, Some(&y), mb, t)?;
             backend.position_losses(&y, &mut losses)?;
-            sum += losses[..real * t].iter().map(|&l| l as f64).sum::<f64>();
-            count += real * t;
+            sums.push(losses[..real * t].iter().map(|&l| l as f64).sum::<f64>());
         }
+        let sum: f64 = in_batch_order(comm, &sums)?.iter().sum();
         out.push((set.name.clone(), (sum / count as f64) as f32, count));
     }
     Ok(out)
+}
+
+/// Opens the metrics file for appending, keeping the lines up to `step` (a killed run may have
+/// logged past its last checkpoint), so the file reads as one uninterrupted run. Rewritten by an
+/// atomic replace (a crash here keeps the old file), then appended to.
+fn open_metrics(metrics_path: &Path, step: u64) -> Result<std::fs::File, TrainError> {
+    let kept: Vec<String> = std::fs::read_to_string(metrics_path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| serde_json::from_str::<MetricsLine>(l).is_ok_and(|m| m.step() <= step))
+        .map(String::from)
+        .collect();
+    let mut text = kept.join("\n");
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    shards::Loc::local(metrics_path).write_atomic(text.as_bytes())?;
+    std::fs::OpenOptions::new().append(true).open(metrics_path).map_err(io_err(metrics_path))
+}
+
+fn group_err(e: CollectiveError) -> TrainError {
+    TrainError::Backend(BackendError::Device(e.to_string()))
+}
+
+/// Refuses a launch whose ranks disagree: every rank's config (the fields that shape the run)
+/// and data fingerprint against rank 0's, the first difference named.
+fn agree(comm: &mut dyn Collective, cfg: &TrainConfig, data_print: &str) -> Result<(), TrainError> {
+    let mut mine: Vec<(String, String)> = cfg.trajectory().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    mine.push(("out".into(), cfg.out.clone()));
+    mine.push(("training data".into(), data_print.to_string()));
+    let bytes = serde_json::to_vec(&mine).map_err(|e| TrainError::Config(e.to_string()))?;
+    let all = comm.all_gather_bytes(&bytes).map_err(group_err)?;
+    let lead: Vec<(String, String)> = serde_json::from_slice(&all[0]).unwrap_or_default();
+    for (r, theirs) in all.iter().enumerate().skip(1) {
+        let theirs: Vec<(String, String)> = serde_json::from_slice(theirs).unwrap_or_default();
+        for ((field, a), (_, b)) in lead.iter().zip(&theirs) {
+            if a != b {
+                return Err(TrainError::Config(format!(
+                    "ranks disagree at launch: {field} is {a} on rank 0 and {b} on rank {r}"
+                )));
+            }
+        }
+        if lead.len() != theirs.len() {
+            return Err(TrainError::Config(format!("ranks disagree at launch: rank {r} sent another config")));
+        }
+    }
+    Ok(())
+}
+
+/// Per-micro-batch values of every rank, back in micro-batch order (rank r held micro-batches
+/// r, r + N, ...).
+fn in_batch_order(comm: &mut dyn Collective, mine: &[f64]) -> Result<Vec<f64>, TrainError> {
+    let world = comm.world();
+    if world == 1 {
+        return Ok(mine.to_vec());
+    }
+    // Each rank sends its count first, so the flat gather can be split back.
+    let mut counted = vec![mine.len() as f64];
+    counted.extend_from_slice(mine);
+    let all = comm.all_gather_f64(&counted).map_err(group_err)?;
+    let (mut per_rank, mut at) = (Vec::with_capacity(world), 0);
+    for _ in 0..world {
+        let n = all.get(at).copied().unwrap_or(0.0) as usize;
+        per_rank.push(all.get(at + 1..at + 1 + n).unwrap_or_default().to_vec());
+        at += 1 + n;
+    }
+    let total: usize = per_rank.iter().map(Vec::len).sum();
+    Ok((0..total).map(|c| per_rank[c % world][c / world]).collect())
 }
 
 /// Trains, resuming from the output's checkpoint when it was made by the same config on the
@@ -429,6 +516,28 @@ pub fn train(
     fresh: bool,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<TrainSummary, TrainError> {
+    train_across(cfg, train, val, fresh, &mut Single, on_event)
+}
+
+/// [`train`] as one rank of a data-parallel group: every rank calls it with the same config and
+/// data. Each global batch's micro-batches are dealt to the ranks in turn (micro-batch c to rank
+/// c mod N), gradients are summed across ranks in rank order, and with more than one rank the
+/// optimizer is sharded (ZeRO-1: each rank keeps and updates the moments of its shard of the
+/// parameters, then gathers the others' new values). Rank 0 writes the metrics and checkpoints
+/// (the same files as one process: a run resumes on any world size) and reports events; the
+/// output folder must be on a file system every rank sees.
+pub fn train_across(
+    cfg: &TrainConfig,
+    train: &[Loc],
+    val: &[ValSet],
+    fresh: bool,
+    comm: &mut dyn Collective,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<TrainSummary, TrainError> {
+    let (rank, world) = (comm.rank(), comm.world());
+    let lead = rank == 0;
+    let mut quiet = |_: &Event| {};
+    let on_event: &mut dyn FnMut(&Event) = if lead { on_event } else { &mut quiet };
     cfg.validate()?;
     let model = cfg.model_config()?;
     for set in val {
@@ -443,8 +552,13 @@ pub fn train(
     let out = PathBuf::from(&cfg.out);
     let ckpt_dir = out.join("checkpoints");
     let metrics_path = out.join("metrics.jsonl");
+    let mut loader = DataLoader::new(train, t, cfg.seed, model.vocab_size)?;
+    let data_print = loader.fingerprint();
+    if world > 1 {
+        agree(comm, cfg, &data_print)?;
+    }
     std::fs::create_dir_all(&out).map_err(io_err(&out))?;
-    if fresh {
+    if fresh && lead {
         for p in [&ckpt_dir, &metrics_path] {
             if p.is_dir() {
                 std::fs::remove_dir_all(p).map_err(io_err(p))?;
@@ -453,15 +567,28 @@ pub fn train(
             }
         }
     }
-    let mut loader = DataLoader::new(train, t, cfg.seed, model.vocab_size)?;
-    let data_print = loader.fingerprint();
     let mut backend = CpuBackend::new(Params::gpt2_init(model, cfg.seed));
-    let (mut step, mut tokens) = (0u64, 0u64);
-    let point = checkpoint::resume_point(&ckpt_dir)?;
-    if let Some(note) = &point.note {
-        on_event(&Event::Notice(note.clone()));
+    if world > 1 {
+        backend.shard_optimizer(rank, world);
     }
-    let resumed = point.path;
+    let (mut step, mut tokens) = (0u64, 0u64);
+    // Rank 0 picks the checkpoint (setting a damaged one aside); every rank loads it.
+    let resumed = if lead {
+        let point = checkpoint::resume_point(&ckpt_dir)?;
+        if let Some(note) = &point.note {
+            on_event(&Event::Notice(note.clone()));
+        }
+        point.path
+    } else {
+        None
+    };
+    let resumed = if world > 1 {
+        let picked = resumed.map(|p| p.display().to_string()).unwrap_or_default();
+        let picked = comm.broadcast_bytes(picked.as_bytes(), 0).map_err(group_err)?;
+        Some(PathBuf::from(String::from_utf8_lossy(&picked).into_owned())).filter(|p| !p.as_os_str().is_empty())
+    } else {
+        resumed
+    };
     if let Some(dir) = &resumed {
         let saved = checkpoint::load::<TrainState>(dir)?;
         let state = &saved.state;
@@ -484,20 +611,9 @@ pub fn train(
         backend.load_state(&HostState { params: saved.params.data, m: saved.m, v: saved.v, step: state.adam_step })?;
     }
     // Metrics: keep the lines up to the resumed step (a killed run may have logged past its
-    // last checkpoint), so the file reads as one uninterrupted run.
-    let kept: Vec<String> = std::fs::read_to_string(&metrics_path)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| serde_json::from_str::<MetricsLine>(l).is_ok_and(|m| m.step() <= step))
-        .map(String::from)
-        .collect();
-    // Rewritten by an atomic replace (a crash here keeps the old file), then appended to.
-    let mut text = kept.join("\n");
-    if !text.is_empty() {
-        text.push('\n');
-    }
-    shards::Loc::local(&metrics_path).write_atomic(text.as_bytes())?;
-    let mut metrics = std::fs::OpenOptions::new().append(true).open(&metrics_path).map_err(io_err(&metrics_path))?;
+    // last checkpoint), so the file reads as one uninterrupted run. Rank 0's alone; the others
+    // write to nothing.
+    let mut metrics = if lead { Some(open_metrics(&metrics_path, step)?) } else { None };
     on_event(&Event::Start {
         step,
         tokens,
@@ -505,7 +621,12 @@ pub fn train(
         steps: cfg.steps,
         resumed: resumed.clone(),
     });
-
+    if world > 1 {
+        on_event(&Event::Notice(format!(
+            "data parallel over {world} ranks, optimizer sharded (ZeRO-1): {:.1} MiB of moments on rank 0",
+            backend.moment_bytes() as f64 / (1u64 << 20) as f64
+        )));
+    }
     let (lr_sched, ramp) = cfg.schedule(t);
     let opt = AdamW { beta1: cfg.beta1, beta2: cfg.beta2, eps: cfg.eps, weight_decay: cfg.weight_decay };
     let mb = cfg.micro_batch;
@@ -518,14 +639,23 @@ pub fn train(
     let nan_at: Option<u64> = std::env::var(shards::env::TEST_NAN_AT_STEP).ok().and_then(|v| v.parse().ok());
     let done =
         |step: u64, tokens: u64| cfg.steps.is_some_and(|s| step >= s) || cfg.total_tokens.is_some_and(|n| tokens >= n);
-    let save = |backend: &CpuBackend, step: u64, tokens: u64, cursor: Cursor| -> Result<PathBuf, TrainError> {
-        let s = backend.state()?;
+    // Every rank gathers the state (a collective); rank 0 writes it.
+    let save = |backend: &CpuBackend,
+                comm: &mut dyn Collective,
+                step: u64,
+                tokens: u64,
+                cursor: Cursor|
+     -> Result<Option<PathBuf>, TrainError> {
+        let s = backend.state_across(comm)?;
+        if !lead {
+            return Ok(None);
+        }
         let state =
             TrainState { adam_step: s.step, config: cfg.clone(), cursor, data: data_print.clone(), step, tokens };
         let mut params = Params::zeros(backend.params().config);
         params.data = s.params;
         let saved = Saved { params, m: s.m, v: s.v, state };
-        Ok(checkpoint::save(&ckpt_dir, &format!("step-{step:08}"), &saved, cfg.keep_checkpoints)?)
+        Ok(Some(checkpoint::save(&ckpt_dir, &format!("step-{step:08}"), &saved, cfg.keep_checkpoints)?))
     };
     while !done(step, tokens) {
         let t0 = Instant::now();
@@ -534,19 +664,23 @@ pub fn train(
         let lr = lr_sched.at(tokens, step_tokens) as f32;
         let windows = loader.next_batch(seqs, 0, 1)?;
         backend.zero_grad()?;
-        let mut loss_sum = 0.0f64;
+        // This rank's micro-batches (c mod N == rank), each micro-batch's loss x rows.
+        let mut losses = Vec::new();
         let scale = 1.0 / (seqs * t) as f32;
-        for chunk in windows.chunks(mb) {
+        for chunk in windows.chunks(mb).skip(rank).step_by(world) {
             loader.fill(chunk, &mut x, &mut y);
             let loss = backend.forward(&x, Some(&y), mb, t)?.unwrap_or(f32::NAN);
-            loss_sum += loss as f64 * chunk.len() as f64;
+            losses.push(loss as f64 * chunk.len() as f64);
             backend.backward(&x, &y, scale)?;
         }
+        backend.reduce_grads(comm)?;
+        // Summed in micro-batch order, as one process sums them.
+        let loss_sum: f64 = in_batch_order(comm, &losses)?.iter().sum();
         let mut loss = (loss_sum / seqs as f64) as f32;
         if nan_at == Some(step + 1) {
             loss = f32::NAN;
         }
-        let norm = backend.grad_norm()?;
+        let norm = backend.grad_norm_across(comm)?;
         let last = || last_ckpt.as_ref().map_or("none (no checkpoint yet)".into(), |p| p.display().to_string());
         if !loss.is_finite() {
             return Err(TrainError::NonFinite { step: step + 1, what: "loss", value: loss, last: last() });
@@ -555,7 +689,7 @@ pub fn train(
             return Err(TrainError::NonFinite { step: step + 1, what: "gradient norm", value: norm, last: last() });
         }
         let clip = if cfg.grad_clip > 0.0 && norm > cfg.grad_clip { cfg.grad_clip / norm } else { 1.0 };
-        backend.step(&opt, lr, clip)?;
+        backend.step_across(comm, &opt, lr, clip)?;
         step += 1;
         tokens += step_tokens;
         let secs = t0.elapsed().as_secs_f64();
@@ -571,11 +705,13 @@ pub fn train(
             tokens,
             tokens_per_s: (tps * 10.0).round() / 10.0,
         };
-        write_line(&mut metrics, &metrics_path, &MetricsLine::Step(line.clone()))?;
+        if let Some(f) = metrics.as_mut() {
+            write_line(f, &metrics_path, &MetricsLine::Step(line.clone()))?;
+        }
         on_event(&Event::Step(line));
         let finished = done(step, tokens);
         if !val.is_empty() && ((cfg.eval_every > 0 && step.is_multiple_of(cfg.eval_every)) || finished) {
-            let res = evaluate(&mut backend, val, t, mb, cfg.eval_tokens)?;
+            let res = evaluate_across(&mut backend, comm, val, t, mb, cfg.eval_tokens)?;
             let total: usize = res.iter().map(|r| r.2).sum();
             let mean = res.iter().map(|r| r.1 as f64 * r.2 as f64).sum::<f64>() / total.max(1) as f64;
             let finite = |x: f32| Some(x).filter(|x| x.is_finite());
@@ -586,21 +722,32 @@ pub fn train(
                 val_loss: finite(mean as f32),
                 val_tokens: total,
             };
-            write_line(&mut metrics, &metrics_path, &MetricsLine::Eval(line.clone()))?;
+            if let Some(f) = metrics.as_mut() {
+                write_line(f, &metrics_path, &MetricsLine::Eval(line.clone()))?;
+            }
             on_event(&Event::Eval(line));
         }
         if (cfg.checkpoint_every > 0 && step.is_multiple_of(cfg.checkpoint_every)) || finished {
-            metrics.flush().map_err(io_err(&metrics_path))?;
-            let p = save(&backend, step, tokens, loader.cursor())?;
-            on_event(&Event::Checkpoint(p.clone()));
-            last_ckpt = Some(p);
+            if let Some(f) = metrics.as_mut() {
+                f.flush().map_err(io_err(&metrics_path))?;
+            }
+            if let Some(p) = save(&backend, comm, step, tokens, loader.cursor())? {
+                on_event(&Event::Checkpoint(p.clone()));
+                last_ckpt = Some(p);
+            }
         }
     }
-    metrics.sync_all().map_err(io_err(&metrics_path))?;
     let chart = out.join("loss.svg");
+    if let Some(f) = metrics.as_mut() {
+        f.sync_all().map_err(io_err(&metrics_path))?;
+    }
+    // The other ranks read rank 0's finished metrics.
+    comm.barrier().map_err(group_err)?;
     let text = std::fs::read_to_string(&metrics_path).map_err(io_err(&metrics_path))?;
     let lines = metrics::parse(&text, &metrics_path.display().to_string())?;
-    std::fs::write(&chart, metrics::loss_chart(&lines)).map_err(io_err(&chart))?;
+    if lead {
+        std::fs::write(&chart, metrics::loss_chart(&lines)).map_err(io_err(&chart))?;
+    }
     // The losses of the whole run, resumed parts included, from the metrics.
     let train_losses: Vec<f32> = lines
         .iter()
@@ -658,5 +805,154 @@ mod tests {
         let mut extra = v;
         extra["bogus"] = 1.into();
         assert!(serde_json::from_value::<TrainState>(extra).is_err());
+    }
+
+    /// Token shards with runs to learn, and a small model's config over them.
+    fn tiny_run(dir: &Path, out: &str, steps: u64) -> (TrainConfig, Vec<Loc>, Vec<ValSet>) {
+        let mut state = 99u64;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) as u32
+        };
+        let mut train = Vec::new();
+        for s in 0..2 {
+            let toks: Vec<u32> = (0..6000).map(|i| (i / 7 + next() % 3) % 200).collect();
+            let path = dir.join(format!("train-{s}.bin"));
+            let loc = Loc::local(&path);
+            if !path.exists() {
+                shards::tokens::write_tokens(&loc, shards::tokens::TokenWidth::U16, &toks).unwrap();
+            }
+            train.push(loc);
+        }
+        let val = vec![ValSet { name: "val".into(), tokens: (0..2000).map(|i| (i / 5 + next() % 2) % 200).collect() }];
+        let text = format!(
+            "model = \"custom\"\nlayers = 2\nheads = 2\nchannels = 64\nseq_len = 32\nvocab_size = 256\n\
+             train_data = \"x\"\nout = \"{}\"\nseed = 3\nmicro_batch = 2\nbatch_size = 12\nlr = 3e-3\n\
+             warmup_tokens = 500\ndecay_tokens = 12000\nsteps = {steps}\neval_every = 3\neval_tokens = 600\ncheckpoint_every = 3\n",
+            dir.join(out).display()
+        );
+        (toml::from_str(&text).unwrap(), train, val)
+    }
+
+    /// Trains with `world` ranks as threads of this process; rank 0's summary.
+    fn run_ranks(cfg: &TrainConfig, train: &[Loc], val: &[ValSet], world: usize) -> Result<TrainSummary, String> {
+        let handles: Vec<_> = crate::collective::LocalGroup::group(world)
+            .into_iter()
+            .map(|mut comm| {
+                let (cfg, train, val) = (cfg.clone(), train.to_vec(), val.to_vec());
+                std::thread::spawn(move || train_across(&cfg, &train, &val, false, &mut comm, &mut |_| {}))
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().expect("rank thread")).collect();
+        let mut results = results.into_iter();
+        let first = results.next().expect("rank 0");
+        for r in results {
+            r.map_err(|e| e.to_string())?;
+        }
+        first.map_err(|e| e.to_string())
+    }
+
+    fn losses(out: &Path) -> Vec<(String, f64)> {
+        std::fs::read_to_string(out.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let kind = if v.get("val_loss").is_some() { "val" } else { "train" };
+                let x = v.get("val_loss").or(v.get("loss")).and_then(|x| x.as_f64()).unwrap();
+                (format!("{kind} {}", v["step"]), x)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn data_parallel_ranks_follow_one_process_and_repeat_bit_for_bit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (one, train, val) = tiny_run(dir.path(), "one", 6);
+        run_ranks(&one, &train, &val, 1).unwrap();
+        let want = losses(&dir.path().join("one"));
+        assert_eq!(want.len(), 6 + 2);
+        for world in [2, 3] {
+            let mut got = Vec::new();
+            for run in 0..2 {
+                let (cfg, _, _) = tiny_run(dir.path(), &format!("w{world}-{run}"), 6);
+                run_ranks(&cfg, &train, &val, world).unwrap();
+                got.push(losses(&dir.path().join(format!("w{world}-{run}"))));
+            }
+            assert_eq!(got[0], got[1], "{world} ranks twice: the same bits");
+            // Step 1 sees the same parameters, and the loss sums its micro-batches in the same
+            // order: identical. Later steps differ by the order the gradient was summed in.
+            assert_eq!(got[0][0], want[0], "{world} ranks, first step");
+            for ((name, a), (_, b)) in got[0].iter().zip(&want) {
+                assert!((a - b).abs() <= 2e-4 * b.abs(), "{world} ranks, {name}: {a} vs one process {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn zero1_shards_the_moments_and_checkpoints_resume_on_other_world_sizes() {
+        // The moments per rank fall as 1/N.
+        let cfg = GptConfig::new(32, 256, 4, 2, 256, 64);
+        let full = CpuBackend::new(Params::gpt2_init(cfg, 1)).moment_bytes();
+        for world in [2, 3, 4] {
+            let mut total = 0;
+            for rank in 0..world {
+                let mut b = CpuBackend::new(Params::gpt2_init(cfg, 1));
+                b.shard_optimizer(rank, world);
+                assert!(b.moment_bytes() <= full / world + 8 * crate::backend::NORM_BLOCK, "{world} ranks");
+                total += b.moment_bytes();
+            }
+            assert_eq!(total, full, "the shards cover every moment once");
+        }
+
+        // 6 steps straight on one process, against 3 on 2 ranks, then 3 on 1 rank; and 2 -> 3.
+        let dir = tempfile::tempdir().unwrap();
+        let (straight, train, val) = tiny_run(dir.path(), "straight", 6);
+        run_ranks(&straight, &train, &val, 2).unwrap();
+        let want = losses(&dir.path().join("straight"));
+        for (first, then) in [(2, 1), (2, 3)] {
+            let out = format!("resume-{first}-{then}");
+            let (half, _, _) = tiny_run(dir.path(), &out, 3);
+            run_ranks(&half, &train, &val, first).unwrap();
+            let (rest, _, _) = tiny_run(dir.path(), &out, 6);
+            let summary = run_ranks(&rest, &train, &val, then).unwrap();
+            assert!(summary.resumed_from.is_some());
+            let got = losses(&dir.path().join(&out));
+            assert_eq!(got.len(), want.len());
+            // Up to the checkpoint the run is 2 ranks' own; after it, the new world size's
+            // summation order: close, and the data order and schedule exactly the same.
+            assert_eq!(got[..4], want[..4], "{first} -> {then}: before the checkpoint");
+            for ((name, a), (_, b)) in got.iter().zip(&want) {
+                assert!((a - b).abs() <= 2e-4 * b.abs(), "{first} -> {then}, {name}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn ranks_that_disagree_or_leave_stop_the_run_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cfg, train, val) = tiny_run(dir.path(), "x", 6);
+        let mut other = cfg.clone();
+        other.lr *= 2.0;
+        let mut group = crate::collective::LocalGroup::group(2).into_iter();
+        let (mut a, mut b) = (group.next().unwrap(), group.next().unwrap());
+        let (t2, v2) = (train.clone(), val.clone());
+        let h = std::thread::spawn(move || train_across(&other, &t2, &v2, false, &mut b, &mut |_| {}).map(|_| ()));
+        let err = train_across(&cfg, &train, &val, false, &mut a, &mut |_| {}).unwrap_err().to_string();
+        assert!(err.contains("ranks disagree at launch: lr is"), "{err}");
+        let _ = h.join();
+
+        // A rank that stops (here: its thread returns after the launch check) ends the other's
+        // run with an error instead of a hang.
+        let mut group = crate::collective::LocalGroup::group(2).into_iter();
+        let (mut a, mut b) = (group.next().unwrap(), group.next().unwrap());
+        let h = std::thread::spawn(move || {
+            let _ = b.barrier();
+            drop(b);
+        });
+        let _ = a.barrier();
+        h.join().unwrap();
+        let err = train_across(&cfg, &train, &val, true, &mut a, &mut |_| {}).unwrap_err().to_string();
+        assert!(err.contains("rank 1 left the group"), "{err}");
     }
 }

@@ -1,0 +1,296 @@
+//! Collective operations between the ranks of a data-parallel run: the seam behind which MPI
+//! (processes, launched by `mpirun` or Slurm) and later NCCL (GPUs) sit, as llm.c does it.
+//!
+//! Every reduction here sums in rank order, whatever the transport, so the same world size
+//! gives the same bits run after run: a sum over ranks is taken by the rank that owns the
+//! slice, adding the ranks' contributions 0, 1, ..., N-1 in turn (a reduce-scatter in that
+//! order, then an all-gather, is the all-reduce). Transports move bytes; they never add.
+//!
+//! [`Single`] is the one-process group (every operation is a copy or nothing);
+//! [`LocalGroup`] runs N ranks as threads of one process, for tests of the data-parallel and
+//! sharded-optimizer logic without a launcher.
+
+use std::ops::Range;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CollectiveError {
+    /// Another rank stopped (died, or failed and left the group): the run cannot go on.
+    #[error("rank {rank} of {world}: {what}")]
+    Peer { rank: usize, world: usize, what: String },
+    /// Ranks passed different lengths to the same operation.
+    #[error("rank {rank}: {op}: {detail}")]
+    Mismatch { rank: usize, op: &'static str, detail: String },
+}
+
+/// The element ranges of a flat vector of `n` elements owned by each of `world` ranks: whole
+/// blocks of `block` elements, as even as blocks allow (the last range takes the remainder).
+/// Block-aligned shards keep block-wise sums (the gradient norm) identical to one process's.
+pub fn shards(n: usize, world: usize, block: usize) -> Vec<Range<usize>> {
+    let world = world.max(1);
+    let blocks = n.div_ceil(block.max(1));
+    (0..world)
+        .map(|r| {
+            let (b0, b1) = (blocks * r / world, blocks * (r + 1) / world);
+            (b0 * block).min(n)..(b1 * block).min(n)
+        })
+        .collect()
+}
+
+/// The rank and world size a process launcher gave this process, if one did: Open MPI's
+/// `mpirun` (`OMPI_COMM_WORLD_RANK`/`_SIZE`), MPICH and Intel MPI (`PMI_RANK`/`PMI_SIZE`), or
+/// Slurm's `srun` (`SLURM_PROCID`/`SLURM_STEP_NUM_TASKS`, set per job step, so a batch script
+/// running one process is not mistaken for many). `(launcher, rank, world)`.
+pub fn launched() -> Option<(&'static str, usize, usize)> {
+    let var = |k: &str| std::env::var(k).ok().and_then(|v| v.trim().parse::<usize>().ok());
+    [
+        ("mpirun (Open MPI)", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
+        ("an MPI launcher (PMI)", "PMI_RANK", "PMI_SIZE"),
+        ("srun (Slurm)", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS"),
+    ]
+    .into_iter()
+    .find_map(|(name, rank, size)| Some((name, var(rank)?, var(size)?)))
+}
+
+/// What a training loop needs from a group of ranks.
+pub trait Collective: Send {
+    fn rank(&self) -> usize;
+    fn world(&self) -> usize;
+    /// `out` = the sum over ranks of `input[range]`, for this rank's range of `ranges`
+    /// (`ranges` the same on every rank, covering `input`); summed in rank order.
+    fn reduce_scatter(
+        &mut self,
+        input: &[f32],
+        ranges: &[Range<usize>],
+        out: &mut [f32],
+    ) -> Result<(), CollectiveError>;
+    /// `buf[ranges[r]]` from rank r, for every r (this rank's own part is already in place).
+    fn all_gather(&mut self, buf: &mut [f32], ranges: &[Range<usize>]) -> Result<(), CollectiveError>;
+    /// Every rank's bytes, in rank order.
+    fn all_gather_bytes(&mut self, mine: &[u8]) -> Result<Vec<Vec<u8>>, CollectiveError>;
+    /// Waits until every rank is here.
+    fn barrier(&mut self) -> Result<(), CollectiveError>;
+
+    /// Sums `buf` over ranks in rank order; every rank gets the sum.
+    fn all_reduce(&mut self, buf: &mut [f32]) -> Result<(), CollectiveError> {
+        let ranges = shards(buf.len(), self.world(), 1);
+        let mine = ranges[self.rank()].clone();
+        let mut part = vec![0.0f32; mine.len()];
+        self.reduce_scatter(buf, &ranges, &mut part)?;
+        buf[mine].copy_from_slice(&part);
+        self.all_gather(buf, &ranges)
+    }
+
+    /// Every rank's f64 values, concatenated in rank order.
+    fn all_gather_f64(&mut self, mine: &[f64]) -> Result<Vec<f64>, CollectiveError> {
+        let bytes: Vec<u8> = mine.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let all = self.all_gather_bytes(&bytes)?;
+        Ok(all
+            .iter()
+            .flat_map(|b| b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("eight bytes"))))
+            .collect())
+    }
+
+    /// Rank `root`'s bytes on every rank.
+    fn broadcast_bytes(&mut self, bytes: &[u8], root: usize) -> Result<Vec<u8>, CollectiveError> {
+        let mut all = self.all_gather_bytes(if self.rank() == root { bytes } else { &[] })?;
+        Ok(std::mem::take(&mut all[root]))
+    }
+}
+
+/// The group of one: this process alone.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Single;
+
+impl Collective for Single {
+    fn rank(&self) -> usize {
+        0
+    }
+    fn world(&self) -> usize {
+        1
+    }
+    fn reduce_scatter(
+        &mut self,
+        input: &[f32],
+        ranges: &[Range<usize>],
+        out: &mut [f32],
+    ) -> Result<(), CollectiveError> {
+        let r = ranges.first().cloned().unwrap_or(0..0);
+        if out.len() != r.len() || r.end > input.len() {
+            return Err(CollectiveError::Mismatch {
+                rank: 0,
+                op: "reduce_scatter",
+                detail: format!("{} out for {r:?} of {}", out.len(), input.len()),
+            });
+        }
+        out.copy_from_slice(&input[r]);
+        Ok(())
+    }
+    fn all_gather(&mut self, _buf: &mut [f32], _ranges: &[Range<usize>]) -> Result<(), CollectiveError> {
+        Ok(())
+    }
+    fn all_gather_bytes(&mut self, mine: &[u8]) -> Result<Vec<Vec<u8>>, CollectiveError> {
+        Ok(vec![mine.to_vec()])
+    }
+    fn barrier(&mut self) -> Result<(), CollectiveError> {
+        Ok(())
+    }
+}
+
+/// N ranks as threads of one process, exchanging through shared slots: each operation posts
+/// this rank's bytes and returns every rank's once all have posted. A rank that leaves the
+/// group (its value dropped: the thread ended, returned an error or panicked) is noticed by
+/// the others while they wait, and their operation fails instead of waiting forever.
+pub struct LocalGroup {
+    rank: usize,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    world: usize,
+    state: Mutex<Exchange>,
+    posted: Condvar,
+}
+
+#[derive(Default)]
+struct Exchange {
+    slots: Vec<Vec<u8>>,
+    arrived: usize,
+    /// Completed exchanges; the last one's posts are in `result`.
+    generation: u64,
+    result: Arc<Vec<Vec<u8>>>,
+    /// The first rank that left.
+    gone: Option<usize>,
+}
+
+impl LocalGroup {
+    /// The `world` members of a new group, rank 0 first: hand one to each thread.
+    pub fn group(world: usize) -> Vec<LocalGroup> {
+        let world = world.max(1);
+        let state = Exchange { slots: vec![Vec::new(); world], ..Exchange::default() };
+        let shared = Arc::new(Shared { world, state: Mutex::new(state), posted: Condvar::new() });
+        (0..world).map(|rank| LocalGroup { rank, shared: shared.clone() }).collect()
+    }
+
+    fn peer_left(&self, r: usize) -> CollectiveError {
+        CollectiveError::Peer { rank: self.rank, world: self.shared.world, what: format!("rank {r} left the group") }
+    }
+
+    /// Posts `mine`, waits for every rank, and returns every rank's post.
+    fn exchange(&mut self, mine: Vec<u8>) -> Result<Arc<Vec<Vec<u8>>>, CollectiveError> {
+        let (rank, world) = (self.rank, self.shared.world);
+        let panicked = move || CollectiveError::Peer { rank, world, what: "a rank panicked".into() };
+        let mut st = self.shared.state.lock().map_err(|_| panicked())?;
+        if let Some(r) = st.gone {
+            return Err(self.peer_left(r));
+        }
+        st.slots[self.rank] = mine;
+        st.arrived += 1;
+        let generation = st.generation;
+        if st.arrived == self.shared.world {
+            let posts: Vec<Vec<u8>> = st.slots.iter_mut().map(std::mem::take).collect();
+            st.result = Arc::new(posts);
+            st.arrived = 0;
+            st.generation += 1;
+            self.shared.posted.notify_all();
+            return Ok(st.result.clone());
+        }
+        loop {
+            st = self.shared.posted.wait_timeout(st, Duration::from_millis(50)).map_err(|_| panicked())?.0;
+            if st.generation != generation {
+                return Ok(st.result.clone());
+            }
+            if let Some(r) = st.gone {
+                return Err(self.peer_left(r));
+            }
+        }
+    }
+}
+
+impl Drop for LocalGroup {
+    fn drop(&mut self) {
+        // A rank leaves only after its last operation completed, so ranks still reading that
+        // operation's result see the new generation before they see this.
+        let mut st = match self.shared.state.lock() {
+            Ok(st) => st,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        st.gone.get_or_insert(self.rank);
+        self.shared.posted.notify_all();
+    }
+}
+
+fn f32_bytes(xs: &[f32]) -> Vec<u8> {
+    xs.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn f32s(b: &[u8]) -> impl Iterator<Item = f32> + '_ {
+    b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("four bytes")))
+}
+
+impl Collective for LocalGroup {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+    fn world(&self) -> usize {
+        self.shared.world
+    }
+    fn reduce_scatter(
+        &mut self,
+        input: &[f32],
+        ranges: &[Range<usize>],
+        out: &mut [f32],
+    ) -> Result<(), CollectiveError> {
+        let mine = ranges.get(self.rank).cloned().unwrap_or(0..0);
+        if ranges.len() != self.world() || out.len() != mine.len() || mine.end > input.len() {
+            return Err(CollectiveError::Mismatch {
+                rank: self.rank,
+                op: "reduce_scatter",
+                detail: format!("{} ranges, {} out for {mine:?} of {}", ranges.len(), out.len(), input.len()),
+            });
+        }
+        // Each rank posts its whole input; the owner of a range adds the posts in rank order.
+        let all = self.exchange(f32_bytes(input))?;
+        for (r, post) in all.iter().enumerate() {
+            if post.len() != input.len() * 4 {
+                return Err(CollectiveError::Mismatch {
+                    rank: self.rank,
+                    op: "reduce_scatter",
+                    detail: format!("{} values here, {} from another rank", input.len(), post.len() / 4),
+                });
+            }
+            let part = f32s(&post[mine.start * 4..mine.end * 4]);
+            if r == 0 {
+                out.iter_mut().zip(part).for_each(|(o, x)| *o = x);
+            } else {
+                out.iter_mut().zip(part).for_each(|(o, x)| *o += x);
+            }
+        }
+        Ok(())
+    }
+    fn all_gather(&mut self, buf: &mut [f32], ranges: &[Range<usize>]) -> Result<(), CollectiveError> {
+        let mine = ranges.get(self.rank).cloned().unwrap_or(0..0);
+        let all = self.exchange(f32_bytes(&buf[mine]))?;
+        for (r, post) in all.iter().enumerate() {
+            let range = ranges[r].clone();
+            if post.len() != range.len() * 4 {
+                return Err(CollectiveError::Mismatch {
+                    rank: self.rank,
+                    op: "all_gather",
+                    detail: format!("rank {r} sent {} values for {range:?}", post.len() / 4),
+                });
+            }
+            for (o, x) in buf[range].iter_mut().zip(f32s(post)) {
+                *o = x;
+            }
+        }
+        Ok(())
+    }
+    fn all_gather_bytes(&mut self, mine: &[u8]) -> Result<Vec<Vec<u8>>, CollectiveError> {
+        Ok(self.exchange(mine.to_vec())?.as_ref().clone())
+    }
+    fn barrier(&mut self) -> Result<(), CollectiveError> {
+        self.exchange(Vec::new()).map(|_| ())
+    }
+}
