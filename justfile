@@ -96,6 +96,14 @@ bench-tokenize: release
 bench-all:
     bash scripts/bench-all.sh
 
+# Data-parallel training: 1 process x N threads vs N ranks x 1 thread under mpirun (Open MPI).
+bench-train-dp *ARGS:
+    bash scripts/bench-train-dp.sh {{ARGS}}
+
+# The MPI path's tests (needs openmpi-bin, libopenmpi-dev, libclang-dev).
+test-mpi:
+    cargo test --features mpi --test train -- mpirun
+
 # Training-step tokens/s and MFU beside PyTorch CPU (PyTorch from PyPI in its own venv).
 bench-train *ARGS:
     bash scripts/bench-train.sh {{ARGS}}

@@ -126,15 +126,19 @@ pub enum Start {
 /// Trains by `cfg` with a progress bar on a terminal (a log line per eval and checkpoint).
 /// Returns the summary and, when a checkpoint was replaced, why.
 pub fn run_training(cfg: &TrainConfig, start: Start) -> Result<(TrainSummary, Option<String>)> {
-    // N copies started by a launcher would each train alone and write the same output.
+    // N copies started by a launcher train as the ranks of one run (with MPI built in), or are
+    // refused: each would train alone and write the same output.
     if let Some((launcher, rank, world)) = trainer::collective::launched()
         && world > 1
     {
+        #[cfg(feature = "mpi")]
+        return run_ranked(cfg, start, launcher, rank, world);
+        #[cfg(not(feature = "mpi"))]
         bail!(
-            "this process is rank {rank} of {world} started by {launcher}, but this grist has no \
-             multi-process transport built in: each copy would train alone and overwrite the \
-             others' output\nhint: launch one process (`grist train` alone uses every core); \
-             data-parallel training across processes (MPI) is not in this version"
+            "this process is rank {rank} of {world} started by {launcher}, but this grist was built \
+             without MPI: each copy would train alone and overwrite the others' output\nhint: \
+             build with `--features mpi` (Open MPI: apt-get install openmpi-bin libopenmpi-dev \
+             libclang-dev), or launch one process (`grist train` alone uses every core)"
         );
     }
     let train = resolve_shards(&cfg.train_data, "train")?;
@@ -203,8 +207,53 @@ pub fn run_training(cfg: &TrainConfig, start: Start) -> Result<(TrainSummary, Op
     Ok(summary?)
 }
 
+/// One rank of a data-parallel run over MPI: every rank trains its share, rank 0 logs and
+/// writes. Resumes from the output's checkpoint (of any world size) or starts fresh; a changed
+/// config is refused rather than set aside (the ranks would race to rename the folder).
+#[cfg(feature = "mpi")]
+fn run_ranked(
+    cfg: &TrainConfig,
+    start: Start,
+    launcher: &str,
+    rank: usize,
+    world: usize,
+) -> Result<(TrainSummary, Option<String>)> {
+    let mut comm = trainer::collective::mpi_group::MpiGroup::init().context("MPI is initialized already")?;
+    use trainer::collective::Collective;
+    if comm.rank() != rank || comm.world() != world {
+        bail!(
+            "{launcher} says rank {rank} of {world}, MPI says rank {} of {}: launch grist with the \
+             MPI it was built against",
+            comm.rank(),
+            comm.world()
+        );
+    }
+    let train = resolve_shards(&cfg.train_data, "train")?;
+    let val = match &cfg.val_data {
+        Some(v) => val_sets(v, cfg.eval_tokens)?,
+        None => Vec::new(),
+    };
+    if rank == 0 {
+        tracing::info!("training over {world} ranks ({launcher}); out {}", cfg.out);
+    }
+    let mut on_event = |e: &Event| match e {
+        Event::Step(v) if v.step % 10 == 0 => {
+            tracing::info!("step {} loss {:.4} {:.0} tok/s", v.step, v.loss.unwrap_or(f32::NAN), v.tokens_per_s)
+        }
+        Event::Eval(v) => tracing::info!("step {}: validation loss {:.4}", v.step, v.val_loss.unwrap_or(f32::NAN)),
+        Event::Notice(n) => tracing::warn!("{n}"),
+        _ => {}
+    };
+    let summary = trainer::train::train_across(cfg, &train, &val, start == Start::Fresh, &mut comm, &mut on_event)?;
+    Ok((summary, None))
+}
+
 /// Prints a training summary.
 pub fn print_summary(s: &TrainSummary) {
+    // Rank 0 of a data-parallel run speaks for all.
+    if trainer::collective::launched().is_some_and(|(_, rank, world)| world > 1 && rank != 0) {
+        return;
+    }
     let f = |x: Option<f32>| x.map_or("-".to_string(), |v| format!("{v:.4}"));
     println!("steps    {} ({} tokens)", s.steps, s.tokens);
     println!("loss     {} -> {}   validation {}", f(s.first_loss), f(s.last_loss), f(s.val_loss));

@@ -103,6 +103,88 @@ fn train(cfg: &Path, args: &[&str], envs: &[(&str, &str)]) -> std::process::Outp
     grist(&all, envs)
 }
 
+/// `grist train` as `np` ranks under Open MPI's `mpirun`, one thread each.
+#[cfg(feature = "mpi")]
+fn mpirun(np: usize, cfg: &Path, envs: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new("mpirun");
+    cmd.args(["--allow-run-as-root", "--oversubscribe", "-np", &np.to_string(), "-x", "RAYON_NUM_THREADS=1"]);
+    for (k, v) in envs {
+        cmd.args(["-x", &format!("{k}={v}")]);
+    }
+    cmd.args([env!("CARGO_BIN_EXE_grist"), "-q", "train", "--config", cfg.to_str().unwrap()]);
+    cmd.env_remove("RUST_LOG").output().expect("mpirun (apt-get install openmpi-bin)")
+}
+
+/// Each metrics line's step, kind and loss (validation loss for evaluations).
+#[cfg(feature = "mpi")]
+fn losses(out: &Path) -> Vec<(String, f64)> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let x = v.get("val_loss").or(v.get("loss")).and_then(|x| x.as_f64()).unwrap();
+            let kind = if v.get("val_loss").is_some() { "val" } else { "train" };
+            (format!("{kind} step {} lr {}", v["step"], v.get("lr").map(|l| l.to_string()).unwrap_or_default()), x)
+        })
+        .collect()
+}
+
+#[cfg(feature = "mpi")]
+fn close(got: &[(String, f64)], want: &[(String, f64)], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for ((n, a), (m, b)) in got.iter().zip(want) {
+        assert_eq!(n, m, "{what}");
+        assert!((a - b).abs() <= 2e-4 * b.abs(), "{what}, {n}: {a} vs {b}");
+    }
+}
+
+#[cfg(feature = "mpi")]
+#[test]
+fn mpirun_ranks_train_resume_on_other_world_sizes_and_stop_when_one_dies() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_data(d);
+    let setup = "steps = 8\neval_every = 4\ncheckpoint_every = 4\nbatch_size = 12\nmicro_batch = 2\nramp_start = 0\nramp_tokens = 0\n";
+    let one = d.join("one");
+    ok(train(&config(d, &one, setup), &[], &[("RAYON_NUM_THREADS", "2")]));
+    let want = losses(&one);
+    assert_eq!(want.len(), 8 + 2);
+
+    let two = d.join("two");
+    let o = mpirun(2, &config(d, &two, setup), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got = losses(&two);
+    assert_eq!(got[0], want[0], "the first step is one process's, bit for bit");
+    close(&got, &want, "2 ranks");
+    let again = d.join("again");
+    assert!(mpirun(2, &config(d, &again, setup), &[]).status.success());
+    assert_eq!(losses(&again), got, "2 ranks again: the same bits");
+
+    // 2 ranks to step 4, then 1 process to step 6, then 3 ranks to step 8.
+    let hop = d.join("hop");
+    assert!(mpirun(2, &config(d, &hop, &setup.replace("steps = 8", "steps = 4")), &[]).status.success());
+    ok(train(&config(d, &hop, &setup.replace("steps = 8", "steps = 6")), &[], &[]));
+    let o = mpirun(3, &config(d, &hop, setup), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // (The 1-process leg evaluated at its stop, step 6: a line the straight run does not have.)
+    let hopped: Vec<_> = losses(&hop).into_iter().filter(|(n, _)| !n.starts_with("val step 6")).collect();
+    assert_eq!(hopped[..5], got[..5], "up to the 2-rank checkpoint");
+    close(&hopped, &want, "2 -> 1 -> 3 ranks");
+    assert!(hop.join("checkpoints/step-00000008/model.safetensors").exists());
+
+    // A rank that dies at step 3 ends the run with an error, not a hang; rerunning resumes.
+    let dies = d.join("dies");
+    let started = Instant::now();
+    let o = mpirun(2, &config(d, &dies, setup), &[("GRIST_TEST_EXIT_RANK_AT_STEP", "1:6")]);
+    assert!(!o.status.success());
+    assert!(started.elapsed() < Duration::from_secs(120), "stopped within seconds of the exit");
+    let o = mpirun(2, &config(d, &dies, setup), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(losses(&dies), got, "resumed from step 4 as if never stopped");
+}
+
+#[cfg(not(feature = "mpi"))]
 #[test]
 fn copies_started_by_a_launcher_are_refused_before_they_write() {
     let dir = tempfile::tempdir().unwrap();

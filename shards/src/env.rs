@@ -28,3 +28,6 @@ pub const TEST_ABORT_AFTER_DOCS: &str = "GRIST_TEST_ABORT_AFTER_DOCS";
 /// Test hook: make the loss of this training step NaN, to exercise the trainer's NaN guard.
 /// Used by the training tests only.
 pub const TEST_NAN_AT_STEP: &str = "GRIST_TEST_NAN_AT_STEP";
+/// Test hook: `RANK:STEP` makes that rank of a data-parallel run exit at once (no clean-up, as
+/// a crashed process would) when it reaches that step. Used by the training tests only.
+pub const TEST_EXIT_RANK_AT_STEP: &str = "GRIST_TEST_EXIT_RANK_AT_STEP";

@@ -16,6 +16,10 @@ use crate::error::{At, ShardError};
 pub struct StepRecord {
     /// Sequences in the step's batch (GPT-3's ramp changes it).
     pub batch: usize,
+    /// Data parallel: seconds of the step this rank (rank 0) spent in collectives, waiting for
+    /// the other ranks included; absent for one process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comm_s: Option<f64>,
     /// Seconds since the run (or its resumption) started.
     pub elapsed_s: f64,
     /// Gradient norm before clipping (`null`, read as `None`, when it was not finite).
@@ -151,6 +155,7 @@ mod tests {
 
     fn step(i: u64, loss: f32) -> MetricsLine {
         MetricsLine::Step(StepRecord {
+            comm_s: None,
             batch: 8,
             elapsed_s: 0.5,
             grad_norm: Some(1.0),

@@ -76,6 +76,8 @@ pub struct CpuBackend {
     peak: Option<f64>,
     /// ZeRO-1: every rank's parameter range and this rank's index.
     zero: Option<(Vec<Range<usize>>, usize)>,
+    /// Seconds spent in collectives since last taken.
+    comm: f64,
 }
 
 /// Elements per block of the gradient norm's partial sums; ZeRO-1 shards are whole blocks, so
@@ -85,7 +87,7 @@ pub const NORM_BLOCK: usize = 1 << 16;
 impl CpuBackend {
     pub fn new(params: Params) -> CpuBackend {
         let (grads, adam) = (vec![0.0; params.data.len()], AdamState::new(&params.config));
-        CpuBackend { params, grads, adam, ws: None, peak: None, zero: None }
+        CpuBackend { params, grads, adam, ws: None, peak: None, zero: None, comm: 0.0 }
     }
 
     /// ZeRO-1 (llm.c's `-z 1`): from here on this rank keeps the optimizer moments of its shard
@@ -125,28 +127,37 @@ impl CpuBackend {
             return Ok(());
         }
         let dev = |e: crate::collective::CollectiveError| BackendError::Device(e.to_string());
+        let started = std::time::Instant::now();
         match &self.zero {
             Some((ranges, rank)) => {
                 let mine = ranges[*rank].clone();
                 let mut part = vec![0.0f32; mine.len()];
                 comm.reduce_scatter(&self.grads, ranges, &mut part).map_err(dev)?;
                 self.grads[mine].copy_from_slice(&part);
-                Ok(())
             }
-            None => comm.all_reduce(&mut self.grads).map_err(dev),
+            None => comm.all_reduce(&mut self.grads).map_err(dev)?,
         }
+        self.comm += started.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    /// Seconds spent in collectives since the last call.
+    pub fn take_comm_seconds(&mut self) -> f64 {
+        std::mem::take(&mut self.comm)
     }
 
     /// The global gradient norm after [`CpuBackend::reduce_grads`]: the same partial sums over
     /// [`NORM_BLOCK`]s, added in the same order, as [`global_norm`] of the whole gradient.
-    pub fn grad_norm_across(&self, comm: &mut dyn Collective) -> Result<f32, BackendError> {
+    pub fn grad_norm_across(&mut self, comm: &mut dyn Collective) -> Result<f32, BackendError> {
         let Some((ranges, rank)) = &self.zero else {
             return Ok(global_norm(&self.grads));
         };
         let mine = &self.grads[ranges[*rank].clone()];
         let parts: Vec<f64> =
             mine.par_chunks(NORM_BLOCK).map(|c| c.iter().map(|&x| (x as f64) * (x as f64)).sum()).collect();
+        let started = std::time::Instant::now();
         let all = comm.all_gather_f64(&parts).map_err(|e| BackendError::Device(e.to_string()))?;
+        self.comm += started.elapsed().as_secs_f64();
         Ok(all.iter().sum::<f64>().sqrt() as f32)
     }
 
@@ -164,7 +175,10 @@ impl CpuBackend {
         };
         let mine = ranges[*rank].clone();
         self.adam.update_scaled(opt, &mut self.params.data[mine.clone()], &self.grads[mine], lr, grad_scale);
-        comm.all_gather(&mut self.params.data, ranges).map_err(|e| BackendError::Device(e.to_string()))
+        let started = std::time::Instant::now();
+        comm.all_gather(&mut self.params.data, ranges).map_err(|e| BackendError::Device(e.to_string()))?;
+        self.comm += started.elapsed().as_secs_f64();
+        Ok(())
     }
 
     /// Parameters and every moment (gathered from all ranks under ZeRO-1): what a checkpoint

@@ -54,7 +54,7 @@ pub fn launched() -> Option<(&'static str, usize, usize)> {
 }
 
 /// What a training loop needs from a group of ranks.
-pub trait Collective: Send {
+pub trait Collective {
     fn rank(&self) -> usize;
     fn world(&self) -> usize;
     /// `out` = the sum over ranks of `input[range]`, for this rank's range of `ranges`
@@ -292,5 +292,131 @@ impl Collective for LocalGroup {
     }
     fn barrier(&mut self) -> Result<(), CollectiveError> {
         self.exchange(Vec::new()).map(|_| ())
+    }
+}
+
+/// The MPI transport (`--features mpi`: Open MPI or any MPI through the `mpi` crate): one
+/// process per rank, started by `mpirun`, `srun` or any MPI launcher. MPI only moves bytes
+/// here: a reduce-scatter is an all-to-all of the slices (each rank receives every rank's copy
+/// of its own slice) and the owner adds them in rank order, so the sums are the same as
+/// [`LocalGroup`]'s and do not depend on the MPI library's reduction algorithm. Errors are
+/// MPI's default: fatal, the launcher ends every rank with the failing rank's message.
+#[cfg(feature = "mpi")]
+pub mod mpi_group {
+    use std::ops::Range;
+
+    use mpi::Count;
+    use mpi::datatype::{Partition, PartitionMut};
+    use mpi::environment::{Threading, Universe};
+    use mpi::topology::SimpleCommunicator;
+    use mpi::traits::*;
+
+    use super::{Collective, CollectiveError};
+
+    pub struct MpiGroup {
+        world: SimpleCommunicator,
+        rank: usize,
+        size: usize,
+        /// Finalizes MPI when dropped; last.
+        _universe: Universe,
+    }
+
+    impl MpiGroup {
+        /// Initializes MPI (MPI calls come from this thread only; rayon's workers never make
+        /// them). None if MPI was initialized already.
+        pub fn init() -> Option<MpiGroup> {
+            let (universe, _) = mpi::initialize_with_threading(Threading::Funneled)?;
+            let world = universe.world();
+            let (rank, size) = (world.rank() as usize, world.size() as usize);
+            Some(MpiGroup { world, rank, size, _universe: universe })
+        }
+    }
+
+    fn counts(ranges: &[Range<usize>]) -> Result<(Vec<Count>, Vec<Count>), CollectiveError> {
+        let c = |x: usize| {
+            Count::try_from(x).map_err(|_| CollectiveError::Mismatch {
+                rank: 0,
+                op: "mpi",
+                detail: format!("{x} elements in one message: over MPI's 32-bit count"),
+            })
+        };
+        let counts = ranges.iter().map(|r| c(r.len())).collect::<Result<_, _>>()?;
+        let displs = ranges.iter().map(|r| c(r.start)).collect::<Result<_, _>>()?;
+        Ok((counts, displs))
+    }
+
+    impl Collective for MpiGroup {
+        fn rank(&self) -> usize {
+            self.rank
+        }
+        fn world(&self) -> usize {
+            self.size
+        }
+        fn reduce_scatter(
+            &mut self,
+            input: &[f32],
+            ranges: &[Range<usize>],
+            out: &mut [f32],
+        ) -> Result<(), CollectiveError> {
+            let mine = ranges.get(self.rank).cloned().unwrap_or(0..0);
+            if ranges.len() != self.size || out.len() != mine.len() || ranges.iter().any(|r| r.end > input.len()) {
+                return Err(CollectiveError::Mismatch {
+                    rank: self.rank,
+                    op: "reduce_scatter",
+                    detail: format!("{} ranges, {} out for {mine:?} of {}", ranges.len(), out.len(), input.len()),
+                });
+            }
+            // Send rank j its slice of my input; receive every rank's copy of my slice.
+            let (send_counts, send_displs) = counts(ranges)?;
+            let n = mine.len();
+            let recv_ranges: Vec<Range<usize>> = (0..self.size).map(|r| r * n..(r + 1) * n).collect();
+            let (recv_counts, recv_displs) = counts(&recv_ranges)?;
+            let mut recv = vec![0.0f32; n * self.size];
+            {
+                let send = Partition::new(input, send_counts, send_displs);
+                let mut into = PartitionMut::new(&mut recv[..], recv_counts, recv_displs);
+                self.world.all_to_all_varcount_into(&send, &mut into);
+            }
+            out.copy_from_slice(&recv[..n]);
+            for r in 1..self.size {
+                for (o, x) in out.iter_mut().zip(&recv[r * n..(r + 1) * n]) {
+                    *o += x;
+                }
+            }
+            Ok(())
+        }
+        fn all_gather(&mut self, buf: &mut [f32], ranges: &[Range<usize>]) -> Result<(), CollectiveError> {
+            let mine = ranges.get(self.rank).cloned().unwrap_or(0..0);
+            let (counts, displs) = counts(ranges)?;
+            let send = buf[mine].to_vec();
+            let mut into = PartitionMut::new(buf, counts, displs);
+            self.world.all_gather_varcount_into(&send[..], &mut into);
+            Ok(())
+        }
+        fn all_gather_bytes(&mut self, mine: &[u8]) -> Result<Vec<Vec<u8>>, CollectiveError> {
+            let len = Count::try_from(mine.len()).map_err(|_| CollectiveError::Mismatch {
+                rank: self.rank,
+                op: "all_gather_bytes",
+                detail: format!("{} bytes", mine.len()),
+            })?;
+            let mut lens = vec![0 as Count; self.size];
+            self.world.all_gather_into(&len, &mut lens[..]);
+            let displs: Vec<Count> = lens.iter().scan(0, |at, &l| Some(std::mem::replace(at, *at + l))).collect();
+            let total: usize = lens.iter().map(|&l| l as usize).sum();
+            if total == 0 {
+                // Nothing to move (and two empty buffers would look like one aliased buffer).
+                return Ok(vec![Vec::new(); self.size]);
+            }
+            let mut all = vec![0u8; total];
+            {
+                let mut into = PartitionMut::new(&mut all[..], &lens[..], &displs[..]);
+                self.world.all_gather_varcount_into(mine, &mut into);
+            }
+            Ok(lens.iter().zip(&displs).map(|(&l, &d)| all[d as usize..(d + l) as usize].to_vec()).collect())
+        }
+        fn barrier(&mut self) -> Result<(), CollectiveError> {
+            self.world.barrier();
+            Ok(())
+        }
     }
 }

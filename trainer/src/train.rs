@@ -637,6 +637,10 @@ pub fn train_across(
     let mut last_ckpt: Option<PathBuf> = resumed.clone();
     // A test hook: the loss of this step (1-based) becomes NaN, as a diverging run's would.
     let nan_at: Option<u64> = std::env::var(shards::env::TEST_NAN_AT_STEP).ok().and_then(|v| v.parse().ok());
+    // Another: this rank dies at this step, as a crashed process would.
+    let exit_at: Option<u64> = std::env::var(shards::env::TEST_EXIT_RANK_AT_STEP)
+        .ok()
+        .and_then(|v| v.split_once(':').and_then(|(r, s)| (r.parse() == Ok(rank)).then(|| s.parse().ok()).flatten()));
     let done =
         |step: u64, tokens: u64| cfg.steps.is_some_and(|s| step >= s) || cfg.total_tokens.is_some_and(|n| tokens >= n);
     // Every rank gathers the state (a collective); rank 0 writes it.
@@ -658,6 +662,9 @@ pub fn train_across(
         Ok(Some(checkpoint::save(&ckpt_dir, &format!("step-{step:08}"), &saved, cfg.keep_checkpoints)?))
     };
     while !done(step, tokens) {
+        if exit_at == Some(step + 1) {
+            std::process::exit(3);
+        }
         let t0 = Instant::now();
         let seqs = ramp.at(tokens);
         let step_tokens = (seqs * t) as u64;
@@ -675,7 +682,9 @@ pub fn train_across(
         }
         backend.reduce_grads(comm)?;
         // Summed in micro-batch order, as one process sums them.
+        let gathered = Instant::now();
         let loss_sum: f64 = in_batch_order(comm, &losses)?.iter().sum();
+        let mut comm_s = gathered.elapsed().as_secs_f64();
         let mut loss = (loss_sum / seqs as f64) as f32;
         if nan_at == Some(step + 1) {
             loss = f32::NAN;
@@ -690,12 +699,14 @@ pub fn train_across(
         }
         let clip = if cfg.grad_clip > 0.0 && norm > cfg.grad_clip { cfg.grad_clip / norm } else { 1.0 };
         backend.step_across(comm, &opt, lr, clip)?;
+        comm_s += backend.take_comm_seconds();
         step += 1;
         tokens += step_tokens;
         let secs = t0.elapsed().as_secs_f64();
         let tps = step_tokens as f64 / secs.max(1e-9);
         let line = StepRecord {
             batch: seqs,
+            comm_s: (world > 1).then(|| (comm_s * 1e4).round() / 1e4),
             elapsed_s: (started.elapsed().as_secs_f64() * 1e3).round() / 1e3,
             grad_norm: Some(norm).filter(|x| x.is_finite()),
             loss: Some(loss).filter(|x| x.is_finite()),
