@@ -1,5 +1,5 @@
 //! Collective operations between the ranks of a data-parallel run: the seam behind which MPI
-//! (processes, launched by `mpirun` or Slurm) and later NCCL (GPUs) sit, as llm.c does it.
+//! sits (processes, launched by `mpirun` or Slurm), and where NCCL fits for GPUs, as in llm.c.
 //!
 //! Every reduction here sums in rank order, whatever the transport, so the same world size
 //! gives the same bits run after run: a sum over ranks is taken by the rank that owns the
@@ -8,7 +8,8 @@
 //!
 //! [`Single`] is the one-process group (every operation is a copy or nothing);
 //! [`LocalGroup`] runs N ranks as threads of one process, for tests of the data-parallel and
-//! sharded-optimizer logic without a launcher.
+//! sharded-optimizer logic without a launcher; `mpi_group::MpiGroup` (the `mpi` feature) is one
+//! process per rank.
 
 use std::ops::Range;
 use std::sync::{Arc, Condvar, Mutex};
