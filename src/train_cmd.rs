@@ -244,8 +244,22 @@ fn run_ranked(
         Event::Notice(n) => tracing::warn!("{n}"),
         _ => {}
     };
-    let summary = trainer::train::train_across(cfg, &train, &val, start == Start::Fresh, &mut comm, &mut on_event)?;
-    Ok((summary, None))
+    let fresh = start == Start::Fresh;
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        trainer::train::train_across(cfg, &train, &val, fresh, &mut comm, &mut on_event)
+    }));
+    match run {
+        Ok(Ok(summary)) => Ok((summary, None)),
+        // The other ranks may be waiting in a collective for this one: end them all.
+        Ok(Err(e)) => {
+            eprintln!("error: rank {rank} of {world}: {e}");
+            comm.abort(1)
+        }
+        Err(_) => {
+            eprintln!("error: rank {rank} of {world} panicked (message above)");
+            comm.abort(101)
+        }
+    }
 }
 
 /// Prints a training summary.

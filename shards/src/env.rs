@@ -31,3 +31,6 @@ pub const TEST_NAN_AT_STEP: &str = "GRIST_TEST_NAN_AT_STEP";
 /// Test hook: `RANK:STEP` makes that rank of a data-parallel run exit at once (no clean-up, as
 /// a crashed process would) when it reaches that step. Used by the training tests only.
 pub const TEST_EXIT_RANK_AT_STEP: &str = "GRIST_TEST_EXIT_RANK_AT_STEP";
+/// Test hook: elements per round of the MPI reduce-scatter and all-gather (default 2^24), set
+/// small to make a tiny model's collectives take many rounds. Used by the training tests only.
+pub const TEST_MPI_ROUND_ELEMENTS: &str = "GRIST_TEST_MPI_ROUND_ELEMENTS";

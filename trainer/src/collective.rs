@@ -331,19 +331,38 @@ pub mod mpi_group {
             let (rank, size) = (world.rank() as usize, world.size() as usize);
             Some(MpiGroup { world, rank, size, _universe: universe })
         }
+
+        /// Ends every rank of the job (MPI_Abort): what a rank does after an error the others
+        /// cannot see, so they do not wait for it forever inside a collective.
+        pub fn abort(&self, code: i32) -> ! {
+            self.world.abort(code)
+        }
     }
 
-    fn counts(ranges: &[Range<usize>]) -> Result<(Vec<Count>, Vec<Count>), CollectiveError> {
-        let c = |x: usize| {
-            Count::try_from(x).map_err(|_| CollectiveError::Mismatch {
-                rank: 0,
-                op: "mpi",
-                detail: format!("{x} elements in one message: over MPI's 32-bit count"),
-            })
-        };
-        let counts = ranges.iter().map(|r| c(r.len())).collect::<Result<_, _>>()?;
-        let displs = ranges.iter().map(|r| c(r.start)).collect::<Result<_, _>>()?;
-        Ok((counts, displs))
+    /// Elements a rank receives in one round of a reduce-scatter or all-gather (64 MiB of f32):
+    /// bounds the temporary buffers whatever the model's size, and keeps every MPI count and
+    /// displacement far inside its 32 bits. (Tests lower it to force many rounds.)
+    fn round_elements() -> usize {
+        std::env::var(shards::env::TEST_MPI_ROUND_ELEMENTS)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&n: &usize| n > 0)
+            .unwrap_or(1 << 24)
+    }
+
+    /// Counts and displacements of pieces laid end to end.
+    fn packed(lens: &[usize]) -> (Vec<Count>, Vec<Count>) {
+        // Each piece is at most round_elements() / world and a round holds world pieces: the
+        // sums stay below 2^24, so the casts are exact.
+        let counts: Vec<Count> = lens.iter().map(|&l| l as Count).collect();
+        let displs: Vec<Count> =
+            lens.iter().scan(0usize, |at, &l| Some(std::mem::replace(at, *at + l) as Count)).collect();
+        (counts, displs)
+    }
+
+    /// The pieces of round `k`: `ranges` cut to `chunk` elements each, piece k of each.
+    fn round(ranges: &[Range<usize>], chunk: usize, k: usize) -> Vec<Range<usize>> {
+        ranges.iter().map(|r| (r.start + k * chunk).min(r.end)..(r.start + (k + 1) * chunk).min(r.end)).collect()
     }
 
     impl Collective for MpiGroup {
@@ -367,31 +386,67 @@ pub mod mpi_group {
                     detail: format!("{} ranges, {} out for {mine:?} of {}", ranges.len(), out.len(), input.len()),
                 });
             }
-            // Send rank j its slice of my input; receive every rank's copy of my slice.
-            let (send_counts, send_displs) = counts(ranges)?;
-            let n = mine.len();
-            let recv_ranges: Vec<Range<usize>> = (0..self.size).map(|r| r * n..(r + 1) * n).collect();
-            let (recv_counts, recv_displs) = counts(&recv_ranges)?;
-            let mut recv = vec![0.0f32; n * self.size];
-            {
-                let send = Partition::new(input, send_counts, send_displs);
-                let mut into = PartitionMut::new(&mut recv[..], recv_counts, recv_displs);
-                self.world.all_to_all_varcount_into(&send, &mut into);
-            }
-            out.copy_from_slice(&recv[..n]);
-            for r in 1..self.size {
-                for (o, x) in out.iter_mut().zip(&recv[r * n..(r + 1) * n]) {
-                    *o += x;
+            // In rounds: send rank j the next piece of its slice of my input, receive every
+            // rank's copy of the next piece of mine, and add those in rank order.
+            let chunk = (round_elements() / self.size).max(1);
+            let rounds = ranges.iter().map(|r| r.len().div_ceil(chunk)).max().unwrap_or(0);
+            for k in 0..rounds {
+                let pieces = round(ranges, chunk, k);
+                let lens: Vec<usize> = pieces.iter().map(|p| p.len()).collect();
+                let send: Vec<f32> = pieces.iter().flat_map(|p| input[p.clone()].iter().copied()).collect();
+                let m = lens[self.rank];
+                let mut recv = vec![0.0f32; m * self.size];
+                {
+                    let (send_counts, send_displs) = packed(&lens);
+                    let (recv_counts, recv_displs) = packed(&vec![m; self.size]);
+                    // Never two empty buffers (MPI would take them for one aliased buffer).
+                    let mut send = send;
+                    send.reserve(1);
+                    recv.reserve(1);
+                    let send_part = Partition::new(&send[..], send_counts, send_displs);
+                    let mut into = PartitionMut::new(&mut recv[..], recv_counts, recv_displs);
+                    self.world.all_to_all_varcount_into(&send_part, &mut into);
+                }
+                // A rank whose range is shorter than another's has empty pieces in the last
+                // rounds (m = 0); its offset stays inside its output.
+                let at = (k * chunk).min(out.len());
+                let dst = &mut out[at..at + m];
+                dst.copy_from_slice(&recv[..m]);
+                for r in 1..self.size {
+                    for (o, x) in dst.iter_mut().zip(&recv[r * m..(r + 1) * m]) {
+                        *o += x;
+                    }
                 }
             }
             Ok(())
         }
         fn all_gather(&mut self, buf: &mut [f32], ranges: &[Range<usize>]) -> Result<(), CollectiveError> {
-            let mine = ranges.get(self.rank).cloned().unwrap_or(0..0);
-            let (counts, displs) = counts(ranges)?;
-            let send = buf[mine].to_vec();
-            let mut into = PartitionMut::new(buf, counts, displs);
-            self.world.all_gather_varcount_into(&send[..], &mut into);
+            if ranges.len() != self.size || ranges.iter().any(|r| r.end > buf.len()) {
+                return Err(CollectiveError::Mismatch {
+                    rank: self.rank,
+                    op: "all_gather",
+                    detail: format!("{} ranges over {} values", ranges.len(), buf.len()),
+                });
+            }
+            let chunk = (round_elements() / self.size).max(1);
+            let rounds = ranges.iter().map(|r| r.len().div_ceil(chunk)).max().unwrap_or(0);
+            for k in 0..rounds {
+                let pieces = round(ranges, chunk, k);
+                let lens: Vec<usize> = pieces.iter().map(|p| p.len()).collect();
+                let mut send = buf[pieces[self.rank].clone()].to_vec();
+                let mut recv = vec![0.0f32; lens.iter().sum()];
+                send.reserve(1);
+                recv.reserve(1);
+                let (counts, displs) = packed(&lens);
+                {
+                    let mut into = PartitionMut::new(&mut recv[..], counts, &displs[..]);
+                    self.world.all_gather_varcount_into(&send[..], &mut into);
+                }
+                for (p, &d) in pieces.iter().zip(&displs) {
+                    let d = d as usize;
+                    buf[p.clone()].copy_from_slice(&recv[d..d + p.len()]);
+                }
+            }
             Ok(())
         }
         fn all_gather_bytes(&mut self, mine: &[u8]) -> Result<Vec<Vec<u8>>, CollectiveError> {
