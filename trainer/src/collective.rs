@@ -54,6 +54,26 @@ pub fn launched() -> Option<(&'static str, usize, usize)> {
     .find_map(|(name, rank, size)| Some((name, var(rank)?, var(size)?)))
 }
 
+/// This rank's range of a reduce-scatter, after checking the arguments every transport takes:
+/// one range per rank, each inside `input`, and `out` as long as this rank's.
+fn reduce_scatter_range(
+    rank: usize,
+    world: usize,
+    input: &[f32],
+    ranges: &[Range<usize>],
+    out: &[f32],
+) -> Result<Range<usize>, CollectiveError> {
+    let mine = ranges.get(rank).cloned().unwrap_or(0..0);
+    if ranges.len() != world || out.len() != mine.len() || ranges.iter().any(|r| r.end > input.len()) {
+        return Err(CollectiveError::Mismatch {
+            rank,
+            op: "reduce_scatter",
+            detail: format!("{} ranges, {} out for {mine:?} of {}", ranges.len(), out.len(), input.len()),
+        });
+    }
+    Ok(mine)
+}
+
 /// What a training loop needs from a group of ranks.
 pub trait Collective {
     fn rank(&self) -> usize;
@@ -243,14 +263,7 @@ impl Collective for LocalGroup {
         ranges: &[Range<usize>],
         out: &mut [f32],
     ) -> Result<(), CollectiveError> {
-        let mine = ranges.get(self.rank).cloned().unwrap_or(0..0);
-        if ranges.len() != self.world() || out.len() != mine.len() || mine.end > input.len() {
-            return Err(CollectiveError::Mismatch {
-                rank: self.rank,
-                op: "reduce_scatter",
-                detail: format!("{} ranges, {} out for {mine:?} of {}", ranges.len(), out.len(), input.len()),
-            });
-        }
+        let mine = reduce_scatter_range(self.rank, self.world(), input, ranges, out)?;
         // Each rank posts its whole input; the owner of a range adds the posts in rank order.
         let all = self.exchange(f32_bytes(input))?;
         for (r, post) in all.iter().enumerate() {
@@ -378,14 +391,7 @@ pub mod mpi_group {
             ranges: &[Range<usize>],
             out: &mut [f32],
         ) -> Result<(), CollectiveError> {
-            let mine = ranges.get(self.rank).cloned().unwrap_or(0..0);
-            if ranges.len() != self.size || out.len() != mine.len() || ranges.iter().any(|r| r.end > input.len()) {
-                return Err(CollectiveError::Mismatch {
-                    rank: self.rank,
-                    op: "reduce_scatter",
-                    detail: format!("{} ranges, {} out for {mine:?} of {}", ranges.len(), out.len(), input.len()),
-                });
-            }
+            super::reduce_scatter_range(self.rank, self.size, input, ranges, out)?;
             // In rounds: send rank j the next piece of its slice of my input, receive every
             // rank's copy of the next piece of mine, and add those in rank order.
             let chunk = (round_elements() / self.size).max(1);
