@@ -12,7 +12,7 @@ use shards::{LedgerReader, Loc, Manifest};
 fn run_dedup(d: &std::path::Path, out: &str, tasks: usize) {
     let s = d.join("sample");
     let recipe = concat!(env!("CARGO_MANIFEST_DIR"), "/recipes/demo.toml");
-    let sets = [
+    let mut sets = vec![
         format!("run.out={}", d.join(out).display()),
         format!("synthetic.out={}", s.display()),
         format!("reddit.dumps=[\"{}\"]", s.join("reddit").display()),
@@ -22,6 +22,9 @@ fn run_dedup(d: &std::path::Path, out: &str, tasks: usize) {
         format!("decontaminate.benchmarks.0.paths=[\"{}\"]", s.join("benchmarks/sample-bench.jsonl").display()),
         "dedup.input=\"ingest\"".to_string(),
     ];
+    if tasks > 1 {
+        sets.push("dedup.partitions=3".into());
+    }
     let with = |cmd: &str, args: &mut Vec<String>| {
         args.clear();
         args.extend(["-q".to_string(), cmd.to_string(), recipe.to_string()]);
@@ -40,19 +43,28 @@ fn run_dedup(d: &std::path::Path, out: &str, tasks: usize) {
         ok(grist(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]));
         return;
     }
-    // As a job array per step would run it.
-    for (step, slices) in [("signatures", tasks), ("buckets", tasks), ("clusters", 1), ("filter", tasks)] {
-        for t in 0..slices {
-            with("dedup", &mut args);
-            args.extend([
-                "--step".into(),
-                step.into(),
-                "--task".into(),
-                t.to_string(),
-                "--tasks".into(),
-                slices.to_string(),
-            ]);
-            ok(grist(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]));
+    // As a job array per step would run it: the tasks of a step at once, as processes.
+    for step in ["signatures", "buckets", "clusters", "filter"] {
+        let outputs: Vec<std::process::Output> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..tasks)
+                .map(|t| {
+                    let mut args = Vec::new();
+                    with("dedup", &mut args);
+                    args.extend([
+                        "--step".into(),
+                        step.into(),
+                        "--task".into(),
+                        t.to_string(),
+                        "--tasks".into(),
+                        tasks.to_string(),
+                    ]);
+                    s.spawn(move || grist(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for o in outputs {
+            ok(o);
         }
     }
 }
@@ -105,7 +117,8 @@ fn planted_copies_are_found_and_slicing_changes_nothing() {
         serde_json::from_slice(&std::fs::read(d.join("one/dedup_clusters/report.json")).unwrap()).unwrap();
     assert_eq!(report["removed"].as_u64().unwrap(), near + exact);
 
-    // Four slices (one more than the input has shards): the same shards and ledgers.
+    // Four slices at once (one more than the input has shards; the clusters step in small
+    // groups, so its phases have several units each): the same shards, ledgers and removals.
     run_dedup(d, "four", 4);
     for f in m.outputs.iter().chain(&m.ledgers) {
         let a = std::fs::read(out.join(&f.path)).unwrap();
@@ -207,15 +220,16 @@ fn killed_dedup_resumes_to_the_uninterrupted_output() {
     let removals = |o: &std::path::Path| std::fs::read(o.join("dedup_clusters/removals.parquet")).unwrap();
     assert_eq!(removals(&clean), removals(&out));
 
-    // Removals are bound to the clusters run that computed them: a table changed since (here
-    // one byte; or one copied in from another run) is refused before any use.
-    let mut table = removals(&out);
+    // Removals are bound to the clusters run that computed them: a shard's removals table
+    // changed since (here one byte; or one copied in from another run) is refused before use.
+    let table_path = out.join("dedup_clusters/removals/part-00000.side-removals-00000.parquet");
+    let mut table = std::fs::read(&table_path).unwrap();
     let mid = table.len() / 2;
     table[mid] ^= 0x01;
-    std::fs::write(out.join("dedup_clusters/removals.parquet"), &table).unwrap();
+    std::fs::write(&table_path, &table).unwrap();
     std::fs::remove_file(out.join("dedup/manifest.json")).unwrap();
     std::fs::remove_file(out.join("dedup/part-00000.done.json")).unwrap();
     let o = grist(&["-q", "dedup", recipe.to_str().unwrap(), "--step", "filter"], &[]);
     let err = common::stderr(&o);
-    assert!(!o.status.success() && err.contains("removals.parquet") && err.contains("another run"), "{err}");
+    assert!(!o.status.success() && err.contains("side-removals-00000.parquet") && err.contains("checksum"), "{err}");
 }

@@ -3,6 +3,10 @@
 //! also read the store's own credentials from the environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`,
 //! as `object_store` documents them).
 
+/// Seconds after which a unit another task claimed and has not finished is taken over by a
+/// task that runs a shared stage (the distributed dedup clusters step); default 900.
+pub const CLAIM_STALE_SECS: &str = "GRIST_CLAIM_STALE_SECS";
+
 /// Folder of real test data (`../shared/data`); tests that need it skip when unset.
 pub const TEST_DATA: &str = "GRIST_TEST_DATA";
 /// Slurm job arrays: this task's index.

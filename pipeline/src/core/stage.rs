@@ -278,6 +278,131 @@ impl Stage {
         Ok(report)
     }
 
+    /// Runs every unit of the stage from this task, its own slice first, then whatever other
+    /// tasks have not done: for the phases of a step where each phase needs all of the one
+    /// before (the rounds of the distributed dedup clusters step), so that no task ever waits
+    /// on a task that may not be running (a throttled job array, a dead node). A unit being
+    /// run by another task carries a claim (`claims/part-N.json`); a helper takes unclaimed
+    /// units first, then waits for claimed ones, and takes over a claim older than
+    /// `GRIST_CLAIM_STALE_SECS` (900 s). Two tasks that run the same unit write the same
+    /// bytes (units are deterministic); the one whose file is replaced or removed under it
+    /// finds the unit complete and goes on. Returns once the stage manifest is written.
+    pub fn run_shared<F>(&self, slice: TaskSlice, work: F) -> Result<TaskReport, StageError>
+    where
+        F: Fn(&UnitCtx) -> Result<Manifest, StageError> + Sync,
+    {
+        let start = Instant::now();
+        let fingerprint = self.fingerprint();
+        let stage_manifest = self.dir.join(MANIFEST);
+        if let Ok(old) = Manifest::read(&stage_manifest) {
+            if old.fingerprint == fingerprint {
+                return Ok(self.shared_report(slice, 0, 0, Accounting::default(), start, fingerprint, true));
+            }
+            stage_manifest.remove()?;
+        }
+        let n = self.units.len();
+        // Own units first, then the others starting after this task's first unit.
+        let mut order: Vec<usize> = slice.units(n).collect();
+        order.extend((0..n).map(|i| (i + slice.index) % n.max(1)).filter(|&u| !slice.owns(u)));
+        let stale: f64 =
+            std::env::var(shards::env::CLAIM_STALE_SECS).ok().and_then(|v| v.parse().ok()).unwrap_or(900.0);
+        let now =
+            || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        let claim_of = |u: usize| self.dir.join(&format!("claims/{}.json", unit_stem(u)));
+        let claimed = |u: usize| -> bool {
+            let Ok(bytes) = claim_of(u).read() else { return false };
+            let Ok(c) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return false };
+            c["fingerprint"] == fingerprint.as_str() && c["at"].as_f64().is_some_and(|t| now() - t < stale)
+        };
+        let progress = ProgressBar::hidden();
+        let (mut done, mut skipped) = (0usize, 0usize);
+        let mut accounting = Accounting::default();
+        let mut pause = std::time::Duration::from_millis(50);
+        loop {
+            let pending: Vec<usize> =
+                order.iter().copied().filter(|&u| self.completed(u, &fingerprint, slice.owns(u)).is_none()).collect();
+            if pending.is_empty() {
+                break;
+            }
+            let free: Vec<usize> = pending.iter().copied().filter(|&u| !claimed(u)).collect();
+            if free.is_empty() {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_secs(5));
+                continue;
+            }
+            let results: Vec<Option<Accounting>> = free
+                .par_iter()
+                .map(|&u| {
+                    if self.completed(u, &fingerprint, false).is_some() {
+                        return Ok(None);
+                    }
+                    let claim = serde_json::json!({ "fingerprint": fingerprint, "at": now(), "task": slice.index });
+                    claim_of(u).write_atomic(claim.to_string().as_bytes())?;
+                    let ctx = UnitCtx { unit: u, stage: self, progress: &progress };
+                    let outcome = work(&ctx).and_then(|m| {
+                        let a = m.accounting;
+                        if !a.balanced() {
+                            return Err(StageError::Unbalanced {
+                                stage: self.name.clone(),
+                                unit: u,
+                                docs_in: a.docs_in,
+                                docs_out: a.docs_out,
+                                docs_ledger: a.docs_ledger,
+                            });
+                        }
+                        m.write(&self.dir.join(&marker_name(u)))?;
+                        Ok(a)
+                    });
+                    match outcome {
+                        Ok(a) => Ok(Some(a)),
+                        // Another task finished the unit (and its files replaced ours): fine.
+                        Err(_) if self.completed(u, &fingerprint, true).is_some() => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                })
+                .collect::<Result<_, StageError>>()?;
+            for a in results {
+                match a {
+                    Some(a) => {
+                        accounting.add(&a);
+                        done += 1;
+                    }
+                    None => skipped += 1,
+                }
+            }
+        }
+        // Every marker was just seen complete by this task.
+        let complete = self.finalize(&fingerprint)?;
+        Ok(self.shared_report(slice, done, skipped, accounting, start, fingerprint, complete))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn shared_report(
+        &self,
+        slice: TaskSlice,
+        done: usize,
+        skipped: usize,
+        accounting: Accounting,
+        start: Instant,
+        fingerprint: String,
+        complete: bool,
+    ) -> TaskReport {
+        TaskReport {
+            stage: self.name.clone(),
+            task: slice.index,
+            tasks: slice.count,
+            units_owned: self.units.len(),
+            units_done: done,
+            units_skipped: skipped,
+            accounting,
+            threads: rayon::current_num_threads(),
+            seconds: start.elapsed().as_secs_f64(),
+            stage_complete: complete,
+            grist_version: env!("CARGO_PKG_VERSION").to_string(),
+            fingerprint,
+        }
+    }
+
     /// Removes unit files the stage manifest `m` does not list: units numbered past the plan,
     /// and a unit's files that an earlier run with other settings wrote (e.g. more token shards
     /// per unit under a smaller `shard_tokens`), with temporaries of killed writers. Called
