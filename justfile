@@ -72,6 +72,17 @@ test-sql:
 test-s3:
     bash scripts/test-s3.sh
 
+# The demo recipe under a real one-node Slurm (installed from Debian, started here; root):
+# job arrays of 3 tasks per stage with afterok, a requeued and a cancelled task, every output
+# compared byte for byte with a local run.
+test-slurm:
+    bash scripts/test-slurm.sh
+
+# The Kubernetes Indexed Job manifests of every stage, validated offline against the API
+# schemas (kubernetes-validate from PyPI, strict).
+check-k8s:
+    bash scripts/check-k8s.sh
+
 # WARC/WET throughput beside fastwarc and warcio (PyPI, in a venv the script creates).
 bench-ingest: release
     bash scripts/bench-warc.sh

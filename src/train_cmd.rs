@@ -58,6 +58,10 @@ pub fn recipe_defaults(mut t: toml::Table, out: &str) -> toml::Table {
 /// lists (never a listing of the folder, which could hold files of an earlier run), a folder of
 /// `.bin` files that is not a grist stage (llm.c's), or one file.
 pub fn resolve_shards(path: &str, split: &str) -> Result<Vec<Loc>> {
+    let loc = Loc::parse(path)?;
+    if loc.as_local().is_none() {
+        return remote_shards(&loc, path, split);
+    }
     let p = Path::new(path);
     let manifest = p.join(pipeline::MANIFEST);
     let mut files: Vec<String> = if manifest.exists() {
@@ -91,13 +95,38 @@ pub fn resolve_shards(path: &str, split: &str) -> Result<Vec<Loc>> {
     Ok(files.iter().map(|f| Loc::local(p.join(f))).collect())
 }
 
+/// Token shards on an object store (read by ranges as training goes, see `TokenShard`): a
+/// stage directory through its manifest (object stores have no cheap listing to trust), or
+/// one shard.
+fn remote_shards(loc: &Loc, path: &str, split: &str) -> Result<Vec<Loc>> {
+    let manifest = loc.join(pipeline::MANIFEST);
+    if manifest.exists()? {
+        let m = Manifest::read(&manifest)?;
+        let tag = format!(".side-{split}");
+        let mut files: Vec<String> =
+            m.side.iter().map(|f| f.path.clone()).filter(|f| f.contains(&tag) && f.ends_with(".bin")).collect();
+        files.sort();
+        if files.is_empty() {
+            bail!("{path}: its manifest lists no {split} token shards");
+        }
+        return Ok(files.iter().map(|f| loc.join(f)).collect());
+    }
+    if path.ends_with(".bin") && loc.exists()? {
+        return Ok(vec![loc.clone()]);
+    }
+    bail!(
+        "{path}: no {} there and no such token shard\nhint: run the recipe's tokenize and blend stages first (a stage directory on an object store is read through its manifest)",
+        pipeline::MANIFEST
+    )
+}
+
 /// Validation sets: per source from a tokenize output's sidecars, else all `.bin` shards
 /// of the path as one set `val`.
 pub fn val_sets(path: &str, eval_tokens: u64) -> Result<Vec<ValSet>> {
-    let p = Path::new(path);
-    let manifest = p.join(pipeline::MANIFEST);
-    if manifest.exists() && Manifest::read(&Loc::local(&manifest))?.stage == pipeline::steps::tokenize::STAGE {
-        let sets = pipeline::steps::tokenize::val_sets(&Loc::local(p), eval_tokens)?;
+    let dir = Loc::parse(path)?;
+    let manifest = dir.join(pipeline::MANIFEST);
+    if manifest.exists()? && Manifest::read(&manifest)?.stage == pipeline::steps::tokenize::STAGE {
+        let sets = pipeline::steps::tokenize::val_sets(&dir, eval_tokens)?;
         return Ok(sets.into_iter().map(|(name, tokens)| ValSet { name, tokens }).collect());
     }
     let mut tokens = Vec::new();
@@ -105,7 +134,7 @@ pub fn val_sets(path: &str, eval_tokens: u64) -> Result<Vec<ValSet>> {
         let s = shards::TokenShard::open(&loc)?;
         let take = (eval_tokens as usize + 1).saturating_sub(tokens.len()).min(s.len());
         let mut buf = vec![0u32; take];
-        s.read_into(0, &mut buf);
+        s.read_into(0, &mut buf)?;
         tokens.extend_from_slice(&buf);
     }
     Ok(vec![ValSet { name: "val".into(), tokens }])

@@ -303,7 +303,7 @@ fn the_demo_recipe_runs_end_to_end_and_resumes() {
     for f in &bm.side {
         let t = shards::tokens::TokenShard::open(&Loc::local(d.join("out/blend").join(&f.path))).unwrap();
         assert_eq!(t.len() as u64, f.rows);
-        assert_eq!(t.get(0), 50256, "every document starts with <|endoftext|>");
+        assert_eq!(t.get(0).unwrap(), 50256, "every document starts with <|endoftext|>");
     }
 
     // A model whose feature count differs from the recipe's is refused.

@@ -197,7 +197,10 @@ pub fn plan(recipe: &Recipe, threads: usize, host: &dyn Host) -> Plan {
             reads: "the filtered documents".into(),
             writes: format!("{out}/dedup_signatures, dedup_buckets, dedup_clusters, dedup"),
             disk: text * rate::SHARD_RATIO + docs * 14.0 * 8.0 * 2.0,
-            memory: 331e6 * (text / 1.4e9).max(1.0),
+            // Measured 331 MB on a 1.4 GB input shard; the signature and clusters steps spill
+            // or split their work past `dedup.memory_mb`, so it stops growing there.
+            memory: (331e6 * (text / 1.4e9).max(1.0))
+                .min(recipe.dedup.as_ref().map_or(f64::MAX, |d| d.memory_mb as f64 * 1.1 * (1u64 << 20) as f64)),
             seconds: text / rate::DEDUP / th * 1.3,
         });
     }

@@ -245,6 +245,32 @@ impl Loc {
         }
     }
 
+    /// Reads bytes `start..start + len` (a ranged GET for an object); an error if the file is
+    /// shorter.
+    pub fn read_range(&self, start: u64, len: u64) -> Result<Bytes> {
+        match &self.inner {
+            Inner::Local(p) => {
+                use std::os::unix::fs::FileExt;
+                let f = File::open(p).map_err(|e| self.io_err(e))?;
+                let mut buf = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)];
+                f.read_exact_at(&mut buf, start).map_err(|e| self.io_err(e))?;
+                Ok(Bytes::from(buf))
+            }
+            Inner::Object { store, key, .. } => {
+                let end = start.saturating_add(len);
+                let got = block_on(store.get_range(key, start..end)).map_err(|source| self.store_err(source))?;
+                if got.len() as u64 != len {
+                    return Err(ShardError::Truncated {
+                        at: At::byte(self.to_string(), start),
+                        expected: len,
+                        got: got.len() as u64,
+                    });
+                }
+                Ok(got)
+            }
+        }
+    }
+
     /// Opens for streaming reads: a local file directly, an object as a streamed GET
     /// (memory stays at one network chunk, whatever the object's size).
     pub fn open(&self) -> Result<Box<dyn io::Read + Send>> {

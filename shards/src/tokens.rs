@@ -135,19 +135,93 @@ pub fn write_tokens(loc: &Loc, width: TokenWidth, tokens: &[u32]) -> Result<()> 
 
 enum Data {
     Mmap(memmap2::Mmap),
-    Bytes(bytes::Bytes),
+    /// An object-store shard, read by ranges.
+    Remote(Remote),
 }
 
-impl Data {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Data::Mmap(m) => m,
-            Data::Bytes(b) => b,
+/// Bytes of a remote shard per block fetched and cached.
+pub const REMOTE_BLOCK: u64 = 4 << 20;
+/// Blocks fetched by one ranged GET on a miss (read-ahead for sequential reading).
+pub const REMOTE_READ_AHEAD: u64 = 4;
+/// Blocks a remote shard holds at most: its memory is at most this x `REMOTE_BLOCK` (32 MiB),
+/// whatever the shard's size.
+pub const REMOTE_CACHE_BLOCKS: usize = 8;
+
+/// A shard on an object store: the header read once, the body fetched on demand in blocks of
+/// `REMOTE_BLOCK`, a miss fetching `REMOTE_READ_AHEAD` blocks in one ranged GET, at most
+/// `REMOTE_CACHE_BLOCKS` held (the least recently used dropped first).
+struct Remote {
+    loc: Loc,
+    size: u64,
+    cache: std::sync::Mutex<BlockCache>,
+}
+
+#[derive(Default)]
+struct BlockCache {
+    /// (block index, bytes), most recently used last.
+    blocks: std::collections::VecDeque<(u64, bytes::Bytes)>,
+    /// Bytes fetched so far, and the most held at once (for tests and statistics).
+    fetched: u64,
+    peak: u64,
+}
+
+impl Remote {
+    /// Copies bytes `start..start + out.len()` of the file into `out`.
+    fn read(&self, start: u64, out: &mut [u8]) -> Result<()> {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut done = 0usize;
+        while done < out.len() {
+            let at = start + done as u64;
+            let block = at / REMOTE_BLOCK;
+            let bytes = match cache.blocks.iter().position(|b| b.0 == block) {
+                Some(i) => {
+                    let b = cache.blocks.remove(i).expect("found above");
+                    cache.blocks.push_back(b.clone());
+                    b.1
+                }
+                None => {
+                    let first = block * REMOTE_BLOCK;
+                    let end = ((block + REMOTE_READ_AHEAD) * REMOTE_BLOCK).min(self.size);
+                    let got = self.loc.read_range(first, end - first)?;
+                    cache.fetched += got.len() as u64;
+                    let mut mine = bytes::Bytes::new();
+                    for (j, chunk) in got.chunks(REMOTE_BLOCK as usize).enumerate() {
+                        let b = got.slice_ref(chunk);
+                        if j == 0 {
+                            mine = b.clone();
+                        }
+                        if let Some(i) = cache.blocks.iter().position(|x| x.0 == block + j as u64) {
+                            cache.blocks.remove(i);
+                        }
+                        cache.blocks.push_back((block + j as u64, b));
+                    }
+                    // The block asked for stays; the oldest others go.
+                    while cache.blocks.len() > REMOTE_CACHE_BLOCKS {
+                        let oldest = cache.blocks.iter().position(|x| x.0 != block).unwrap_or(0);
+                        cache.blocks.remove(oldest);
+                    }
+                    let held: u64 = cache.blocks.iter().map(|b| b.1.len() as u64).sum();
+                    cache.peak = cache.peak.max(held);
+                    mine
+                }
+            };
+            let off = (at - block * REMOTE_BLOCK) as usize;
+            let n = (bytes.len().saturating_sub(off)).min(out.len() - done);
+            if n == 0 {
+                return Err(ShardError::Truncated {
+                    at: At::byte(self.loc.to_string(), at),
+                    expected: self.size,
+                    got: at,
+                });
+            }
+            out[done..done + n].copy_from_slice(&bytes[off..off + n]);
+            done += n;
         }
+        Ok(())
     }
 }
 
-/// A validated token shard: memory-mapped when local, fetched when remote.
+/// A validated token shard: memory-mapped when local, read by ranges when remote.
 pub struct TokenShard {
     data: Data,
     width: TokenWidth,
@@ -166,10 +240,13 @@ impl std::fmt::Debug for TokenShard {
 }
 
 impl TokenShard {
-    /// Opens a shard, checking magic, version and that the length matches the header.
+    /// Opens a shard, checking magic, version and that the length matches the header. A local
+    /// shard is memory-mapped; one on an object store is read by ranged GETs through a small
+    /// block cache (at most `REMOTE_CACHE_BLOCKS` x `REMOTE_BLOCK`), so memory does not grow
+    /// with the shard.
     pub fn open(loc: &Loc) -> Result<TokenShard> {
         let path = loc.to_string();
-        let data = match loc.as_local() {
+        let (data, width, len) = match loc.as_local() {
             Some(p) => {
                 let f = std::fs::File::open(p).map_err(|e| match e.kind() {
                     std::io::ErrorKind::NotFound => ShardError::NotFound {
@@ -182,12 +259,30 @@ impl TokenShard {
                 // in place (writes go to a temporary name and are renamed). Another process
                 // truncating the file while it is mapped would be a misuse outside our control.
                 let m = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| ShardError::io(At::file(path.clone()), e))?;
-                Data::Mmap(m)
+                let (width, len) = validate(&m, m.len() as u64, &path)?;
+                (Data::Mmap(m), width, len)
             }
-            None => Data::Bytes(loc.read()?),
+            None => {
+                let size = loc.size()?;
+                let head = loc.read_range(0, (HEADER_BYTES as u64).min(size))?;
+                let (width, len) = validate(&head, size, &path)?;
+                let remote = Remote { loc: loc.clone(), size, cache: Default::default() };
+                (Data::Remote(remote), width, len)
+            }
         };
-        let (width, len) = validate(data.bytes(), &path)?;
         Ok(TokenShard { data, width, len, path })
+    }
+
+    /// Bytes fetched from the object store so far and the most held at once (0 for a local,
+    /// memory-mapped shard).
+    pub fn remote_bytes(&self) -> (u64, u64) {
+        match &self.data {
+            Data::Remote(r) => {
+                let c = r.cache.lock().unwrap_or_else(|e| e.into_inner());
+                (c.fetched, c.peak)
+            }
+            Data::Mmap(_) => (0, 0),
+        }
     }
 
     pub fn width(&self) -> TokenWidth {
@@ -207,36 +302,48 @@ impl TokenShard {
         &self.path
     }
 
-    fn body(&self) -> &[u8] {
-        &self.data.bytes()[HEADER_BYTES..]
+    /// Token `i`. Panics if `i >= len()`, like slice indexing; an error only when an object
+    /// store read fails.
+    pub fn get(&self, i: usize) -> Result<u32> {
+        assert!(i < self.len, "token {i} of a shard of {}", self.len);
+        let mut one = [0u32];
+        self.read_into(i, &mut one)?;
+        Ok(one[0])
     }
 
-    /// Token `i`. Panics if `i >= len()`, like slice indexing.
-    pub fn get(&self, i: usize) -> u32 {
-        let b = self.body();
-        match self.width {
-            TokenWidth::U16 => u16::from_le_bytes([b[2 * i], b[2 * i + 1]]) as u32,
-            TokenWidth::U32 => u32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]),
-        }
-    }
-
-    /// Copies tokens `start..start + out.len()` into `out` (widened to u32).
-    pub fn read_into(&self, start: usize, out: &mut [u32]) {
-        let b = self.body();
-        match self.width {
+    /// Copies tokens `start..start + out.len()` into `out` (widened to u32). Panics past the
+    /// end, like slice indexing; an error only when an object store read fails.
+    pub fn read_into(&self, start: usize, out: &mut [u32]) -> Result<()> {
+        assert!(start + out.len() <= self.len, "tokens {start}..{} of a shard of {}", start + out.len(), self.len);
+        let w = self.width.bytes();
+        let widen = |src: &[u8], out: &mut [u32]| match self.width {
             TokenWidth::U16 => {
-                let src = &b[2 * start..2 * (start + out.len())];
                 for (o, c) in out.iter_mut().zip(src.chunks_exact(2)) {
                     *o = u16::from_le_bytes([c[0], c[1]]) as u32;
                 }
             }
             TokenWidth::U32 => {
-                let src = &b[4 * start..4 * (start + out.len())];
                 for (o, c) in out.iter_mut().zip(src.chunks_exact(4)) {
                     *o = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
                 }
             }
+        };
+        match &self.data {
+            Data::Mmap(m) => {
+                let body = &m[HEADER_BYTES..];
+                widen(&body[w * start..w * (start + out.len())], out);
+            }
+            Data::Remote(r) => {
+                // In pieces of at most 1 MiB, so the staging buffer stays small.
+                let per = (1 << 20) / w;
+                for (k, chunk) in out.chunks_mut(per).enumerate() {
+                    let mut buf = vec![0u8; chunk.len() * w];
+                    r.read((HEADER_BYTES + w * (start + k * per)) as u64, &mut buf)?;
+                    widen(&buf, chunk);
+                }
+            }
         }
+        Ok(())
     }
 
     /// Checks every token is below `vocab`: an error naming the file, the first bad token's
@@ -248,7 +355,7 @@ impl TokenShard {
         let mut start = 0;
         while start < self.len {
             let n = CHUNK.min(self.len - start);
-            self.read_into(start, &mut buf[..n]);
+            self.read_into(start, &mut buf[..n])?;
             if buf[..n].iter().copied().max().unwrap_or(0) as usize >= vocab {
                 let i = buf[..n].iter().position(|&t| t as usize >= vocab).unwrap_or(0);
                 let offset = (HEADER_BYTES + (start + i) * self.width.bytes()) as u64;
@@ -267,14 +374,15 @@ impl TokenShard {
     }
 
     /// All tokens, widened to u32.
-    pub fn to_vec(&self) -> Vec<u32> {
+    pub fn to_vec(&self) -> Result<Vec<u32>> {
         let mut v = vec![0; self.len];
-        self.read_into(0, &mut v);
-        v
+        self.read_into(0, &mut v)?;
+        Ok(v)
     }
 }
 
-fn validate(b: &[u8], path: &str) -> Result<(TokenWidth, usize)> {
+/// Checks the header `b` (at least the header's bytes of the file) against the file's `size`.
+fn validate(b: &[u8], size: u64, path: &str) -> Result<(TokenWidth, usize)> {
     if b.len() < HEADER_BYTES {
         return Err(ShardError::Truncated { at: At::file(path), expected: HEADER_BYTES as u64, got: b.len() as u64 });
     }
@@ -312,13 +420,13 @@ fn validate(b: &[u8], path: &str) -> Result<(TokenWidth, usize)> {
         return Err(ShardError::invalid(At::byte(path, 8), format!("negative token count {count}")));
     }
     let expected = HEADER_BYTES as u64 + count as u64 * width.bytes() as u64;
-    if b.len() as u64 != expected {
-        return Err(if (b.len() as u64) < expected {
-            ShardError::Truncated { at: At::file(path), expected, got: b.len() as u64 }
+    if size != expected {
+        return Err(if size < expected {
+            ShardError::Truncated { at: At::file(path), expected, got: size }
         } else {
             ShardError::invalid(
                 At::byte(path, expected),
-                format!("{} bytes after the {count} tokens the header announces", b.len() as u64 - expected),
+                format!("{} bytes after the {count} tokens the header announces", size - expected),
             )
         });
     }
@@ -340,13 +448,13 @@ mod tests {
         write_tokens(&tmp(&dir, "a.bin"), TokenWidth::U16, &toks).unwrap();
         let s = TokenShard::open(&tmp(&dir, "a.bin")).unwrap();
         assert_eq!((s.width(), s.len()), (TokenWidth::U16, toks.len()));
-        assert_eq!(s.to_vec(), toks);
-        assert_eq!(s.get(9_999), toks[9_999]);
+        assert_eq!(s.to_vec().unwrap(), toks);
+        assert_eq!(s.get(9_999).unwrap(), toks[9_999]);
 
         let big: Vec<u32> = vec![0, 65_535, 65_536, 100_276, u32::MAX];
         write_tokens(&tmp(&dir, "b.bin"), TokenWidth::U32, &big).unwrap();
         let s = TokenShard::open(&tmp(&dir, "b.bin")).unwrap();
-        assert_eq!(s.to_vec(), big);
+        assert_eq!(s.to_vec().unwrap(), big);
         assert_eq!(std::fs::metadata(dir.path().join("b.bin")).unwrap().len(), 1024 + 20);
     }
 
@@ -394,6 +502,43 @@ mod tests {
     fn remote_shards_read_the_same() {
         let loc = Loc::parse("memory://tokens-test/s.bin").unwrap();
         write_tokens(&loc, TokenWidth::U16, &[5, 6, 7]).unwrap();
-        assert_eq!(TokenShard::open(&loc).unwrap().to_vec(), [5, 6, 7]);
+        assert_eq!(TokenShard::open(&loc).unwrap().to_vec().unwrap(), [5, 6, 7]);
+    }
+
+    /// A remote shard 12x the cache is read by ranges: every token right, in order and at
+    /// random, never more than the cache held, and a sequential pass fetches each byte once.
+    #[test]
+    fn remote_shards_stream_in_bounded_memory() {
+        let loc = Loc::parse("memory://tokens-test/big.bin").unwrap();
+        let n = (12 * REMOTE_CACHE_BLOCKS as u64 * REMOTE_BLOCK / 2) as usize + 12_345;
+        let toks: Vec<u32> = (0..n as u64).map(|i| (i.wrapping_mul(0x9e37_79b9) >> 7) as u32 % 50_257).collect();
+        write_tokens(&loc, TokenWidth::U16, &toks).unwrap();
+        let s = TokenShard::open(&loc).unwrap();
+        assert_eq!(s.len(), n);
+        let mut buf = vec![0u32; 777_777];
+        let mut at = 0;
+        while at < n {
+            let k = buf.len().min(n - at);
+            s.read_into(at, &mut buf[..k]).unwrap();
+            assert!(buf[..k] == toks[at..at + k], "tokens {at}..{} differ", at + k);
+            at += k;
+        }
+        let size = (HEADER_BYTES + 2 * n) as u64;
+        let (fetched, peak) = s.remote_bytes();
+        assert!(fetched >= size - HEADER_BYTES as u64 && fetched <= size, "{fetched} of {size}");
+        assert!(peak <= REMOTE_CACHE_BLOCKS as u64 * REMOTE_BLOCK, "held {peak}");
+        let mut r = 3u64;
+        for _ in 0..200 {
+            r = crate::permutation::mix(r);
+            let i = (r % n as u64) as usize;
+            assert_eq!(s.get(i).unwrap(), toks[i]);
+        }
+        assert!(s.remote_bytes().1 <= REMOTE_CACHE_BLOCKS as u64 * REMOTE_BLOCK);
+        s.check_vocab(50_257).unwrap();
+        // A remote shard shorter than its header says is refused at open.
+        let short = Loc::parse("memory://tokens-test/short.bin").unwrap();
+        let bytes = loc.read().unwrap();
+        short.write_atomic(&bytes[..bytes.len() - 2]).unwrap();
+        assert!(matches!(TokenShard::open(&short), Err(ShardError::Truncated { .. })));
     }
 }

@@ -55,5 +55,5 @@ fn llmc_rejects_the_u32_extension_and_grist_says_which_version() {
         llmc_read(&std::fs::read(dir.path().join("wide.bin")).unwrap()).unwrap_err(),
         "Bad version in data file"
     );
-    assert_eq!(shards::TokenShard::open(&loc).unwrap().to_vec(), [70_000, 1]);
+    assert_eq!(shards::TokenShard::open(&loc).unwrap().to_vec().unwrap(), [70_000, 1]);
 }

@@ -119,22 +119,23 @@ impl DataLoader {
     }
 
     /// Fills `inputs` and `targets` (each `windows.len()` x T, row-major) from the windows.
-    pub fn fill(&self, windows: &[u64], inputs: &mut [u32], targets: &mut [u32]) {
+    pub fn fill(&self, windows: &[u64], inputs: &mut [u32], targets: &mut [u32]) -> Result<(), LoaderError> {
         let t = self.t;
         assert!(inputs.len() == windows.len() * t && targets.len() == inputs.len(), "inputs and targets hold B x T");
         let mut buf = vec![0u32; t + 1];
         for (k, &w) in windows.iter().enumerate() {
             let shard = self.starts.partition_point(|&s| s <= w) - 1;
             let at = (w - self.starts[shard]) as usize * t;
-            self.shards[shard].read_into(at, &mut buf);
+            self.shards[shard].read_into(at, &mut buf)?;
             inputs[k * t..(k + 1) * t].copy_from_slice(&buf[..t]);
             targets[k * t..(k + 1) * t].copy_from_slice(&buf[1..]);
         }
+        Ok(())
     }
 
     /// A fingerprint of the training data: every shard's name and length, and its first and
     /// last 4,096 tokens (cheap at any scale; a checkpoint resumes only on the same data).
-    pub fn fingerprint(&self) -> String {
+    pub fn fingerprint(&self) -> Result<String, LoaderError> {
         let mut h = 0xcbf2_9ce4_8422_2325u64;
         let mut eat = |x: u64| h = mix(h ^ x);
         for s in &self.shards {
@@ -143,12 +144,12 @@ impl DataLoader {
             eat(s.len() as u64);
             let k = s.len().min(4096);
             let mut buf = vec![0u32; k];
-            s.read_into(0, &mut buf);
+            s.read_into(0, &mut buf)?;
             buf.iter().for_each(|&t| eat(t as u64));
-            s.read_into(s.len() - k, &mut buf);
+            s.read_into(s.len() - k, &mut buf)?;
             buf.iter().for_each(|&t| eat(t as u64));
         }
-        format!("{h:016x}")
+        Ok(format!("{h:016x}"))
     }
 
     /// The shards' paths and token counts.
@@ -186,7 +187,7 @@ mod tests {
         let mut all = dl.next_batch(6, 0, 1).unwrap();
         assert_eq!(dl.cursor(), Cursor { epoch: 1, offset: 0 });
         let (mut x, mut y) = (vec![0; 6 * 8], vec![0; 6 * 8]);
-        dl.fill(&all, &mut x, &mut y);
+        dl.fill(&all, &mut x, &mut y).unwrap();
         for (row, &w) in all.iter().enumerate() {
             let first = if w < 4 { w as u32 * 8 } else { 33 + (w as u32 - 4) * 8 };
             assert_eq!(x[row * 8..(row + 1) * 8], (first..first + 8).collect::<Vec<_>>()[..]);

@@ -222,6 +222,12 @@ impl TrainConfig {
     /// Checks the settings that a run cannot start with.
     pub fn validate(&self) -> Result<(), TrainError> {
         let bad = |m: String| Err(TrainError::Config(m));
+        if self.out.contains("://") && !self.out.starts_with("file://") {
+            return bad(format!(
+                "out = {:?}: checkpoints are written to a local (or shared) filesystem, with fsync and renames; the training data may be on an object store\nhint: set train.out to a local directory",
+                self.out
+            ));
+        }
         if self.micro_batch == 0 {
             return bad("micro_batch must be at least 1".into());
         }
@@ -553,7 +559,7 @@ pub fn train_across(
     let ckpt_dir = out.join("checkpoints");
     let metrics_path = out.join("metrics.jsonl");
     let mut loader = DataLoader::new(train, t, cfg.seed, model.vocab_size)?;
-    let data_print = loader.fingerprint();
+    let data_print = loader.fingerprint()?;
     if world > 1 {
         agree(comm, cfg, &data_print)?;
     }
@@ -675,7 +681,7 @@ pub fn train_across(
         let mut losses = Vec::new();
         let scale = 1.0 / (seqs * t) as f32;
         for chunk in windows.chunks(mb).skip(rank).step_by(world) {
-            loader.fill(chunk, &mut x, &mut y);
+            loader.fill(chunk, &mut x, &mut y)?;
             let loss = backend.forward(&x, Some(&y), mb, t)?.unwrap_or(f32::NAN);
             losses.push(loss as f64 * chunk.len() as f64);
             backend.backward(&x, &y, scale)?;

@@ -446,7 +446,7 @@ pub fn run(cfg: &BlendConfig, seed: u64, run_out: &Loc, slice: TaskSlice) -> Res
                     msg: format!("document {} runs past the end of its shard", d.id),
                 });
             }
-            shard.read_into(d.offset as usize, &mut buf);
+            shard.read_into(d.offset as usize, &mut buf)?;
             rows.push((i, copy, w.len()));
             w.write(&buf)?;
             m.count(&format!("{SOURCE_TOKENS_PREFIX}{}", d.source), d.tokens);

@@ -381,7 +381,7 @@ pub fn val_sets(dir: &Loc, max_tokens: u64) -> Result<Vec<(String, Vec<u32>)>, S
             });
         }
         let mut buf = vec![0u32; room as usize];
-        shard.read_into(d.offset as usize, &mut buf);
+        shard.read_into(d.offset as usize, &mut buf)?;
         sets[at].1.extend_from_slice(&buf);
     }
     Ok(sets)
