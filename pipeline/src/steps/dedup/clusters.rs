@@ -225,9 +225,13 @@ impl Ctx<'_> {
         let suffix = format!(".side-{kind}.bin");
         m.outputs.iter().chain(&m.side).filter(|f| f.path.ends_with(&suffix)).map(|f| dir.join(&f.path)).collect()
     }
-    /// Block `dest` of every file, concatenated per file.
-    fn gather(&self, files: &[Loc], dest: usize) -> Result<Vec<(Loc, Vec<u64>)>, StageError> {
-        files.iter().map(|f| Ok((f.clone(), read_block(f, dest)?))).collect()
+    /// Block `dest` of every file, one file at a time (read as the caller takes them).
+    fn gather<'f>(
+        &self,
+        files: &'f [Loc],
+        dest: usize,
+    ) -> impl Iterator<Item = Result<(Loc, Vec<u64>), StageError>> + 'f {
+        files.iter().map(move |f| Ok((f.clone(), read_block(f, dest)?)))
     }
     /// Signature rows (id, source, score, exact key) of the wanted documents of group `g`.
     fn infos(&self, g: usize, wanted: &BTreeSet<u64>) -> Result<BTreeMap<u64, Info>, StageError> {
@@ -370,7 +374,8 @@ fn ship(c: &Ctx) -> Result<Manifest, StageError> {
     stage.run_shared(c.slice, |ctx| {
         let g = ctx.unit;
         let mut needs: Vec<(u64, u64)> = Vec::new();
-        for (loc, words) in c.gather(&needs_files, g)? {
+        for block in c.gather(&needs_files, g) {
+            let (loc, words) = block?;
             if words.len() % 2 != 0 {
                 return Err(damaged(&loc, "need"));
             }
@@ -421,22 +426,25 @@ fn verify(c: &Ctx, ship: &Manifest) -> Result<Manifest, StageError> {
         let g = ctx.unit;
         let mut raw = 0u64;
         let mut pairs: Vec<(u64, u64, u64)> = Vec::new();
-        for (loc, words) in c.gather(&pairs_files, g)? {
+        for block in c.gather(&pairs_files, g) {
+            let (loc, words) = block?;
             if words.len() % 3 != 0 {
                 return Err(damaged(&loc, "pair"));
             }
             raw += (words.len() / 3) as u64;
             pairs.extend(words.chunks_exact(3).map(|w| (w[0], w[1], w[2])));
         }
-        pairs.sort_unstable();
-        // One entry per pair, with the kinds of keys it shared.
-        let mut merged: Vec<(u64, u64, u64)> = Vec::with_capacity(pairs.len());
-        for p in pairs {
-            match merged.last_mut() {
-                Some(l) if (l.0, l.1) == (p.0, p.1) => l.2 |= p.2,
-                _ => merged.push(p),
+        pairs.par_sort_unstable();
+        // One entry per pair, with the kinds of keys it shared (in place).
+        pairs.dedup_by(|later, kept| {
+            let same = (later.0, later.1) == (kept.0, kept.1);
+            if same {
+                kept.2 |= later.2;
             }
-        }
+            same
+        });
+        pairs.shrink_to_fit();
+        let merged = pairs;
         // Documents of this group in any pair (its own pairs, and others' needs of them).
         let mut local: BTreeSet<u64> = BTreeSet::new();
         let mut local_near: BTreeSet<u64> = BTreeSet::new();
@@ -451,7 +459,8 @@ fn verify(c: &Ctx, ship: &Manifest) -> Result<Manifest, StageError> {
             }
         }
         let mut candidates = local.clone();
-        for (loc, words) in c.gather(&needs_files, g)? {
+        for block in c.gather(&needs_files, g) {
+            let (loc, words) = block?;
             if words.len() % 2 != 0 {
                 return Err(damaged(&loc, "need"));
             }
@@ -460,7 +469,8 @@ fn verify(c: &Ctx, ship: &Manifest) -> Result<Manifest, StageError> {
         let infos = c.infos(g, &local)?;
         let mut sets = if c.cfg.verify { c.sets(&local_near)? } else { BTreeMap::new() };
         let mut exact: BTreeMap<u64, u128> = infos.iter().map(|(&d, i)| (d, i.exact)).collect();
-        for (loc, words) in c.gather(&sets_files, g)? {
+        for block in c.gather(&sets_files, g) {
+            let (loc, words) = block?;
             let mut at = 0;
             while at < words.len() {
                 let head = words.get(at..at + 4).ok_or_else(|| damaged(&loc, "set"))?;
@@ -517,7 +527,8 @@ fn verify(c: &Ctx, ship: &Manifest) -> Result<Manifest, StageError> {
 /// A partition's edges from every file, sorted, without repeats.
 fn edges_of(c: &Ctx, files: &[Loc], p: usize) -> Result<Vec<(u64, u64)>, StageError> {
     let mut e: Vec<(u64, u64)> = Vec::new();
-    for (loc, words) in c.gather(files, p)? {
+    for block in c.gather(files, p) {
+        let (loc, words) = block?;
         if words.len() % 2 != 0 {
             return Err(damaged(&loc, "edge"));
         }
@@ -628,7 +639,8 @@ fn label(
         let edges = edges_of(c, &edge_files, p)?;
         let nodes: BTreeSet<u64> = edges.iter().map(|e| e.0).collect();
         let mut infos: BTreeMap<u64, Info> = BTreeMap::new();
-        for (loc, words) in c.gather(&info_files, p)? {
+        for block in c.gather(&info_files, p) {
+            let (loc, words) = block?;
             let mut at = 0;
             while at < words.len() {
                 let info = Info::take(&words, &mut at).ok_or_else(|| damaged(&loc, "document"))?;
@@ -662,7 +674,8 @@ fn reps(c: &Ctx, labels: &Manifest) -> Result<Manifest, StageError> {
     stage.run_shared(c.slice, |ctx| {
         let p = ctx.unit;
         let mut members: Vec<(u64, Info)> = Vec::new();
-        for (loc, words) in c.gather(&files, p)? {
+        for block in c.gather(&files, p) {
+            let (loc, words) = block?;
             let mut at = 0;
             while at < words.len() {
                 let centre = *words.get(at).ok_or_else(|| damaged(&loc, "member"))?;
@@ -717,7 +730,8 @@ fn measure(c: &Ctx, reps: &Manifest) -> Result<Manifest, StageError> {
     let files = c.files(&c.dir.join("reps"), reps, "needs");
     stage.run_shared(c.slice, |ctx| {
         let mut needs: Vec<(u64, u64)> = Vec::new();
-        for (loc, words) in c.gather(&files, ctx.unit)? {
+        for block in c.gather(&files, ctx.unit) {
+            let (loc, words) = block?;
             if words.len() % 2 != 0 {
                 return Err(damaged(&loc, "need"));
             }
@@ -752,7 +766,8 @@ fn removals(c: &Ctx, reps: &Manifest, measure: &Manifest) -> Result<Manifest, St
     stage.run_shared(c.slice, |ctx| {
         let g = ctx.unit;
         let mut rows: Vec<(u64, u64, bool, String, String)> = Vec::new();
-        for (loc, words) in c.gather(&removal_files, g)? {
+        for block in c.gather(&removal_files, g) {
+            let (loc, words) = block?;
             let mut at = 0;
             while at < words.len() {
                 let w = words.get(at..at + 3).ok_or_else(|| damaged(&loc, "removal"))?;
@@ -766,7 +781,8 @@ fn removals(c: &Ctx, reps: &Manifest, measure: &Manifest) -> Result<Manifest, St
         }
         rows.sort_by_key(|r| r.0);
         let mut rep_sets: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
-        for (loc, words) in c.gather(&set_files, g)? {
+        for block in c.gather(&set_files, g) {
+            let (loc, words) = block?;
             let mut at = 0;
             while at < words.len() {
                 let w = words.get(at..at + 2).ok_or_else(|| damaged(&loc, "set"))?;
