@@ -99,6 +99,11 @@ bench-dedup: release
 bench-dedup-memory: release
     bash scripts/dedup-memory.sh
 
+# The scale curve: the demo recipe's data stages on N synthetic documents, 2 tasks per sliced
+# stage; per stage throughput per core, peak RSS per task, disk, beside `grist plan`.
+bench-scale +N: release
+    bash scripts/bench-scale.sh {{N}}
+
 # GPT-2 tokenization throughput beside Python tiktoken (PyPI, in a venv).
 bench-tokenize: release
     bash scripts/bench-tokenize.sh

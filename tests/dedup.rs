@@ -126,6 +126,26 @@ fn planted_copies_are_found_and_slicing_changes_nothing() {
         assert!(a == b, "{} differs between 1 and 4 tasks", f.path);
     }
 
+    // The intermediate steps verify too (their exchange files block by block), and a damaged
+    // exchange file is named.
+    for stage in ["dedup_buckets", "dedup_clusters/verify", "dedup_clusters/reps"] {
+        let o = grist(&["inspect", "--verify", d.join("one").join(stage).to_str().unwrap()], &[]);
+        assert!(o.status.success(), "{stage}: {}{}", common::stdout(&o), common::stderr(&o));
+    }
+    let four = d.join("four/dedup_buckets");
+    let exch = std::fs::read_dir(&four)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".side-pairs.exch") && std::fs::metadata(p).unwrap().len() > 200)
+        .unwrap();
+    let mut bytes = std::fs::read(&exch).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x10;
+    std::fs::write(&exch, &bytes).unwrap();
+    let o = grist(&["inspect", "--verify", four.to_str().unwrap()], &[]);
+    let all = format!("{}{}", common::stdout(&o), common::stderr(&o));
+    assert!(!o.status.success() && all.contains(exch.file_name().unwrap().to_str().unwrap()), "{all}");
+
     // A step whose earlier step is incomplete is refused with the command to run.
     let o = grist(
         &[

@@ -6,6 +6,7 @@
 //! or a name that is not a regular file (a link, a device, a pipe) is a problem, never opened.
 //! Reports every problem, not just the first.
 
+use crate::steps::dedup::exchange;
 use serde::Serialize;
 use shards::{DocReader, LedgerReader, Loc, Manifest};
 
@@ -95,14 +96,24 @@ pub fn verify(dir: &Loc) -> Result<VerifyReport, StageError> {
     check_files(
         dir,
         &m.side,
-        |l| match l.to_string().ends_with(".bin") {
-            // llm.c token shards: rows are tokens.
-            true => shards::tokens::TokenShard::open(l).map(|t| t.len() as u64),
-            false => shards::parquet_io::ParquetSource::open_any(l).map(|(s, _)| s.num_rows()),
+        |l| {
+            let name = l.to_string();
+            if name.ends_with(".bin") {
+                // llm.c token shards: rows are tokens.
+                shards::tokens::TokenShard::open(l).map(|t| t.len() as u64)
+            } else if name.ends_with(&format!(".{}", exchange::EXTENSION)) {
+                // Dedup's exchange files between steps: rows are words, every block checked.
+                exchange::check(l)
+                    .map_err(|e| shards::ShardError::invalid(shards::At::file(name.clone()), e.to_string()))
+            } else {
+                shards::parquet_io::ParquetSource::open_any(l).map(|(s, _)| s.num_rows())
+            }
         },
         &mut r,
     );
-    if out_rows != a.docs_out {
+    // A step that hands exchange files on (dedup's buckets) counts records, not output rows.
+    let exchanges_only = m.outputs.is_empty() && m.side.iter().any(|f| f.path.ends_with(exchange::EXTENSION));
+    if out_rows != a.docs_out && !exchanges_only {
         r.problems.push(format!("output shards hold {out_rows} documents, manifest counts {} out", a.docs_out));
     }
     if ledger_rows != a.docs_ledger {

@@ -51,7 +51,7 @@ use shards::arrow::record_batch::RecordBatch;
 use shards::parquet_io::{ParquetSink, ParquetSource};
 use shards::{At, DocReader, FileEntry, Loc, Manifest, WriteOptions, str_col};
 
-use super::exchange::{ExchangeWriter, read_block, take_bytes};
+use super::exchange::{EXTENSION, ExchangeWriter, read_block, take_bytes};
 use super::minhash::{jaccard, normalize};
 use super::{
     ClusterReport, DedupConfig, REMOVALS, REMOVALS_FORMAT, SIG_FORMAT, arrow_err, clusters_global, column, gid,
@@ -222,7 +222,7 @@ impl Ctx<'_> {
     }
     /// The exchange files `kind` of a finished phase (or the bucket stage), in unit order.
     fn files(&self, dir: &Loc, m: &Manifest, kind: &str) -> Vec<Loc> {
-        let suffix = format!(".side-{kind}.bin");
+        let suffix = format!(".side-{kind}.exch");
         m.outputs.iter().chain(&m.side).filter(|f| f.path.ends_with(&suffix)).map(|f| dir.join(&f.path)).collect()
     }
     /// Block `dest` of every file, one file at a time (read as the caller takes them).
@@ -305,10 +305,20 @@ impl Ctx<'_> {
                 row += b.num_rows() as u32;
             }
         }
+        if let Some(missing) = wanted.iter().find(|g| !out.contains_key(g)) {
+            let f = &self.input.outputs[(missing >> 32) as usize];
+            return Err(StageError::Input {
+                at: At::file(self.input_dir.join(&f.path).to_string()),
+                msg: format!(
+                    "has no row {} for a document of a candidate pair: the input changed since the signatures step\nhint: rerun dedup from the signatures step",
+                    *missing as u32
+                ),
+            });
+        }
         Ok(out)
     }
     fn exchange(&self, ctx: &UnitCtx, m: &mut Manifest, kind: &str, w: ExchangeWriter) -> Result<(), StageError> {
-        let (loc, name) = ctx.side_file(kind, "bin");
+        let (loc, name) = ctx.side_file(kind, EXTENSION);
         let words = w.finish(&loc)?;
         m.side.push(FileEntry::describe(&loc, name, words)?);
         Ok(())
@@ -713,9 +723,13 @@ fn reps(c: &Ctx, labels: &Manifest) -> Result<Manifest, StageError> {
         }
         largest.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         largest.truncate(5);
-        let (loc, name) = ctx.side_file("largest", "json");
-        loc.write_atomic(serde_json::to_string(&largest).unwrap_or_default().as_bytes())?;
-        m.side.push(FileEntry::describe(&loc, name, largest.len() as u64)?);
+        // This partition's five largest clusters: (size, representative gid, its id).
+        let mut top = ExchangeWriter::new(1, 1 << 20, &ctx.stage.dir, &ctx.stem());
+        for (size, id, g) in &largest {
+            top.push(0, &[*size, *g])?;
+            top.push_bytes(0, id.as_bytes())?;
+        }
+        c.exchange(ctx, &mut m, "largest", top)?;
         c.exchange(ctx, &mut m, "removals", removals)?;
         c.exchange(ctx, &mut m, "needs", needs)?;
         Ok(m)
@@ -805,14 +819,18 @@ fn removals(c: &Ctx, reps: &Manifest, measure: &Manifest) -> Result<Manifest, St
                     let j = if *exact {
                         Some(1.0)
                     } else if c.cfg.verify {
-                        Some(jaccard(&sets[d], rep_sets.get(rep).map_or(&[][..], Vec::as_slice)))
+                        let rep_set = rep_sets.get(rep).ok_or_else(|| StageError::Input {
+                            at: At::file(c.dir.join("measure").to_string()),
+                            msg: format!("no set was shipped for representative {rep:#x}: the phase's files are incomplete\nhint: delete {} and rerun dedup", c.dir),
+                        })?;
+                        Some(jaccard(&sets[d], rep_set))
                     } else {
                         None
                     };
                     let reason = if *exact { "exact_duplicate" } else { "near_duplicate" };
-                    (*d as u32, id.clone(), reason, *rep, rep_id.clone(), j)
+                    Ok((*d as u32, id.clone(), reason, *rep, rep_id.clone(), j))
                 })
-                .collect();
+                .collect::<Result<_, StageError>>()?;
             let (loc, name) = ctx.side(&format!("removals-{unit:05}"));
             let rows = write_removals(&loc, unit as u32, &mine)?;
             m.side.push(FileEntry::describe(&loc, name, rows)?);
@@ -875,11 +893,15 @@ fn report(c: &Ctx, verify: &Manifest, reps: &Manifest, start: Instant) -> Result
         .filter_map(|(key, n)| Some((key.strip_prefix("cluster_size_")?.parse().ok()?, *n)))
         .collect();
     let mut largest: Vec<(u64, String, u64)> = Vec::new();
-    for f in reps.side.iter().filter(|f| f.path.ends_with(".side-largest.json")) {
-        let loc = c.dir.join("reps").join(&f.path);
-        let part: Vec<(u64, String, u64)> = serde_json::from_slice(&loc.read()?)
-            .map_err(|e| StageError::Input { at: At::file(loc.to_string()), msg: e.to_string() })?;
-        largest.extend(part);
+    for block in c.gather(&c.files(&c.dir.join("reps"), reps, "largest"), 0) {
+        let (loc, words) = block?;
+        let mut at = 0;
+        while at < words.len() {
+            let w = words.get(at..at + 2).ok_or_else(|| damaged(&loc, "cluster"))?;
+            at += 2;
+            let id = take_bytes(&words, &mut at).and_then(|b| String::from_utf8(b).ok());
+            largest.push((w[0], id.ok_or_else(|| damaged(&loc, "cluster"))?, w[1]));
+        }
     }
     largest.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     largest.truncate(5);

@@ -20,6 +20,9 @@ use shards::{At, Loc, ShardError};
 use crate::core::error::StageError;
 
 const MAGIC: &[u8; 8] = b"GRISTEX1";
+/// The file extension of exchange files (`part-N.side-KIND.exch`), by which `grist inspect
+/// --verify` knows to check them with [`check`].
+pub const EXTENSION: &str = "exch";
 /// Words of the header before the index.
 const HEAD: usize = 2;
 
@@ -251,6 +254,45 @@ pub fn read_block(loc: &Loc, dest: usize) -> Result<Vec<u64>, StageError> {
     Ok(block.chunks_exact(8).map(le).collect())
 }
 
+/// Checks a whole exchange file (header, index, every block's checksum); returns its words.
+pub fn check(loc: &Loc) -> Result<u64, StageError> {
+    let le = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+    let bytes = loc.read()?;
+    if bytes.len() < 8 * HEAD || &bytes[..8] != MAGIC {
+        return Err(bad(loc, 0, "not a grist exchange file (wrong magic)".into()));
+    }
+    let dests = le(&bytes[8..16]);
+    let data = 8u64.saturating_mul(HEAD as u64).saturating_add(dests.saturating_mul(24));
+    if data > bytes.len() as u64 {
+        return Err(bad(loc, 8, format!("index of {dests} blocks is longer than the file ({} bytes)", bytes.len())));
+    }
+    let mut words = 0u64;
+    for d in 0..dests as usize {
+        let e = &bytes[8 * (HEAD + 3 * d)..8 * (HEAD + 3 * d) + 24];
+        let (start, n, x) = (le(&e[..8]), le(&e[8..16]), le(&e[16..]));
+        let from = data.saturating_add(start.saturating_mul(8));
+        let Some(block) = usize::try_from(from)
+            .ok()
+            .zip(usize::try_from(n.saturating_mul(8)).ok())
+            .and_then(|(f, len)| bytes.get(f..f.checked_add(len)?))
+        else {
+            return Err(bad(loc, from, format!("block {d} of {n} words runs past the end")));
+        };
+        if xxhash_rust::xxh3::xxh3_64(block) != x {
+            return Err(bad(
+                loc,
+                from,
+                format!("block {d} ({n} words) does not match its checksum: the file is damaged"),
+            ));
+        }
+        words += n;
+    }
+    if data + 8 * words != bytes.len() as u64 {
+        return Err(bad(loc, data, format!("{} bytes, but its blocks account for {}", bytes.len(), data + 8 * words)));
+    }
+    Ok(words)
+}
+
 /// Reads length-prefixed bytes written by [`ExchangeWriter::push_bytes`] at `words[*at..]`,
 /// moving `at` past them; `None` if the block ends first.
 pub fn take_bytes(words: &[u64], at: &mut usize) -> Option<Vec<u8>> {
@@ -302,6 +344,7 @@ mod tests {
         w.push_bytes(2, b"hello, world").unwrap();
         w.push(0, &[3]).unwrap();
         assert_eq!(w.finish(&loc).unwrap(), 3 + 1 + 1 + 2);
+        assert_eq!(check(&loc).unwrap(), 7);
         assert_eq!(read_block(&loc, 0).unwrap(), [1, 2, 3]);
         assert!(read_block(&loc, 1).unwrap().is_empty());
         let b = read_block(&loc, 2).unwrap();
@@ -320,6 +363,7 @@ mod tests {
         assert_eq!(read_block(&loc, 0).unwrap(), [1, 2, 3]);
         let e = read_block(&loc, 2).unwrap_err().to_string();
         assert!(e.contains("x.bin") && e.contains("checksum"), "{e}");
+        assert!(check(&loc).unwrap_err().to_string().contains("checksum"));
         // A lying index (a block past the end) and a wrong magic are errors, not panics.
         let mut lying = bytes.clone();
         lying[16 + 24 * 2 + 8..16 + 24 * 2 + 16].copy_from_slice(&u64::MAX.to_le_bytes());

@@ -804,7 +804,7 @@ fn buckets(
             }
         }
         for (kind, w) in [("pairs", pairs), ("needs", needs)] {
-            let (loc, name) = ctx.side_file(kind, "bin");
+            let (loc, name) = ctx.side_file(kind, exchange::EXTENSION);
             let words = w.finish(&loc)?;
             m.side.push(FileEntry::describe(&loc, name, words)?);
         }
@@ -925,7 +925,7 @@ fn for_each_pair(
     m: &Manifest,
     mut f: impl FnMut(u64, u64, bool) -> Result<(), StageError>,
 ) -> Result<(), StageError> {
-    for file in m.side.iter().filter(|f| f.path.ends_with(".side-pairs.bin")) {
+    for file in m.side.iter().filter(|f| f.path.ends_with(".side-pairs.exch")) {
         let loc = buckets_dir.join(&file.path);
         let dests = (0..).map_while(|d| exchange::read_block(&loc, d).ok());
         for words in dests {
