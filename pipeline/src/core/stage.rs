@@ -229,19 +229,7 @@ impl Stage {
                     tracing::debug!(unit = u, stale, "removed temporary files of an interrupted run");
                 }
                 let ctx = UnitCtx { unit: u, stage: self, progress: &progress };
-                let m = work(&ctx)?;
-                let a = m.accounting;
-                if !a.balanced() {
-                    return Err(StageError::Unbalanced {
-                        stage: self.name.clone(),
-                        unit: u,
-                        docs_in: a.docs_in,
-                        docs_out: a.docs_out,
-                        docs_ledger: a.docs_ledger,
-                    });
-                }
-                m.write(&self.dir.join(&marker_name(u)))?;
-                Ok(a)
+                self.mark_done(u, work(&ctx)?)
             })
             .collect::<Result<_, StageError>>()?;
         progress.finish_and_clear();
@@ -276,6 +264,22 @@ impl Stage {
         report.stage_complete = self.finalize_or_wait(&fingerprint, slice.count, wait)?;
         write_stats(&report)?;
         Ok(report)
+    }
+
+    /// Checks a finished unit's accounting and writes its marker (last); returns the accounting.
+    fn mark_done(&self, u: usize, m: Manifest) -> Result<Accounting, StageError> {
+        let a = m.accounting;
+        if !a.balanced() {
+            return Err(StageError::Unbalanced {
+                stage: self.name.clone(),
+                unit: u,
+                docs_in: a.docs_in,
+                docs_out: a.docs_out,
+                docs_ledger: a.docs_ledger,
+            });
+        }
+        m.write(&self.dir.join(&marker_name(u)))?;
+        Ok(a)
     }
 
     /// Runs every unit of the stage from this task, its own slice first, then whatever other
@@ -339,20 +343,7 @@ impl Stage {
                     let claim = serde_json::json!({ "fingerprint": fingerprint, "at": now(), "task": slice.index });
                     claim_of(u).write_atomic(claim.to_string().as_bytes())?;
                     let ctx = UnitCtx { unit: u, stage: self, progress: &progress };
-                    let outcome = work(&ctx).and_then(|m| {
-                        let a = m.accounting;
-                        if !a.balanced() {
-                            return Err(StageError::Unbalanced {
-                                stage: self.name.clone(),
-                                unit: u,
-                                docs_in: a.docs_in,
-                                docs_out: a.docs_out,
-                                docs_ledger: a.docs_ledger,
-                            });
-                        }
-                        m.write(&self.dir.join(&marker_name(u)))?;
-                        Ok(a)
-                    });
+                    let outcome = work(&ctx).and_then(|m| self.mark_done(u, m));
                     match outcome {
                         Ok(a) => Ok(Some(a)),
                         // Another task finished the unit (and its files replaced ours): fine.

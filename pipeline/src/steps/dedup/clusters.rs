@@ -220,6 +220,30 @@ impl Ctx<'_> {
             unit_bytes: vec![0; units],
         }
     }
+    /// Runs phase `name` (units `0..units`) with `work` per unit, from this task and helping
+    /// others (`Stage::run_shared`); returns the phase's manifest.
+    fn run_phase(
+        &self,
+        name: &str,
+        units: usize,
+        work: impl Fn(&UnitCtx) -> Result<Manifest, StageError> + Sync,
+    ) -> Result<Manifest, StageError> {
+        let stage = self.phase(name, units);
+        stage.run_shared(self.slice, work)?;
+        Ok(Manifest::read(&stage.dir.join(MANIFEST))?)
+    }
+    /// Block `dest` of every file as (first, second) records.
+    fn pairs_in(&self, files: &[Loc], dest: usize, what: &str) -> Result<Vec<(u64, u64)>, StageError> {
+        let mut out = Vec::new();
+        for block in self.gather(files, dest) {
+            let (loc, words) = block?;
+            if words.len() % 2 != 0 {
+                return Err(damaged(&loc, what));
+            }
+            out.extend(words.chunks_exact(2).map(|w| (w[0], w[1])));
+        }
+        Ok(out)
+    }
     /// The exchange files `kind` of a finished phase (or the bucket stage), in unit order.
     fn files(&self, dir: &Loc, m: &Manifest, kind: &str) -> Vec<Loc> {
         let suffix = format!(".side-{kind}.exch");
@@ -379,18 +403,10 @@ pub fn run(
 /// Phase 1: each group sends its documents' exact keys and sets to the groups that need them.
 fn ship(c: &Ctx) -> Result<Manifest, StageError> {
     let k = c.layout.k();
-    let stage = c.phase("ship", k);
     let needs_files = c.files(c.buckets_dir, &c.buckets, "needs");
-    stage.run_shared(c.slice, |ctx| {
+    c.run_phase("ship", k, |ctx| {
         let g = ctx.unit;
-        let mut needs: Vec<(u64, u64)> = Vec::new();
-        for block in c.gather(&needs_files, g) {
-            let (loc, words) = block?;
-            if words.len() % 2 != 0 {
-                return Err(damaged(&loc, "need"));
-            }
-            needs.extend(words.chunks_exact(2).map(|w| (w[0], w[1])));
-        }
+        let mut needs = c.pairs_in(&needs_files, g, "need")?;
         needs.sort_unstable();
         needs.dedup();
         let docs: BTreeSet<u64> = needs.iter().map(|n| n.0).collect();
@@ -421,18 +437,16 @@ fn ship(c: &Ctx) -> Result<Manifest, StageError> {
         c.exchange(ctx, &mut m, "sets", out)?;
         c.exchange(ctx, &mut m, "info", info_out)?;
         Ok(m)
-    })?;
-    Manifest::read(&stage.dir.join(MANIFEST)).map_err(Into::into)
+    })
 }
 
 /// Phase 2: each group checks its pairs; confirmed ones become edges of the graph.
 fn verify(c: &Ctx, ship: &Manifest) -> Result<Manifest, StageError> {
     let k = c.layout.k();
-    let stage = c.phase("verify", k);
     let (pairs_files, needs_files) =
         (c.files(c.buckets_dir, &c.buckets, "pairs"), c.files(c.buckets_dir, &c.buckets, "needs"));
     let sets_files = c.files(&c.dir.join("ship"), ship, "sets");
-    stage.run_shared(c.slice, |ctx| {
+    c.run_phase("verify", k, |ctx| {
         let g = ctx.unit;
         let mut raw = 0u64;
         let mut pairs: Vec<(u64, u64, u64)> = Vec::new();
@@ -469,13 +483,7 @@ fn verify(c: &Ctx, ship: &Manifest) -> Result<Manifest, StageError> {
             }
         }
         let mut candidates = local.clone();
-        for block in c.gather(&needs_files, g) {
-            let (loc, words) = block?;
-            if words.len() % 2 != 0 {
-                return Err(damaged(&loc, "need"));
-            }
-            candidates.extend(words.chunks_exact(2).map(|w| w[0]));
-        }
+        candidates.extend(c.pairs_in(&needs_files, g, "need")?.into_iter().map(|n| n.0));
         let infos = c.infos(g, &local)?;
         let mut sets = if c.cfg.verify { c.sets(&local_near)? } else { BTreeMap::new() };
         let mut exact: BTreeMap<u64, u128> = infos.iter().map(|(&d, i)| (d, i.exact)).collect();
@@ -530,20 +538,12 @@ fn verify(c: &Ctx, ship: &Manifest) -> Result<Manifest, StageError> {
         c.exchange(ctx, &mut m, "edges", edges)?;
         c.exchange(ctx, &mut m, "info", info_out)?;
         Ok(m)
-    })?;
-    Manifest::read(&stage.dir.join(MANIFEST)).map_err(Into::into)
+    })
 }
 
 /// A partition's edges from every file, sorted, without repeats.
 fn edges_of(c: &Ctx, files: &[Loc], p: usize) -> Result<Vec<(u64, u64)>, StageError> {
-    let mut e: Vec<(u64, u64)> = Vec::new();
-    for block in c.gather(files, p) {
-        let (loc, words) = block?;
-        if words.len() % 2 != 0 {
-            return Err(damaged(&loc, "edge"));
-        }
-        e.extend(words.chunks_exact(2).map(|w| (w[0], w[1])));
-    }
+    let mut e = c.pairs_in(files, p, "edge")?;
     e.par_sort_unstable();
     e.dedup();
     Ok(e)
@@ -568,9 +568,8 @@ fn components(c: &Ctx, verify: &Manifest) -> Result<(Loc, Manifest), StageError>
         let mut hashes = Vec::new();
         for large in [true, false] {
             let name = format!("cc-{round:03}-{}", if large { "large" } else { "small" });
-            let stage = c.phase(&name, k);
             let files = c.files(&dir, &m, "edges");
-            stage.run_shared(c.slice, |ctx| {
+            let phase = c.run_phase(&name, k, |ctx| {
                 let edges = edges_of(c, &files, ctx.unit)?;
                 let mut out = c.writer(ctx);
                 let mut emit = |x: u64, y: u64| -> Result<(), StageError> {
@@ -605,11 +604,12 @@ fn components(c: &Ctx, verify: &Manifest) -> Result<(Loc, Manifest), StageError>
                 c.exchange(ctx, &mut um, "edges", out)?;
                 Ok(um)
             })?;
+            let phase_dir = c.dir.join(&name);
             if large {
                 // The graph this round started from, per partition.
                 hashes = (0..k)
                     .map(|u| {
-                        Manifest::read(&stage.dir.join(&format!("part-{u:05}.done.json"))).map(|m| {
+                        Manifest::read(&phase_dir.join(&format!("part-{u:05}.done.json"))).map(|m| {
                             let half = |k: &str| m.counters.get(k).copied().unwrap_or(0);
                             (half("graph_hash_hi") << 32) | half("graph_hash_lo")
                         })
@@ -620,8 +620,7 @@ fn components(c: &Ctx, verify: &Manifest) -> Result<(Loc, Manifest), StageError>
                     return Ok((dir, m));
                 }
             }
-            m = Manifest::read(&stage.dir.join(MANIFEST))?;
-            dir = stage.dir.clone();
+            (m, dir) = (phase, phase_dir);
         }
         last_large = Some(hashes);
     }
@@ -640,11 +639,10 @@ fn label(
     verify: &Manifest,
 ) -> Result<Manifest, StageError> {
     let k = c.layout.k();
-    let stage = c.phase("label", k);
     let edge_files = c.files(graph_dir, graph, "edges");
     let mut info_files = c.files(&c.dir.join("ship"), ship, "info");
     info_files.extend(c.files(&c.dir.join("verify"), verify, "info"));
-    stage.run_shared(c.slice, |ctx| {
+    c.run_phase("label", k, |ctx| {
         let p = ctx.unit;
         let edges = edges_of(c, &edge_files, p)?;
         let nodes: BTreeSet<u64> = edges.iter().map(|e| e.0).collect();
@@ -664,7 +662,7 @@ fn label(
             let u = node[0].0;
             let centre = u.min(node[0].1);
             let info = infos.get(&u).ok_or_else(|| StageError::Input {
-                at: At::file(stage.dir.to_string()),
+                at: At::file(ctx.stage.dir.to_string()),
                 msg: format!("document {u:#x} has edges but no details were sent to its partition"),
             })?;
             info.push(&mut out, c.layout.part(centre), &[centre])?;
@@ -672,16 +670,14 @@ fn label(
         let mut m = ctx.manifest();
         c.exchange(ctx, &mut m, "members", out)?;
         Ok(m)
-    })?;
-    Manifest::read(&stage.dir.join(MANIFEST)).map_err(Into::into)
+    })
 }
 
 /// Phase 5: representatives and removals, per component.
 fn reps(c: &Ctx, labels: &Manifest) -> Result<Manifest, StageError> {
     let k = c.layout.k();
-    let stage = c.phase("reps", k);
     let files = c.files(&c.dir.join("label"), labels, "members");
-    stage.run_shared(c.slice, |ctx| {
+    c.run_phase("reps", k, |ctx| {
         let p = ctx.unit;
         let mut members: Vec<(u64, Info)> = Vec::new();
         for block in c.gather(&files, p) {
@@ -733,24 +729,15 @@ fn reps(c: &Ctx, labels: &Manifest) -> Result<Manifest, StageError> {
         c.exchange(ctx, &mut m, "removals", removals)?;
         c.exchange(ctx, &mut m, "needs", needs)?;
         Ok(m)
-    })?;
-    Manifest::read(&stage.dir.join(MANIFEST)).map_err(Into::into)
+    })
 }
 
 /// Phase 6: the representatives' sets, shipped to the groups of their removed members.
 fn measure(c: &Ctx, reps: &Manifest) -> Result<Manifest, StageError> {
     let k = c.layout.k();
-    let stage = c.phase("measure", k);
     let files = c.files(&c.dir.join("reps"), reps, "needs");
-    stage.run_shared(c.slice, |ctx| {
-        let mut needs: Vec<(u64, u64)> = Vec::new();
-        for block in c.gather(&files, ctx.unit) {
-            let (loc, words) = block?;
-            if words.len() % 2 != 0 {
-                return Err(damaged(&loc, "need"));
-            }
-            needs.extend(words.chunks_exact(2).map(|w| (w[0], w[1])));
-        }
+    c.run_phase("measure", k, |ctx| {
+        let mut needs = c.pairs_in(&files, ctx.unit, "need")?;
         needs.sort_unstable();
         needs.dedup();
         let sets = c.sets(&needs.iter().map(|n| n.0).collect())?;
@@ -763,8 +750,7 @@ fn measure(c: &Ctx, reps: &Manifest) -> Result<Manifest, StageError> {
         let mut m = ctx.manifest();
         c.exchange(ctx, &mut m, "sets", out)?;
         Ok(m)
-    })?;
-    Manifest::read(&stage.dir.join(MANIFEST)).map_err(Into::into)
+    })
 }
 
 /// A removal as the last phase writes it: row in its shard, id, reason, representative gid
@@ -774,10 +760,9 @@ type Removal = (u32, String, &'static str, u64, String, Option<f64>);
 /// Phase 7: each group's removals with their Jaccard, one sorted table per input shard.
 fn removals(c: &Ctx, reps: &Manifest, measure: &Manifest) -> Result<Manifest, StageError> {
     let k = c.layout.k();
-    let stage = c.phase("removals", k);
     let (removal_files, set_files) =
         (c.files(&c.dir.join("reps"), reps, "removals"), c.files(&c.dir.join("measure"), measure, "sets"));
-    stage.run_shared(c.slice, |ctx| {
+    c.run_phase("removals", k, |ctx| {
         let g = ctx.unit;
         let mut rows: Vec<(u64, u64, bool, String, String)> = Vec::new();
         for block in c.gather(&removal_files, g) {
@@ -836,8 +821,7 @@ fn removals(c: &Ctx, reps: &Manifest, measure: &Manifest) -> Result<Manifest, St
             m.side.push(FileEntry::describe(&loc, name, rows)?);
         }
         Ok(m)
-    })?;
-    Manifest::read(&stage.dir.join(MANIFEST)).map_err(Into::into)
+    })
 }
 
 fn removal_batch(loc: &Loc, unit: u32, chunk: &[Removal]) -> Result<RecordBatch, StageError> {
