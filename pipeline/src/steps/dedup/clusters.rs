@@ -51,7 +51,7 @@ use shards::arrow::record_batch::RecordBatch;
 use shards::parquet_io::{ParquetSink, ParquetSource};
 use shards::{At, DocReader, FileEntry, Loc, Manifest, WriteOptions, str_col};
 
-use super::exchange::{EXTENSION, ExchangeWriter, read_block, take_bytes};
+use super::exchange::{ExchangeWriter, read_block, take_bytes};
 use super::minhash::{jaccard, normalize};
 use super::{
     ClusterReport, DedupConfig, REMOVALS, REMOVALS_FORMAT, SIG_FORMAT, arrow_err, clusters_global, column, gid,
@@ -341,12 +341,6 @@ impl Ctx<'_> {
         }
         Ok(out)
     }
-    fn exchange(&self, ctx: &UnitCtx, m: &mut Manifest, kind: &str, w: ExchangeWriter) -> Result<(), StageError> {
-        let (loc, name) = ctx.side_file(kind, EXTENSION);
-        let words = w.finish(&loc)?;
-        m.side.push(FileEntry::describe(&loc, name, words)?);
-        Ok(())
-    }
 }
 
 /// Runs this task's part of the clusters step (and, as needed, other tasks' parts: see the
@@ -434,8 +428,8 @@ fn ship(c: &Ctx) -> Result<Manifest, StageError> {
             info.push(&mut info_out, c.layout.part(info.gid), &[])?;
         }
         let mut m = ctx.manifest();
-        c.exchange(ctx, &mut m, "sets", out)?;
-        c.exchange(ctx, &mut m, "info", info_out)?;
+        out.finish_side(ctx, &mut m, "sets")?;
+        info_out.finish_side(ctx, &mut m, "info")?;
         Ok(m)
     })
 }
@@ -535,8 +529,8 @@ fn verify(c: &Ctx, ship: &Manifest) -> Result<Manifest, StageError> {
         m.count("candidate_pairs", raw);
         m.count("candidate_docs", candidates.len() as u64);
         m.count("confirmed_pairs", confirmed_pairs);
-        c.exchange(ctx, &mut m, "edges", edges)?;
-        c.exchange(ctx, &mut m, "info", info_out)?;
+        edges.finish_side(ctx, &mut m, "edges")?;
+        info_out.finish_side(ctx, &mut m, "info")?;
         Ok(m)
     })
 }
@@ -601,7 +595,7 @@ fn components(c: &Ctx, verify: &Manifest) -> Result<(Loc, Manifest), StageError>
                 um.count("graph_hash_hi", h >> 32);
                 um.count("graph_hash_lo", h & 0xffff_ffff);
                 um.count("edges", edges.len() as u64);
-                c.exchange(ctx, &mut um, "edges", out)?;
+                out.finish_side(ctx, &mut um, "edges")?;
                 Ok(um)
             })?;
             let phase_dir = c.dir.join(&name);
@@ -668,7 +662,7 @@ fn label(
             info.push(&mut out, c.layout.part(centre), &[centre])?;
         }
         let mut m = ctx.manifest();
-        c.exchange(ctx, &mut m, "members", out)?;
+        out.finish_side(ctx, &mut m, "members")?;
         Ok(m)
     })
 }
@@ -725,9 +719,9 @@ fn reps(c: &Ctx, labels: &Manifest) -> Result<Manifest, StageError> {
             top.push(0, &[*size, *g])?;
             top.push_bytes(0, id.as_bytes())?;
         }
-        c.exchange(ctx, &mut m, "largest", top)?;
-        c.exchange(ctx, &mut m, "removals", removals)?;
-        c.exchange(ctx, &mut m, "needs", needs)?;
+        top.finish_side(ctx, &mut m, "largest")?;
+        removals.finish_side(ctx, &mut m, "removals")?;
+        needs.finish_side(ctx, &mut m, "needs")?;
         Ok(m)
     })
 }
@@ -748,7 +742,7 @@ fn measure(c: &Ctx, reps: &Manifest) -> Result<Manifest, StageError> {
             out.push(to as usize, s)?;
         }
         let mut m = ctx.manifest();
-        c.exchange(ctx, &mut m, "sets", out)?;
+        out.finish_side(ctx, &mut m, "sets")?;
         Ok(m)
     })
 }

@@ -15,9 +15,10 @@
 //! Every block is checked against its xxh3 when read, so a damaged file is an error naming
 //! the file, the block and its byte offset, never wrong records.
 
-use shards::{At, Loc, ShardError};
+use shards::{At, FileEntry, Loc, Manifest, ShardError};
 
 use crate::core::error::StageError;
+use crate::core::stage::UnitCtx;
 
 const MAGIC: &[u8; 8] = b"GRISTEX1";
 /// The file extension of exchange files (`part-N.side-KIND.exch`), by which `grist inspect
@@ -125,6 +126,14 @@ impl ExchangeWriter {
         }
         out.flush().map_err(io)?;
         self.held = 0;
+        Ok(())
+    }
+    /// Writes this unit's exchange file of `kind` (`part-N.side-KIND.exch`) and records it
+    /// among the unit's side files.
+    pub fn finish_side(self, ctx: &UnitCtx, m: &mut Manifest, kind: &str) -> Result<(), StageError> {
+        let (loc, name) = ctx.side_file(kind, EXTENSION);
+        let words = self.finish(&loc)?;
+        m.side.push(FileEntry::describe(&loc, name, words)?);
         Ok(())
     }
     /// Writes the file atomically; returns the number of words written.

@@ -803,11 +803,8 @@ fn buckets(
                 heap.push(Reverse((k, d, i)));
             }
         }
-        for (kind, w) in [("pairs", pairs), ("needs", needs)] {
-            let (loc, name) = ctx.side_file(kind, exchange::EXTENSION);
-            let words = w.finish(&loc)?;
-            m.side.push(FileEntry::describe(&loc, name, words)?);
-        }
+        pairs.finish_side(ctx, &mut m, "pairs")?;
+        needs.finish_side(ctx, &mut m, "needs")?;
         let ledger_rows = ledger.finish()?;
         m.accounting.docs_in = rows;
         m.accounting.docs_out = rows;
