@@ -565,3 +565,35 @@ fn a_lying_content_length_loses_one_record_and_verify_says_so() {
     let summary = ok(grist(&["inspect", stage.to_str().unwrap()], &[]));
     assert!(summary.contains(&format!("warc_bytes_not_in_records {lost}")), "{summary}");
 }
+
+/// Units are fingerprinted one by one: adding a source (a new crawl dump) to a finished run
+/// redoes only the new source's units, and the result equals a fresh run over both.
+#[test]
+fn a_new_source_redoes_only_its_own_units() {
+    let dir = tempfile::tempdir().unwrap();
+    sample(dir.path(), 400);
+    let s = dir.path().join("sample");
+    let out = dir.path().join("grown");
+    let one = ingest_recipe(dir.path(), &out, &[("common_crawl", s.join("crawl"))]);
+    let first = report(&ok(grist(&["-q", "ingest", one.to_str().unwrap()], &[])));
+    let crawl_units = first["units_done"].as_u64().unwrap();
+    assert!(crawl_units >= 1);
+    let before = shard_bytes(&out.join("ingest"));
+    let both = [("common_crawl", s.join("crawl")), ("books", s.join("books"))];
+    let two = ingest_recipe(dir.path(), &out, &both);
+    let second = report(&ok(grist(&["-q", "ingest", two.to_str().unwrap()], &[])));
+    assert_eq!(second["units_skipped"].as_u64(), Some(crawl_units), "{second}");
+    assert!(second["units_done"].as_u64().unwrap() >= 1, "{second}");
+    let after = shard_bytes(&out.join("ingest"));
+    assert!(before.iter().all(|(name, bytes)| after.get(name) == Some(bytes)), "the first source's shards changed");
+    let fresh_out = dir.path().join("fresh");
+    let fresh = ingest_recipe(dir.path(), &fresh_out, &both);
+    ok(grist(&["-q", "ingest", fresh.to_str().unwrap()], &[]));
+    assert_eq!(after, shard_bytes(&fresh_out.join("ingest")), "grown run != fresh run");
+    // A changed setting of the first source redoes its units, not the second's.
+    let mut text = std::fs::read_to_string(&two).unwrap();
+    text = text.replacen("name = \"common_crawl\"\n", "name = \"common_crawl\"\ntext_field = \"body\"\n", 1);
+    std::fs::write(&two, text).unwrap();
+    let third = report(&ok(grist(&["-q", "ingest", two.to_str().unwrap()], &[])));
+    assert_eq!(third["units_done"].as_u64(), Some(crawl_units), "{third}");
+}

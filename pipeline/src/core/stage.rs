@@ -1,7 +1,10 @@
 //! The stage contract, implemented once: a stage is a plan of units (each unit becomes one
 //! output shard, one ledger and one completion marker), run over a task slice with rayon.
 //! Units, not tasks, define outputs, so the result is byte-identical for any task count;
-//! markers are written last, so a rerun skips finished units and redoes the rest.
+//! markers are written last, so a rerun skips finished units and redoes the rest. Each marker
+//! records its unit's fingerprint (the stage config and that unit's entry of the plan), so a
+//! plan that gains units (a new input file, a new crawl dump) redoes only the new units and
+//! those whose own input changed; a changed config redoes every unit.
 //!
 //! Layout of a stage directory:
 //! ```text
@@ -95,7 +98,7 @@ impl UnitCtx<'_> {
         let mut m = Manifest::new(
             &self.stage.name,
             self.stage.units.len() as u64,
-            self.stage.fingerprint(),
+            self.stage.unit_fingerprint(self.unit),
             self.stage.config.clone(),
         );
         m.unit = Some(self.unit as u64);
@@ -166,13 +169,21 @@ impl Stage {
         shards::checksum::xxh3_hex(doc.to_string().as_bytes())
     }
 
-    /// The marker of unit `u` if it is complete for this fingerprint and its outputs exist with
-    /// their recorded sizes; with `checksums`, also their recorded xxh3 (a file damaged at the
-    /// same size is found and its unit redone, not skipped forever).
-    fn completed(&self, u: usize, fingerprint: &str, checksums: bool) -> Option<Manifest> {
+    /// xxh3 of the config and unit `u`'s entry of the plan: what unit `u`'s marker records.
+    /// Units, not the whole stage, are fingerprinted, so a stage whose plan gains units (a new
+    /// input file, a new dump) redoes only those, and any unit whose own input changed.
+    pub fn unit_fingerprint(&self, u: usize) -> String {
+        let doc = serde_json::json!({ "stage": self.name, "config": self.config, "unit": self.units.get(u) });
+        shards::checksum::xxh3_hex(doc.to_string().as_bytes())
+    }
+
+    /// The marker of unit `u` if it is complete for this config and unit plan, and its outputs
+    /// exist with their recorded sizes; with `checksums`, also their recorded xxh3 (a file
+    /// damaged at the same size is found and its unit redone, not skipped forever).
+    fn completed(&self, u: usize, checksums: bool) -> Option<Manifest> {
         let loc = self.dir.join(&marker_name(u));
         let m = Manifest::read(&loc).ok()?;
-        if m.fingerprint != fingerprint || m.unit != Some(u as u64) {
+        if m.fingerprint != self.unit_fingerprint(u) || m.unit != Some(u as u64) {
             return None;
         }
         for f in m.outputs.iter().chain(&m.ledgers).chain(&m.side) {
@@ -210,8 +221,7 @@ impl Stage {
         }
 
         let owned: Vec<usize> = slice.units(self.units.len()).collect();
-        let todo: Vec<usize> =
-            owned.iter().copied().filter(|&u| self.completed(u, &fingerprint, true).is_none()).collect();
+        let todo: Vec<usize> = owned.iter().copied().filter(|&u| self.completed(u, true).is_none()).collect();
         let skipped = owned.len() - todo.len();
         if skipped > 0 {
             tracing::info!(stage = %self.name, skipped, "units already complete; skipping them");
@@ -324,7 +334,7 @@ impl Stage {
         let mut pause = std::time::Duration::from_millis(50);
         loop {
             let pending: Vec<usize> =
-                order.iter().copied().filter(|&u| self.completed(u, &fingerprint, slice.owns(u)).is_none()).collect();
+                order.iter().copied().filter(|&u| self.completed(u, slice.owns(u)).is_none()).collect();
             if pending.is_empty() {
                 break;
             }
@@ -337,7 +347,7 @@ impl Stage {
             let results: Vec<Option<Accounting>> = free
                 .par_iter()
                 .map(|&u| {
-                    if self.completed(u, &fingerprint, false).is_some() {
+                    if self.completed(u, false).is_some() {
                         return Ok(None);
                     }
                     let claim = serde_json::json!({ "fingerprint": fingerprint, "at": now(), "task": slice.index });
@@ -347,7 +357,7 @@ impl Stage {
                     match outcome {
                         Ok(a) => Ok(Some(a)),
                         // Another task finished the unit (and its files replaced ours): fine.
-                        Err(_) if self.completed(u, &fingerprint, true).is_some() => Ok(None),
+                        Err(_) if self.completed(u, true).is_some() => Ok(None),
                         Err(e) => Err(e),
                     }
                 })
@@ -455,7 +465,7 @@ impl Stage {
             pause = (pause * 2).min(std::time::Duration::from_secs(5));
         }
         let missing: Vec<String> = (0..self.units.len())
-            .filter(|&u| self.completed(u, fingerprint, false).is_none())
+            .filter(|&u| self.completed(u, false).is_none())
             .map(|u| u.to_string())
             .take(20)
             .collect();
@@ -475,7 +485,7 @@ impl Stage {
         let mut markers = Vec::with_capacity(self.units.len());
         for u in 0..self.units.len() {
             // Sizes only: this task checked its own units' checksums; the others' tasks theirs.
-            match self.completed(u, fingerprint, false) {
+            match self.completed(u, false) {
                 Some(m) => markers.push(m),
                 None => return Ok(false),
             }
@@ -616,10 +626,42 @@ mod tests {
         assert!(stage(3).run(TaskSlice::ALL, work).unwrap().stage_complete);
         assert!(dir.path().join("part-00002.parquet").exists());
         let rep = stage(2).run(TaskSlice::ALL, work).unwrap();
-        assert_eq!(rep.units_done, 2, "a new plan has a new fingerprint: every unit is redone");
+        assert_eq!((rep.units_done, rep.units_skipped), (0, 2), "units 0 and 1 are unchanged: kept");
         assert!(!dir.path().join("part-00002.parquet").exists());
         assert!(!dir.path().join("part-00002.done.json").exists());
         assert_eq!(Manifest::read(&Loc::local(dir.path().join(MANIFEST))).unwrap().units, 2);
+    }
+
+    #[test]
+    fn units_are_fingerprinted_so_a_grown_plan_redoes_only_new_and_changed_units() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = |entries: &[&str], config: serde_json::Value| Stage {
+            units: entries.iter().map(|e| serde_json::json!(e)).collect(),
+            unit_bytes: vec![0; entries.len()],
+            ..stage_in(dir.path(), 0, config)
+        };
+        let cfg = serde_json::json!({ "k": 1 });
+        let rep = plan(&["a.warc", "b.warc"], cfg.clone()).run(TaskSlice::ALL, one_shard).unwrap();
+        assert_eq!(rep.units_done, 2);
+        let first = Manifest::read(&Loc::local(dir.path().join(MANIFEST))).unwrap();
+        // A new dump's file appended to the plan: only its unit runs.
+        let grown = plan(&["a.warc", "b.warc", "c.warc"], cfg.clone());
+        let rep = grown.run(TaskSlice::ALL, one_shard).unwrap();
+        assert_eq!((rep.units_done, rep.units_skipped), (1, 2));
+        assert!(rep.stage_complete);
+        let m = Manifest::read(&Loc::local(dir.path().join(MANIFEST))).unwrap();
+        assert_ne!(m.fingerprint, first.fingerprint, "the stage manifest names the whole plan");
+        assert_eq!(m.outputs.len(), 3);
+        assert_eq!(&m.outputs[..2], &first.outputs[..]);
+        // One unit's input changed: that unit alone.
+        let rep = plan(&["a.warc", "B.warc", "c.warc"], cfg.clone()).run(TaskSlice::ALL, one_shard).unwrap();
+        assert_eq!((rep.units_done, rep.units_skipped), (1, 2));
+        // Another config: every unit.
+        let rep = plan(&["a.warc", "B.warc", "c.warc"], serde_json::json!({ "k": 2 })).run(TaskSlice::ALL, one_shard);
+        assert_eq!(rep.unwrap().units_done, 3);
+        // A marker of another unit entry at the same position is never taken as complete.
+        assert!(grown.completed(1, true).is_none());
+        assert!(grown.completed(0, true).is_none(), "unit 0 was redone under another config");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `inspect --verify`: checks a stage directory against its manifests: every file present
 //! with its recorded size and checksum, row counts as recorded (read from the files), input
 //! records = documents in = documents out + ledger rows, and every unit marker consistent with
-//! the stage manifest (the same fingerprint, and together the same files). A manifest names
+//! the stage manifest (the same config, and together the same files). A manifest names
 //! files of its own directory only: a path that leaves it (`..`, an absolute path, a folder)
 //! or a name that is not a regular file (a link, a device, a pipe) is a problem, never opened.
 //! Reports every problem, not just the first.
@@ -127,10 +127,11 @@ pub fn verify(dir: &Loc) -> Result<VerifyReport, StageError> {
         }
         match marker {
             None => r.problems.push(format!("unit {u}: completion marker missing or unreadable")),
-            Some(um) if um.fingerprint != m.fingerprint => r.problems.push(format!(
-                "unit {u}: marker from another run (fingerprint {} != {})",
-                um.fingerprint, m.fingerprint
-            )),
+            // Units carry their own fingerprints (config and their plan entry): a marker
+            // from another config is one whose config differs from the stage's.
+            Some(um) if um.config != m.config => {
+                r.problems.push(format!("unit {u}: marker from another run (its config differs from the stage's)"))
+            }
             Some(um) if !um.accounting.balanced() => r.problems.push(format!("unit {u}: accounting does not balance")),
             Some(_) => {}
         }

@@ -499,7 +499,12 @@ pub fn cut(cfg: &DecontamConfig, run_out: &Loc, slice: TaskSlice) -> Result<Task
         }
     }
     let ignore: BTreeSet<u64> = freq.iter().filter(|(_, d)| **d > cfg.max_doc_frequency).map(|(&g, _)| g).collect();
-    config["hits"] = hm.fingerprint.clone().into();
+    // A unit's cuts depend on the benchmarks (in the config), its own input (its plan entry)
+    // and the ignored grams: their digest, not the hits stage's, so that a new input shard
+    // that leaves the boilerplate set as it was redoes only its own unit.
+    let mut digest = xxhash_rust::xxh3::Xxh3::new();
+    ignore.iter().for_each(|g| digest.update(&g.to_le_bytes()));
+    config["ignored_grams"] = format!("{:016x}", digest.digest()).into();
     let stage = Stage::per_input_file(STAGE, run_out.join(STAGE), config, &input);
     stage.run(slice, |ctx| {
         let entry = &input.outputs[ctx.unit];

@@ -51,15 +51,16 @@ use shards::arrow::record_batch::RecordBatch;
 use shards::parquet_io::{ParquetSink, ParquetSource};
 use shards::{At, DocReader, FileEntry, Loc, Manifest, WriteOptions, str_col};
 
+use super::corpus::Corpus;
 use super::exchange::{ExchangeWriter, read_block, take_bytes};
 use super::minhash::{jaccard, normalize};
 use super::{
-    ClusterReport, DedupConfig, REMOVALS, REMOVALS_FORMAT, SIG_FORMAT, arrow_err, clusters_global, column, gid,
-    range_of, removals_schema,
+    ClusterReport, DedupConfig, REMOVALS, REMOVALS_FORMAT, SIG_FORMAT, arrow_err, column, gid, range_of,
+    removals_schema,
 };
 use crate::core::error::StageError;
 use crate::core::slice::TaskSlice;
-use crate::core::stage::{MANIFEST, Stage, UnitCtx};
+use crate::core::stage::{Global, MANIFEST, Stage, UnitCtx};
 
 /// Rounds of large-star and small-star before giving up (they converge in O(log^2 n)).
 const MAX_ROUNDS: usize = 64;
@@ -76,9 +77,10 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// Groups of about `memory_mb / 4` of input each (or exactly `dedup.partitions` groups).
-    pub fn new(cfg: &DedupConfig, input: &Manifest) -> Layout {
-        let units = input.outputs.len();
+    /// Groups of about `memory_mb / 4` of input each (or exactly `dedup.partitions` groups),
+    /// over input shards of `unit_bytes`.
+    pub fn new(cfg: &DedupConfig, unit_bytes: &[u64]) -> Layout {
+        let units = unit_bytes.len();
         let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
         if cfg.partitions > 0 {
             let k = cfg.partitions.min(units.max(1));
@@ -87,12 +89,12 @@ impl Layout {
             let budget = ((cfg.memory_mb as u64) << 20) / 4;
             let mut start = 0;
             let mut bytes = 0u64;
-            for (u, f) in input.outputs.iter().enumerate() {
-                if u > start && bytes + f.bytes > budget {
+            for (u, &b) in unit_bytes.iter().enumerate() {
+                if u > start && bytes + b > budget {
                     groups.push(start..u);
                     (start, bytes) = (u, 0);
                 }
-                bytes += f.bytes;
+                bytes += b;
             }
             groups.push(start..units);
         }
@@ -193,10 +195,9 @@ fn damaged(loc: &Loc, what: &str) -> StageError {
 /// Everything the phases share.
 struct Ctx<'a> {
     cfg: &'a DedupConfig,
-    input: &'a Manifest,
-    input_dir: &'a Loc,
-    sig_dir: &'a Loc,
-    sig: Manifest,
+    corpus: &'a Corpus,
+    /// The dump whose removals this run of the step decides.
+    layer: u32,
     buckets_dir: &'a Loc,
     buckets: Manifest,
     dir: &'a Loc,
@@ -206,6 +207,14 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// The input shards whose documents this run of the step may remove (of its dump).
+    fn mine(&self) -> impl Iterator<Item = usize> + '_ {
+        (self.corpus.own..self.corpus.units.len()).filter(|&u| self.corpus.units[u].layer == self.layer)
+    }
+    /// Whether the pair (a, b) is decided in this dump: its later document is of it.
+    fn in_layer(&self, a: u64, b: u64) -> bool {
+        self.corpus.layer(a).max(self.corpus.layer(b)) == self.layer
+    }
     /// An exchange writer to every group or partition for this unit; it holds up to
     /// `memory_mb / 8` before it spills (a unit has at most two).
     fn writer(&self, ctx: &UnitCtx) -> ExchangeWriter {
@@ -265,28 +274,28 @@ impl Ctx<'_> {
             if wanted.range(lo..lo + (1 << 32)).next().is_none() {
                 continue;
             }
-            let f = &self.sig.outputs[unit];
-            let loc = self.sig_dir.join(&f.path);
-            for batch in ParquetSource::open(&loc, SIG_FORMAT, 1)?.batches(None, 65536)? {
+            let loc = &self.corpus.units[unit].sig;
+            let earlier = self.corpus.units[unit].layer < self.layer;
+            for batch in ParquetSource::open(loc, SIG_FORMAT, 1)?.batches(None, 65536)? {
                 let b = batch?;
-                let rows: UInt32Array = column(&b, "row", &loc)?;
+                let rows: UInt32Array = column(&b, "row", loc)?;
                 let (ids, srcs) = (str_col(&b, "id")?, str_col(&b, "source")?);
-                let score: Float64Array = column(&b, "score", &loc)?;
-                let (hi, lo): (UInt64Array, UInt64Array) =
-                    (column(&b, "exact_hi", &loc)?, column(&b, "exact_lo", &loc)?);
+                let score: Float64Array = column(&b, "score", loc)?;
+                let (hi, lo): (UInt64Array, UInt64Array) = (column(&b, "exact_hi", loc)?, column(&b, "exact_lo", loc)?);
                 for i in 0..b.num_rows() {
                     let g = gid(unit, rows.value(i));
                     if !wanted.contains(&g) {
                         continue;
                     }
                     let source = srcs.value(i).to_string();
+                    let index = earlier || self.cfg.index_sources.contains(&source);
                     out.insert(
                         g,
                         Info {
                             gid: g,
                             score: if score.is_null(i) { f64::NEG_INFINITY } else { score.value(i) },
                             exact: ((hi.value(i) as u128) << 64) | lo.value(i) as u128,
-                            index: self.cfg.index_sources.contains(&source),
+                            index,
                             id: ids.value(i).to_string(),
                             source,
                         },
@@ -296,7 +305,7 @@ impl Ctx<'_> {
         }
         if let Some(missing) = wanted.iter().find(|g| !out.contains_key(g)) {
             return Err(StageError::Input {
-                at: At::file(self.sig_dir.to_string()),
+                at: At::file(self.corpus.units[(missing >> 32) as usize].sig.to_string()),
                 msg: format!(
                     "document {missing:#x} of a candidate pair has no signature row: the signature tables do not match the bucket stage\nhint: rerun dedup from the signatures step"
                 ),
@@ -312,9 +321,8 @@ impl Ctx<'_> {
             by_unit.entry((g >> 32) as usize).or_default().insert(g as u32);
         }
         for (unit, rows) in by_unit {
-            let f = &self.input.outputs[unit];
             let mut row = 0u32;
-            for batch in DocReader::open(&self.input_dir.join(&f.path))?.batches(Some(&["text"]), 8192)? {
+            for batch in DocReader::open(&self.corpus.units[unit].input)?.batches(Some(&["text"]), 8192)? {
                 let b = batch?;
                 let text = str_col(&b, "text")?;
                 let picked: Vec<(u64, &str)> = (0..b.num_rows())
@@ -330,9 +338,8 @@ impl Ctx<'_> {
             }
         }
         if let Some(missing) = wanted.iter().find(|g| !out.contains_key(g)) {
-            let f = &self.input.outputs[(missing >> 32) as usize];
             return Err(StageError::Input {
-                at: At::file(self.input_dir.join(&f.path).to_string()),
+                at: At::file(self.corpus.units[(missing >> 32) as usize].input.to_string()),
                 msg: format!(
                     "has no row {} for a document of a candidate pair: the input changed since the signatures step\nhint: rerun dedup from the signatures step",
                     *missing as u32
@@ -343,28 +350,23 @@ impl Ctx<'_> {
     }
 }
 
-/// Runs this task's part of the clusters step (and, as needed, other tasks' parts: see the
-/// module doc), then writes the report.
-#[allow(clippy::too_many_arguments)]
+/// Runs this task's part of the clusters step for dump `layer` of `corpus` (and, as needed,
+/// other tasks' parts: see the module doc) in `global.dir`, then writes the report.
 pub fn run(
     cfg: &DedupConfig,
-    seed: u64,
-    input: &Manifest,
-    input_dir: &Loc,
-    sig_dir: &Loc,
+    corpus: &Corpus,
+    layer: u32,
     buckets_dir: &Loc,
-    dir: &Loc,
+    global: &Global,
     layout: &Layout,
     slice: TaskSlice,
 ) -> Result<ClusterReport, StageError> {
     let start = Instant::now();
-    let global = clusters_global(cfg, seed, buckets_dir, dir)?;
+    let dir = &global.dir;
     let c = Ctx {
         cfg,
-        input,
-        input_dir,
-        sig_dir,
-        sig: Manifest::read(&sig_dir.join(MANIFEST))?,
+        corpus,
+        layer,
         buckets_dir,
         buckets: Manifest::read(&buckets_dir.join(MANIFEST))?,
         dir,
@@ -378,7 +380,7 @@ pub fn run(
     let labels = label(&c, &graph_dir, &graph, &ship, &verify)?;
     let reps = reps(&c, &labels)?;
     let removed = reps.counters.get("removed").copied().unwrap_or(0);
-    let n = c.sig.accounting.docs_in;
+    let n: u64 = c.mine().map(|u| corpus.units[u].docs).sum();
     if n > 0 && removed as f64 > cfg.max_removal * n as f64 {
         return Err(StageError::Recipe(format!(
             "dedup would remove {removed} of {n} documents ({:.1}%), more than dedup.max_removal = {:.1}%\nhint: this is usually a configuration mistake (a low threshold, verify = false with few rows per band, or an input of templated pages); check {} and raise max_removal only if the removals are right",
@@ -449,8 +451,9 @@ fn verify(c: &Ctx, ship: &Manifest) -> Result<Manifest, StageError> {
             if words.len() % 3 != 0 {
                 return Err(damaged(&loc, "pair"));
             }
-            raw += (words.len() / 3) as u64;
-            pairs.extend(words.chunks_exact(3).map(|w| (w[0], w[1], w[2])));
+            let before = pairs.len();
+            pairs.extend(words.chunks_exact(3).map(|w| (w[0], w[1], w[2])).filter(|p| c.in_layer(p.0, p.1)));
+            raw += (pairs.len() - before) as u64;
         }
         pairs.par_sort_unstable();
         // One entry per pair, with the kinds of keys it shared (in place).
@@ -789,7 +792,7 @@ fn removals(c: &Ctx, reps: &Manifest, measure: &Manifest) -> Result<Manifest, St
         let near: BTreeSet<u64> = rows.iter().filter(|r| !r.2 && c.cfg.verify).map(|r| r.0).collect();
         let sets = c.sets(&near)?;
         let mut m = ctx.manifest();
-        for unit in c.layout.groups[g].clone() {
+        for unit in c.layout.groups[g].clone().filter(|&u| u >= c.corpus.own && c.corpus.units[u].layer == c.layer) {
             let lo = gid(unit, 0);
             let mine: Vec<Removal> = rows
                 .iter()
@@ -855,9 +858,9 @@ pub fn unit_removals(dir: &Loc, unit: usize) -> Result<(Loc, FileEntry), StageEr
 fn report(c: &Ctx, verify: &Manifest, reps: &Manifest, start: Instant) -> Result<ClusterReport, StageError> {
     let count = |m: &Manifest, k: &str| m.counters.get(k).copied().unwrap_or(0);
     let mut sources: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for (key, n) in &c.sig.counters {
-        if let Some(s) = key.strip_prefix("docs_source_") {
-            sources.entry(s.to_string()).or_default().0 += n;
+    for u in c.mine() {
+        for (s, n) in &c.corpus.units[u].sources {
+            sources.entry(s.clone()).or_default().0 += n;
         }
     }
     for (key, n) in &reps.counters {
@@ -887,9 +890,8 @@ fn report(c: &Ctx, verify: &Manifest, reps: &Manifest, start: Instant) -> Result
     for (_, _, g) in &largest {
         let wanted = BTreeSet::from([*g]);
         let unit = (*g >> 32) as usize;
-        let f = &c.input.outputs[unit];
         let mut row = 0u32;
-        for batch in DocReader::open(&c.input_dir.join(&f.path))?.batches(Some(&["text"]), 8192)? {
+        for batch in DocReader::open(&c.corpus.units[unit].input)?.batches(Some(&["text"]), 8192)? {
             let b = batch?;
             let text = str_col(&b, "text")?;
             for i in 0..b.num_rows() {
@@ -900,13 +902,39 @@ fn report(c: &Ctx, verify: &Manifest, reps: &Manifest, start: Instant) -> Result
             }
         }
     }
-    // The whole table, streamed shard by shard in 65,536-row batches.
-    let sink_loc = c.dir.join(REMOVALS);
-    let mut sink = ParquetSink::create(&sink_loc, removals_schema(), REMOVALS_FORMAT, 1, WriteOptions::default(), &[])?;
+    let dirs: Vec<(usize, Loc)> = c.mine().map(|u| (u, c.dir.clone())).collect();
+    let removals_xxh3 = write_removals_table(&c.dir.join(REMOVALS), &dirs)?;
+    let report = ClusterReport {
+        fingerprint: c.fingerprint.clone(),
+        docs: c.mine().map(|u| c.corpus.units[u].docs).sum(),
+        removed: count(reps, "removed"),
+        exact_duplicates: count(reps, "exact_duplicates"),
+        near_duplicates: count(reps, "near_duplicates"),
+        candidate_pairs: count(verify, "candidate_pairs"),
+        candidate_docs: count(verify, "candidate_docs"),
+        verified_pairs: cluster_sizes.iter().map(|(size, n)| (size - 1) * n).sum(),
+        docs_without_features: c.mine().map(|u| c.corpus.units[u].without_features).sum(),
+        sources,
+        removals_xxh3,
+        cluster_sizes,
+        largest: largest
+            .into_iter()
+            .map(|(size, id, g)| (size, id, snippets.get(&g).cloned().unwrap_or_default()))
+            .collect(),
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    Ok(report)
+}
+
+/// The whole removals table at `at`: the removals tables of the given input shards, each from
+/// the clusters directory that decided it, in order (so sorted by document), streamed in
+/// 65,536-row batches. Returns its xxh3.
+pub fn write_removals_table(at: &Loc, units: &[(usize, Loc)]) -> Result<String, StageError> {
+    let mut sink = ParquetSink::create(at, removals_schema(), REMOVALS_FORMAT, 1, WriteOptions::default(), &[])?;
     let mut pending: Vec<RecordBatch> = Vec::new();
     let mut write_out = |pending: &mut Vec<RecordBatch>, all: bool| -> Result<(), StageError> {
         let whole =
-            shards::arrow::compute::concat_batches(&removals_schema(), pending.iter()).map_err(arrow_err(&sink_loc))?;
+            shards::arrow::compute::concat_batches(&removals_schema(), pending.iter()).map_err(arrow_err(at))?;
         let mut off = 0;
         while whole.num_rows() - off >= 65536 || (all && off < whole.num_rows()) {
             let n = (whole.num_rows() - off).min(65536);
@@ -919,8 +947,8 @@ fn report(c: &Ctx, verify: &Manifest, reps: &Manifest, start: Instant) -> Result
         }
         Ok(())
     };
-    for unit in 0..c.input.outputs.len() {
-        let (loc, f) = unit_removals(c.dir, unit)?;
+    for (unit, dir) in units {
+        let (loc, f) = unit_removals(dir, *unit)?;
         f.verify(&loc)?;
         for batch in ParquetSource::open(&loc, REMOVALS_FORMAT, 1)?.batches(None, 65536)? {
             pending.push(batch?);
@@ -931,25 +959,5 @@ fn report(c: &Ctx, verify: &Manifest, reps: &Manifest, start: Instant) -> Result
     }
     write_out(&mut pending, true)?;
     sink.finish()?;
-    let (_, removals_xxh3) = shards::checksum::file_checksum(&sink_loc)?;
-    let report = ClusterReport {
-        fingerprint: c.fingerprint.clone(),
-        docs: c.sig.accounting.docs_in,
-        removed: count(reps, "removed"),
-        exact_duplicates: count(reps, "exact_duplicates"),
-        near_duplicates: count(reps, "near_duplicates"),
-        candidate_pairs: count(verify, "candidate_pairs"),
-        candidate_docs: count(verify, "candidate_docs"),
-        verified_pairs: cluster_sizes.iter().map(|(size, n)| (size - 1) * n).sum(),
-        docs_without_features: count(&c.sig, "docs_without_features"),
-        sources,
-        removals_xxh3,
-        cluster_sizes,
-        largest: largest
-            .into_iter()
-            .map(|(size, id, g)| (size, id, snippets.get(&g).cloned().unwrap_or_default()))
-            .collect(),
-        seconds: start.elapsed().as_secs_f64(),
-    };
-    Ok(report)
+    Ok(shards::checksum::file_checksum(at)?.1)
 }

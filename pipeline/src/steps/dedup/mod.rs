@@ -20,6 +20,7 @@
 //!    ledger rows carry the reason, cluster id, representative id and Jaccard.
 
 pub mod clusters;
+pub mod corpus;
 pub mod exchange;
 pub mod minhash;
 
@@ -45,6 +46,7 @@ use crate::core::error::StageError;
 use crate::core::slice::TaskSlice;
 use crate::core::stage::{Global, GlobalReport, MANIFEST, Stage, TaskReport};
 use crate::steps::dedup::clusters::{Layout, route_pair};
+use crate::steps::dedup::corpus::Corpus;
 use crate::steps::dedup::exchange::ExchangeWriter;
 use crate::steps::dedup::minhash::{Hasher, Words, exact_key, feature_set, shingles};
 #[cfg(test)]
@@ -208,6 +210,18 @@ pub struct DedupConfig {
     /// Exactly this many groups and partitions instead (0: from `memory_mb`).
     #[serde(default)]
     pub partitions: usize,
+    /// Incremental dedup: earlier runs (their `run.out`, in dump order) whose documents are an
+    /// index this run's are checked against. Their `dedup_signatures` (signatures and sorted
+    /// band keys) and dedup input shards are read, never recomputed or changed: an index
+    /// document is never removed, and a document of this run near-duplicating one is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub index: Vec<String>,
+    /// Dump order within this run: sources named here are deduplicated dump by dump, each
+    /// against the earlier ones (which win) and within itself, exactly as incremental runs
+    /// over `index` would do. A shard takes the dump of the listed source it holds; other
+    /// sources' documents in it go with it, and shards with none of them come first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dumps: Vec<String>,
 }
 
 fn default_input() -> String {
@@ -245,6 +259,15 @@ fn default_memory_mb() -> usize {
 }
 
 impl DedupConfig {
+    /// The settings a signature table depends on (and the seed): what the signature stage is
+    /// fingerprinted by, and what an index run must share with this one.
+    fn signature_config(&self, seed: u64) -> serde_json::Value {
+        serde_json::json!({
+            "mode": self.mode, "exact": self.exact, "lowercase": self.lowercase,
+            "num_hash_tables": self.num_hash_tables, "num_features": self.num_features, "ngram": self.ngram,
+            "bands": self.bands, "rows": self.rows, "key_ranges": self.key_ranges, "seed": seed,
+        })
+    }
     fn hasher(&self, seed: u64) -> Hasher {
         match self.mode {
             DedupMode::Gpt3 => Hasher::spark(self.num_hash_tables, seed as i64),
@@ -390,9 +413,10 @@ pub fn run(
     if only == Some(DedupStep::Signatures) || !ready(&sig_dir, "signatures")? {
         return Ok(out);
     }
-    let layout = Layout::new(cfg, &input);
+    let corpus = Corpus::open(cfg, seed, &input, &input_dir, &sig_dir)?;
+    let layout = Layout::new(cfg, &corpus.bytes());
     if wants(DedupStep::Buckets) {
-        out.buckets = Some(buckets(cfg, &sig_dir, &buckets_dir, &layout, slice)?);
+        out.buckets = Some(buckets(cfg, &corpus, &buckets_dir, &layout, slice)?);
     }
     if only == Some(DedupStep::Buckets) || !ready(&buckets_dir, "buckets")? {
         return Ok(out);
@@ -405,14 +429,12 @@ pub fn run(
                     "dedup: the clusters step is not complete in {clusters_dir}\nhint: run `grist dedup --step clusters` once first"
                 )));
             }
-            None => {
-                clusters::run(cfg, seed, &input, &input_dir, &sig_dir, &buckets_dir, &clusters_dir, &layout, slice)?
-            }
+            None => run_clusters(cfg, seed, &corpus, &buckets_dir, &clusters_dir, &layout, slice)?,
         });
     }
     if wants(DedupStep::Filter) {
         let report = out.clusters.as_ref().expect("the clusters step ran or was complete");
-        out.filter = Some(filter(&input, &input_dir, &clusters_dir, report, &run_out.join(STAGE), slice)?);
+        out.filter = Some(filter(&input, &input_dir, &corpus, &clusters_dir, report, &run_out.join(STAGE), slice)?);
     }
     Ok(out)
 }
@@ -425,9 +447,7 @@ fn signatures(
     out: &Loc,
     slice: TaskSlice,
 ) -> Result<TaskReport, StageError> {
-    let mut config = serde_json::to_value(cfg).map_err(|e| StageError::Recipe(e.to_string()))?;
-    config["seed"] = seed.into();
-    let stage = Stage::per_input_file(SIGNATURES, out.clone(), config, input);
+    let stage = Stage::per_input_file(SIGNATURES, out.clone(), cfg.signature_config(seed), input);
     let hasher = cfg.hasher(seed);
     let bands = hasher.bands();
     stage.run(slice, |ctx| {
@@ -685,10 +705,12 @@ struct Run {
     docs: UInt64Array,
     i: usize,
     loc: Loc,
+    /// Added to every document: the gid of the table's run's unit 0 (index runs first).
+    offset: u64,
 }
 
 impl Run {
-    fn open(loc: Loc) -> Result<Option<Run>, StageError> {
+    fn open(loc: Loc, first_unit: usize) -> Result<Option<Run>, StageError> {
         let batches = ParquetSource::open(&loc, KEYS_FORMAT, 1)?.batches(None, MERGE_BATCH)?;
         let mut run = Run {
             batches,
@@ -696,6 +718,7 @@ impl Run {
             docs: UInt64Array::from(Vec::<u64>::new()),
             i: 0,
             loc,
+            offset: gid(first_unit, 0),
         };
         Ok(run.refill()?.then_some(run))
     }
@@ -713,7 +736,7 @@ impl Run {
         Ok(false)
     }
     fn head(&self) -> (u64, u64) {
-        (self.keys.value(self.i), self.docs.value(self.i))
+        (self.keys.value(self.i), self.docs.value(self.i) + self.offset)
     }
     /// Moves past the head; false when the run is exhausted.
     fn advance(&mut self) -> Result<bool, StageError> {
@@ -726,18 +749,19 @@ impl Run {
 }
 
 /// The bucket stage: one unit per (band, key range), and per key range for the exact keys.
-/// Each unit merges the sorted side tables of every signature unit (memory: one batch of
-/// `MERGE_BATCH` entries per signature unit) and writes the candidate pairs of each run of
-/// equal keys: (first, x) and (previous, x) for every later member x.
+/// Each unit merges the sorted side tables of every signature unit, the index runs' and this
+/// run's (memory: one batch of `MERGE_BATCH` entries per signature unit) and writes the
+/// candidate pairs of each run of equal keys: (first, x) and (previous, x) for every later
+/// member x, except pairs of two index documents (their runs decided them).
 fn buckets(
     cfg: &DedupConfig,
-    sig_dir: &Loc,
+    corpus: &Corpus,
     out: &Loc,
     layout: &Layout,
     slice: TaskSlice,
 ) -> Result<TaskReport, StageError> {
-    let sm = Manifest::read(&sig_dir.join(MANIFEST))?;
-    let sig_units = sm.units as usize;
+    let own = corpus.runs.last().expect("a corpus has this run's signatures");
+    let sig_units = own.manifest.units as usize;
     let bands = match cfg.mode {
         DedupMode::Gpt3 => cfg.num_hash_tables,
         DedupMode::Shingles => cfg.bands,
@@ -748,30 +772,37 @@ fn buckets(
             plan_units.push((band, r));
         }
     }
-    let side_files: Vec<Vec<&FileEntry>> = plan_units
+    // Per unit: (the signature run, a side table of it).
+    let side_files: Vec<Vec<(&corpus::Signatures, &FileEntry)>> = plan_units
         .iter()
         .map(|&(band, r)| {
             let suffix = format!(".side-{}.parquet", side_name(band, r));
-            sm.side.iter().filter(|f| f.path.ends_with(&suffix)).collect()
+            let tables = |run| corpus_tables(run, &suffix);
+            corpus.runs.iter().flat_map(tables).collect()
         })
         .collect();
     let stage = Stage {
         name: BUCKETS.to_string(),
         dir: out.clone(),
-        config: serde_json::json!({ "signatures": sm.fingerprint, "sig_units": sig_units, "layout": layout.describe() }),
+        config: serde_json::json!({
+            "signatures": own.manifest.fingerprint, "sig_units": sig_units, "layout": layout.describe(),
+            "corpus": corpus.describe(),
+        }),
         units: plan_units.iter().map(|(b, r)| serde_json::json!([b, r])).collect(),
-        unit_bytes: side_files.iter().map(|fs| fs.iter().map(|f| f.bytes).sum()).collect(),
+        unit_bytes: side_files.iter().map(|fs| fs.iter().map(|f| f.1.bytes).sum()).collect(),
     };
+    let first_own = corpus.first_own_layer();
+    let decided = |a: u64, b: u64| corpus.layer(a).max(corpus.layer(b)) < first_own;
     stage.run(slice, |ctx| {
         let start = Instant::now();
         let exact = plan_units[ctx.unit].0.is_none();
         let mut m = ctx.manifest();
         let mut runs: Vec<Run> = Vec::new();
-        for f in &side_files[ctx.unit] {
-            let loc = sig_dir.join(&f.path);
+        for (run, f) in &side_files[ctx.unit] {
+            let loc = run.dir.join(&f.path);
             f.verify(&loc)?;
             m.inputs.push(FileEntry { path: loc.to_string(), ..(*f).clone() });
-            runs.extend(Run::open(loc)?);
+            runs.extend(Run::open(loc, run.first_unit)?);
         }
         let (ledger_loc, ledger_name) = ctx.ledger();
         let ledger = LedgerWriter::create(&ledger_loc, WriteOptions::default())?;
@@ -788,10 +819,9 @@ fn buckets(
         while let Some(Reverse((key, doc, i))) = heap.pop() {
             match current {
                 Some((k, first, prev)) if k == key => {
-                    route_pair(layout, &mut pairs, &mut needs, first, doc, exact)?;
-                    rows += 1;
-                    if prev != first {
-                        route_pair(layout, &mut pairs, &mut needs, prev, doc, exact)?;
+                    let with = if prev == first { vec![first] } else { vec![first, prev] };
+                    for a in with.into_iter().filter(|&a| !decided(a, doc)) {
+                        route_pair(layout, &mut pairs, &mut needs, a, doc, exact)?;
                         rows += 1;
                     }
                     current = Some((k, first, doc));
@@ -814,6 +844,94 @@ fn buckets(
         ctx.progress.inc(ctx.stage.unit_bytes[ctx.unit]);
         Ok(m)
     })
+}
+
+/// The side tables of one signature run whose names end with `suffix`.
+fn corpus_tables<'a>(
+    run: &'a corpus::Signatures,
+    suffix: &str,
+) -> impl Iterator<Item = (&'a corpus::Signatures, &'a FileEntry)> + 'a {
+    let suffix = suffix.to_string();
+    run.manifest.side.iter().filter(move |f| f.path.ends_with(&suffix)).map(move |f| (run, f))
+}
+
+/// Where the clusters step decides dump `layer`: its own directory when the run has one dump,
+/// `dump-LLL` under it when it has several.
+fn layer_dir(corpus: &Corpus, clusters_dir: &Loc, layer: u32) -> Loc {
+    match corpus.own_layers().len() {
+        0 | 1 => clusters_dir.clone(),
+        _ => clusters_dir.join(&format!("dump-{layer:03}")),
+    }
+}
+
+/// The clusters step: once per dump of this run (see [`corpus`]), then, with several dumps,
+/// their reports and removals merged into the step's own.
+fn run_clusters(
+    cfg: &DedupConfig,
+    seed: u64,
+    corpus: &Corpus,
+    buckets_dir: &Loc,
+    clusters_dir: &Loc,
+    layout: &Layout,
+    slice: TaskSlice,
+) -> Result<ClusterReport, StageError> {
+    let layers = corpus.own_layers();
+    if layers.len() <= 1 {
+        let layer = layers.first().copied().unwrap_or(corpus.first_own_layer());
+        let global = clusters_global(cfg, seed, buckets_dir, clusters_dir, None)?;
+        return clusters::run(cfg, corpus, layer, buckets_dir, &global, layout, slice);
+    }
+    let start = Instant::now();
+    let mut reports: Vec<ClusterReport> = Vec::new();
+    for &layer in &layers {
+        let global = clusters_global(cfg, seed, buckets_dir, &layer_dir(corpus, clusters_dir, layer), Some(layer))?;
+        reports.push(match global.completed() {
+            Some(r) => r,
+            None => clusters::run(cfg, corpus, layer, buckets_dir, &global, layout, slice)?,
+        });
+    }
+    let dirs: Vec<(usize, Loc)> =
+        (corpus.own..corpus.units.len()).map(|u| (u, layer_dir(corpus, clusters_dir, corpus.units[u].layer))).collect();
+    let removals_xxh3 = clusters::write_removals_table(&clusters_dir.join(REMOVALS), &dirs)?;
+    let global = clusters_global(cfg, seed, buckets_dir, clusters_dir, None)?;
+    let mut all = ClusterReport {
+        fingerprint: global.fingerprint.clone(),
+        docs: 0,
+        removed: 0,
+        exact_duplicates: 0,
+        near_duplicates: 0,
+        candidate_pairs: 0,
+        candidate_docs: 0,
+        verified_pairs: 0,
+        docs_without_features: 0,
+        sources: BTreeMap::new(),
+        removals_xxh3,
+        cluster_sizes: BTreeMap::new(),
+        largest: Vec::new(),
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    for r in reports {
+        all.docs += r.docs;
+        all.removed += r.removed;
+        all.exact_duplicates += r.exact_duplicates;
+        all.near_duplicates += r.near_duplicates;
+        all.candidate_pairs += r.candidate_pairs;
+        all.candidate_docs += r.candidate_docs;
+        all.verified_pairs += r.verified_pairs;
+        all.docs_without_features += r.docs_without_features;
+        for (s, (d, x)) in r.sources {
+            let e = all.sources.entry(s).or_default();
+            (e.0, e.1) = (e.0 + d, e.1 + x);
+        }
+        for (size, n) in r.cluster_sizes {
+            *all.cluster_sizes.entry(size).or_default() += n;
+        }
+        all.largest.extend(r.largest);
+    }
+    all.largest.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    all.largest.truncate(5);
+    global.finish(&all)?;
+    Ok(all)
 }
 
 /// What the clusters step found.
@@ -856,10 +974,18 @@ struct Doc {
     exact: u128,
 }
 
-fn cluster_fingerprint(cfg: &DedupConfig, seed: u64, buckets_dir: &Loc) -> Result<String, StageError> {
+fn cluster_fingerprint(
+    cfg: &DedupConfig,
+    seed: u64,
+    buckets_dir: &Loc,
+    layer: Option<u32>,
+) -> Result<String, StageError> {
     let m = Manifest::read(&buckets_dir.join(MANIFEST))?;
     let files: Vec<&str> = m.side.iter().map(|f| f.xxh3.as_str()).collect();
-    let doc = serde_json::json!({ "config": cfg, "seed": seed, "pairs": files, "buckets": m.fingerprint });
+    let mut doc = serde_json::json!({ "config": cfg, "seed": seed, "pairs": files, "buckets": m.fingerprint });
+    if let Some(layer) = layer {
+        doc["dump"] = layer.into();
+    }
     Ok(format!("{:016x}", xxhash_rust::xxh3::xxh3_64(doc.to_string().as_bytes())))
 }
 
@@ -874,10 +1000,17 @@ const CLUSTERS_REPORT: &str = "report.json";
 /// The removals table of the clusters step (what the filter removes, with cluster and reason).
 pub const REMOVALS: &str = "removals.parquet";
 
-fn clusters_global(cfg: &DedupConfig, seed: u64, buckets_dir: &Loc, dir: &Loc) -> Result<Global<'static>, StageError> {
+/// The clusters step's marker in `dir`: of the whole step, or of dump `layer` of several.
+fn clusters_global(
+    cfg: &DedupConfig,
+    seed: u64,
+    buckets_dir: &Loc,
+    dir: &Loc,
+    layer: Option<u32>,
+) -> Result<Global<'static>, StageError> {
     Ok(Global {
         dir: dir.clone(),
-        fingerprint: cluster_fingerprint(cfg, seed, buckets_dir)?,
+        fingerprint: cluster_fingerprint(cfg, seed, buckets_dir, layer)?,
         report: CLUSTERS_REPORT,
         files: &[REMOVALS],
     })
@@ -889,7 +1022,7 @@ fn completed_clusters(
     buckets_dir: &Loc,
     dir: &Loc,
 ) -> Result<Option<ClusterReport>, StageError> {
-    Ok(clusters_global(cfg, seed, buckets_dir, dir)?.completed())
+    Ok(clusters_global(cfg, seed, buckets_dir, dir, None)?.completed())
 }
 
 #[cfg(test)]
@@ -947,7 +1080,7 @@ fn clusters(
     dir: &Loc,
 ) -> Result<ClusterReport, StageError> {
     let start = Instant::now();
-    let fingerprint = cluster_fingerprint(cfg, seed, buckets_dir)?;
+    let fingerprint = cluster_fingerprint(cfg, seed, buckets_dir, None)?;
     let bm = Manifest::read(&buckets_dir.join(MANIFEST))?;
     // Pass 1 over the pairs: the documents in them, numbered densely in gid order.
     let mut candidate_pairs = 0u64;
@@ -1116,7 +1249,7 @@ fn clusters(
             .collect(),
         seconds: start.elapsed().as_secs_f64(),
     };
-    clusters_global(cfg, seed, buckets_dir, dir)?.finish(&report)?;
+    clusters_global(cfg, seed, buckets_dir, dir, None)?.finish(&report)?;
     Ok(report)
 }
 
@@ -1185,6 +1318,7 @@ fn unit_removals(clusters_dir: &Loc, unit: usize) -> Result<BTreeMap<u32, Remova
 fn filter(
     input: &Manifest,
     input_dir: &Loc,
+    corpus: &Corpus,
     clusters_dir: &Loc,
     report: &ClusterReport,
     out: &Loc,
@@ -1196,7 +1330,8 @@ fn filter(
         let entry = &input.outputs[ctx.unit];
         let src_loc = input_dir.join(&entry.path);
         entry.verify(&src_loc)?;
-        let gone = unit_removals(clusters_dir, ctx.unit)?;
+        let unit = corpus.own + ctx.unit;
+        let gone = unit_removals(&layer_dir(corpus, clusters_dir, corpus.units[unit].layer), unit)?;
         let reader = DocReader::open(&src_loc)?;
         let schema = reader.schema().clone();
         let (shard_loc, _) = ctx.shard();
@@ -1296,6 +1431,12 @@ mod tests {
             // Ids out of gid order, so ties on the score are broken by id, not position.
             shards[next(units as u64) as usize].push((format!("d{:05}", mix(i as u64) % 100_000), source, text, score));
         }
+        write_input(run_out, &shards);
+    }
+
+    /// An `ingest` stage of these shards in `run_out`.
+    fn write_input(run_out: &std::path::Path, shards: &[Vec<Row>]) {
+        let units = shards.len();
         let dir = Loc::local(run_out.join("ingest"));
         let schema = doc_schema(vec![Field::new("quality_score", DataType::Float64, true)]);
         let mut m = Manifest::new("ingest", units as u64, "test".into(), serde_json::json!({}));
@@ -1333,6 +1474,104 @@ mod tests {
             (cfg.ngram, cfg.bands, cfg.rows, cfg.threshold) = (3, 20, 5, 0.75);
         }
         cfg
+    }
+
+    /// Every row of a removals table.
+    fn removal_rows(loc: &std::path::Path) -> Vec<String> {
+        let loc = Loc::local(loc);
+        let mut rows = Vec::new();
+        for batch in ParquetSource::open(&loc, REMOVALS_FORMAT, 1).unwrap().batches(None, 65536).unwrap() {
+            let b = batch.unwrap();
+            for i in 0..b.num_rows() {
+                let row: Vec<String> = (0..b.num_columns())
+                    .map(|c| shards::arrow::util::display::array_value_to_string(b.column(c), i).unwrap())
+                    .collect();
+                rows.push(row.join("|"));
+            }
+        }
+        rows
+    }
+
+    /// Incremental dedup equals dedup of both dumps at once under the rule "earlier dumps
+    /// win": dump A alone, then dump B with A's run as its index, removes exactly what one run
+    /// over A and B with `dumps = [A, B]` removes (the same rows, reasons, clusters,
+    /// representatives and Jaccards), and writes the same kept shards; B's run signs only B's
+    /// shards. Without the dump order, the one run removes something else (an A document in
+    /// favour of a B one), so the rule is what makes them equal.
+    #[test]
+    fn incremental_dedup_across_dumps_equals_one_run_over_the_dumps_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        // The test corpus's documents, dealt into 4 shards of dump A and 3 of dump B.
+        corpus(&dir.path().join("all"), 7);
+        let mut shards: Vec<Vec<Row>> = Vec::new();
+        for u in 0..7 {
+            let loc = Loc::local(dir.path().join(format!("all/ingest/part-{u:05}.parquet")));
+            let mut rows = Vec::new();
+            for batch in DocReader::open(&loc).unwrap().batches(None, 4096).unwrap() {
+                let b = batch.unwrap();
+                let (ids, srcs, texts) =
+                    (str_col(&b, "id").unwrap(), str_col(&b, "source").unwrap(), str_col(&b, "text").unwrap());
+                let score: Float64Array = column(&b, "quality_score", &loc).unwrap();
+                for i in 0..b.num_rows() {
+                    let source = match srcs.value(i) {
+                        "cc" if u < 4 => "cc-a",
+                        "cc" => "cc-b",
+                        s => s,
+                    };
+                    let sc = (!score.is_null(i)).then(|| score.value(i));
+                    rows.push((ids.value(i).to_string(), source.to_string(), texts.value(i).to_string(), sc));
+                }
+            }
+            shards.push(rows);
+        }
+        let [a, b, ab, plain] = ["a", "b", "ab", "plain"].map(|n| dir.path().join(n));
+        write_input(&a, &shards[..4]);
+        write_input(&b, &shards[4..]);
+        write_input(&ab, &shards);
+        write_input(&plain, &shards);
+        let base = config(DedupMode::Shingles, 2, true);
+        let dedup = |run_out: &std::path::Path, cfg: &DedupConfig, tasks: usize| {
+            for t in 0..tasks {
+                run(cfg, 42, &Loc::local(run_out), TaskSlice::new(t, tasks).unwrap(), None).unwrap();
+            }
+            // Again, as a task that finds every step complete.
+            run(cfg, 42, &Loc::local(run_out), TaskSlice::ALL, None).unwrap().clusters.unwrap()
+        };
+        let ra = dedup(&a, &base, 1);
+        let rb = dedup(&b, &DedupConfig { index: vec![a.to_string_lossy().into()], ..base.clone() }, 2);
+        let rab = dedup(&ab, &DedupConfig { dumps: vec!["cc-a".into(), "cc-b".into()], ..base.clone() }, 1);
+        let rplain = dedup(&plain, &base, 1);
+
+        let removals = |run: &std::path::Path| removal_rows(&run.join("dedup_clusters").join(REMOVALS));
+        let (in_a, in_b, in_ab) = (removals(&a), removals(&b), removals(&ab));
+        assert!(in_b.iter().any(|r| r.contains("|d")), "B has removals");
+        assert_eq!([in_a.clone(), in_b.clone()].concat(), in_ab, "incremental != one run over the dumps in order");
+        assert_eq!(ra.removed + rb.removed, rab.removed);
+        assert_eq!((rab.docs, ra.docs, rb.docs), (ra.docs + rb.docs, ra.docs, rb.docs));
+        // Some of B's documents are removed as duplicates of A's (the index at work).
+        let a_ids: BTreeSet<String> = shards[..4].iter().flatten().map(|r| r.0.clone()).collect();
+        let reps_in_a = in_b.iter().filter(|r| a_ids.contains(r.split('|').nth(5).unwrap())).count();
+        assert!(reps_in_a > 3, "B removals citing A documents: {reps_in_a}");
+        // Without the order, one run removes other documents: the rule is what makes them equal.
+        assert!(removals(&plain) != in_ab, "the dump order changed nothing: the test proves nothing");
+        assert!(rplain.removed > 0);
+        // The kept shards and ledgers: A's and B's are the one run's, shard for shard.
+        let files = |run: &std::path::Path| -> Vec<Vec<u8>> {
+            let m = Manifest::read(&Loc::local(run.join(STAGE).join(MANIFEST))).unwrap();
+            m.outputs.iter().chain(&m.ledgers).map(|f| std::fs::read(run.join(STAGE).join(&f.path)).unwrap()).collect()
+        };
+        let (fa, fb, fab) = (files(&a), files(&b), files(&ab));
+        assert_eq!(fab.len(), fa.len() + fb.len());
+        let (shards_ab, ledgers_ab) = fab.split_at(7);
+        assert!(shards_ab[..4] == fa[..4] && shards_ab[4..] == fb[..3], "kept shards differ");
+        assert!(ledgers_ab[..4] == fa[4..] && ledgers_ab[4..] == fb[3..], "ledgers differ");
+        // B's run signed B's shards only; its buckets read A's keys.
+        let sig_b = Manifest::read(&Loc::local(b.join(SIGNATURES).join(MANIFEST))).unwrap();
+        assert_eq!(sig_b.units, 3);
+        // An index signed with other settings is refused, naming it.
+        let other = DedupConfig { index: vec![a.to_string_lossy().into()], bands: 10, ..base.clone() };
+        let e = run(&other, 42, &Loc::local(&b), TaskSlice::ALL, None).unwrap_err().to_string();
+        assert!(e.contains("other settings") && e.contains(&*a.to_string_lossy()), "{e}");
     }
 
     /// Spilled runs merged with the held remainder give every entry in order, and the

@@ -231,12 +231,27 @@ pub fn run(
         }
         _ => None,
     };
+    // Units are fingerprinted one by one (see `core::stage`): each names its files and the
+    // settings of its own source, and the stage config holds the rest, so that a new source
+    // (a new crawl dump) or new files at the end of one redo only their own units.
+    let mut source_of: std::collections::BTreeMap<&str, Vec<serde_json::Value>> = Default::default();
+    for s in &cfg.sources {
+        let mut v = serde_json::to_value(s).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("paths");
+        }
+        source_of.entry(s.name.as_str()).or_default().push(v);
+    }
+    if let Some(o) = config.as_object_mut() {
+        o.remove("sources");
+    }
     let plan_json = units
         .iter()
         .map(|files| {
-            serde_json::Value::Array(
-                files.iter().map(|f| serde_json::json!([f.source, f.loc.to_string(), f.bytes, f.modified])).collect(),
-            )
+            let source = files.first().map(|f| source_of.get(f.source.as_str()).cloned().unwrap_or_default());
+            let files: Vec<serde_json::Value> =
+                files.iter().map(|f| serde_json::json!([f.source, f.loc.to_string(), f.bytes, f.modified])).collect();
+            serde_json::json!({ "source": source, "files": files })
         })
         .collect();
     let stage = Stage {
