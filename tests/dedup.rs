@@ -253,3 +253,70 @@ fn killed_dedup_resumes_to_the_uninterrupted_output() {
     let err = common::stderr(&o);
     assert!(!o.status.success() && err.contains("side-removals-00000.parquet") && err.contains("checksum"), "{err}");
 }
+
+/// Incremental dedup through the CLI: dump A (the sample's first crawl file, and the books),
+/// then dump B (its second crawl file and the first again) with `dedup.index = [A's run.out]`, removes the same
+/// documents for the same reasons as one run over all of them with `dedup.dumps`; B's run
+/// signs only B's shards.
+#[test]
+fn a_new_dump_against_an_index_run_equals_one_run_over_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = d.join("sample");
+    ok(grist(&["synthetic", "--out", s.to_str().unwrap(), "--docs", "600"], &[]));
+    // Dump B: the second crawl file, and the first one again (its pages recrawled).
+    std::fs::create_dir(s.join("dump-b")).unwrap();
+    std::fs::rename(s.join("crawl/crawl-00001.jsonl.zst"), s.join("dump-b/crawl-00001.jsonl.zst")).unwrap();
+    std::fs::copy(s.join("crawl/crawl-00000.jsonl.gz"), s.join("dump-b/crawl-00000.jsonl.gz")).unwrap();
+    let recipe = |name: &str, sources: &[(&str, &str)], dedup: &str| {
+        let mut text = format!("[run]\nout = \"{}\"\n\n[ingest]\nmin_words = 5\n\n", d.join(name).display());
+        for (source, sub) in sources {
+            text.push_str(&format!(
+                "[[ingest.sources]]\nname = \"{source}\"\npaths = [\"{}\"]\nurl_field = \"metadata.url\"\n\n",
+                s.join(sub).display()
+            ));
+        }
+        text.push_str(&format!("[dedup]\ninput = \"ingest\"\nmode = \"shingles\"\nmax_removal = 0.9\n{dedup}\n"));
+        let path = d.join(format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        for cmd in ["ingest", "dedup"] {
+            ok(grist(&["-q", cmd, path.to_str().unwrap()], &[]));
+        }
+    };
+    let (first, second, books) = (("dump-a", "crawl"), ("dump-b", "dump-b"), ("books", "books"));
+    recipe("a", &[first, books], "dumps = [\"dump-a\"]");
+    recipe("b", &[second], &format!("index = [\"{}\"]", d.join("a").display()));
+    recipe("ab", &[first, second, books], "dumps = [\"dump-a\", \"dump-b\"]");
+    let removed = |run: &str| -> std::collections::BTreeSet<(String, String, Option<String>, Option<String>)> {
+        let dir = d.join(run).join("dedup");
+        let m = Manifest::read(&Loc::local(dir.join("manifest.json"))).unwrap();
+        let mut out = std::collections::BTreeSet::new();
+        for f in &m.ledgers {
+            for e in LedgerReader::open(&Loc::local(dir.join(&f.path))).unwrap().entries().unwrap() {
+                out.insert((e.id, e.reason, e.duplicate_of, e.detail));
+            }
+        }
+        out
+    };
+    let (a, b, ab) = (removed("a"), removed("b"), removed("ab"));
+    assert!(!a.is_empty() && !b.is_empty(), "both dumps have duplicates: {} {}", a.len(), b.len());
+    let both: std::collections::BTreeSet<_> = a.union(&b).cloned().collect();
+    assert_eq!(both, ab, "A then B incrementally != one run over A and B in dump order");
+    // Some of B's removals are copies of A's documents: the index at work.
+    let a_ids: std::collections::BTreeSet<String> = {
+        let ingest = d.join("a/ingest");
+        let m = Manifest::read(&Loc::local(ingest.join("manifest.json"))).unwrap();
+        m.outputs
+            .iter()
+            .flat_map(|f| shards::DocReader::open(&Loc::local(ingest.join(&f.path))).unwrap().read_docs().unwrap())
+            .map(|doc| doc.id)
+            .collect()
+    };
+    let of_a = b.iter().filter(|r| a_ids.contains(r.2.as_deref().unwrap())).count();
+    assert!(of_a > 0, "no B document was removed for an A one");
+    let sig = |run: &str| Manifest::read(&Loc::local(d.join(run).join("dedup_signatures/manifest.json"))).unwrap();
+    let ingest_b = Manifest::read(&Loc::local(d.join("b/ingest/manifest.json"))).unwrap();
+    assert_eq!(sig("b").units, ingest_b.units, "B's run signs B's shards only");
+    assert_eq!(sig("ab").units, sig("a").units + sig("b").units);
+    println!("removed: A {}, B {} ({of_a} as copies of A), one run {}", a.len(), b.len(), ab.len());
+}

@@ -91,8 +91,25 @@ impl Corpus {
             }
             let first_unit = corpus.units.len();
             for (sig, inp) in m.outputs.iter().zip(&m.inputs) {
+                let input = index_input(&run, inp)?;
+                // A size check here (a stat per shard); the checksums of the band keys are
+                // checked where the bucket step reads them. A shard rewritten since (at the
+                // same size) would give verification other texts: rerunning a stage of an
+                // index run requires rerunning its dedup too.
+                for (loc, f) in [(&input, inp), (&dir.join(&sig.path), sig)] {
+                    let size = loc.size()?;
+                    if size != f.bytes {
+                        return Err(StageError::Input {
+                            at: At::file(loc.to_string()),
+                            msg: format!(
+                                "is {size} bytes, not the {} its signatures were computed from: index run {path} changed after its dedup\nhint: rerun that run's dedup (or restore the file) before using it as an index",
+                                f.bytes
+                            ),
+                        });
+                    }
+                }
                 corpus.units.push(Unit {
-                    input: index_input(&run, inp)?,
+                    input,
                     sig: dir.join(&sig.path),
                     bytes: inp.bytes,
                     docs: sig.rows,

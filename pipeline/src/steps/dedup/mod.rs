@@ -1572,6 +1572,14 @@ mod tests {
         let other = DedupConfig { index: vec![a.to_string_lossy().into()], bands: 10, ..base.clone() };
         let e = run(&other, 42, &Loc::local(&b), TaskSlice::ALL, None).unwrap_err().to_string();
         assert!(e.contains("other settings") && e.contains(&*a.to_string_lossy()), "{e}");
+        // So is an index whose input shard changed after its dedup.
+        let shard = a.join("ingest/part-00002.parquet");
+        let mut bytes = std::fs::read(&shard).unwrap();
+        bytes.extend_from_slice(b"junk");
+        std::fs::write(&shard, bytes).unwrap();
+        let cfg_b = DedupConfig { index: vec![a.to_string_lossy().into()], partitions: 3, ..base.clone() };
+        let e = run(&cfg_b, 42, &Loc::local(&b), TaskSlice::ALL, None).unwrap_err().to_string();
+        assert!(e.contains("part-00002.parquet") && e.contains("changed after its dedup"), "{e}");
     }
 
     /// Spilled runs merged with the held remainder give every entry in order, and the
