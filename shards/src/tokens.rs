@@ -135,6 +135,9 @@ pub fn write_tokens(loc: &Loc, width: TokenWidth, tokens: &[u32]) -> Result<()> 
 
 enum Data {
     Mmap(memmap2::Mmap),
+    /// A local shard read by positioned reads (`TokenShard::open_unmapped`): nothing of it
+    /// stays in this process's memory between reads.
+    File(std::fs::File),
     /// An object-store shard, read by ranges.
     Remote(Remote),
 }
@@ -245,8 +248,34 @@ impl TokenShard {
     /// block cache (at most `REMOTE_CACHE_BLOCKS` x `REMOTE_BLOCK`), so memory does not grow
     /// with the shard.
     pub fn open(loc: &Loc) -> Result<TokenShard> {
+        Self::open_as(loc, true)
+    }
+
+    /// Opens a shard like `open`, but a local one is read by positioned reads instead of being
+    /// mapped: for scattered reads over many shards (the blend), whose mapped pages would
+    /// otherwise all count as this process's resident memory.
+    pub fn open_unmapped(loc: &Loc) -> Result<TokenShard> {
+        Self::open_as(loc, false)
+    }
+
+    fn open_as(loc: &Loc, mapped: bool) -> Result<TokenShard> {
         let path = loc.to_string();
         let (data, width, len) = match loc.as_local() {
+            Some(p) if !mapped => {
+                use std::os::unix::fs::FileExt;
+                let f = std::fs::File::open(p).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => ShardError::NotFound {
+                        at: At::file(path.clone()),
+                        hint: "run `grist tokenize` first, or check the path".into(),
+                    },
+                    _ => ShardError::io(At::file(path.clone()), e),
+                })?;
+                let size = f.metadata().map_err(|e| ShardError::io(At::file(path.clone()), e))?.len();
+                let mut head = vec![0u8; (HEADER_BYTES as u64).min(size) as usize];
+                f.read_exact_at(&mut head, 0).map_err(|e| ShardError::io(At::file(path.clone()), e))?;
+                let (width, len) = validate(&head, size, &path)?;
+                (Data::File(f), width, len)
+            }
             Some(p) => {
                 let f = std::fs::File::open(p).map_err(|e| match e.kind() {
                     std::io::ErrorKind::NotFound => ShardError::NotFound {
@@ -281,7 +310,7 @@ impl TokenShard {
                 let c = r.cache.lock().unwrap_or_else(|e| e.into_inner());
                 (c.fetched, c.peak)
             }
-            Data::Mmap(_) => (0, 0),
+            Data::Mmap(_) | Data::File(_) => (0, 0),
         }
     }
 
@@ -339,6 +368,16 @@ impl TokenShard {
                 for (k, chunk) in out.chunks_mut(per).enumerate() {
                     let mut buf = vec![0u8; chunk.len() * w];
                     r.read((HEADER_BYTES + w * (start + k * per)) as u64, &mut buf)?;
+                    widen(&buf, chunk);
+                }
+            }
+            Data::File(f) => {
+                use std::os::unix::fs::FileExt;
+                let per = (1 << 20) / w;
+                for (k, chunk) in out.chunks_mut(per).enumerate() {
+                    let mut buf = vec![0u8; chunk.len() * w];
+                    let at = (HEADER_BYTES + w * (start + k * per)) as u64;
+                    f.read_exact_at(&mut buf, at).map_err(|e| ShardError::io(At::byte(self.path.clone(), at), e))?;
                     widen(&buf, chunk);
                 }
             }
@@ -456,6 +495,16 @@ mod tests {
         let s = TokenShard::open(&tmp(&dir, "b.bin")).unwrap();
         assert_eq!(s.to_vec().unwrap(), big);
         assert_eq!(std::fs::metadata(dir.path().join("b.bin")).unwrap().len(), 1024 + 20);
+        // Read by positioned reads instead of a mapping: the same tokens, in any piece.
+        for name in ["a.bin", "b.bin"] {
+            let (mapped, unmapped) =
+                (TokenShard::open(&tmp(&dir, name)).unwrap(), TokenShard::open_unmapped(&tmp(&dir, name)).unwrap());
+            assert_eq!((unmapped.width(), unmapped.len()), (mapped.width(), mapped.len()));
+            assert_eq!(unmapped.to_vec().unwrap(), mapped.to_vec().unwrap());
+            let mut piece = vec![0u32; 3];
+            unmapped.read_into(2, &mut piece).unwrap();
+            assert_eq!(piece, mapped.to_vec().unwrap()[2..5]);
+        }
     }
 
     #[test]
@@ -488,9 +537,12 @@ mod tests {
         loc.write_atomic(&good[..good.len() - 1]).unwrap();
         let e = TokenShard::open(&loc).unwrap_err();
         assert!(matches!(e, ShardError::Truncated { expected: 1032, got: 1031, .. }), "{e}");
+        let e = TokenShard::open_unmapped(&loc).unwrap_err();
+        assert!(matches!(e, ShardError::Truncated { expected: 1032, got: 1031, .. }), "{e}");
 
         loc.write_atomic(&good[..100]).unwrap();
         assert!(matches!(TokenShard::open(&loc), Err(ShardError::Truncated { expected: 1024, .. })));
+        assert!(matches!(TokenShard::open_unmapped(&loc), Err(ShardError::Truncated { expected: 1024, .. })));
 
         let mut long = good.clone();
         long.extend_from_slice(&[0, 0]);

@@ -30,7 +30,7 @@ use crate::core::rng::DocRng;
 use crate::core::slice::TaskSlice;
 use crate::core::stage::{MANIFEST, Stage, TaskReport};
 use crate::steps::tokenize::SOURCE_TOKENS_PREFIX;
-use crate::steps::tokenize::{GPT2_VOCAB, TokDoc, token_docs};
+use crate::steps::tokenize::{GPT2_VOCAB, TokDocs, token_docs};
 use crate::steps::{Outcome, Produces, Shape, Step, StepReport, need};
 
 /// Stage name.
@@ -293,25 +293,26 @@ struct Block {
 impl Copies {
     /// The copies of `plan` over `docs`, and the tokens realized per source (each target
     /// exceeded by less than one document).
-    fn new(plan: &Mixture, docs: &[TokDoc], seed: u64) -> (Copies, BTreeMap<String, u64>) {
+    fn new(plan: &Mixture, docs: &TokDocs, seed: u64) -> (Copies, BTreeMap<String, u64>) {
         let mut blocks = Vec::new();
         let mut realized: BTreeMap<String, u64> = BTreeMap::new();
         let mut start = 0u64;
         for p in &plan.sources {
-            let mine: Vec<usize> = (0..docs.len()).filter(|&i| docs[i].source == p.name).collect();
+            let mine: Vec<usize> = (0..docs.len()).filter(|&i| docs.is_of(i, &p.name)).collect();
             let whole = p.epochs.floor() as u64;
-            let got = whole * mine.iter().map(|&i| docs[i].tokens).sum::<u64>();
+            let got = whole * mine.iter().map(|&i| docs.tokens(i)).sum::<u64>();
             // The fraction: documents by a seeded draw, while under the remaining target.
             let rest = p.target_tokens.saturating_sub(got);
-            let mut order = mine.clone();
-            order.sort_by_key(|&i| (DocRng::new(seed, "blend/fraction", &docs[i].id).next_u64(), i));
+            let mut order: Vec<(u64, usize)> =
+                mine.iter().map(|&i| (DocRng::new(seed, "blend/fraction", docs.get(i).id).next_u64(), i)).collect();
+            order.sort_unstable();
             let (mut frac, mut taken) = (Vec::new(), 0u64);
-            for &i in &order {
+            for &(_, i) in &order {
                 if taken >= rest {
                     break;
                 }
                 frac.push(i);
-                taken += docs[i].tokens;
+                taken += docs.tokens(i);
             }
             realized.insert(p.name.clone(), got + taken);
             let len = whole * mine.len() as u64 + frac.len() as u64;
@@ -368,7 +369,7 @@ pub fn mixture(cfg: &BlendConfig, run_out: &Loc) -> Result<Mixture, StageError> 
     let m = Manifest::read(&manifest)?;
     let available: BTreeMap<String, u64> =
         token_docs(&run_out.join(&cfg.input), &m, "train")?.iter().fold(BTreeMap::new(), |mut a, d| {
-            *a.entry(d.source.clone()).or_default() += d.tokens;
+            *a.entry(d.source.to_string()).or_default() += d.tokens;
             a
         });
     Mixture::new(cfg, &available)
@@ -380,7 +381,7 @@ pub fn run(cfg: &BlendConfig, seed: u64, run_out: &Loc, slice: TaskSlice) -> Res
     let m = Manifest::read(&in_dir.join(MANIFEST))?;
     let docs = token_docs(&in_dir, &m, "train")?;
     let available: BTreeMap<String, u64> = docs.iter().fold(BTreeMap::new(), |mut a, d| {
-        *a.entry(d.source.clone()).or_default() += d.tokens;
+        *a.entry(d.source.to_string()).or_default() += d.tokens;
         a
     });
     let plan = Mixture::new(cfg, &available)?;
@@ -392,7 +393,7 @@ pub fn run(cfg: &BlendConfig, seed: u64, run_out: &Loc, slice: TaskSlice) -> Res
     let mut unit_bytes: Vec<u64> = Vec::new();
     let (mut start, mut acc) = (0u64, 0u64);
     for k in 0..copies.len() {
-        let n = docs[copies.at(k).0].tokens;
+        let n = docs.tokens(copies.at(k).0);
         if acc > 0 && acc + n > cfg.shard_tokens {
             units.push(start..k);
             unit_bytes.push(2 * acc);
@@ -421,7 +422,9 @@ pub fn run(cfg: &BlendConfig, seed: u64, run_out: &Loc, slice: TaskSlice) -> Res
         if let Some(s) = c.get(name) {
             return Ok(s.clone());
         }
-        let s = Arc::new(TokenShard::open(&in_dir.join(name))?);
+        // Read by positioned reads: the blend reads documents scattered over every shard, whose
+        // mapped pages would all stay resident.
+        let s = Arc::new(TokenShard::open_unmapped(&in_dir.join(name))?);
         c.insert(name.to_string(), s.clone());
         Ok(s)
     };
@@ -437,12 +440,12 @@ pub fn run(cfg: &BlendConfig, seed: u64, run_out: &Loc, slice: TaskSlice) -> Res
         let mut rows: Vec<(usize, u32, u64)> = Vec::with_capacity((range.end - range.start) as usize);
         let mut buf: Vec<u32> = Vec::new();
         for (i, copy) in range.map(|k| copies.at(k)) {
-            let d = &docs[i];
-            let shard = open(&d.shard)?;
+            let d = docs.get(i);
+            let shard = open(d.shard)?;
             buf.resize(d.tokens as usize, 0);
             if d.offset + d.tokens > shard.len() as u64 {
                 return Err(StageError::Input {
-                    at: At::file(in_dir.join(&d.shard).to_string()),
+                    at: At::file(in_dir.join(d.shard).to_string()),
                     msg: format!("document {} runs past the end of its shard", d.id),
                 });
             }
@@ -453,11 +456,11 @@ pub fn run(cfg: &BlendConfig, seed: u64, run_out: &Loc, slice: TaskSlice) -> Res
         }
         let tokens = w.finish()?;
         let cols: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| docs[r.0].id.as_str()))),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| docs[r.0].source.as_str()))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| docs.get(r.0).id))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| docs.get(r.0).source))),
             Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.1 as u64))),
             Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.2))),
-            Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| docs[r.0].tokens))),
+            Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| docs.tokens(r.0)))),
         ];
         let rb = RecordBatch::try_new(sidecar_schema(), cols)
             .map_err(|source| ShardError::Arrow { at: At::file(side_loc.to_string()), source })?;
@@ -508,6 +511,7 @@ mod tests {
 
     #[test]
     fn selection_is_within_one_document_of_the_plan() {
+        use crate::steps::tokenize::TokDoc;
         let docs: Vec<TokDoc> = (0..500)
             .map(|i| TokDoc {
                 id: format!("d{i}"),
@@ -532,8 +536,9 @@ mod tests {
             max_epochs: 100.0,
         };
         let plan = Mixture::new(&cfg, &available).unwrap();
-        let select = |plan: &Mixture, docs: &[TokDoc], seed| {
-            let (c, realized) = Copies::new(plan, docs, seed);
+        let table: TokDocs = docs.iter().cloned().collect();
+        let select = |plan: &Mixture, _docs: &[TokDoc], seed| {
+            let (c, realized) = Copies::new(plan, &table, seed);
             ((0..c.len()).map(|k| c.at(k)).collect::<Vec<_>>(), realized)
         };
         let (order, realized) = select(&plan, &docs, 9);

@@ -283,8 +283,9 @@ pub fn write(out: &Loc, seed: u64, docs: usize) -> Result<SyntheticReport, Stage
     let mut rep = SyntheticReport { out: out.to_string(), ..Default::default() };
     // Two crawl files for small samples, more as it grows (about 20k records each).
     let files = (docs / 20_000).max(2);
-    // Pages a Reddit user might link to: the prose documents, by URL.
-    let mut prose_urls: Vec<String> = Vec::new();
+    // Pages a Reddit user might link to: the prose documents, by URL, posted as they are made
+    // (nothing of the corpus is held: memory is one crawl file's records).
+    let mut prose_urls = Reddit::create(out, seed)?;
     for f in 0..files {
         let mut lines: Vec<Vec<u8>> = Vec::new();
         for i in (f..docs).step_by(files) {
@@ -317,7 +318,7 @@ pub fn write(out: &Loc, seed: u64, docs: usize) -> Result<SyntheticReport, Stage
             };
             let url = format!("https://site{}.example/page/{i}", r.below(40));
             if kind > 82 {
-                prose_urls.push(url.clone());
+                prose_urls.push(&url).map_err(|e| io_err(out, e))?;
             }
             let rec = serde_json::json!({
                 "id": format!("sample-{i}"),
@@ -386,7 +387,7 @@ pub fn write(out: &Loc, seed: u64, docs: usize) -> Result<SyntheticReport, Stage
         .map(|i| format!("{}\n", serde_json::json!({ "id": i, "question": benchmark_item(seed, i) })))
         .collect();
     out.join("benchmarks/sample-bench.jsonl").write_atomic(bench.as_bytes())?;
-    write_reddit(out, seed, &prose_urls, &mut rep)?;
+    prose_urls.finish(&mut rep)?;
     let books = (docs / 40).max(2);
     for b in 0..books {
         let mut r = DocRng::new(seed, "sample/books", &b.to_string());
@@ -449,7 +450,7 @@ fn write_warc(
     seed: u64,
     docs: usize,
     rep: &mut SyntheticReport,
-    prose_urls: &mut Vec<String>,
+    prose_urls: &mut Reddit,
 ) -> Result<usize, StageError> {
     let n = (docs / 6).max(4);
     let date = "2020-08-04T12:00:00Z";
@@ -462,7 +463,14 @@ fn write_warc(
         b"software: grist sample\r\nformat: WARC File Format 1.0\r\n",
     )
     .map_err(|e| io_err(out, e))?;
-    let (mut warc, mut wet) = (info.clone(), info);
+    // Streamed to their files, a gzip member per record.
+    let open = |name: &str| -> Result<std::io::BufWriter<shards::storage::AtomicFile>, StageError> {
+        Ok(std::io::BufWriter::with_capacity(1 << 20, out.join(name).create()?))
+    };
+    let (warc_name, wet_name) = ("cc/CC-SAMPLE-00000.warc.gz", "cc/CC-SAMPLE-00000.warc.wet.gz");
+    let (mut warc, mut wet) = (open(warc_name)?, open(wet_name)?);
+    warc.write_all(&info).map_err(|e| io_err(out, e))?;
+    wet.write_all(&info).map_err(|e| io_err(out, e))?;
     let mut pages = 0;
     for i in 0..n {
         let mut r = DocRng::new(seed, "sample/warc", &i.to_string());
@@ -487,7 +495,7 @@ fn write_warc(
                 let title = format!("The {} {}", pick(&mut r, ADJ), pick(&mut r, NOUN));
                 let paragraphs = 2 + r.below(4) as usize;
                 let text = prose(&mut r, paragraphs);
-                prose_urls.push(url.clone());
+                prose_urls.push(&url).map_err(|e| io_err(out, e))?;
                 pages += 1;
                 ("200 OK", "text/html; charset=utf-8", html_page(&mut r, &title, &site, &text).into_bytes())
             }
@@ -502,7 +510,7 @@ fn write_warc(
             ("WARC-Target-URI", url.clone()),
             ("Content-Type", "application/http; msgtype=response".to_string()),
         ];
-        warc.extend(warc_member(&headers, &block).map_err(|e| io_err(out, e))?);
+        warc.write_all(&warc_member(&headers, &block).map_err(|e| io_err(out, e))?).map_err(|e| io_err(out, e))?;
         rep.warc_responses += 1;
         // The WET of the same crawl: a conversion record for every page that had text.
         if kind >= 2 {
@@ -521,26 +529,52 @@ fn write_warc(
                 ("WARC-Identified-Content-Language", "eng".to_string()),
                 ("Content-Type", "text/plain".to_string()),
             ];
-            wet.extend(warc_member(&headers, text.as_bytes()).map_err(|e| io_err(out, e))?);
+            wet.write_all(&warc_member(&headers, text.as_bytes()).map_err(|e| io_err(out, e))?)
+                .map_err(|e| io_err(out, e))?;
             rep.wet_records += 1;
         }
     }
-    out.join("cc/CC-SAMPLE-00000.warc.gz").write_atomic(&warc)?;
-    out.join("cc/CC-SAMPLE-00000.warc.wet.gz").write_atomic(&wet)?;
+    for w in [warc, wet] {
+        w.into_inner().map_err(|e| io_err(out, e.into_error()))?.commit()?;
+    }
     Ok(pages)
 }
 
 /// `reddit/`: a Pushshift-style submission dump (zstd NDJSON) linking to some sample pages with
 /// enough karma, plus what GPT-2's rule leaves out: low scores, self posts, Reddit's own links,
-/// images, and a repost of the same page.
-fn write_reddit(out: &Loc, seed: u64, prose_urls: &[String], rep: &mut SyntheticReport) -> Result<(), StageError> {
-    let mut lines = Vec::new();
-    let mut selected = std::collections::BTreeSet::new();
-    for (i, url) in prose_urls.iter().enumerate() {
-        let mut r = DocRng::new(seed, "sample/reddit", url);
+/// images, and a repost of the same page. Written as the pages are made (`push`).
+struct Reddit {
+    out: Loc,
+    seed: u64,
+    enc: zstd::stream::write::Encoder<'static, std::io::BufWriter<shards::storage::AtomicFile>>,
+    /// Pages offered so far (the next submission's number).
+    offered: usize,
+    lines: usize,
+    selected: usize,
+    /// The smallest selected URL: the page reposted at the end.
+    first: Option<String>,
+}
+
+impl Reddit {
+    fn create(out: &Loc, seed: u64) -> Result<Reddit, StageError> {
+        let file = std::io::BufWriter::with_capacity(1 << 20, out.join("reddit/RS_SAMPLE.zst").create()?);
+        let enc = zstd::stream::write::Encoder::new(file, 3).map_err(|e| io_err(out, e))?;
+        Ok(Reddit { out: out.clone(), seed, enc, offered: 0, lines: 0, selected: 0, first: None })
+    }
+
+    fn line(&mut self, v: serde_json::Value) -> std::io::Result<()> {
+        self.lines += 1;
+        writeln!(self.enc, "{v}")
+    }
+
+    /// A prose page at `url`, maybe posted.
+    fn push(&mut self, url: &str) -> std::io::Result<()> {
+        let i = self.offered;
+        self.offered += 1;
+        let mut r = DocRng::new(self.seed, "sample/reddit", url);
         let roll = r.below(10);
         if roll >= 8 {
-            continue; // not every good page was posted
+            return Ok(()); // not every good page was posted
         }
         // Links as people post them: with www., tracking parameters, either scheme.
         let posted = match r.below(3) {
@@ -550,25 +584,32 @@ fn write_reddit(out: &Loc, seed: u64, prose_urls: &[String], rep: &mut Synthetic
         };
         let score = if roll == 0 { r.below(3) as i64 } else { 3 + r.below(500) as i64 };
         if score >= 3 {
-            selected.insert(url.clone());
+            self.selected += 1;
+            if self.first.as_deref().is_none_or(|f| url < f) {
+                self.first = Some(url.to_string());
+            }
         }
-        lines.push(serde_json::json!({
+        self.line(serde_json::json!({
             "id": format!("s{i:05}"), "url": posted, "score": score, "is_self": false,
             "subreddit": pick(&mut r, NOUN), "created_utc": 1_120_000_000 + i as i64 * 60, "domain": "example",
-        }));
+        }))
     }
-    if let Some(first) = selected.iter().next() {
-        lines.push(serde_json::json!({"id": "repost", "url": first, "score": 4, "is_self": false, "subreddit": "repost", "created_utc": "1130000000"}));
+
+    fn finish(mut self, rep: &mut SyntheticReport) -> Result<(), StageError> {
+        let out = self.out.clone();
+        let err = |e| io_err(&out, e);
+        if let Some(first) = self.first.clone() {
+            self.line(serde_json::json!({"id": "repost", "url": first, "score": 4, "is_self": false, "subreddit": "repost", "created_utc": "1130000000"})).map_err(err)?;
+        }
+        self.line(serde_json::json!({"id": "self1", "url": "https://www.reddit.com/r/sample/comments/1/", "score": 99, "is_self": true, "subreddit": "sample", "created_utc": 1_120_000_000})).map_err(err)?;
+        self.line(serde_json::json!({"id": "meta1", "url": "https://www.reddit.com/r/sample/", "score": 12, "is_self": false, "subreddit": "sample", "created_utc": 1_120_000_001})).map_err(err)?;
+        self.line(serde_json::json!({"id": "img1", "url": "https://i.example/cat.jpg", "score": 300, "is_self": false, "subreddit": "aww", "created_utc": 1_120_000_002})).map_err(err)?;
+        rep.reddit_submissions = self.lines;
+        rep.reddit_selected_links = self.selected;
+        let file = self.enc.finish().map_err(err)?;
+        file.into_inner().map_err(|e| io_err(&out, e.into_error()))?.commit()?;
+        Ok(())
     }
-    lines.push(serde_json::json!({"id": "self1", "url": "https://www.reddit.com/r/sample/comments/1/", "score": 99, "is_self": true, "subreddit": "sample", "created_utc": 1_120_000_000}));
-    lines.push(serde_json::json!({"id": "meta1", "url": "https://www.reddit.com/r/sample/", "score": 12, "is_self": false, "subreddit": "sample", "created_utc": 1_120_000_001}));
-    lines.push(serde_json::json!({"id": "img1", "url": "https://i.example/cat.jpg", "score": 300, "is_self": false, "subreddit": "aww", "created_utc": 1_120_000_002}));
-    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    let bytes = zstd::encode_all(body.as_bytes(), 3).map_err(|e| io_err(out, e))?;
-    out.join("reddit/RS_SAMPLE.zst").write_atomic(&bytes)?;
-    rep.reddit_submissions = lines.len();
-    rep.reddit_selected_links = selected.len();
-    Ok(())
 }
 
 fn io_err(out: &Loc, e: std::io::Error) -> StageError {

@@ -314,9 +314,91 @@ pub struct TokDoc {
     pub tokens: u64,
 }
 
+/// A document of a [`TokDocs`], borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct TokDocRef<'a> {
+    pub id: &'a str,
+    pub source: &'a str,
+    pub shard: &'a str,
+    pub offset: u64,
+    pub tokens: u64,
+}
+
+/// Documents of the tokenize output held compactly, for the blend, which holds every one: the
+/// ids end to end in one string, sources and shards as indices into their names, so a
+/// document costs its id's bytes + 28 bytes (a `TokDoc` of three strings cost about 150).
+#[derive(Debug, Default)]
+pub struct TokDocs {
+    ids: String,
+    id_end: Vec<u64>,
+    names: Vec<String>,
+    by_name: std::collections::HashMap<String, u32>,
+    source: Vec<u32>,
+    shard: Vec<u32>,
+    offset: Vec<u64>,
+    tokens: Vec<u64>,
+}
+
+impl TokDocs {
+    fn name(&mut self, n: &str) -> u32 {
+        if let Some(&i) = self.by_name.get(n) {
+            return i;
+        }
+        self.names.push(n.to_string());
+        self.by_name.insert(n.to_string(), self.names.len() as u32 - 1);
+        self.names.len() as u32 - 1
+    }
+    pub fn push(&mut self, id: &str, source: &str, shard: &str, offset: u64, tokens: u64) {
+        self.ids.push_str(id);
+        self.id_end.push(self.ids.len() as u64);
+        let (s, h) = (self.name(source), self.name(shard));
+        self.source.push(s);
+        self.shard.push(h);
+        self.offset.push(offset);
+        self.tokens.push(tokens);
+    }
+    pub fn len(&self) -> usize {
+        self.id_end.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.id_end.is_empty()
+    }
+    /// Document `i`.
+    pub fn get(&self, i: usize) -> TokDocRef<'_> {
+        let start = if i == 0 { 0 } else { self.id_end[i - 1] as usize };
+        TokDocRef {
+            id: &self.ids[start..self.id_end[i] as usize],
+            source: &self.names[self.source[i] as usize],
+            shard: &self.names[self.shard[i] as usize],
+            offset: self.offset[i],
+            tokens: self.tokens[i],
+        }
+    }
+    pub fn tokens(&self, i: usize) -> u64 {
+        self.tokens[i]
+    }
+    /// Whether document `i` is of `source`.
+    pub fn is_of(&self, i: usize, source: &str) -> bool {
+        self.by_name.get(source) == Some(&self.source[i])
+    }
+    pub fn iter(&self) -> impl Iterator<Item = TokDocRef<'_>> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+}
+
+impl FromIterator<TokDoc> for TokDocs {
+    fn from_iter<I: IntoIterator<Item = TokDoc>>(docs: I) -> TokDocs {
+        let mut out = TokDocs::default();
+        for d in docs {
+            out.push(&d.id, &d.source, &d.shard, d.offset, d.tokens);
+        }
+        out
+    }
+}
+
 /// The documents of one split (`train` or `val`) of the tokenize output, in sidecar order.
-pub fn token_docs(dir: &Loc, m: &Manifest, want: &str) -> Result<Vec<TokDoc>, StageError> {
-    let mut out = Vec::new();
+pub fn token_docs(dir: &Loc, m: &Manifest, want: &str) -> Result<TokDocs, StageError> {
+    let mut out = TokDocs::default();
     for f in &m.outputs {
         let loc = dir.join(&f.path);
         for b in ParquetSource::open(&loc, "token_docs", 1)?.batches(None, 65536)? {
@@ -331,13 +413,7 @@ pub fn token_docs(dir: &Loc, m: &Manifest, want: &str) -> Result<Vec<TokDoc>, St
             let (offset, tokens) = (num("offset")?, num("tokens")?);
             for i in 0..b.num_rows() {
                 if split.value(i) == want {
-                    out.push(TokDoc {
-                        id: id.value(i).into(),
-                        source: src.value(i).into(),
-                        shard: shard.value(i).into(),
-                        offset: offset.value(i),
-                        tokens: tokens.value(i),
-                    });
+                    out.push(id.value(i), src.value(i), shard.value(i), offset.value(i), tokens.value(i));
                 }
             }
         }
@@ -352,11 +428,12 @@ pub fn val_sets(dir: &Loc, max_tokens: u64) -> Result<Vec<(String, Vec<u32>)>, S
     let m = Manifest::read(&dir.join(MANIFEST))?;
     let mut sets: Vec<(String, Vec<u32>)> = Vec::new();
     let mut open: std::collections::BTreeMap<String, TokenShard> = std::collections::BTreeMap::new();
-    for d in token_docs(dir, &m, "val")? {
+    let docs = token_docs(dir, &m, "val")?;
+    for d in docs.iter() {
         let at = match sets.iter().position(|(s, _)| *s == d.source) {
             Some(i) => i,
             None => {
-                sets.push((d.source.clone(), Vec::new()));
+                sets.push((d.source.to_string(), Vec::new()));
                 sets.len() - 1
             }
         };
@@ -364,10 +441,10 @@ pub fn val_sets(dir: &Loc, max_tokens: u64) -> Result<Vec<(String, Vec<u32>)>, S
         if room == 0 {
             continue;
         }
-        if !open.contains_key(&d.shard) {
-            open.insert(d.shard.clone(), TokenShard::open(&dir.join(&d.shard))?);
+        if !open.contains_key(d.shard) {
+            open.insert(d.shard.to_string(), TokenShard::open(&dir.join(d.shard))?);
         }
-        let shard = &open[&d.shard];
+        let shard = &open[d.shard];
         if d.offset + d.tokens > shard.len() as u64 {
             return Err(StageError::Input {
                 at: At::file(shard.path().to_string()),

@@ -61,6 +61,19 @@ impl SparseRows {
     pub fn nnz(&self) -> u64 {
         self.indptr.last().copied().unwrap_or(0)
     }
+    /// Drops the pages of rows `range` of a spilled design from this process's memory: they
+    /// stay in the page cache and are read back on the next pass, so resident memory stays at
+    /// about the rows being worked on, not the whole design (a no-op in memory).
+    pub fn release(&self, range: std::ops::Range<usize>) {
+        if let Data::Map(m) = &self.data {
+            let (a, b) = (self.indptr[range.start] as usize * ENTRY, self.indptr[range.end] as usize * ENTRY);
+            if b > a {
+                // SAFETY: a read-only mapping of a file nobody writes (see `finish`): dropped
+                // pages are read back from the file, unchanged, on the next access.
+                let _ = unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, a, b - a) };
+            }
+        }
+    }
     /// Whether the entries live in a spill file rather than in memory.
     pub fn spilled(&self) -> bool {
         matches!(self.data, Data::Map(_))
@@ -117,7 +130,9 @@ impl RowsBuilder {
         }
         if let Some(SpillFile(Some(w), _)) = &mut self.spill {
             w.write_all(&self.buf)?;
-            self.buf.clear();
+            // The first flush empties a buffer of `mem_limit`: give that memory back, since
+            // from now on at most 8 MiB are held between flushes.
+            self.buf = Vec::with_capacity((8 << 20) + (64 << 10));
         }
         Ok(())
     }
@@ -199,7 +214,15 @@ fn sigmoid(x: f64) -> f64 {
 
 /// The logit of every row.
 pub fn logits(x: &SparseRows, w: &[f64], b: f64) -> Vec<f64> {
-    (0..x.len()).into_par_iter().map(|r| b + x.row(r).map(|(i, v)| w[i as usize] * v as f64).sum::<f64>()).collect()
+    let parts: Vec<Vec<f64>> = partitions(x.len(), 0)
+        .into_par_iter()
+        .map(|range| {
+            let z = range.clone().map(|r| b + x.row(r).map(|(i, v)| w[i as usize] * v as f64).sum::<f64>()).collect();
+            x.release(range);
+            z
+        })
+        .collect();
+    parts.concat()
 }
 
 /// Row ranges whose partial gradients are summed in order: a function of the row count and
@@ -221,7 +244,7 @@ fn objective(x: &SparseRows, y: &[bool], cfg: &LrConfig, p: &[f64], grad: &mut [
         .map(|range| {
             let mut g = vec![0.0; dim + 1];
             let mut loss = 0.0;
-            for r in range {
+            for r in range.clone() {
                 let z = b + x.row(r).map(|(i, v)| w[i as usize] * v as f64).sum::<f64>();
                 let (s, c) = if y[r] { (1.0, cfg.pos_weight) } else { (-1.0, 1.0) };
                 loss += c * softplus(-s * z);
@@ -231,6 +254,7 @@ fn objective(x: &SparseRows, y: &[bool], cfg: &LrConfig, p: &[f64], grad: &mut [
                 }
                 g[dim] += dz;
             }
+            x.release(range);
             (loss, g)
         })
         .collect();
@@ -408,6 +432,11 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "the spill file is unlinked");
         let fit3 = fit(&spilled, &y, 64, &cfg);
         assert_eq!(fit1.weights, fit3.weights, "same result from the spilled design");
+        // Twice over the spilled design (its pages released after each range): the same logits.
+        let (w, b) = (&fit1.weights[..], fit1.bias);
+        let z_mem = logits(&x, w, b);
+        assert_eq!(logits(&spilled, w, b), z_mem);
+        assert_eq!(logits(&spilled, w, b), z_mem);
     }
 
     #[test]
