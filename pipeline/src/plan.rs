@@ -125,6 +125,20 @@ fn source_bytes(recipe: &Recipe, problems: &mut Vec<String>) -> Vec<(String, u64
     out
 }
 
+/// Sizes of the Reddit dumps that exist (files, or the files of a folder).
+fn dump_sizes(dumps: &[String]) -> Vec<f64> {
+    let mut out = Vec::new();
+    for d in dumps {
+        let Ok(loc) = shards::Loc::parse(d) else { continue };
+        let found = match loc.exists() {
+            Ok(true) => vec![loc],
+            _ => loc.list().unwrap_or_default(),
+        };
+        out.extend(found.iter().filter_map(|f| f.size().ok()).map(|b| b as f64));
+    }
+    out
+}
+
 /// Builds the plan of `recipe` for `threads` cores.
 pub fn plan(recipe: &Recipe, threads: usize, host: &dyn Host) -> Plan {
     let mut problems = Vec::new();
@@ -141,23 +155,33 @@ pub fn plan(recipe: &Recipe, threads: usize, host: &dyn Host) -> Plan {
         .iter()
         .map(|s| format!("{} {}", s.0, if s.1 > 0 { human_bytes(s.1 as f64) } else { "(synthetic)".into() }))
         .collect();
+    // Peak memory per task, fitted to `just bench-scale` at 10^5, 10^6 and 10^7 documents (see
+    // the README's scale curve): a base, plus a share of the text that stops growing where the
+    // stage's units reach their full size (`ingest.unit_bytes`, row groups) or its budget.
+    let unit = recipe.ingest.unit_bytes as f64;
     if recipe.synthetic.is_some() {
         rows.push(Row {
             stage: "synthetic",
             reads: "-".into(),
             writes: recipe.synthetic.as_ref().map_or(String::new(), |s| s.out.clone()),
             disk: text * 0.5,
-            memory: 64e6,
+            // One crawl file's records at a time; the WARC, WET and Reddit files stream.
+            memory: 80e6,
             seconds: 1.0,
         });
     }
     if let Some(r) = &recipe.reddit {
+        // A dump's selected links are held to deduplicate them (about 20 bytes per byte of
+        // zstd input); a task works on up to `threads` dumps at once.
+        let sizes = dump_sizes(&r.dumps);
+        let largest = sizes.iter().copied().fold(0.0, f64::max);
+        let largest = if sizes.is_empty() { text / 450.0 } else { largest };
         rows.push(Row {
             stage: "reddit",
             reads: format!("{} dump files", r.dumps.len()),
             writes: format!("{out}/reddit"),
             disk: 1e6,
-            memory: 256e6,
+            memory: 20e6 + 20.0 * largest * th.min(sizes.len().max(1) as f64),
             seconds: 1.0,
         });
     }
@@ -166,7 +190,7 @@ pub fn plan(recipe: &Recipe, threads: usize, host: &dyn Host) -> Plan {
         reads: listed.join(", "),
         writes: format!("{out}/ingest"),
         disk: text * rate::SHARD_RATIO,
-        memory: th * (3.0 * row_group + 64e6),
+        memory: th * (40e6 + (0.1 * text / th).min(3.0 * row_group)),
         seconds: ingest_secs,
     });
     if let Some(q) = &recipe.quality {
@@ -176,7 +200,12 @@ pub fn plan(recipe: &Recipe, threads: usize, host: &dyn Host) -> Plan {
             reads: format!("{out}/ingest (twice)"),
             writes: format!("{out}/quality/model.gqm"),
             disk: features * 8.0,
-            memory: q.memory_mb as f64 * 1e6 + 320.0 * features + 8.0 * text / 1500.0,
+            // L-BFGS history and weights, partial gradients (up to 64 ranges), then the design:
+            // in memory up to `memory_mb` (and an eighth more for the held-out rows), past that
+            // in a spill file whose pages are released as the solver passes them.
+            memory: 50e6
+                + 320.0 * features
+                + (0.45 * text).min(q.memory_mb as f64 * 1.125 * (1u64 << 20) as f64 + 64.0 * 8.0 * features),
             seconds: text / rate::QUALITY_TRAIN * 3.0,
         });
     }
@@ -186,7 +215,7 @@ pub fn plan(recipe: &Recipe, threads: usize, host: &dyn Host) -> Plan {
             reads: format!("{out}/ingest"),
             writes: format!("{out}/quality_filter"),
             disk: text * rate::SHARD_RATIO,
-            memory: th * 3.0 * row_group,
+            memory: 120e6 + (0.117 * text).min(th * 4.5 * row_group),
             seconds: text / rate::QUALITY_SCORE / th,
         });
     }
@@ -197,10 +226,12 @@ pub fn plan(recipe: &Recipe, threads: usize, host: &dyn Host) -> Plan {
             reads: "the filtered documents".into(),
             writes: format!("{out}/dedup_signatures, dedup_buckets, dedup_clusters, dedup"),
             disk: text * rate::SHARD_RATIO + docs * 14.0 * 8.0 * 2.0,
-            // Measured 331 MB on a 1.4 GB input shard; the signature and clusters steps spill
-            // or split their work past `dedup.memory_mb`, so it stops growing there.
-            memory: (331e6 * (text / 1.4e9).max(1.0))
-                .min(recipe.dedup.as_ref().map_or(f64::MAX, |d| d.memory_mb as f64 * 1.1 * (1u64 << 20) as f64)),
+            // The largest of its steps (the filter's, and the clusters step's within
+            // `dedup.memory_mb`): grows with the input shards up to their full size.
+            memory: 60e6
+                + (0.11 * text)
+                    .min(1.5 * unit)
+                    .min(recipe.dedup.as_ref().map_or(f64::MAX, |d| d.memory_mb as f64 * 1.1 * (1u64 << 20) as f64)),
             seconds: text / rate::DEDUP / th * 1.3,
         });
     }
@@ -210,7 +241,7 @@ pub fn plan(recipe: &Recipe, threads: usize, host: &dyn Host) -> Plan {
             reads: "the deduplicated documents and benchmarks".into(),
             writes: format!("{out}/decontaminate_hits, decontaminate"),
             disk: text * rate::SHARD_RATIO,
-            memory: 512e6,
+            memory: 150e6 + (0.18 * text).min(2.0 * unit),
             seconds: text / rate::DECONTAM / th,
         });
     }
@@ -221,7 +252,7 @@ pub fn plan(recipe: &Recipe, threads: usize, host: &dyn Host) -> Plan {
             reads: "the decontaminated documents".into(),
             writes: format!("{out}/tokenize"),
             disk: tokens * 2.0,
-            memory: th * 256e6,
+            memory: 85e6 + (0.055 * text).min(0.7 * unit),
             seconds: tokens / rate::TOKENIZE / th,
         });
     }
@@ -259,7 +290,9 @@ pub fn plan(recipe: &Recipe, threads: usize, host: &dyn Host) -> Plan {
             reads: format!("{out}/tokenize"),
             writes: format!("{out}/blend"),
             disk: b.total_tokens as f64 * 2.0,
-            memory: 256e6,
+            // Its table of every train document (id and indices, about 200 bytes with the
+            // copies' order), about one document per 600 tokens of the budget.
+            memory: 20e6 + 0.3 * b.total_tokens as f64,
             seconds: b.total_tokens as f64 / 200e6,
         });
     }
