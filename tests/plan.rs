@@ -80,3 +80,54 @@ weight = 0.5
     assert!(text.contains("`books` needs") && text.contains("epochs"), "{text}");
     assert!(!d.join("out").exists(), "a plan writes nothing");
 }
+
+/// Between stages, the plan estimates a stage's disk from what the stages before it wrote:
+/// after `ingest`, the quality filter's row is the ingest shards' size (its upper bound:
+/// every document kept), not the estimate from the input files.
+#[test]
+fn a_plan_between_stages_uses_what_earlier_stages_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = d.join("sample");
+    ok(grist(&["synthetic", "--out", s.to_str().unwrap(), "--docs", "2000"], &[]));
+    let recipe = concat!(env!("CARGO_MANIFEST_DIR"), "/recipes/demo.toml");
+    let sets = [
+        format!("run.out={}", d.join("out").display()),
+        format!("synthetic.out={}", s.display()),
+        "synthetic.docs=2000".to_string(),
+        format!("reddit.dumps=[\"{}\"]", s.join("reddit").display()),
+        format!("ingest.sources.0.paths=[\"{}\"]", s.join("crawl").display()),
+        format!("ingest.sources.1.paths=[\"{}\"]", s.join("cc").display()),
+        format!("ingest.sources.2.paths=[\"{}\"]", s.join("books").display()),
+    ];
+    let with = |cmd: &str| -> Vec<String> {
+        let mut a = vec![cmd.to_string(), recipe.to_string()];
+        for x in &sets {
+            a.extend(["--set".to_string(), x.clone()]);
+        }
+        a
+    };
+    let run = |cmd: &str| ok(grist(&with(cmd).iter().map(String::as_str).collect::<Vec<_>>(), &[]));
+    let disk_of = |plan: &str, stage: &str| -> String {
+        let row = plan.lines().find(|l| l.starts_with(&format!("{stage} "))).unwrap();
+        row.split_whitespace().skip(1).take(2).collect::<Vec<_>>().join(" ")
+    };
+    let before = run("plan");
+    run("reddit");
+    run("ingest");
+    let after = run("plan");
+    let m = shards::Manifest::read(&shards::Loc::local(d.join("out/ingest/manifest.json"))).unwrap();
+    let bytes: u64 = m.outputs.iter().map(|f| f.bytes).sum();
+    // The plan prints one decimal in the unit it picks.
+    let printed = disk_of(&after, "quality_filter");
+    let (x, unit) = printed.split_once(' ').unwrap();
+    let scale = match unit {
+        "kB" | "KB" => 1e3,
+        "MB" => 1e6,
+        "B" => 1.0,
+        u => panic!("unit {u}"),
+    };
+    let planned = x.parse::<f64>().unwrap() * scale;
+    assert!((planned - bytes as f64).abs() <= 0.06 * bytes as f64, "{printed} vs {bytes} bytes\n{after}");
+    assert_ne!(disk_of(&before, "quality_filter"), printed, "the plan before ingest cannot know it");
+}

@@ -125,6 +125,15 @@ fn source_bytes(recipe: &Recipe, problems: &mut Vec<String>) -> Vec<(String, u64
     out
 }
 
+/// The document bytes a completed stage of this run wrote (`None` before it has run): a later
+/// stage's disk is estimated from them, not from the text estimate, so a plan made between
+/// stages is as exact as the data so far allows.
+fn written(out: &str, stage: &str) -> Option<f64> {
+    let dir = shards::Loc::parse(out).ok()?.join(stage);
+    let m = shards::Manifest::read(&dir.join(crate::core::stage::MANIFEST)).ok()?;
+    Some(m.outputs.iter().map(|f| f.bytes as f64).sum())
+}
+
 /// Sizes of the Reddit dumps that exist (files, or the files of a folder).
 fn dump_sizes(dumps: &[String]) -> Vec<f64> {
     let mut out = Vec::new();
@@ -209,23 +218,26 @@ pub fn plan(recipe: &Recipe, threads: usize, host: &dyn Host) -> Plan {
             seconds: text / rate::QUALITY_TRAIN * 3.0,
         });
     }
-    if recipe.quality_filter.is_some() {
+    if let Some(q) = &recipe.quality_filter {
         rows.push(Row {
             stage: "quality_filter",
             reads: format!("{out}/ingest"),
             writes: format!("{out}/quality_filter"),
-            disk: text * rate::SHARD_RATIO,
+            // At most its input (every document kept): the keep rate is the data's.
+            disk: written(out, &q.input).unwrap_or(text * rate::SHARD_RATIO),
             memory: 120e6 + (0.117 * text).min(th * 4.5 * row_group),
             seconds: text / rate::QUALITY_SCORE / th,
         });
     }
-    if recipe.dedup.is_some() {
+    if let Some(d) = &recipe.dedup {
         let docs = text / 2000.0;
         rows.push(Row {
             stage: "dedup",
             reads: "the filtered documents".into(),
             writes: format!("{out}/dedup_signatures, dedup_buckets, dedup_clusters, dedup"),
-            disk: text * rate::SHARD_RATIO + docs * 14.0 * 8.0 * 2.0,
+            // The kept documents (at most the input) and the signature tables, measured at 0.4
+            // of the input shards' bytes.
+            disk: written(out, &d.input).map_or(text * rate::SHARD_RATIO + docs * 14.0 * 8.0 * 2.0, |b| 1.4 * b),
             // The largest of its steps (the filter's, and the clusters step's within
             // `dedup.memory_mb`): grows with the input shards up to their full size.
             memory: 60e6
@@ -235,23 +247,24 @@ pub fn plan(recipe: &Recipe, threads: usize, host: &dyn Host) -> Plan {
             seconds: text / rate::DEDUP / th * 1.3,
         });
     }
-    if recipe.decontaminate.is_some() {
+    if let Some(c) = &recipe.decontaminate {
         rows.push(Row {
             stage: "decontaminate",
             reads: "the deduplicated documents and benchmarks".into(),
             writes: format!("{out}/decontaminate_hits, decontaminate"),
-            disk: text * rate::SHARD_RATIO,
+            disk: written(out, &c.input).unwrap_or(text * rate::SHARD_RATIO),
             memory: 150e6 + (0.18 * text).min(2.0 * unit),
             seconds: text / rate::DECONTAM / th,
         });
     }
     let tokens = text / rate::BYTES_PER_TOKEN;
-    if recipe.tokenize.is_some() {
+    if let Some(t) = &recipe.tokenize {
         rows.push(Row {
             stage: "tokenize",
             reads: "the decontaminated documents".into(),
             writes: format!("{out}/tokenize"),
-            disk: tokens * 2.0,
+            // Two bytes a token: about 2.3 x the zstd Parquet shards it reads, measured.
+            disk: written(out, &t.input).map_or(tokens * 2.0, |b| 2.3 * b),
             memory: 85e6 + (0.055 * text).min(0.7 * unit),
             seconds: tokens / rate::TOKENIZE / th,
         });
