@@ -5,7 +5,11 @@
 # as 2 task processes at once (as a 2-task job array would run them), the others as one.
 # Per stage: documents in, input MB, wall time, documents/s and MB/s per core (over the CPU
 # seconds the stage's processes used), peak RSS of its largest task, disk written; beside
-# them `grist plan`'s estimates of peak memory and disk for the same recipe and input.
+# them `grist plan`'s estimates of peak memory and disk for the same recipe and input: memory
+# as planned before the run (once the corpus exists), disk as planned between stages (each
+# stage's from what the stages before it wrote).
+# GRIST_SCALE_UNIT_BYTES sets `ingest.unit_bytes` (the unit size every sliced stage's memory
+# follows), GRIST_SCALE_QUALITY_MB `quality.memory_mb`; unset, the demo's defaults.
 # Training is left out (the curve is about the data stages; `just bench-train` measures it).
 # Usage: scripts/bench-scale.sh N [N...]   e.g. 100000 1000000 10000000 (`just bench-scale N`)
 set -euo pipefail
@@ -29,9 +33,10 @@ for n in "$@"; do
   sed -i -e "s|^docs = 600$|docs = $n|" -e "s|^total_tokens = 60000$|total_tokens = $(( n * 100 ))|" \
     -e "s|^shard_tokens = 100000$|shard_tokens = $shard|" -e "s|^shard_tokens = 25000$|shard_tokens = $shard|" "$work/recipe.toml"
   grep -q "^docs = $n$" "$work/recipe.toml" || { echo "error: the demo recipe changed; update this script" >&2; exit 1; }
+  [ -n "${GRIST_SCALE_UNIT_BYTES:-}" ] && sed -i "s|^\[ingest\]$|[ingest]\nunit_bytes = $GRIST_SCALE_UNIT_BYTES|" "$work/recipe.toml"
+  [ -n "${GRIST_SCALE_QUALITY_MB:-}" ] && sed -i "s|^\[quality\]$|[quality]\nmemory_mb = $GRIST_SCALE_QUALITY_MB|" "$work/recipe.toml"
+  rm -f "$work/rows.txt"
   mapfile -t stages < <("$grist" run --list-stages)
-  printf "\n%s documents (%s)\n" "$n" "$work"
-  printf "%-18s %10s %9s %8s %12s %10s %10s %10s %10s %10s\n" stage "docs in" "MB in" "wall s" "docs/s/core" "MB/s/core" "peak RSS" "plan RSS" "disk MB" "plan disk"
   planned=0
   for entry in "${stages[@]}"; do
     stage="${entry%%:*}"; sliced="${entry##*:}"
@@ -47,12 +52,12 @@ for n in "$@"; do
     done
     for p in "${pids[@]}"; do wait "$p"; done
     wall=$(echo "$(date +%s.%N) - $start" | bc)
-    # The plan, once the corpus exists (it reads the inputs' sizes).
+    # The plan before the run, once the corpus exists (it reads the inputs' sizes).
     if [ $planned = 0 ] && [ "$stage" = synthetic ]; then
       "$grist" plan "$work/recipe.toml" >"$work/plan.txt" 2>&1 || true
       planned=1
     fi
-    python3 - "$work" "$stage" "$tasks" "$wall" <<'PY'
+    python3 - "$work" "$stage" "$tasks" "$wall" >>"$work/rows.txt" <<'PY'
 import json, os, re, sys
 work, stage, tasks, wall = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 rss, cpu = 0, 0.0
@@ -67,17 +72,34 @@ if os.path.exists(mpath):
     m = json.load(open(mpath))
     docs = m.get("accounting", {}).get("docs_in", 0)
     mb = sum(f.get("bytes", 0) for f in m.get("inputs", [])) / 1e6
-plan = {}
-for line in open(f"{work}/plan.txt", errors="replace") if os.path.exists(f"{work}/plan.txt") else []:
-    f = line.split()
-    if len(f) >= 5 and re.fullmatch(r"[a-z_]+", f[0]):
-        plan[f[0]] = (f[1] + " " + f[2], f[3] + " " + f[4])
-key = "dedup" if stage.startswith("dedup") else "decontaminate" if stage.startswith("decontaminate") else stage
-pd, pm = plan.get(key, ("", ""))
-rate = lambda x: f"{x / cpu:,.0f}" if cpu > 0 and x != "" else ""
-mbrate = f"{mb / cpu:.1f}" if cpu > 0 and mb != "" else ""
-print(f"{stage:<18} {docs!s:>10} {('%.1f' % mb) if mb != '' else '':>9} {wall:8.1f} {rate(docs):>12} {mbrate:>10} {rss / 1024:8.0f} MB {pm:>10} {disk / 1e6:10.1f} {pd:>10}")
+print(json.dumps({"stage": stage, "docs": docs, "mb": mb, "wall": wall, "cpu": cpu, "rss": rss, "disk": disk}))
 PY
   done
+  # Disk as planned between stages: every stage has run, and each row depends only on what
+  # the stages before it wrote.
+  "$grist" plan "$work/recipe.toml" >"$work/plan-after.txt" 2>&1 || true
+  printf "\n%s documents (%s)\n" "$n" "$work"
+  printf "%-18s %10s %9s %8s %12s %10s %10s %10s %10s %10s\n" stage "docs in" "MB in" "wall s" "docs/s/core" "MB/s/core" "peak RSS" "plan RSS" "disk MB" "plan disk"
+  python3 - "$work" <<'PY'
+import json, os, re, sys
+work = sys.argv[1]
+def plan(name):
+    rows = {}
+    for line in open(f"{work}/{name}", errors="replace") if os.path.exists(f"{work}/{name}") else []:
+        f = line.split()
+        if len(f) >= 5 and re.fullmatch(r"[a-z_]+", f[0]):
+            rows[f[0]] = (f[1] + " " + f[2], f[3] + " " + f[4])
+    return rows
+before, after = plan("plan.txt"), plan("plan-after.txt")
+for line in open(f"{work}/rows.txt"):
+    r = json.loads(line)
+    stage, docs, mb, cpu = r["stage"], r["docs"], r["mb"], r["cpu"]
+    key = "dedup" if stage.startswith("dedup") else "decontaminate" if stage.startswith("decontaminate") else stage
+    pm = before.get(key, ("", ""))[1]
+    pd = after.get(key, ("", ""))[0]
+    rate = lambda x: f"{x / cpu:,.0f}" if cpu > 0 and x != "" else ""
+    mbrate = f"{mb / cpu:.1f}" if cpu > 0 and mb != "" else ""
+    print(f"{stage:<18} {docs!s:>10} {('%.1f' % mb) if mb != '' else '':>9} {r['wall']:8.1f} {rate(docs):>12} {mbrate:>10} {r['rss'] / 1024:8.0f} MB {pm:>10} {r['disk'] / 1e6:10.1f} {pd:>10}")
+PY
 done
-echo "(docs/s and MB/s per core: over the CPU seconds of the stage's processes; peak RSS: the largest task; plan: \`grist plan\` for the same recipe and input, dedup's and decontamination's steps sharing one row)"
+echo "(docs/s and MB/s per core: over the CPU seconds of the stage's processes; peak RSS: the largest task; plan: \`grist plan\` for the same recipe and input, memory before the run, disk between stages, dedup's and decontamination's steps sharing one row)"

@@ -285,7 +285,7 @@ pub fn write(out: &Loc, seed: u64, docs: usize) -> Result<SyntheticReport, Stage
     let files = (docs / 20_000).max(2);
     // Pages a Reddit user might link to: the prose documents, by URL, posted as they are made
     // (nothing of the corpus is held: memory is one crawl file's records).
-    let mut prose_urls = Reddit::create(out, seed)?;
+    let mut prose_urls = Reddit::create(out, seed, REDDIT_FILE_SUBMISSIONS)?;
     for f in 0..files {
         let mut lines: Vec<Vec<u8>> = Vec::new();
         for i in (f..docs).step_by(files) {
@@ -542,11 +542,17 @@ fn write_warc(
 
 /// `reddit/`: a Pushshift-style submission dump (zstd NDJSON) linking to some sample pages with
 /// enough karma, plus what GPT-2's rule leaves out: low scores, self posts, Reddit's own links,
-/// images, and a repost of the same page. Written as the pages are made (`push`).
+/// images, and a repost of the same page. Written as the pages are made (`push`), in files of
+/// at most `REDDIT_FILE_SUBMISSIONS` submissions (`RS_SAMPLE.zst`, then `RS_SAMPLE-0001.zst`,
+/// ...), as Pushshift's dumps are one file a month: a dump's size does not grow with the corpus.
 struct Reddit {
     out: Loc,
     seed: u64,
-    enc: zstd::stream::write::Encoder<'static, std::io::BufWriter<shards::storage::AtomicFile>>,
+    enc: RedditFile,
+    /// Files finished (the next one's number).
+    files: usize,
+    /// Submissions per file.
+    per_file: usize,
     /// Pages offered so far (the next submission's number).
     offered: usize,
     lines: usize,
@@ -555,14 +561,37 @@ struct Reddit {
     first: Option<String>,
 }
 
+type RedditFile = zstd::stream::write::Encoder<'static, std::io::BufWriter<shards::storage::AtomicFile>>;
+
+/// Submissions per synthetic Pushshift file.
+const REDDIT_FILE_SUBMISSIONS: usize = 200_000;
+
+fn reddit_file(out: &Loc, n: usize) -> Result<RedditFile, StageError> {
+    let name = if n == 0 { "reddit/RS_SAMPLE.zst".to_string() } else { format!("reddit/RS_SAMPLE-{n:04}.zst") };
+    let file = std::io::BufWriter::with_capacity(1 << 20, out.join(&name).create()?);
+    zstd::stream::write::Encoder::new(file, 3).map_err(|e| io_err(out, e))
+}
+
+fn finish_reddit_file(out: &Loc, enc: RedditFile) -> Result<(), StageError> {
+    let file = enc.finish().map_err(|e| io_err(out, e))?;
+    file.into_inner().map_err(|e| io_err(out, e.into_error()))?.commit()?;
+    Ok(())
+}
+
 impl Reddit {
-    fn create(out: &Loc, seed: u64) -> Result<Reddit, StageError> {
-        let file = std::io::BufWriter::with_capacity(1 << 20, out.join("reddit/RS_SAMPLE.zst").create()?);
-        let enc = zstd::stream::write::Encoder::new(file, 3).map_err(|e| io_err(out, e))?;
-        Ok(Reddit { out: out.clone(), seed, enc, offered: 0, lines: 0, selected: 0, first: None })
+    fn create(out: &Loc, seed: u64, per_file: usize) -> Result<Reddit, StageError> {
+        let enc = reddit_file(out, 0)?;
+        let per_file = per_file.max(1);
+        Ok(Reddit { out: out.clone(), seed, enc, files: 0, per_file, offered: 0, lines: 0, selected: 0, first: None })
     }
 
     fn line(&mut self, v: serde_json::Value) -> std::io::Result<()> {
+        if self.lines > 0 && self.lines % self.per_file == 0 {
+            self.files += 1;
+            let next = reddit_file(&self.out, self.files).map_err(std::io::Error::other)?;
+            let done = std::mem::replace(&mut self.enc, next);
+            finish_reddit_file(&self.out, done).map_err(std::io::Error::other)?;
+        }
         self.lines += 1;
         writeln!(self.enc, "{v}")
     }
@@ -606,9 +635,7 @@ impl Reddit {
         self.line(serde_json::json!({"id": "img1", "url": "https://i.example/cat.jpg", "score": 300, "is_self": false, "subreddit": "aww", "created_utc": 1_120_000_002})).map_err(err)?;
         rep.reddit_submissions = self.lines;
         rep.reddit_selected_links = self.selected;
-        let file = self.enc.finish().map_err(err)?;
-        file.into_inner().map_err(|e| io_err(&out, e.into_error()))?.commit()?;
-        Ok(())
+        finish_reddit_file(&out, self.enc)
     }
 }
 
@@ -638,5 +665,37 @@ mod tests {
         assert_eq!(ra.crawl_records, 200 + 4 + ra.planted_near_duplicates + ra.planted_exact_duplicates);
         assert_eq!(ra.book_files, 5);
         assert!(ra.planted_empty > 0 && ra.planted_short > 0);
+    }
+
+    /// The Reddit dump is split into files of at most `per_file` submissions, every one a
+    /// complete zstd stream, together every submission once.
+    #[test]
+    fn reddit_files_are_bounded_and_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Loc::local(dir.path());
+        let mut reddit = Reddit::create(&out, 3, 7).unwrap();
+        for i in 0..60 {
+            reddit.push(&format!("https://site.example/page/{i}")).unwrap();
+        }
+        let mut rep = SyntheticReport::default();
+        reddit.finish(&mut rep).unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(dir.path().join("reddit"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert!(names.len() >= 7 && names[0] == "RS_SAMPLE-0001.zst" && names.contains(&"RS_SAMPLE.zst".into()));
+        let mut ids = std::collections::BTreeSet::new();
+        for n in &names {
+            let text = zstd::decode_all(&std::fs::read(dir.path().join("reddit").join(n)).unwrap()[..]).unwrap();
+            let lines: Vec<&[u8]> = text.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+            assert!(!lines.is_empty() && lines.len() <= 7, "{n}: {}", lines.len());
+            for l in lines {
+                let v: serde_json::Value = serde_json::from_slice(l).unwrap();
+                assert!(ids.insert(v["id"].as_str().unwrap().to_string()), "{v}");
+            }
+        }
+        assert_eq!(ids.len(), rep.reddit_submissions);
+        assert!(rep.reddit_selected_links > 0 && ids.contains("repost"));
     }
 }
