@@ -586,7 +586,7 @@ impl Reddit {
     }
 
     fn line(&mut self, v: serde_json::Value) -> std::io::Result<()> {
-        if self.lines > 0 && self.lines % self.per_file == 0 {
+        if self.lines > 0 && self.lines.is_multiple_of(self.per_file) {
             self.files += 1;
             let next = reddit_file(&self.out, self.files).map_err(std::io::Error::other)?;
             let done = std::mem::replace(&mut self.enc, next);
