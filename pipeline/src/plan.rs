@@ -191,7 +191,10 @@ pub fn plan(recipe: &Recipe, threads: usize, host: &dyn Host) -> Plan {
             writes: format!("{out}/reddit"),
             // The URL tables: about 0.9 x the zstd dumps, measured.
             disk: 0.9 * if sizes.is_empty() { text / 450.0 } else { sizes.iter().sum::<f64>() },
-            memory: 20e6 + 20.0 * largest * th.min(sizes.len().max(1) as f64),
+            // ... up to `reddit.memory_mb` a dump, past which they spill as sorted runs.
+            memory: 20e6
+                + (20.0 * largest).min(1.1 * r.memory_mb as f64 * (1u64 << 20) as f64)
+                    * th.min(sizes.len().max(1) as f64),
             seconds: 1.0,
         });
     }

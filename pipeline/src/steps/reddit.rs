@@ -3,7 +3,9 @@
 //! selected when it is not a self post, links to an http(s) page outside the excluded domains
 //! and media types, and has `score >= min_score` (GPT-2: "at least 3 karma"). Selected links
 //! are normalized (see `urls`) and deduplicated within a dump, keeping the highest score; the
-//! output is a URL table per dump. Every other line goes to the ledger with its reason.
+//! output is a URL table per dump, sorted by normalized URL. Every other line goes to the
+//! ledger with its reason. A dump's selected links are held up to `reddit.memory_mb` and past
+//! that spilled as sorted runs and merged (`Links`), so a dump of any size fits a task.
 //! This stage fetches nothing: crawled pages are matched to the URLs in `ingest`.
 
 use std::collections::HashMap;
@@ -69,6 +71,14 @@ pub struct RedditConfig {
     /// without being held and ledgered as `too_large`.
     #[serde(default = "default_max_line_bytes")]
     pub max_line_bytes: u64,
+    /// Selected links of a dump held in memory (MiB, estimated) before they are spilled to disk
+    /// as runs sorted by normalized URL, merged at the end: a dump of any size in bounded memory.
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: usize,
+}
+
+fn default_memory_mb() -> usize {
+    1024
 }
 
 fn default_max_line_bytes() -> u64 {
@@ -190,6 +200,259 @@ struct Selected {
     subreddit: Option<String>,
     created_utc: Option<i64>,
     id: String,
+    /// Its line's number in the dump: on equal scores the first seen wins.
+    seq: u64,
+}
+
+impl Selected {
+    /// Bytes it holds, with the map entry that finds it (an estimate for the spill).
+    fn weight(&self) -> usize {
+        self.url.len() + 2 * self.key.len() + self.id.len() + self.subreddit.as_ref().map_or(0, String::len) + 160
+    }
+    /// Whether it wins over `o` (same key): the higher score, then the first seen.
+    fn beats(&self, o: &Selected) -> bool {
+        (self.score, std::cmp::Reverse(self.seq)) > (o.score, std::cmp::Reverse(o.seq))
+    }
+    fn write(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        for t in [&self.key, &self.url, &self.id] {
+            w.write_all(&(t.len() as u64).to_le_bytes())?;
+            w.write_all(t.as_bytes())?;
+        }
+        let sub = self.subreddit.as_deref();
+        w.write_all(&(sub.map_or(u64::MAX, |t| t.len() as u64)).to_le_bytes())?;
+        w.write_all(sub.unwrap_or("").as_bytes())?;
+        w.write_all(&self.score.to_le_bytes())?;
+        w.write_all(&[self.created_utc.is_some() as u8])?;
+        w.write_all(&self.created_utc.unwrap_or(0).to_le_bytes())?;
+        w.write_all(&self.seq.to_le_bytes())
+    }
+    fn read(r: &mut impl std::io::Read) -> std::io::Result<Selected> {
+        let mut word = [0u8; 8];
+        let text = |r: &mut dyn std::io::Read, len: u64| -> std::io::Result<String> {
+            let mut b = vec![0u8; usize::try_from(len).map_err(std::io::Error::other)?];
+            r.read_exact(&mut b)?;
+            String::from_utf8(b).map_err(std::io::Error::other)
+        };
+        let mut next = |r: &mut dyn std::io::Read| -> std::io::Result<u64> {
+            r.read_exact(&mut word)?;
+            Ok(u64::from_le_bytes(word))
+        };
+        let n = next(r)?;
+        let key = text(r, n)?;
+        let n = next(r)?;
+        let url = text(r, n)?;
+        let n = next(r)?;
+        let id = text(r, n)?;
+        let n = next(r)?;
+        let subreddit = if n == u64::MAX { None } else { Some(text(r, n)?) };
+        let score = next(r)? as i64;
+        let mut flag = [0u8];
+        r.read_exact(&mut flag)?;
+        let created = next(r)? as i64;
+        let seq = next(r)?;
+        Ok(Selected { url, key, score, subreddit, created_utc: (flag[0] == 1).then_some(created), id, seq })
+    }
+}
+
+/// A dump's selected links, one per normalized URL: held in memory up to a budget, past it
+/// written out as runs sorted by URL to a spill file beside the output (removed when dropped),
+/// and in the end merged into one list sorted by URL. The same links come out whatever the
+/// budget; a duplicate found in memory is ledgered against the link winning at that moment, one
+/// found across runs against the URL's final winner.
+struct Links {
+    held: Vec<Selected>,
+    by_key: HashMap<String, usize>,
+    weight: usize,
+    limit: usize,
+    spill: Option<(std::fs::File, std::path::PathBuf)>,
+    /// (byte offset, links) of each run.
+    runs: Vec<(u64, u64)>,
+    end: u64,
+    dir: std::path::PathBuf,
+    stem: String,
+}
+
+impl Drop for Links {
+    fn drop(&mut self) {
+        if let Some((_, path)) = &self.spill {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl Links {
+    fn new(dir: &Loc, stem: &str, limit: usize) -> Links {
+        let dir = dir.as_local().map(std::path::Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
+        Links {
+            held: Vec::new(),
+            by_key: HashMap::new(),
+            weight: 0,
+            limit,
+            spill: None,
+            runs: Vec::new(),
+            end: 0,
+            dir,
+            stem: stem.to_string(),
+        }
+    }
+
+    /// Adds a link; `Some((loser, winner))` ids when it met a held link with the same URL.
+    fn add(&mut self, s: Selected) -> std::io::Result<Option<(String, String)>> {
+        if let Some(&i) = self.by_key.get(&s.key) {
+            let (winner, loser) = if s.beats(&self.held[i]) {
+                let old = std::mem::replace(&mut self.held[i], s);
+                (self.held[i].id.clone(), old.id)
+            } else {
+                (self.held[i].id.clone(), s.id)
+            };
+            return Ok(Some((loser, winner)));
+        }
+        self.weight += s.weight();
+        self.by_key.insert(s.key.clone(), self.held.len());
+        self.held.push(s);
+        if self.weight > self.limit {
+            self.spill_held()?;
+        }
+        Ok(None)
+    }
+
+    fn spill_held(&mut self) -> std::io::Result<()> {
+        use std::io::{Seek, SeekFrom, Write};
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        if self.spill.is_none() {
+            std::fs::create_dir_all(&self.dir)?;
+            let path = self.dir.join(format!(".{}.links-spill-{}.tmp", self.stem, std::process::id()));
+            let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
+            self.spill = Some((file, path));
+        }
+        let Some((file, _)) = &mut self.spill else { return Ok(()) };
+        self.held.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        file.seek(SeekFrom::Start(self.end))?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut *file);
+        for s in &self.held {
+            s.write(&mut w)?;
+        }
+        w.flush()?;
+        drop(w);
+        let end = file.stream_position()?;
+        self.runs.push((self.end, self.held.len() as u64));
+        self.end = end;
+        self.held.clear();
+        self.by_key.clear();
+        self.weight = 0;
+        Ok(())
+    }
+
+    fn spilled(&self) -> bool {
+        !self.runs.is_empty()
+    }
+
+    /// Every link sorted by URL, the winner of each URL only, to `emit`; `lost` is told of every
+    /// link that loses to a link of another run (loser id, winner id).
+    fn finish(
+        mut self,
+        mut lost: impl FnMut(String, String) -> Result<(), StageError>,
+        mut emit: impl FnMut(Selected) -> Result<(), StageError>,
+    ) -> Result<(), StageError> {
+        if !self.spilled() {
+            let mut held = std::mem::take(&mut self.held);
+            held.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+            return held.into_iter().try_for_each(emit);
+        }
+        let dir = self.dir.display().to_string();
+        let io = |e: std::io::Error| StageError::Input {
+            at: At::file(dir.clone()),
+            msg: format!("the links' spill file: {e}"),
+        };
+        self.spill_held().map_err(io)?;
+        let Some((file, _)) = &self.spill else { return Ok(()) };
+        // One buffered positioned reader per run (64 KiB each).
+        let mut cursors: Vec<RunCursor> = self
+            .runs
+            .iter()
+            .map(|&(at, left)| RunCursor {
+                r: std::io::BufReader::with_capacity(1 << 16, PositionedReader { file, at }),
+                left,
+            })
+            .collect();
+        let mut heads: std::collections::BinaryHeap<std::cmp::Reverse<(String, u64, usize)>> = Default::default();
+        let mut current: Vec<Option<Selected>> = Vec::with_capacity(cursors.len());
+        for (i, c) in cursors.iter_mut().enumerate() {
+            let s = c.next().map_err(io)?;
+            if let Some(s) = &s {
+                heads.push(std::cmp::Reverse((s.key.clone(), s.seq, i)));
+            }
+            current.push(s);
+        }
+        // The winner so far of the URL being merged, and the links it has beaten: they are
+        // ledgered against the final winner once the URL is done.
+        let mut pending: Option<Selected> = None;
+        let mut beaten: Vec<String> = Vec::new();
+        let mut done = |w: Selected, beaten: &mut Vec<String>| -> Result<(), StageError> {
+            for loser in beaten.drain(..) {
+                lost(loser, w.id.clone())?;
+            }
+            emit(w)
+        };
+        while let Some(std::cmp::Reverse((key, _, i))) = heads.pop() {
+            let Some(s) = current[i].take() else { continue };
+            match &mut pending {
+                Some(w) if w.key == key => {
+                    if s.beats(w) {
+                        beaten.push(std::mem::replace(w, s).id);
+                    } else {
+                        beaten.push(s.id);
+                    }
+                }
+                _ => {
+                    if let Some(w) = pending.replace(s) {
+                        done(w, &mut beaten)?;
+                    }
+                }
+            }
+            if let Some(n) = cursors[i].next().map_err(io)? {
+                heads.push(std::cmp::Reverse((n.key.clone(), n.seq, i)));
+                current[i] = Some(n);
+            }
+        }
+        match pending {
+            Some(w) => done(w, &mut beaten),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Where one spilled run is being read.
+struct RunCursor<'a> {
+    r: std::io::BufReader<PositionedReader<'a>>,
+    left: u64,
+}
+
+impl RunCursor<'_> {
+    fn next(&mut self) -> std::io::Result<Option<Selected>> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        self.left -= 1;
+        Selected::read(&mut self.r).map(Some)
+    }
+}
+
+/// `Read` by positioned reads from `at` (several cursors share one file).
+struct PositionedReader<'a> {
+    file: &'a std::fs::File,
+    at: u64,
+}
+
+impl std::io::Read for PositionedReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let n = self.file.read_at(buf, self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
 }
 
 /// Runs `reddit` for one task slice.
@@ -252,8 +515,7 @@ fn reddit_unit(cfg: &RedditConfig, dump: &Loc, ctx: &UnitCtx) -> Result<Manifest
     };
 
     let mut raw = codec::Tally::new(dump.open()?);
-    let mut selected: Vec<Selected> = Vec::new();
-    let mut by_key: HashMap<String, usize> = HashMap::new();
+    let mut links = Links::new(&ctx.stage.dir, &ctx.stem(), cfg.memory_mb.saturating_mul(1 << 20));
     let mut lines = 0u64;
     let mut broken: Option<(std::io::Error, u64)> = None;
     {
@@ -335,23 +597,18 @@ fn reddit_unit(cfg: &RedditConfig, dump: &Loc, ctx: &UnitCtx) -> Result<Manifest
                                 subreddit: sub.subreddit.clone(),
                                 created_utc: as_i64(&sub.created_utc),
                                 id: id.clone(),
+                                seq: lines,
                             };
-                            match by_key.get(&s.key) {
-                                Some(&i) => {
-                                    // Keep the higher score; the first seen on a tie.
-                                    let (winner, loser) = if s.score > selected[i].score {
-                                        let old = std::mem::replace(&mut selected[i], s);
-                                        (selected[i].id.clone(), old.id)
-                                    } else {
-                                        (selected[i].id.clone(), s.id)
-                                    };
+                            // Keep the higher score; the first seen on a tie.
+                            let met = links.add(s).map_err(|e| StageError::Input {
+                                at: At::file(ctx.stage.dir.to_string()),
+                                msg: format!("cannot spill the selected links: {e}\nhint: lower reddit.memory_mb's need for disk, or free space"),
+                            })?;
+                            match met {
+                                Some((loser, winner)) => {
                                     push(&mut m, loser, "duplicate_url", None, None, Some(winner))?;
                                 }
-                                None => {
-                                    by_key.insert(s.key.clone(), selected.len());
-                                    selected.push(s);
-                                    m.accounting.docs_in += 1;
-                                }
+                                None => m.accounting.docs_in += 1,
                             }
                             None
                         }
@@ -376,7 +633,6 @@ fn reddit_unit(cfg: &RedditConfig, dump: &Loc, ctx: &UnitCtx) -> Result<Manifest
         let at = Some(format!("{rel}@{offset}"));
         push(&mut m, format!("{rel}@{offset}"), "corrupt_input", Some(e.to_string()), at, None)?;
     }
-    m.accounting.docs_out = selected.len() as u64;
     let (out_loc, out_name) = ctx.shard();
     let mut sink = ParquetSink::create(
         &out_loc,
@@ -386,7 +642,9 @@ fn reddit_unit(cfg: &RedditConfig, dump: &Loc, ctx: &UnitCtx) -> Result<Manifest
         WriteOptions::default(),
         &["url", "key", "submission_id"],
     )?;
-    for chunk in selected.chunks(8192) {
+    // The links sorted by normalized URL (merged from the spill when there is one).
+    let mut chunk: Vec<Selected> = Vec::with_capacity(8192);
+    let mut write = |chunk: &mut Vec<Selected>| -> Result<(), StageError> {
         let cols: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from_iter_values(chunk.iter().map(|s| s.url.as_str()))),
             Arc::new(StringArray::from_iter_values(chunk.iter().map(|s| s.key.as_str()))),
@@ -398,7 +656,30 @@ fn reddit_unit(cfg: &RedditConfig, dump: &Loc, ctx: &UnitCtx) -> Result<Manifest
         let batch = RecordBatch::try_new(urls_schema(), cols)
             .map_err(|source| ShardError::Arrow { at: At::file(out_loc.to_string()), source })?;
         sink.write(&batch)?;
+        chunk.clear();
+        Ok(())
+    };
+    if links.spilled() {
+        m.count("link_spills", links.runs.len() as u64);
     }
+    let mut selected = 0u64;
+    links.finish(
+        |loser, winner| {
+            // Counted in when it was first held; now it is a duplicate.
+            push(&mut m, loser, "duplicate_url", None, None, Some(winner))?;
+            m.accounting.docs_in -= 1;
+            Ok(())
+        },
+        |s| {
+            selected += 1;
+            chunk.push(s);
+            if chunk.len() == 8192 { write(&mut chunk) } else { Ok(()) }
+        },
+    )?;
+    if !chunk.is_empty() {
+        write(&mut chunk)?;
+    }
+    m.accounting.docs_out = selected;
     let rows = sink.finish()?;
     let ledger_rows = ledger.finish()?;
     let (raw_bytes, xxh3) = raw.finish();
