@@ -260,34 +260,32 @@ impl TokenShard {
 
     fn open_as(loc: &Loc, mapped: bool) -> Result<TokenShard> {
         let path = loc.to_string();
+        let io = |e: std::io::Error| ShardError::io(At::file(path.clone()), e);
+        let open = |p: &std::path::Path| {
+            std::fs::File::open(p).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => ShardError::NotFound {
+                    at: At::file(path.clone()),
+                    hint: "run `grist tokenize` first, or check the path".into(),
+                },
+                _ => io(e),
+            })
+        };
         let (data, width, len) = match loc.as_local() {
             Some(p) if !mapped => {
                 use std::os::unix::fs::FileExt;
-                let f = std::fs::File::open(p).map_err(|e| match e.kind() {
-                    std::io::ErrorKind::NotFound => ShardError::NotFound {
-                        at: At::file(path.clone()),
-                        hint: "run `grist tokenize` first, or check the path".into(),
-                    },
-                    _ => ShardError::io(At::file(path.clone()), e),
-                })?;
-                let size = f.metadata().map_err(|e| ShardError::io(At::file(path.clone()), e))?.len();
+                let f = open(p)?;
+                let size = f.metadata().map_err(io)?.len();
                 let mut head = vec![0u8; (HEADER_BYTES as u64).min(size) as usize];
-                f.read_exact_at(&mut head, 0).map_err(|e| ShardError::io(At::file(path.clone()), e))?;
+                f.read_exact_at(&mut head, 0).map_err(io)?;
                 let (width, len) = validate(&head, size, &path)?;
                 (Data::File(f), width, len)
             }
             Some(p) => {
-                let f = std::fs::File::open(p).map_err(|e| match e.kind() {
-                    std::io::ErrorKind::NotFound => ShardError::NotFound {
-                        at: At::file(path.clone()),
-                        hint: "run `grist tokenize` first, or check the path".into(),
-                    },
-                    _ => ShardError::io(At::file(path.clone()), e),
-                })?;
+                let f = open(p)?;
                 // SAFETY: the map is read-only and grist never modifies a committed shard
                 // in place (writes go to a temporary name and are renamed). Another process
                 // truncating the file while it is mapped would be a misuse outside our control.
-                let m = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| ShardError::io(At::file(path.clone()), e))?;
+                let m = unsafe { memmap2::Mmap::map(&f) }.map_err(io)?;
                 let (width, len) = validate(&m, m.len() as u64, &path)?;
                 (Data::Mmap(m), width, len)
             }
