@@ -54,6 +54,8 @@ pub struct Corpus {
     /// The first of this run's own units.
     pub own: usize,
     pub runs: Vec<Signatures>,
+    /// This run's dumps, in order (those with shards).
+    layers: Vec<u32>,
 }
 
 impl Corpus {
@@ -65,7 +67,7 @@ impl Corpus {
         input_dir: &Loc,
         sig_dir: &Loc,
     ) -> Result<Corpus, StageError> {
-        let mut corpus = Corpus { units: Vec::new(), own: 0, runs: Vec::new() };
+        let mut corpus = Corpus { units: Vec::new(), own: 0, runs: Vec::new(), layers: Vec::new() };
         let wanted = cfg.signature_config(seed);
         for (i, path) in cfg.index.iter().enumerate() {
             let run = Loc::parse(path)?;
@@ -154,6 +156,8 @@ impl Corpus {
             });
         }
         corpus.runs.push(Signatures { dir: sig_dir.clone(), manifest: m, first_unit: corpus.own });
+        let layers: BTreeSet<u32> = corpus.units[corpus.own..].iter().map(|u| u.layer).collect();
+        corpus.layers = layers.into_iter().collect();
         Ok(corpus)
     }
 
@@ -169,9 +173,8 @@ impl Corpus {
     }
 
     /// This run's dumps, in order (those with shards).
-    pub fn own_layers(&self) -> Vec<u32> {
-        let set: BTreeSet<u32> = self.units[self.own..].iter().map(|u| u.layer).collect();
-        set.into_iter().collect()
+    pub fn own_layers(&self) -> &[u32] {
+        &self.layers
     }
 
     /// Input bytes per unit (for the layout).

@@ -883,7 +883,7 @@ fn run_clusters(
     }
     let start = Instant::now();
     let mut reports: Vec<ClusterReport> = Vec::new();
-    for &layer in &layers {
+    for &layer in layers {
         let global = clusters_global(cfg, seed, buckets_dir, &layer_dir(corpus, clusters_dir, layer), Some(layer))?;
         reports.push(match global.completed() {
             Some(r) => r,
