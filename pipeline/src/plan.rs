@@ -309,10 +309,11 @@ pub fn plan(recipe: &Recipe, threads: usize, host: &dyn Host) -> Plan {
             stage: "blend",
             reads: format!("{out}/tokenize"),
             writes: format!("{out}/blend"),
-            disk: b.total_tokens as f64 * 2.0,
-            // Its table of every train document (id and indices, about 200 bytes with the
-            // copies' order), about one document per 600 tokens of the budget.
-            memory: 20e6 + 0.3 * b.total_tokens as f64,
+            // Two bytes a token, and the order: about 72 bytes per train document and 48 per
+            // copy while it is sorted (about one document per 600 tokens of the budget).
+            disk: b.total_tokens as f64 * (2.0 + 120.0 / 600.0),
+            // The order's sort records (32 bytes a copy) up to `memory_mb`, then spilled.
+            memory: 20e6 + (32.0 * b.total_tokens as f64 / 600.0).min(b.memory_mb as f64 * 1048576.0),
             seconds: b.total_tokens as f64 / 200e6,
         });
     }

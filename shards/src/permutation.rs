@@ -38,6 +38,15 @@ impl Permutation {
         (l << self.half) | r
     }
 
+    fn decrypt(&self, y: u64) -> u64 {
+        let mask = (1u64 << self.half) - 1;
+        let (mut l, mut r) = (y >> self.half, y & mask);
+        for k in self.keys.iter().rev() {
+            (l, r) = (r ^ (mix(l ^ k) & mask), l);
+        }
+        (l << self.half) | r
+    }
+
     /// The item at position `i` (`i < n`).
     pub fn at(&self, i: u64) -> u64 {
         let mut y = self.encrypt(i);
@@ -45,6 +54,16 @@ impl Permutation {
             y = self.encrypt(y);
         }
         y
+    }
+
+    /// The position of item `x` (`x < n`): the inverse of [`Permutation::at`], so a list can
+    /// be scattered to its shuffled positions item by item.
+    pub fn position(&self, x: u64) -> u64 {
+        let mut i = self.decrypt(x);
+        while i >= self.n {
+            i = self.decrypt(i);
+        }
+        i
     }
 }
 
@@ -65,5 +84,16 @@ mod tests {
         assert_ne!(order(1, 0), order(1, 1), "epochs differ");
         assert_ne!(order(1, 0), order(2, 0), "seeds differ");
         assert_ne!(order(1, 0), (0..100).collect::<Vec<_>>(), "shuffled");
+    }
+
+    #[test]
+    fn position_inverts_at() {
+        for n in [1u64, 2, 3, 5, 100, 1000, 4097, 1 << 20] {
+            let p = Permutation::new(n, 9, 3);
+            for i in (0..n).step_by((n / 997).max(1) as usize) {
+                assert_eq!(p.position(p.at(i)), i, "n = {n}, i = {i}");
+                assert_eq!(p.at(p.position(i)), i, "n = {n}, i = {i}");
+            }
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! unit/marker/manifest runner, seeded per-document random streams and errors. Nothing here knows any particular step.
 
 pub mod error;
+pub mod extsort;
 pub mod recipe;
 pub mod rng;
 pub mod slice;
