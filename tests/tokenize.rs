@@ -102,4 +102,13 @@ fn sample_tokens_are_llmc_shards_with_a_true_sidecar() {
             std::fs::read(two.join("tokenize").join(&f.path)).unwrap()
         );
     }
+    // The blend too: its shards, sidecars and order, for one task and two.
+    let (b1, b2) = (out.join("blend"), two.join("blend"));
+    let bm = Manifest::read(&Loc::local(b1.join("manifest.json"))).unwrap();
+    assert!(bm.side.len() >= 3, "several blend shards: {:?}", bm.side);
+    assert!(common::shard_bytes(&b1) == common::shard_bytes(&b2));
+    let order = ["order/docs.bin", "order/ids.bin", "order/copies.bin", "order/report.json"];
+    for f in bm.side.iter().map(|f| f.path.as_str()).chain(order) {
+        assert!(std::fs::read(b1.join(f)).unwrap() == std::fs::read(b2.join(f)).unwrap(), "blend/{f} differs");
+    }
 }

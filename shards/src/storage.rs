@@ -393,6 +393,100 @@ impl Loc {
     }
 }
 
+/// Bytes of a remote file per block fetched and cached.
+pub const REMOTE_BLOCK: u64 = 4 << 20;
+/// Blocks fetched by one ranged GET on a miss (read-ahead for sequential reading).
+pub const REMOTE_READ_AHEAD: u64 = 4;
+/// Blocks a remote file holds at most: its memory is at most this x `REMOTE_BLOCK` (32 MiB),
+/// whatever the shard's size.
+pub const REMOTE_CACHE_BLOCKS: usize = 8;
+
+/// A file on an object store read at random positions: fetched on demand in blocks of
+/// `REMOTE_BLOCK`, a miss fetching `REMOTE_READ_AHEAD` blocks in one ranged GET, at most
+/// `REMOTE_CACHE_BLOCKS` held (the least recently used dropped first). Token shards and the
+/// blend's order files are read through it.
+pub struct Remote {
+    loc: Loc,
+    size: u64,
+    cache: std::sync::Mutex<BlockCache>,
+}
+
+#[derive(Default)]
+struct BlockCache {
+    /// (block index, bytes), most recently used last.
+    blocks: std::collections::VecDeque<(u64, bytes::Bytes)>,
+    /// Bytes fetched so far, and the most held at once (for tests and statistics).
+    fetched: u64,
+    peak: u64,
+}
+
+impl Remote {
+    /// `loc`, of `size` bytes.
+    pub fn new(loc: &Loc, size: u64) -> Remote {
+        Remote { loc: loc.clone(), size, cache: Default::default() }
+    }
+
+    /// Bytes fetched so far and the most held at once.
+    pub fn stats(&self) -> (u64, u64) {
+        let c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        (c.fetched, c.peak)
+    }
+
+    /// Copies bytes `start..start + out.len()` of the file into `out`.
+    pub fn read(&self, start: u64, out: &mut [u8]) -> Result<()> {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut done = 0usize;
+        while done < out.len() {
+            let at = start + done as u64;
+            let block = at / REMOTE_BLOCK;
+            let bytes = match cache.blocks.iter().position(|b| b.0 == block) {
+                Some(i) => {
+                    let b = cache.blocks.remove(i).expect("found above");
+                    cache.blocks.push_back(b.clone());
+                    b.1
+                }
+                None => {
+                    let first = block * REMOTE_BLOCK;
+                    let end = ((block + REMOTE_READ_AHEAD) * REMOTE_BLOCK).min(self.size);
+                    let got = self.loc.read_range(first, end - first)?;
+                    cache.fetched += got.len() as u64;
+                    let mut mine = bytes::Bytes::new();
+                    for (j, chunk) in got.chunks(REMOTE_BLOCK as usize).enumerate() {
+                        let b = got.slice_ref(chunk);
+                        if j == 0 {
+                            mine = b.clone();
+                        }
+                        if let Some(i) = cache.blocks.iter().position(|x| x.0 == block + j as u64) {
+                            cache.blocks.remove(i);
+                        }
+                        cache.blocks.push_back((block + j as u64, b));
+                    }
+                    // The block asked for stays; the oldest others go.
+                    while cache.blocks.len() > REMOTE_CACHE_BLOCKS {
+                        let oldest = cache.blocks.iter().position(|x| x.0 != block).unwrap_or(0);
+                        cache.blocks.remove(oldest);
+                    }
+                    let held: u64 = cache.blocks.iter().map(|b| b.1.len() as u64).sum();
+                    cache.peak = cache.peak.max(held);
+                    mine
+                }
+            };
+            let off = (at - block * REMOTE_BLOCK) as usize;
+            let n = (bytes.len().saturating_sub(off)).min(out.len() - done);
+            if n == 0 {
+                return Err(ShardError::Truncated {
+                    at: At::byte(self.loc.to_string(), at),
+                    expected: self.size,
+                    got: at,
+                });
+            }
+            out[done..done + n].copy_from_slice(&bytes[off..off + n]);
+            done += n;
+        }
+        Ok(())
+    }
+}
+
 fn walk(dir: &Path, out: &mut Vec<Loc>) -> io::Result<()> {
     if dir.is_file() {
         out.push(Loc::local(dir));

@@ -169,7 +169,7 @@ pub fn build(
                 }
                 let t = tokens.value(i);
                 count[s as usize] += 1;
-                avail[s as usize] += t;
+                avail[s as usize] = avail[s as usize].saturating_add(t);
                 id_end += id.value(i).len() as u64;
                 ids_w.write_all(id.value(i).as_bytes()).map_err(|e| io_err(&ids_loc, e))?;
                 put(&mut docs_w, &[id_end, (h << 32) | s, offset.value(i), t], &docs_loc)?;
@@ -194,7 +194,7 @@ pub fn build(
     for p in &plan.sources {
         let Some(&s) = source_ix.get(&p.name) else { continue };
         let whole = p.epochs.floor() as u64;
-        let rest = p.target_tokens.saturating_sub(whole * avail[s as usize]);
+        let rest = p.target_tokens.saturating_sub(whole.saturating_mul(avail[s as usize]));
         blocks[s as usize] = Some(Block { count: count[s as usize], whole, rest, ..Block::default() });
     }
     let mut spool = Spool::new(&scratch).map_err(|e| io_err(dir, e))?;
@@ -210,7 +210,7 @@ pub fn build(
         }
         spool.push([doc, tokens]).map_err(|e| io_err(dir, e))?;
         b.frac_len += 1;
-        b.taken += tokens;
+        b.taken = b.taken.saturating_add(tokens);
     }
     // Copy indices: sources end to end in the recipe's order.
     let mut start = 0u64;
@@ -219,8 +219,8 @@ pub fn build(
         let got = match source_ix.get(&p.name).and_then(|&s| blocks[s as usize].as_mut().map(|b| (s, b))) {
             Some((s, b)) => {
                 b.start = start;
-                start += b.whole * b.count + b.frac_len;
-                b.whole * avail[s as usize] + b.taken
+                start = start.saturating_add(b.whole.saturating_mul(b.count)).saturating_add(b.frac_len);
+                b.whole.saturating_mul(avail[s as usize]).saturating_add(b.taken)
             }
             None => 0,
         };
@@ -265,12 +265,12 @@ pub fn build(
         if k != next {
             return Err(StageError::Recipe(format!("blend: the order has position {k} where {next} belongs")));
         }
-        if acc > 0 && acc + tokens > cfg.shard_tokens {
+        if acc > 0 && acc.saturating_add(tokens) > cfg.shard_tokens {
             units.push([first, k, acc]);
             first = k;
             acc = 0;
         }
-        acc += tokens;
+        acc = acc.saturating_add(tokens);
         put(&mut copies_w, &[doc, copy], &copies_loc)?;
         next += 1;
     }
@@ -334,10 +334,11 @@ impl SpoolReader {
     }
 }
 
-/// Positioned reads of one file: a local file held open, or ranged reads of an object.
+/// Positioned reads of one file: a local file held open, or an object read through a block
+/// cache (a few ranged GETs of 4 MiB instead of one per record).
 pub enum PosFile {
     Local(std::fs::File, Loc),
-    Remote(Loc),
+    Remote(shards::storage::Remote),
 }
 
 impl PosFile {
@@ -348,7 +349,7 @@ impl PosFile {
                     .map_err(|e| StageError::Input { at: At::file(loc.to_string()), msg: e.to_string() })?,
                 loc.clone(),
             ),
-            None => PosFile::Remote(loc.clone()),
+            None => PosFile::Remote(shards::storage::Remote::new(loc, loc.size()?)),
         })
     }
 
@@ -362,10 +363,7 @@ impl PosFile {
                     msg: format!("cannot read {} bytes: {e}", buf.len()),
                 })
             }
-            PosFile::Remote(loc) => {
-                buf.copy_from_slice(&loc.read_range(at, buf.len() as u64)?);
-                Ok(())
-            }
+            PosFile::Remote(r) => Ok(r.read(at, buf)?),
         }
     }
 }
