@@ -312,8 +312,13 @@ pub fn plan(recipe: &Recipe, threads: usize, host: &dyn Host) -> Plan {
             // Two bytes a token, and the order: about 72 bytes per train document and 48 per
             // copy while it is sorted (about one document per 600 tokens of the budget).
             disk: b.total_tokens as f64 * (2.0 + 120.0 / 600.0),
-            // The order's sort records (32 bytes a copy) up to `memory_mb`, then spilled.
-            memory: 20e6 + (32.0 * b.total_tokens as f64 / 600.0).min(b.memory_mb as f64 * 1048576.0),
+            // The larger of its two phases (measured at 10^5-10^7 documents): the order's sort
+            // records (32 bytes a copy) up to `memory_mb`, then spilled; and the output shards
+            // written at once, one a thread (a sidecar row group of about 0.17 bytes a token).
+            memory: 20e6
+                + (32.0 * b.total_tokens as f64 / 600.0)
+                    .min(b.memory_mb as f64 * 1048576.0)
+                    .max(th * (5e6 + 0.17 * b.shard_tokens.min(b.total_tokens) as f64)),
             seconds: b.total_tokens as f64 / 200e6,
         });
     }
