@@ -553,6 +553,56 @@ impl Global<'_> {
         (r.fingerprint() == self.fingerprint && files).then_some(r)
     }
 
+    /// The report of this work, built by `build` unless it is finished, or another task holds
+    /// a fresh claim on it: then this task waits for that one's report (polling with a backoff
+    /// up to 5 s), and takes the work over once the claim is older than
+    /// `GRIST_CLAIM_STALE_SECS` (900 s). For global work inside a sliced step (the blend's
+    /// order), which every task of an array would otherwise build at once. The claim
+    /// (`claim.json`) is removed when the work is done; a claim of this task (`task`, e.g. a
+    /// restarted one) never makes it wait.
+    pub fn run_once<R: GlobalReport>(
+        &self,
+        task: usize,
+        build: impl FnOnce() -> Result<R, StageError>,
+    ) -> Result<R, StageError> {
+        let stale: f64 =
+            std::env::var(shards::env::CLAIM_STALE_SECS).ok().and_then(|v| v.parse().ok()).unwrap_or(900.0);
+        self.run_once_within(task, stale, build)
+    }
+
+    fn run_once_within<R: GlobalReport>(
+        &self,
+        task: usize,
+        stale: f64,
+        build: impl FnOnce() -> Result<R, StageError>,
+    ) -> Result<R, StageError> {
+        let now =
+            || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        let claim = self.dir.join("claim.json");
+        let mut pause = std::time::Duration::from_millis(50);
+        loop {
+            if let Some(r) = self.completed() {
+                return Ok(r);
+            }
+            let other =
+                claim.read().ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()).is_some_and(|c| {
+                    c["fingerprint"] == self.fingerprint.as_str()
+                        && c["task"].as_u64() != Some(task as u64)
+                        && c["at"].as_f64().is_some_and(|t| now() - t < stale)
+                });
+            if !other {
+                break;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_secs(5));
+        }
+        let c = serde_json::json!({ "fingerprint": self.fingerprint, "at": now(), "task": task });
+        claim.write_atomic(c.to_string().as_bytes())?;
+        let r = build()?;
+        claim.remove()?;
+        Ok(r)
+    }
+
     /// Marks the step complete: writes its report (after every other file is written).
     pub fn finish<R: GlobalReport>(&self, report: &R) -> Result<(), StageError> {
         let mut json = serde_json::to_string_pretty(report).unwrap_or_default();
@@ -754,6 +804,51 @@ mod tests {
         fn fingerprint(&self) -> &str {
             &self.fingerprint
         }
+    }
+
+    #[test]
+    fn a_claimed_global_waits_for_its_claimer_and_takes_over_a_stale_claim() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = Global { dir: Loc::local(dir.path()), fingerprint: "fp".into(), report: "r.json", files: &[] };
+        let claim = |task: u64, at: f64| {
+            let c = serde_json::json!({ "fingerprint": "fp", "at": at, "task": task });
+            g.dir.join("claim.json").write_atomic(c.to_string().as_bytes()).unwrap();
+        };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+        // Task 1 holds a fresh claim: task 0 waits for its report and never builds.
+        claim(1, now);
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                g.run_once_within(0, 900.0, || -> Result<Done, StageError> { panic!("built despite the claim") })
+            });
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            g.finish(&Done { fingerprint: "fp".into(), n: 0 }).unwrap();
+            assert_eq!(waiter.join().unwrap().unwrap().fingerprint, "fp");
+        });
+        g.dir.join("r.json").remove().unwrap();
+        // A stale claim is taken over; the claim is gone once the work is done.
+        claim(1, now - 1000.0);
+        let built = g
+            .run_once_within(0, 900.0, || {
+                let d = Done { fingerprint: "fp".into(), n: 0 };
+                g.finish(&d)?;
+                Ok(d)
+            })
+            .unwrap();
+        assert_eq!(built.fingerprint, "fp");
+        assert!(!dir.path().join("claim.json").exists());
+        g.dir.join("r.json").remove().unwrap();
+        // A task's own claim (it was restarted) does not make it wait.
+        claim(0, now);
+        let mut ran = false;
+        g.run_once_within(0, 900.0, || {
+            ran = true;
+            let d = Done { fingerprint: "fp".into(), n: 0 };
+            g.finish(&d)?;
+            Ok(d)
+        })
+        .unwrap();
+        assert!(ran);
     }
 
     #[test]

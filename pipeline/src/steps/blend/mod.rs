@@ -363,10 +363,8 @@ pub fn run(cfg: &BlendConfig, seed: u64, run_out: &Loc, slice: TaskSlice) -> Res
     let fingerprint = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(config.to_string().as_bytes()));
     let global = order::global(&run_out.join(STAGE), fingerprint);
     let memory = usize::try_from(cfg.memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
-    let report = match global.completed::<order::OrderReport>() {
-        Some(r) => r,
-        None => order::build(cfg, seed, &in_dir, &m, &global, memory)?,
-    };
+    // One task builds the order; the others of the array wait for it (or take over a stale claim).
+    let report = global.run_once(slice.index, || order::build(cfg, seed, &in_dir, &m, &global, memory))?;
     let plan = Mixture::new(cfg, &report.available)?;
     plan.check_epochs(cfg.max_epochs)?;
     let realized = report.realized.clone();

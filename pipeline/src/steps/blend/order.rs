@@ -16,8 +16,9 @@
 //!    written as `copies.bin` (16 bytes each: document, copy number) and cut into output
 //!    shards of whole documents up to `shard_tokens`.
 //!
-//! The files live in `blend/order/`, finished by `report.json` (a [`Global`]: any task may
-//! build it, the ones that do write the same bytes, a finished one is reused). Memory is the
+//! The files live in `blend/order/`, finished by `report.json` (a [`Global`] run once: the
+//! task that claims it builds it while the others of the array wait; two that build it write
+//! the same bytes; a finished one is reused). Memory is the
 //! sort's budget whatever the corpus; disk is about 72 bytes a document and 48 a copy.
 
 use std::collections::{BTreeMap, HashMap};
