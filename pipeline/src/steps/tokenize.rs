@@ -181,7 +181,7 @@ pub fn gpt2_decode_lossy(tokens: &[u32]) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-fn sidecar_schema() -> SchemaRef {
+pub(crate) fn sidecar_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("id", DataType::Utf8, false),
         Field::new("source", DataType::Utf8, false),
@@ -396,11 +396,25 @@ impl FromIterator<TokDoc> for TokDocs {
     }
 }
 
-/// The documents of one split (`train` or `val`) of the tokenize output, in sidecar order.
-pub fn token_docs(dir: &Loc, m: &Manifest, want: &str) -> Result<TokDocs, StageError> {
-    let mut out = TokDocs::default();
-    for f in &m.outputs {
-        let loc = dir.join(&f.path);
+/// One document of a tokenize sidecar row: id, source, token shard, offset and tokens.
+pub struct SidecarRow<'a> {
+    pub id: &'a str,
+    pub source: &'a str,
+    pub shard: &'a str,
+    pub offset: u64,
+    pub tokens: u64,
+}
+
+/// Calls `f` on every document of one split (`train` or `val`) of the tokenize output, in
+/// sidecar order, streaming the sidecars a batch at a time.
+pub fn each_doc(
+    dir: &Loc,
+    m: &Manifest,
+    want: &str,
+    mut f: impl FnMut(SidecarRow) -> Result<(), StageError>,
+) -> Result<(), StageError> {
+    for file in &m.outputs {
+        let loc = dir.join(&file.path);
         for b in ParquetSource::open(&loc, "token_docs", 1)?.batches(None, 65536)? {
             let b = b?;
             let (id, src, split, shard) =
@@ -413,11 +427,27 @@ pub fn token_docs(dir: &Loc, m: &Manifest, want: &str) -> Result<TokDocs, StageE
             let (offset, tokens) = (num("offset")?, num("tokens")?);
             for i in 0..b.num_rows() {
                 if split.value(i) == want {
-                    out.push(id.value(i), src.value(i), shard.value(i), offset.value(i), tokens.value(i));
+                    f(SidecarRow {
+                        id: id.value(i),
+                        source: src.value(i),
+                        shard: shard.value(i),
+                        offset: offset.value(i),
+                        tokens: tokens.value(i),
+                    })?;
                 }
             }
         }
     }
+    Ok(())
+}
+
+/// The documents of one split (`train` or `val`) of the tokenize output, in sidecar order.
+pub fn token_docs(dir: &Loc, m: &Manifest, want: &str) -> Result<TokDocs, StageError> {
+    let mut out = TokDocs::default();
+    each_doc(dir, m, want, |d| {
+        out.push(d.id, d.source, d.shard, d.offset, d.tokens);
+        Ok(())
+    })?;
     Ok(out)
 }
 

@@ -23,14 +23,13 @@ use shards::arrow::array::{ArrayRef, StringArray, UInt64Array};
 use shards::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use shards::arrow::record_batch::RecordBatch;
 use shards::parquet_io::ParquetSink;
-use shards::parquet_io::ParquetSource;
 use shards::tokens::{TokenShard, TokenWidth, TokenWriter};
-use shards::{At, FileEntry, LedgerWriter, Loc, Manifest, ShardError, WriteOptions, str_col};
+use shards::{At, FileEntry, LedgerWriter, Loc, Manifest, ShardError, WriteOptions};
 
 use crate::core::error::StageError;
 use crate::core::slice::TaskSlice;
 use crate::core::stage::{MANIFEST, Stage, TaskReport};
-use crate::steps::tokenize::{GPT2_VOCAB, SOURCE_TOKENS_PREFIX};
+use crate::steps::tokenize::{GPT2_VOCAB, SOURCE_TOKENS_PREFIX, each_doc};
 use crate::steps::{Outcome, Produces, Shape, Step, StepReport, need};
 
 pub mod order;
@@ -321,23 +320,11 @@ pub struct BlendRun {
 /// sidecars).
 fn train_tokens(dir: &Loc, m: &Manifest) -> Result<BTreeMap<String, u64>, StageError> {
     let mut out: BTreeMap<String, u64> = BTreeMap::new();
-    for f in &m.outputs {
-        let loc = dir.join(&f.path);
-        for b in ParquetSource::open(&loc, "token_docs", 1)?.batches(None, 65536)? {
-            let b = b?;
-            let (src, split) = (str_col(&b, "source")?, str_col(&b, "split")?);
-            let tokens = b.column_by_name("tokens").and_then(|x| x.as_any().downcast_ref::<UInt64Array>().cloned());
-            let tokens = tokens.ok_or_else(|| StageError::Input {
-                at: At::file(loc.to_string()),
-                msg: "column \"tokens\" missing".into(),
-            })?;
-            for i in 0..b.num_rows() {
-                if split.value(i) == "train" {
-                    *out.entry(src.value(i).to_string()).or_default() += tokens.value(i);
-                }
-            }
-        }
-    }
+    each_doc(dir, m, "train", |d| {
+        let t = out.entry(d.source.to_string()).or_default();
+        *t = t.saturating_add(d.tokens);
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -610,14 +597,7 @@ mod tests {
     /// one in ten in the validation split), and the train documents as a table.
     fn token_output(dir: &std::path::Path, n: usize) -> (Manifest, crate::steps::tokenize::TokDocs) {
         use crate::steps::tokenize::TokDoc;
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Utf8, false),
-            Field::new("source", DataType::Utf8, false),
-            Field::new("split", DataType::Utf8, false),
-            Field::new("shard", DataType::Utf8, false),
-            Field::new("offset", DataType::UInt64, false),
-            Field::new("tokens", DataType::UInt64, false),
-        ]));
+        let schema = crate::steps::tokenize::sidecar_schema();
         let mut m = Manifest::new("tokenize", 2, "tok-fingerprint".into(), serde_json::json!({}));
         let mut train = Vec::new();
         for part in 0..2 {

@@ -25,16 +25,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{BufReader, BufWriter, Read, Write};
 
 use serde::{Deserialize, Serialize};
-use shards::arrow::array::UInt64Array;
-use shards::parquet_io::ParquetSource;
 use shards::permutation::Permutation;
-use shards::{At, Loc, Manifest, str_col};
+use shards::{At, Loc, Manifest};
 
 use super::{BLEND_STREAM, BlendConfig, Mixture};
 use crate::core::error::StageError;
 use crate::core::extsort::{ExtSort, unlinked_file};
 use crate::core::rng::DocRng;
 use crate::core::stage::{Global, GlobalReport};
+use crate::steps::tokenize::each_doc;
 
 /// The order's directory under `blend/`.
 pub const DIR: &str = "order";
@@ -146,40 +145,23 @@ pub fn build(
     let mut docs_w = BufWriter::new(docs_loc.create()?);
     let mut ids_w = BufWriter::new(ids_loc.create()?);
     let (mut n_docs, mut id_end) = (0u64, 0u64);
-    for f in &m.outputs {
-        let loc = in_dir.join(&f.path);
-        for b in ParquetSource::open(&loc, "token_docs", 1)?.batches(None, 65536)? {
-            let b = b?;
-            let (id, src, split, shard) =
-                (str_col(&b, "id")?, str_col(&b, "source")?, str_col(&b, "split")?, str_col(&b, "shard")?);
-            let num = |c: &str| {
-                b.column_by_name(c).and_then(|x| x.as_any().downcast_ref::<UInt64Array>().cloned()).ok_or_else(|| {
-                    StageError::Input { at: At::file(loc.to_string()), msg: format!("column {c:?} missing") }
-                })
-            };
-            let (offset, tokens) = (num("offset")?, num("tokens")?);
-            for i in 0..b.num_rows() {
-                if split.value(i) != "train" {
-                    continue;
-                }
-                let s = intern(&mut sources, &mut source_ix, src.value(i));
-                let h = intern(&mut shards, &mut shard_ix, shard.value(i));
-                if s as usize == count.len() {
-                    count.push(0);
-                    avail.push(0);
-                }
-                let t = tokens.value(i);
-                count[s as usize] += 1;
-                avail[s as usize] = avail[s as usize].saturating_add(t);
-                id_end += id.value(i).len() as u64;
-                ids_w.write_all(id.value(i).as_bytes()).map_err(|e| io_err(&ids_loc, e))?;
-                put(&mut docs_w, &[id_end, (h << 32) | s, offset.value(i), t], &docs_loc)?;
-                let draw = DocRng::new(seed, "blend/fraction", id.value(i)).next_u64();
-                draws.push([s, draw, n_docs, t]).map_err(|e| io_err(dir, e))?;
-                n_docs += 1;
-            }
+    each_doc(in_dir, m, "train", |d| {
+        let s = intern(&mut sources, &mut source_ix, d.source);
+        let h = intern(&mut shards, &mut shard_ix, d.shard);
+        if s as usize == count.len() {
+            count.push(0);
+            avail.push(0);
         }
-    }
+        count[s as usize] += 1;
+        avail[s as usize] = avail[s as usize].saturating_add(d.tokens);
+        id_end += d.id.len() as u64;
+        ids_w.write_all(d.id.as_bytes()).map_err(|e| io_err(&ids_loc, e))?;
+        put(&mut docs_w, &[id_end, (h << 32) | s, d.offset, d.tokens], &docs_loc)?;
+        let draw = DocRng::new(seed, "blend/fraction", d.id).next_u64();
+        draws.push([s, draw, n_docs, d.tokens]).map_err(|e| io_err(dir, e))?;
+        n_docs += 1;
+        Ok(())
+    })?;
     if shards.len() > u32::MAX as usize || sources.len() > u32::MAX as usize {
         return Err(StageError::Recipe("blend: more than 2^32 token shards or sources".into()));
     }
