@@ -396,22 +396,13 @@ impl FromIterator<TokDoc> for TokDocs {
     }
 }
 
-/// One document of a tokenize sidecar row: id, source, token shard, offset and tokens.
-pub struct SidecarRow<'a> {
-    pub id: &'a str,
-    pub source: &'a str,
-    pub shard: &'a str,
-    pub offset: u64,
-    pub tokens: u64,
-}
-
 /// Calls `f` on every document of one split (`train` or `val`) of the tokenize output, in
 /// sidecar order, streaming the sidecars a batch at a time.
 pub fn each_doc(
     dir: &Loc,
     m: &Manifest,
     want: &str,
-    mut f: impl FnMut(SidecarRow) -> Result<(), StageError>,
+    mut f: impl FnMut(TokDocRef) -> Result<(), StageError>,
 ) -> Result<(), StageError> {
     for file in &m.outputs {
         let loc = dir.join(&file.path);
@@ -427,7 +418,7 @@ pub fn each_doc(
             let (offset, tokens) = (num("offset")?, num("tokens")?);
             for i in 0..b.num_rows() {
                 if split.value(i) == want {
-                    f(SidecarRow {
+                    f(TokDocRef {
                         id: id.value(i),
                         source: src.value(i),
                         shard: shard.value(i),
