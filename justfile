@@ -104,6 +104,15 @@ bench-dedup-memory: release
 bench-scale +N: release
     bash scripts/bench-scale.sh {{N}}
 
+# The heuristic filters (Gopher, C4, FineWeb) beside datatrove on the same documents (PyPI, in a venv).
+bench-filters: release
+    bash scripts/bench-filters.sh
+
+# Every heuristic filter's verdict, words and sentences against datatrove's, document by
+# document, on ../shared/data (datatrove and spaCy from PyPI, in a venv; about 10 minutes).
+check-datatrove:
+    bash scripts/check-datatrove.sh
+
 # GPT-2 tokenization throughput beside Python tiktoken (PyPI, in a venv).
 bench-tokenize: release
     bash scripts/bench-tokenize.sh

@@ -69,6 +69,9 @@ pub enum Command {
     Reddit(StageArgs),
     /// Ingest Common Crawl WARC/WET and corpora (JSON lines, text folders) into document shards.
     Ingest(StageArgs),
+    /// Gopher, C4 and FineWeb heuristic filters (datatrove's rules), each removal ledgered with
+    /// its rule and measured value.
+    Filters(StageArgs),
     /// The quality classifier: train it, filter by it, score files with it.
     #[command(subcommand)]
     Quality(QualityCmd),

@@ -130,7 +130,7 @@ pub fn why(run: &str, id: &str, as_json: bool) -> Result<bool> {
                 };
                 format!("kept: {what}")
             }
-            At::Kept { source, chars, quality_score, keep_draw, cuts } => {
+            At::Kept { source, chars, quality_score, keep_draw, cuts, edits } => {
                 let mut s = format!("kept ({source}");
                 if let Some(c) = chars {
                     s += &format!(", {c} chars");
@@ -149,7 +149,21 @@ pub fn why(run: &str, id: &str, as_json: bool) -> Result<bool> {
                         c.gram
                     );
                 }
-                s + ")"
+                let counts: Vec<String> = edits
+                    .iter()
+                    .filter(|e| e.lines.is_none())
+                    .map(|e| format!("{} {}.{}", e.count, e.filter, e.rule))
+                    .collect();
+                if !counts.is_empty() {
+                    s += &format!("; lines removed: {}", counts.join(", "));
+                }
+                s += ")";
+                for e in edits.iter().filter_map(|e| e.lines.as_deref()) {
+                    for l in e.lines() {
+                        s += &format!("\n      - {l}");
+                    }
+                }
+                s
             }
             At::Removed { reason, detail, location, quality_score, keep_draw, cluster_id, duplicate_of, .. } => {
                 let mut s = format!("REMOVED: {reason}");
@@ -206,6 +220,9 @@ pub fn render_details(d: &Details) -> String {
                 s += &format!("  removed {} ({}, jaccard {:.3})\n", r.id, r.reason, r.jaccard.unwrap_or(f64::NAN));
             }
         }
+    }
+    if let Some(f) = &d.filters {
+        s += &f.render();
     }
     if let Some(h) = &d.gram_hits_by_benchmark {
         s += &format!(

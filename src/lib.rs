@@ -145,6 +145,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         }
         Command::Reddit(args) => return run_selected(&args, &|s| s.name == pipeline::steps::reddit::STEP.name),
         Command::Ingest(args) => return run_selected(&args, &|s| s.name == pipeline::steps::ingest::STEP.name),
+        Command::Filters(args) => return run_selected(&args, &|s| s.name == pipeline::steps::filters::STEP.name),
         Command::Dedup { args, step: Some(step) } => return run_selected(&args, &|s| s.name == step.step().name),
         Command::Dedup { args, step: None } => {
             return run_selected(&args, &|s| s.table == pipeline::steps::dedup::FILTER_STEP.table);

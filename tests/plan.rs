@@ -82,7 +82,7 @@ weight = 0.5
 }
 
 /// Between stages, the plan estimates a stage's disk from what the stages before it wrote:
-/// after `ingest`, the quality filter's row is the ingest shards' size (its upper bound:
+/// after `ingest`, the heuristic filters' row is the ingest shards' size (its upper bound:
 /// every document kept), not the estimate from the input files.
 #[test]
 fn a_plan_between_stages_uses_what_earlier_stages_wrote() {
@@ -119,7 +119,7 @@ fn a_plan_between_stages_uses_what_earlier_stages_wrote() {
     let m = shards::Manifest::read(&shards::Loc::local(d.join("out/ingest/manifest.json"))).unwrap();
     let bytes: u64 = m.outputs.iter().map(|f| f.bytes).sum();
     // The plan prints one decimal in the unit it picks.
-    let printed = disk_of(&after, "quality_filter");
+    let printed = disk_of(&after, "filters");
     let (x, unit) = printed.split_once(' ').unwrap();
     let scale = match unit {
         "kB" | "KB" => 1e3,
@@ -129,5 +129,5 @@ fn a_plan_between_stages_uses_what_earlier_stages_wrote() {
     };
     let planned = x.parse::<f64>().unwrap() * scale;
     assert!((planned - bytes as f64).abs() <= 0.06 * bytes as f64, "{printed} vs {bytes} bytes\n{after}");
-    assert_ne!(disk_of(&before, "quality_filter"), printed, "the plan before ingest cannot know it");
+    assert_ne!(disk_of(&before, "filters"), printed, "the plan before ingest cannot know it");
 }

@@ -200,7 +200,7 @@ fn the_demo_recipe_runs_end_to_end_and_resumes() {
         args.extend(["--set", x.as_str()]);
     }
     let first = ok(grist(&args, &[]));
-    for stage in ["ingest", "quality_filter", "dedup", "decontaminate", "tokenize", "blend"] {
+    for stage in ["ingest", "filters", "quality_filter", "dedup", "decontaminate", "tokenize", "blend"] {
         assert!(first.contains(&format!("verify   {stage}: ")), "{stage} was not verified:\n{first}");
     }
     let planted: serde_json::Value = serde_json::from_slice(&std::fs::read(s.join("synthetic.json")).unwrap()).unwrap();
@@ -226,7 +226,11 @@ fn the_demo_recipe_runs_end_to_end_and_resumes() {
     assert!(first.contains("quality_filter 3 units done"), "{first}");
     let fdir = d.join("out/quality_filter");
     let fm = Manifest::read(&Loc::local(fdir.join("manifest.json"))).unwrap();
-    assert_eq!(fm.accounting.docs_in, m.accounting.docs_out);
+    // ... on what FineWeb's rules kept of the ingest output.
+    let hm = Manifest::read(&Loc::local(d.join("out/filters/manifest.json"))).unwrap();
+    assert_eq!(hm.accounting.docs_in, m.accounting.docs_out);
+    assert!(hm.accounting.docs_ledger > 0 && hm.accounting.docs_out > 0, "{:?}", hm.accounting);
+    assert_eq!(fm.accounting.docs_in, hm.accounting.docs_out);
     for f in &fm.ledgers {
         for e in LedgerReader::open(&Loc::local(fdir.join(&f.path))).unwrap().entries().unwrap() {
             assert_eq!(e.reason, "low_quality");
@@ -254,7 +258,7 @@ fn the_demo_recipe_runs_end_to_end_and_resumes() {
     // Sliced three ways, the filter writes the same bytes; mode "tuned" uses the model's alpha.
     for (name, extra) in [("out2", None), ("out3", Some("quality_filter.mode=\"tuned\""))] {
         let o2 = d.join(name);
-        for sub in ["ingest", "quality"] {
+        for sub in ["ingest", "filters", "quality"] {
             copy_dir(&d.join("out").join(sub), &o2.join(sub));
         }
         let out_set = format!("run.out={}", o2.display());
@@ -348,17 +352,18 @@ fn the_demo_recipe_runs_end_to_end_and_resumes() {
             .next()
             .unwrap()
     };
-    for (stage, reason) in
-        [("ingest", "REMOVED: "), ("quality_filter", "REMOVED: low_quality (score"), ("dedup", "duplicate")]
-    {
+    let chain = ["ingest", "filters", "quality_filter", "dedup"];
+    for (stage, reason) in [
+        ("ingest", "REMOVED: "),
+        ("filters", "REMOVED: fineweb."),
+        ("quality_filter", "REMOVED: low_quality (score"),
+        ("dedup", "duplicate"),
+    ] {
         let e = first_removed(stage);
         let why = ok(grist(&["inspect", "why", &e.id, "--run", run.to_str().unwrap()], &[]));
         let last = why.lines().last().unwrap();
         assert!(last.trim_start().starts_with(stage) && last.contains(reason), "{stage}: {why}");
-        assert_eq!(
-            why.lines().count(),
-            2 + ["ingest", "quality_filter", "dedup"].iter().position(|s| *s == stage).unwrap()
-        );
+        assert_eq!(why.lines().count(), 2 + chain.iter().position(|s| *s == stage).unwrap());
     }
     let cm = Manifest::read(&Loc::local(run.join("decontaminate/manifest.json"))).unwrap();
     let cuts = cm.side.iter().find(|f| f.path.contains("side-cuts") && f.rows > 0).unwrap();
@@ -369,14 +374,16 @@ fn the_demo_recipe_runs_end_to_end_and_resumes() {
     let why = ok(grist(&["inspect", "why", &cut_id, "--run", run.to_str().unwrap(), "--json"], &[]));
     let v: serde_json::Value = serde_json::from_str(&why).unwrap();
     let stages: Vec<&str> = v["stages"].as_array().unwrap().iter().map(|s| s["stage"].as_str().unwrap()).collect();
-    assert_eq!(stages[..5], ["ingest", "quality_filter", "dedup", "decontaminate", "tokenize"]);
-    assert_eq!(v["stages"][3]["at"]["cuts"][0]["benchmark"], "sample-bench");
+    assert_eq!(stages[..6], ["ingest", "filters", "quality_filter", "dedup", "decontaminate", "tokenize"]);
+    assert_eq!(v["stages"][4]["at"]["cuts"][0]["benchmark"], "sample-bench");
     // `inspect RUN`: the stages chain (each one's input is the last one's output), the mixture
     // and the training; `inspect` of dedup and decontaminate gives their own figures.
     let v = report(&ok(grist(&["inspect", "--json", run.to_str().unwrap()], &[])));
     let st = v["stages"].as_array().unwrap();
     let at = |name: &str| st.iter().find(|x| x["stage"] == name).unwrap();
-    for (a, b) in [("ingest", "quality_filter"), ("quality_filter", "dedup"), ("dedup", "decontaminate")] {
+    for (a, b) in
+        [("ingest", "filters"), ("filters", "quality_filter"), ("quality_filter", "dedup"), ("dedup", "decontaminate")]
+    {
         assert_eq!(at(a)["kept"], at(b)["in"], "{a} -> {b}");
     }
     assert_eq!(v["mixture"].as_array().unwrap().len(), 4);
@@ -386,6 +393,11 @@ fn the_demo_recipe_runs_end_to_end_and_resumes() {
     assert!(largest["size"].as_u64().unwrap() >= 2 && !largest["text"].as_str().unwrap().is_empty(), "{dd}");
     let dc = report(&ok(grist(&["inspect", "--json", run.join("decontaminate").to_str().unwrap()], &[])));
     assert!(dc["details"]["gram_hits_by_benchmark"]["sample-bench"].as_u64().unwrap() > 0, "{dc}");
+    let hf = report(&ok(grist(&["inspect", "--json", run.join("filters").to_str().unwrap()], &[])));
+    let rules = &hf["details"]["filters"]["filters"][0];
+    assert_eq!(rules[0], "fineweb", "{hf}");
+    assert_eq!(rules[1][0][0], "line_punct_ratio", "{hf}");
+    assert!(rules[1][0][1]["removed"].as_u64().unwrap() > 0, "{hf}");
     let o = grist(&["inspect", "why", "no-such-id", "--run", run.to_str().unwrap()], &[]);
     assert!(!o.status.success() && stdout(&o).contains("not in any stage"));
 

@@ -35,6 +35,9 @@ mod rate {
     pub const TOKENIZE: f64 = 4.85e6;
     /// Bytes of text per GPT-2 token in the real sample (51 MB -> 18.1 M tokens).
     pub const BYTES_PER_TOKEN: f64 = 2.83;
+    /// The heuristic filters, FineWeb's four: bytes of text per second on one thread (13.6 MB of
+    /// real crawl and prose in 5.8 s, `grist filters`; `just bench-filters`).
+    pub const FILTERS: f64 = 2.3e6;
     /// Zstd Parquet document shards: bytes on disk per byte of text.
     pub const SHARD_RATIO: f64 = 0.45;
 }
@@ -209,6 +212,19 @@ pub fn plan(recipe: &Recipe, threads: usize, host: &dyn Host) -> Plan {
         memory: th * (40e6 + (0.1 * text / th).min(3.0 * row_group)),
         seconds: ingest_secs,
     });
+    if let Some(f) = &recipe.filters {
+        rows.push(Row {
+            stage: "filters",
+            reads: format!("{out}/{}", f.input),
+            writes: format!("{out}/filters"),
+            // At most its input (every document kept), plus the edits table (small).
+            disk: written(out, &f.input).unwrap_or(shards),
+            // A batch of 2048 documents per task with its tokens and n-gram tables, and each
+            // thread's cache of tokenized chunks (up to 2^17 chunks).
+            memory: 60e6 + th * 30e6 + (0.05 * text).min(th * 4.5 * row_group),
+            seconds: text / rate::FILTERS / th,
+        });
+    }
     if let Some(q) = &recipe.quality {
         let features = q.num_features as f64;
         rows.push(Row {

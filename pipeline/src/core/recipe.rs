@@ -19,6 +19,9 @@ pub struct Recipe {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reddit: Option<crate::steps::reddit::RedditConfig>,
     pub ingest: crate::steps::ingest::IngestConfig,
+    /// Gopher, C4 and FineWeb heuristic filters (`grist filters`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filters: Option<crate::steps::filters::FiltersConfig>,
     /// The quality classifier (`grist quality train`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<crate::steps::quality::train::QualityConfig>,
@@ -113,6 +116,11 @@ impl Recipe {
             if w.urls.is_none() && self.reddit.is_none() {
                 return bad("ingest.webtext needs [reddit] or ingest.webtext.urls (a reddit stage directory)".into());
             }
+        }
+        if let Some(f) = &self.filters
+            && let Err(e) = f.check()
+        {
+            return bad(e);
         }
         if self.quality_filter.is_some() && self.quality.is_none() {
             return bad("[quality_filter] needs [quality] (its num_features, and the model it trains)".into());

@@ -1,5 +1,5 @@
 //! What `grist inspect` shows beyond the per-source summary, typed: a stage's own figures
-//! ([`details`]: the quality filter's score deciles, dedup's cluster sizes and largest
+//! ([`details`]: the quality filter's score deciles, the heuristic filters' rules, dedup's cluster sizes and largest
 //! clusters, decontamination hits per benchmark) and a whole run at a glance ([`overview`]:
 //! every step's accounting in registry order, the planned and realized mixture, the training).
 //! Printing is the caller's.
@@ -14,7 +14,7 @@ use shards::{At, DocReader, Loc, Manifest, str_col};
 
 use crate::core::error::StageError;
 use crate::core::stage::MANIFEST;
-use crate::steps::{Produces, STEPS, blend, decontaminate, dedup, quality, tokenize};
+use crate::steps::{Produces, STEPS, blend, decontaminate, dedup, filters, quality, tokenize};
 
 /// One score decile of the quality filter.
 #[derive(Debug, Clone, Serialize)]
@@ -67,6 +67,9 @@ pub struct Details {
     pub gram_hits_by_benchmark: Option<BTreeMap<String, u64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub documents_cut: Option<u64>,
+    /// The heuristic filters: removals per rule and the measured values beside thresholds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filters: Option<filters::FilterReport>,
 }
 
 /// The figures of the stage output in `dir` that its step has beyond the summary.
@@ -98,6 +101,7 @@ pub fn details(dir: &Loc) -> Result<Details, StageError> {
                 clusters(dir, &removals, &mut out)?;
             }
         }
+        s if s == filters::STEP.name => out.filters = Some(filters::FilterReport::read(&m)?),
         s if s == decontaminate::STEP.name => {
             let r = decontaminate::CleanReport::read(&m)?;
             out.gram_hits_by_benchmark = Some(r.gram_hits);

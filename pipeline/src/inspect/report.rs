@@ -247,6 +247,32 @@ pub fn write_report(run: &Path, out: Option<&Path>) -> Result<std::path::PathBuf
         section(&mut body, "quality", "Quality filter", html);
     }
 
+    // The heuristic filters: removals per rule, and each rule's measured values beside its
+    // threshold (users tune thresholds by these).
+    if let Ok(m) = Manifest::read(&run_loc.join(crate::steps::filters::STEP.name).join(MANIFEST)) {
+        let r = crate::steps::filters::FilterReport::read(&m)?;
+        let mut rows = Vec::new();
+        let mut t = Vec::new();
+        for (f, rules) in &r.filters {
+            for (rule, x) in rules {
+                let name = format!("{f}.{rule}");
+                rows.push((name.clone(), vec![x.removed as f64]));
+                let q = |p| x.quantile(p).map_or("-".to_string(), |v| format!("{v:.3}"));
+                t.push(vec![
+                    name,
+                    thousands(x.measured()),
+                    thousands(x.removed),
+                    x.threshold.map_or("-".into(), |v| v.to_string()),
+                    format!("{} / {} / {}", q(0.1), q(0.5), q(0.9)),
+                ]);
+            }
+        }
+        let html = format!("<p>{} documents in, {} kept.</p>", thousands(r.docs), thousands(r.kept))
+            + &bars(&rows, &["removed"], "")
+            + &table(&["rule", "measured", "removed", "threshold", "value p10 / p50 / p90 (bin edges)"], &t);
+        section(&mut body, "filters", "Heuristic filters", html);
+    }
+
     // Dedup and decontamination: their counters.
     for (stage, title) in [
         (crate::steps::dedup::FILTER_STEP.name, "Deduplication"),

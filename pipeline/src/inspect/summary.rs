@@ -74,6 +74,7 @@ pub fn summarize(dir: &Loc) -> Result<Summary, StageError> {
             (s.chars_min, s.chars_p50, s.chars_p90, s.chars_max) = (q(0.0), q(0.5), q(0.9), q(1.0));
         }
     }
+    let is_filters = m.stage == crate::steps::filters::STAGE;
     Ok(Summary {
         stage: m.stage,
         units: m.units,
@@ -81,7 +82,9 @@ pub fn summarize(dir: &Loc) -> Result<Summary, StageError> {
         docs_out: m.accounting.docs_out,
         docs_ledger: m.accounting.docs_ledger,
         sources,
-        counters: m.counters,
+        // The filters' counters are histograms and per-rule figures that their own report
+        // (`steps::filters::FilterReport`, in `inspect`'s details) shows as a table.
+        counters: if is_filters { BTreeMap::new() } else { m.counters },
     })
 }
 

@@ -27,6 +27,9 @@ pub enum At {
         /// Benchmark passages cut out of it (decontaminate).
         #[serde(skip_serializing_if = "Vec::is_empty")]
         cuts: Vec<Cut>,
+        /// Lines a filter's line rules removed from it (filters).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        edits: Vec<Edit>,
     },
     /// In the step's ledger.
     Removed {
@@ -52,6 +55,17 @@ pub struct Cut {
     pub gram: String,
     pub start: Option<u64>,
     pub end: Option<u64>,
+}
+
+/// Lines one line rule removed from a document (the `filters` step's edits table).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Edit {
+    pub filter: String,
+    pub rule: String,
+    pub count: u64,
+    /// The removed lines (a `lines` row, with `keep_removed_lines`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lines: Option<String>,
 }
 
 /// One copy of a document's tokens in a token step's sidecar.
@@ -152,6 +166,7 @@ fn find_in_stage(dir: &Loc, id: &str) -> Result<Option<At>, StageError> {
                 quality_score: f64_at(&b, "quality_score", i),
                 keep_draw: f64_at(&b, "keep_draw", i),
                 cuts: cuts_of(dir, &m, id)?,
+                edits: edits_of(dir, &m, id)?,
             }));
         }
     }
@@ -172,6 +187,29 @@ fn cuts_of(dir: &Loc, m: &Manifest, id: &str) -> Result<Vec<Cut>, StageError> {
                     gram: gram.value(i).to_string(),
                     start: u64_at(&b, "start", i),
                     end: u64_at(&b, "end", i),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Line-rule edits of a kept document (the `filters` step's `edits` side tables).
+fn edits_of(dir: &Loc, m: &Manifest, id: &str) -> Result<Vec<Edit>, StageError> {
+    let mut out = Vec::new();
+    let suffix = format!(".side-{}.parquet", crate::steps::filters::EDITS);
+    for f in m.side.iter().filter(|f| f.path.ends_with(&suffix)) {
+        let (src, _) = ParquetSource::open_any(&dir.join(&f.path))?;
+        for b in src.batches(None, 8192)? {
+            let b = b?;
+            let (ids, filter, rule, lines) =
+                (str_col(&b, "id")?, str_col(&b, "filter")?, str_col(&b, "rule")?, str_col(&b, "lines")?);
+            for i in (0..b.num_rows()).filter(|&i| ids.value(i) == id) {
+                out.push(Edit {
+                    filter: filter.value(i).to_string(),
+                    rule: rule.value(i).to_string(),
+                    count: u64_at(&b, "count", i).unwrap_or(0),
+                    lines: lines.is_valid(i).then(|| lines.value(i).to_string()),
                 });
             }
         }

@@ -20,6 +20,7 @@ use crate::core::stage::TaskReport;
 pub mod blend;
 pub mod decontaminate;
 pub mod dedup;
+pub mod filters;
 pub mod ingest;
 pub mod quality;
 pub mod reddit;
@@ -32,6 +33,7 @@ pub static STEPS: &[&Step] = &[
     &synthetic::STEP,
     &reddit::STEP,
     &ingest::STEP,
+    &filters::STEP,
     &quality::train::STEP,
     &quality::filter::STEP,
     &dedup::SIGNATURES_STEP,

@@ -1,0 +1,573 @@
+//! `grist filters`: the filters every modern Common Crawl recipe runs beside GPT-3's
+//! classifier, in FineWeb's order: Gopher repetition, Gopher quality, C4 (line rules that
+//! rewrite the text, then document rules), mC4's paragraph rule, FineWeb quality. Each is off
+//! unless its table is in the recipe (`[filters.gopher_quality]` ...); each decides exactly as
+//! datatrove does (`rules`). A removed document goes to the ledger with its rule
+//! (`{filter}.{rule}`, e.g. `fineweb.line_punct_ratio`) and the measured value; a kept one
+//! whose text a line rule changed has its changes in the `edits` side table (per rule: lines
+//! removed, and the lines themselves with `keep_removed_lines`). Every rule's measured values
+//! are counted into a histogram per rule (the manifest's `measured/...` counters, read back by
+//! [`FilterReport`]), which `grist inspect` and the report show beside the threshold.
+//!
+//! One unit per input shard, so the output is the same for any slicing. Not here: the
+//! classifier (`quality`), near-duplicates (`dedup`).
+
+pub mod rules;
+
+mod punctuation;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use shards::arrow::array::{ArrayRef, BooleanArray, StringArray, UInt64Array};
+use shards::arrow::compute::filter_record_batch;
+use shards::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use shards::arrow::record_batch::RecordBatch;
+use shards::parquet_io::ParquetSink;
+use shards::{At, DocReader, DocWriter, LedgerEntry, LedgerWriter, Loc, Manifest, ShardError, WriteOptions, str_col};
+
+use crate::core::error::StageError;
+use crate::core::slice::TaskSlice;
+use crate::core::stage::{MANIFEST, Stage, TaskReport};
+use crate::steps::{Outcome, Produces, Shape, Step, StepCtx, need};
+use rules::{
+    C4Paragraph, C4Quality, Doc, FineWebQuality, GopherQuality, GopherRepetition, LinesRemoved, Measured, Removal,
+};
+
+/// Stage name.
+pub const STAGE: &str = "filters";
+/// Manifest counters: `measured/{filter}/{rule}/{bin}` (see [`bin_of`]), `removed/{filter}/{rule}`,
+/// `lines_removed/{filter}/{rule}`, and `edited/{filter}` (documents whose text changed).
+const MEASURED: &str = "measured/";
+const REMOVED: &str = "removed/";
+const LINES_REMOVED: &str = "lines_removed/";
+const EDITED: &str = "edited/";
+/// The side table of text changes.
+pub const EDITS: &str = "edits";
+const EDITS_FORMAT: &str = "filter_edits";
+
+/// `filters`: the heuristic filters of Gopher, C4 and FineWeb.
+pub static STEP: Step = Step {
+    name: STAGE,
+    table: "filters",
+    input: Some("ingest"),
+    shape: Shape::Sliced,
+    produces: Produces::Documents,
+    about: "Gopher, C4 and FineWeb heuristic filters (datatrove's rules), each removal ledgered with its value",
+    run: step,
+};
+
+fn default_input() -> String {
+    STEP.input.unwrap_or_default().to_string()
+}
+
+/// `[filters]` in a recipe: the input and one optional table per filter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FiltersConfig {
+    /// The step whose documents are filtered (a directory under `run.out`).
+    #[serde(default = "default_input")]
+    pub input: String,
+    /// Write the lines a line rule removed into the `edits` side table (else only counts).
+    #[serde(default)]
+    pub keep_removed_lines: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gopher_repetition: Option<GopherRepetition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gopher_quality: Option<GopherQuality>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub c4: Option<C4Quality>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub c4_paragraph: Option<C4Paragraph>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fineweb: Option<FineWebQuality>,
+}
+
+impl FiltersConfig {
+    /// The configured filters' names, in the order they run.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.gopher_repetition.is_some() {
+            v.push("gopher_repetition");
+        }
+        if self.gopher_quality.is_some() {
+            v.push("gopher_quality");
+        }
+        if self.c4.is_some() {
+            v.push("c4");
+        }
+        if self.c4_paragraph.is_some() {
+            v.push("c4_paragraph");
+        }
+        if self.fineweb.is_some() {
+            v.push("fineweb");
+        }
+        v
+    }
+
+    /// Problems with the settings (a recipe error).
+    pub fn check(&self) -> Result<(), String> {
+        if self.names().is_empty() {
+            return Err(
+                "[filters] has no filter: add a table such as [filters.gopher_quality] or [filters.fineweb]".into()
+            );
+        }
+        if let Some(g) = &self.gopher_repetition
+            && g.top_n_grams.iter().chain(&g.dup_n_grams).any(|&(n, _)| n == 0 || n > 64)
+        {
+            return Err("filters.gopher_repetition n-gram sizes must be between 1 and 64".into());
+        }
+        Ok(())
+    }
+}
+
+/// What the filters did to one document.
+#[derive(Debug, Default)]
+pub struct Verdict {
+    /// The filter and rule that removed it.
+    pub removed: Option<(&'static str, Removal)>,
+    /// The text after line rules, when they changed it.
+    pub text: Option<String>,
+    /// Values measured, per filter.
+    pub measured: Vec<(&'static str, Measured)>,
+    /// Lines the C4 rules removed.
+    pub lines: LinesRemoved,
+}
+
+/// Runs the configured filters over one text, in order, until one removes it.
+pub fn apply(cfg: &FiltersConfig, text: &str) -> Verdict {
+    let mut doc = Doc::new(text);
+    let mut v = Verdict::default();
+    let mut run = |name: &'static str,
+                   v: &mut Verdict,
+                   f: &mut dyn FnMut(&mut Doc, &mut Measured, &mut LinesRemoved) -> Option<Removal>| {
+        if v.removed.is_some() {
+            return;
+        }
+        let mut seen = Measured::new();
+        if let Some(r) = f(&mut doc, &mut seen, &mut v.lines) {
+            v.removed = Some((name, r));
+        }
+        v.measured.push((name, seen));
+    };
+    if let Some(f) = &cfg.gopher_repetition {
+        run("gopher_repetition", &mut v, &mut |d, s, _| f.check(d, s));
+    }
+    if let Some(f) = &cfg.gopher_quality {
+        run("gopher_quality", &mut v, &mut |d, s, _| f.check(d, s));
+    }
+    if let Some(f) = &cfg.c4 {
+        run("c4", &mut v, &mut |d, s, l| f.check(d, s, l, cfg.keep_removed_lines));
+    }
+    if let Some(f) = &cfg.c4_paragraph {
+        run("c4_paragraph", &mut v, &mut |d, s, _| f.check(d, s));
+    }
+    if let Some(f) = &cfg.fineweb {
+        run("fineweb", &mut v, &mut |d, s, _| f.check(d, s));
+    }
+    if v.removed.is_none() && doc.text != text {
+        v.text = Some(doc.text.into_owned());
+    }
+    v
+}
+
+/// The histogram bin of a measured value: 20 bins of 0.05 over [0, 1), then four bins per
+/// doubling from 1 up (bin 20 starts at 1, bin 24 at 2, bin 28 at 4 ...).
+pub fn bin_of(value: f64) -> i64 {
+    if !value.is_finite() || value < 0.0 {
+        return -1;
+    }
+    if value < 1.0 { (value * 20.0) as i64 } else { 20 + (value.log2() * 4.0) as i64 }
+}
+
+/// The lower edge of a bin of [`bin_of`].
+pub fn bin_start(bin: i64) -> f64 {
+    if bin < 20 { bin as f64 / 20.0 } else { 2f64.powf((bin - 20) as f64 / 4.0) }
+}
+
+fn step(ctx: &StepCtx) -> Result<Outcome, StageError> {
+    let cfg = need(&ctx.recipe.filters, STEP.table)?;
+    let out = ctx.dir(STAGE);
+    let rep = run(cfg, &ctx.dir(&cfg.input), &out, ctx.slice)?;
+    Outcome::units(rep, "documents", "kept").then(|| {
+        let m = Manifest::read(&out.join(MANIFEST))?;
+        Ok(FilterReport::read(&m)?.render())
+    })
+}
+
+fn edits_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("filter", DataType::Utf8, false),
+        Field::new("rule", DataType::Utf8, false),
+        Field::new("count", DataType::UInt64, false),
+        Field::new("lines", DataType::Utf8, true),
+    ]))
+}
+
+fn arrow_err(at: &Loc) -> impl Fn(shards::arrow::error::ArrowError) -> StageError + '_ {
+    move |source| StageError::Shard(ShardError::Arrow { at: At::file(at.to_string()), source })
+}
+
+/// Rows of the edits table for one document.
+#[derive(Default)]
+struct Edits {
+    ids: Vec<String>,
+    filters: Vec<&'static str>,
+    rules: Vec<&'static str>,
+    counts: Vec<u64>,
+    lines: Vec<Option<String>>,
+}
+
+/// Runs the filters for one task slice over the documents in `docs_dir`.
+pub fn run(cfg: &FiltersConfig, docs_dir: &Loc, out: &Loc, slice: TaskSlice) -> Result<TaskReport, StageError> {
+    cfg.check().map_err(StageError::Recipe)?;
+    let input = Manifest::read(&docs_dir.join(MANIFEST))?;
+    let config = serde_json::to_value(cfg).map_err(|e| StageError::Recipe(e.to_string()))?;
+    let stage = Stage::per_input_file(STAGE, out.clone(), config, &input);
+    stage.run(slice, |ctx| {
+        let start = Instant::now();
+        let entry = &input.outputs[ctx.unit];
+        let src_loc = docs_dir.join(&entry.path);
+        entry.verify(&src_loc)?;
+        let reader = DocReader::open(&src_loc)?;
+        let schema = reader.schema().clone();
+        let (shard_loc, _) = ctx.shard();
+        let (ledger_loc, _) = ctx.ledger();
+        let (edits_loc, edits_name) = ctx.side(EDITS);
+        let mut writer = DocWriter::create(&shard_loc, schema.clone(), WriteOptions::default())?;
+        let mut ledger = LedgerWriter::create(&ledger_loc, WriteOptions::default())?;
+        let mut edits_sink =
+            ParquetSink::create(&edits_loc, edits_schema(), EDITS_FORMAT, 1, WriteOptions::default(), &[])?;
+        let mut m = ctx.manifest();
+        let text_idx = schema.index_of("text").map_err(arrow_err(&shard_loc))?;
+        for batch in reader.batches(None, 2048)? {
+            let b = batch?;
+            let (ids, sources, texts) = (str_col(&b, "id")?, str_col(&b, "source")?, str_col(&b, "text")?);
+            let verdicts: Vec<Verdict> =
+                (0..b.num_rows()).into_par_iter().map(|i| apply(cfg, texts.value(i))).collect();
+            let mut keep = Vec::with_capacity(b.num_rows());
+            let mut edits = Edits::default();
+            for (i, v) in verdicts.iter().enumerate() {
+                for (filter, seen) in &v.measured {
+                    for (rule, value) in seen {
+                        m.count(&format!("{MEASURED}{filter}/{rule}/{}", bin_of(*value)), 1);
+                    }
+                }
+                keep.push(v.removed.is_none());
+                if let Some((filter, r)) = &v.removed {
+                    m.count(&format!("{REMOVED}{filter}/{}", r.rule), 1);
+                    let cmp = if r.value > r.threshold { ">" } else { "<" };
+                    ledger.push(LedgerEntry {
+                        id: ids.value(i).to_string(),
+                        source: sources.value(i).to_string(),
+                        stage: STAGE.to_string(),
+                        reason: format!("{filter}.{}", r.rule),
+                        detail: Some(format!("{} {cmp} {}", r.value, r.threshold)),
+                        score: Some(r.value),
+                        ..LedgerEntry::default()
+                    })?;
+                    continue;
+                }
+                let l = &v.lines;
+                let by_rule = [
+                    ("too_long_word", l.too_long_word),
+                    ("no_terminal_punct", l.no_terminal_punct),
+                    ("too_few_words", l.too_few_words),
+                    ("javascript", l.javascript),
+                    ("policy", l.policy),
+                ];
+                for (rule, n) in by_rule.into_iter().filter(|r| r.1 > 0) {
+                    m.count(&format!("{LINES_REMOVED}c4/{rule}"), n as u64);
+                    edits.ids.push(ids.value(i).to_string());
+                    edits.filters.push("c4");
+                    edits.rules.push(rule);
+                    edits.counts.push(n as u64);
+                    edits.lines.push(None);
+                }
+                if cfg.keep_removed_lines && !l.lines.is_empty() {
+                    // All removed lines of the document in one row, in text order.
+                    edits.ids.push(ids.value(i).to_string());
+                    edits.filters.push("c4");
+                    edits.rules.push("lines");
+                    edits.counts.push(l.lines.len() as u64);
+                    edits.lines.push(Some(l.lines.join("\n")));
+                }
+                if v.text.is_some() {
+                    m.count(&format!("{EDITED}c4"), 1);
+                }
+            }
+            let mut cols: Vec<ArrayRef> = b.columns().to_vec();
+            if verdicts.iter().any(|v| v.text.is_some()) {
+                cols[text_idx] = Arc::new(StringArray::from_iter_values(
+                    verdicts.iter().enumerate().map(|(i, v)| v.text.as_deref().unwrap_or(texts.value(i))),
+                ));
+            }
+            let full = RecordBatch::try_new(schema.clone(), cols).map_err(arrow_err(&shard_loc))?;
+            let kept = filter_record_batch(&full, &BooleanArray::from(keep)).map_err(arrow_err(&shard_loc))?;
+            m.accounting.docs_in += b.num_rows() as u64;
+            m.accounting.docs_out += kept.num_rows() as u64;
+            m.accounting.docs_ledger += (b.num_rows() - kept.num_rows()) as u64;
+            writer.write(&kept)?;
+            if !edits.ids.is_empty() {
+                let cols: Vec<ArrayRef> = vec![
+                    Arc::new(StringArray::from_iter_values(edits.ids.iter())),
+                    Arc::new(StringArray::from_iter_values(edits.filters.iter())),
+                    Arc::new(StringArray::from_iter_values(edits.rules.iter())),
+                    Arc::new(UInt64Array::from_iter_values(edits.counts)),
+                    Arc::new(StringArray::from(edits.lines)),
+                ];
+                edits_sink.write(&RecordBatch::try_new(edits_schema(), cols).map_err(arrow_err(&edits_loc))?)?;
+            }
+        }
+        let rows = writer.finish()?;
+        let ledger_rows = ledger.finish()?;
+        let edit_rows = edits_sink.finish()?;
+        m.side.push(shards::FileEntry::describe(&edits_loc, edits_name, edit_rows)?);
+        ctx.record_files(&mut m, entry, &src_loc, rows, ledger_rows)?;
+        m.timings.insert("filter_seconds".into(), start.elapsed().as_secs_f64());
+        Ok(m)
+    })
+}
+
+/// One rule's figures in a filter output.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RuleReport {
+    /// Documents the rule removed.
+    pub removed: u64,
+    /// The threshold from the config (None for rules without one: `empty`, `lorem_ipsum` ...).
+    pub threshold: Option<f64>,
+    /// Documents measured per value bin: (bin's lower edge, documents), ascending.
+    pub histogram: Vec<(f64, u64)>,
+}
+
+impl RuleReport {
+    /// Documents measured.
+    pub fn measured(&self) -> u64 {
+        self.histogram.iter().map(|h| h.1).sum()
+    }
+
+    /// The lower edge of the bin holding the q-quantile of the measured values.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let n = self.measured();
+        let want = (q * n as f64).ceil().max(1.0) as u64;
+        let mut acc = 0;
+        for &(edge, c) in &self.histogram {
+            acc += c;
+            if acc >= want {
+                return Some(edge);
+            }
+        }
+        None
+    }
+}
+
+/// What the filters did, read back from a filter output's manifest.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FilterReport {
+    pub docs: u64,
+    pub kept: u64,
+    /// Per filter (in run order), per rule (in check order of first appearance).
+    pub filters: Vec<(String, Vec<(String, RuleReport)>)>,
+    /// Lines removed by line rules: (filter/rule, lines).
+    pub lines_removed: BTreeMap<String, u64>,
+    /// Documents whose text a line rule changed, per filter.
+    pub edited: BTreeMap<String, u64>,
+}
+
+impl FilterReport {
+    pub fn read(m: &Manifest) -> Result<FilterReport, StageError> {
+        let cfg: FiltersConfig = serde_json::from_value(m.config.clone())
+            .map_err(|e| StageError::Recipe(format!("the filters manifest's config: {e}")))?;
+        let mut rules: BTreeMap<(String, String), RuleReport> = BTreeMap::new();
+        let mut out = FilterReport { docs: m.accounting.docs_in, kept: m.accounting.docs_out, ..Default::default() };
+        for (k, &v) in &m.counters {
+            if let Some(rest) = k.strip_prefix(MEASURED) {
+                let mut p = rest.rsplitn(2, '/');
+                let (Some(bin), Some(fr)) = (p.next(), p.next()) else { continue };
+                let Some((f, r)) = fr.split_once('/') else { continue };
+                let Ok(bin) = bin.parse::<i64>() else { continue };
+                rules.entry((f.into(), r.into())).or_default().histogram.push((bin_start(bin), v));
+            } else if let Some(rest) = k.strip_prefix(REMOVED) {
+                let Some((f, r)) = rest.split_once('/') else { continue };
+                rules.entry((f.into(), r.into())).or_default().removed += v;
+            } else if let Some(rest) = k.strip_prefix(LINES_REMOVED) {
+                out.lines_removed.insert(rest.to_string(), v);
+            } else if let Some(rest) = k.strip_prefix(EDITED) {
+                out.edited.insert(rest.to_string(), v);
+            }
+        }
+        for ((f, r), mut rep) in rules {
+            rep.histogram.sort_by(|a, b| a.0.total_cmp(&b.0));
+            rep.threshold = threshold(&cfg, &f, &r);
+            match out.filters.iter_mut().find(|x| x.0 == f) {
+                Some(x) => x.1.push((r, rep)),
+                None => out.filters.push((f, vec![(r, rep)])),
+            }
+        }
+        let order = cfg.names();
+        out.filters.sort_by_key(|(f, _)| order.iter().position(|n| n == f).unwrap_or(usize::MAX));
+        for (f, rs) in &mut out.filters {
+            let order = rule_order(f);
+            rs.sort_by_key(|(r, _)| (order.iter().position(|n| r.starts_with(n)).unwrap_or(usize::MAX), rule_n(r)));
+        }
+        Ok(out)
+    }
+
+    /// Removals per rule, and each rule's measured values (10th / 50th / 90th percentile bins)
+    /// beside its threshold.
+    pub fn render(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let _ = writeln!(s, "\nfilters: {} documents in, {} kept", self.docs, self.kept);
+        let _ = writeln!(
+            s,
+            "  {:<40} {:>9} {:>9} {:>10}   {:>24}",
+            "rule", "measured", "removed", "threshold", "value p10 / p50 / p90"
+        );
+        for (f, rules) in &self.filters {
+            for (r, x) in rules {
+                let q = |p| x.quantile(p).map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+                let t = x.threshold.map(|t| format!("{t}")).unwrap_or_else(|| "-".into());
+                let _ = writeln!(
+                    s,
+                    "  {:<40} {:>9} {:>9} {:>10}   {:>24}",
+                    format!("{f}.{r}"),
+                    x.measured(),
+                    x.removed,
+                    t,
+                    format!("{} / {} / {}", q(0.1), q(0.5), q(0.9))
+                );
+            }
+        }
+        for (k, n) in &self.lines_removed {
+            let _ = writeln!(s, "  lines removed by {k}: {n}");
+        }
+        for (k, n) in &self.edited {
+            let _ = writeln!(s, "  documents edited by {k}: {n}");
+        }
+        s
+    }
+}
+
+/// The check order of a filter's rules (rule names or their prefixes).
+fn rule_order(filter: &str) -> &'static [&'static str] {
+    match filter {
+        "gopher_repetition" => &[
+            "empty",
+            "dup_para_frac",
+            "dup_para_char_frac",
+            "dup_line_frac",
+            "dup_line_char_frac",
+            "top_",
+            "duplicated_",
+        ],
+        "gopher_quality" => &[
+            "gopher_short_doc",
+            "gopher_long_doc",
+            "gopher_below_avg_threshold",
+            "gopher_above_avg_threshold",
+            "gopher_too_many_hashes",
+            "gopher_too_many_ellipsis",
+            "gopher_too_many_bullets",
+            "gopher_too_many_end_ellipsis",
+            "gopher_below_alpha_threshold",
+            "gopher_enough_stop_words",
+        ],
+        "c4" => &["lorem_ipsum", "curly_bracket", "too_few_sentences"],
+        "fineweb" => &["empty", "line_punct_ratio", "short_line_ratio", "char_dup_ratio", "list_ratio"],
+        _ => &[],
+    }
+}
+
+/// The n of `top_3_gram` / `duplicated_5_n_grams` (0 for other rules), to order them by n.
+fn rule_n(rule: &str) -> usize {
+    rule.split('_').find_map(|p| p.parse().ok()).unwrap_or(0)
+}
+
+/// A rule's threshold in the config.
+fn threshold(cfg: &FiltersConfig, filter: &str, rule: &str) -> Option<f64> {
+    let n_of = |v: &[(usize, f64)]| v.iter().find(|(n, _)| *n == rule_n(rule)).map(|x| x.1);
+    match filter {
+        "gopher_quality" => {
+            let g = cfg.gopher_quality.as_ref()?;
+            Some(match rule {
+                "gopher_short_doc" => g.min_doc_words as f64,
+                "gopher_long_doc" => g.max_doc_words as f64,
+                "gopher_below_avg_threshold" => g.min_avg_word_length,
+                "gopher_above_avg_threshold" => g.max_avg_word_length,
+                "gopher_too_many_hashes" | "gopher_too_many_ellipsis" => g.max_symbol_word_ratio,
+                "gopher_too_many_bullets" => g.max_bullet_lines_ratio,
+                "gopher_too_many_end_ellipsis" => g.max_ellipsis_lines_ratio,
+                "gopher_below_alpha_threshold" => g.max_non_alpha_words_ratio,
+                "gopher_enough_stop_words" => g.min_stop_words as f64,
+                _ => return None,
+            })
+        }
+        "gopher_repetition" => {
+            let g = cfg.gopher_repetition.as_ref()?;
+            match rule {
+                "dup_para_frac" => Some(g.dup_para_frac),
+                "dup_para_char_frac" => Some(g.dup_para_char_frac),
+                "dup_line_frac" => Some(g.dup_line_frac),
+                "dup_line_char_frac" => Some(g.dup_line_char_frac),
+                r if r.starts_with("top_") => n_of(&g.top_n_grams),
+                r if r.starts_with("duplicated_") => n_of(&g.dup_n_grams),
+                _ => None,
+            }
+        }
+        "c4" => (rule == "too_few_sentences").then(|| cfg.c4.as_ref().map(|c| c.min_num_sentences as f64)).flatten(),
+        "c4_paragraph" => cfg.c4_paragraph.as_ref().map(|c| c.min_paragraph_len as f64),
+        "fineweb" => {
+            let f = cfg.fineweb.as_ref()?;
+            match rule {
+                "line_punct_ratio" => Some(f.line_punct_thr),
+                "short_line_ratio" => Some(f.short_line_thr),
+                "char_dup_ratio" => Some(f.char_duplicates_ratio),
+                "list_ratio" => Some(f.new_line_ratio),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bins_are_monotone_and_invert() {
+        let mut last = -1;
+        for v in [0.0, 0.04, 0.05, 0.5, 0.99, 1.0, 1.9, 2.0, 3.0, 4.0, 50.0, 1e5] {
+            let b = bin_of(v);
+            assert!(b >= last, "{v}");
+            assert!(bin_start(b) <= v + 1e-12, "{v} in bin {b} starting at {}", bin_start(b));
+            last = b;
+        }
+        assert_eq!(bin_of(0.12), 2);
+        assert_eq!(bin_of(1.0), 20);
+        assert_eq!(bin_of(2.0), 24);
+        assert_eq!(bin_of(f64::NAN), -1);
+    }
+
+    #[test]
+    fn filters_run_in_order_and_stop_at_the_first_removal() {
+        let cfg: FiltersConfig = toml::from_str("[gopher_quality]\n[fineweb]\n").expect("config");
+        let v = apply(&cfg, "Hello world. This is a tiny document.");
+        let (f, r) = v.removed.expect("removed");
+        assert_eq!((f, r.rule.as_str(), r.value, r.threshold), ("gopher_quality", "gopher_short_doc", 7.0, 50.0));
+        // FineWeb never ran on it.
+        assert_eq!(v.measured.len(), 1);
+        let cfg: FiltersConfig = toml::from_str("[fineweb]\nline_punct_thr = 0.5\n").expect("config");
+        let v = apply(&cfg, "one line without a stop\nsecond line ends here.\nthird line without");
+        let (f, r) = v.removed.expect("removed");
+        assert_eq!((f, r.rule.as_str()), ("fineweb", "line_punct_ratio"));
+        assert!((r.value - 1.0 / 3.0).abs() < 1e-12);
+        assert!(toml::from_str::<FiltersConfig>("[gopher_quality]\nmin_words = 3\n").is_err());
+        assert!(toml::from_str::<FiltersConfig>("input = \"ingest\"\n").expect("config").check().is_err());
+    }
+}

@@ -1,0 +1,189 @@
+//! The `filters` step end to end through the library: hand-made documents whose fate each
+//! rule decides, the ledger (rule and measured value), C4's rewrites and the edits side table,
+//! the report read back from the manifest, and the same bytes for one task or two.
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+
+use pipeline::steps::filters::FilterReport;
+use pipeline::{Recipe, TaskSlice};
+use shards::arrow::array::Array;
+use shards::{DocReader, LedgerReader, Loc, Manifest, str_col};
+
+const PROSE: &str = "The history of the printing press is one of the most important stories of the modern age. Before it, books were copied by hand, and that made them rare and expensive.
+With movable type, a workshop could produce hundreds of copies of a text in the time that a scribe needed for one, and the price of books fell.
+Ideas travelled faster than ever before, and scholars in distant cities could read and answer each other within months rather than years.
+The change was slow at first, but it reshaped religion, science and politics, and it has been compared with the arrival of the internet.
+Historians still argue about how much of the modern world we owe to it, but few doubt that it was a turning point to be remembered.";
+
+/// Two files (two units) of documents: (id, text).
+fn corpus(dir: &std::path::Path) -> Vec<(String, String)> {
+    let spam = "Buy cheap watches online now and save money today!\n".repeat(8);
+    let docs = vec![
+        ("good".to_string(), PROSE.to_string()),
+        ("edited".to_string(), format!("{PROSE}\nPlease enable JavaScript to view this page properly.\nShare")),
+        ("spam".to_string(), spam),
+        ("short".to_string(), "Hello world. This is a tiny document.".to_string()),
+        ("lorem".to_string(), format!("Lorem ipsum dolor sit amet, consectetur adipiscing elit.\n{PROSE}")),
+        ("good2".to_string(), PROSE.replace("printing press", "steam engine")),
+    ];
+    for (f, part) in [("a.jsonl", &docs[..3]), ("b.jsonl", &docs[3..])] {
+        let mut w = std::fs::File::create(dir.join(f)).unwrap();
+        for (id, text) in part {
+            writeln!(w, "{}", serde_json::json!({ "id": id, "text": text })).unwrap();
+        }
+    }
+    docs
+}
+
+fn recipe(dir: &std::path::Path, out: &str) -> Recipe {
+    let d = dir.display();
+    let text = format!(
+        r#"
+[run]
+out = "{d}/{out}"
+[ingest]
+[[ingest.sources]]
+name = "web"
+paths = ["{d}/a.jsonl", "{d}/b.jsonl"]
+[filters]
+keep_removed_lines = true
+[filters.gopher_repetition]
+[filters.gopher_quality]
+[filters.c4]
+[filters.fineweb]
+"#
+    );
+    Recipe::parse(&text, "inline", &[]).unwrap()
+}
+
+/// Ingest then the filters, each step by every task of the slicing in turn (last task first).
+fn run(r: &Recipe, tasks: usize) {
+    let out = Loc::parse(&r.run.out).unwrap();
+    let slices = (0..tasks).rev().map(|index| TaskSlice { index, count: tasks });
+    for s in slices.clone() {
+        pipeline::steps::ingest::run(&r.ingest, &out.join("ingest"), s, None).unwrap();
+    }
+    let cfg = r.filters.as_ref().unwrap();
+    for s in slices {
+        pipeline::steps::filters::run(cfg, &out.join("ingest"), &out.join("filters"), s).unwrap();
+    }
+}
+
+#[test]
+fn each_rule_decides_its_document_and_the_output_does_not_depend_on_slicing() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs = corpus(dir.path());
+    let one = recipe(dir.path(), "one");
+    run(&one, 1);
+    let two = recipe(dir.path(), "two");
+    run(&two, 2);
+
+    // Ingest names documents by a hash: back to the corpus' names through their texts.
+    let idir = dir.path().join("one/ingest");
+    let im = Manifest::read(&Loc::local(&idir).join("manifest.json")).unwrap();
+    let mut names = std::collections::HashMap::new();
+    for o in &im.outputs {
+        for b in DocReader::open(&Loc::local(idir.join(&o.path))).unwrap().batches(None, 100).unwrap() {
+            let b = b.unwrap();
+            let (ids, texts) = (str_col(&b, "id").unwrap(), str_col(&b, "text").unwrap());
+            for i in 0..b.num_rows() {
+                let name = docs.iter().find(|d| d.1 == texts.value(i)).map(|d| d.0.clone()).unwrap();
+                names.insert(ids.value(i).to_string(), name);
+            }
+        }
+    }
+    let name = |id: &str| names[id].clone();
+    let fdir = dir.path().join("one/filters");
+    let m = Manifest::read(&Loc::local(&fdir).join("manifest.json")).unwrap();
+    assert_eq!((m.accounting.docs_in, m.accounting.docs_out, m.accounting.docs_ledger), (6, 3, 3));
+
+    // The ledger: rule and measured value.
+    let mut removed: Vec<(String, String, f64)> = Vec::new();
+    for l in &m.ledgers {
+        for e in LedgerReader::open(&Loc::local(fdir.join(&l.path))).unwrap().entries().unwrap() {
+            assert_eq!(e.stage, "filters");
+            removed.push((name(&e.id), e.reason, e.score.unwrap()));
+        }
+    }
+    removed.sort_by(|a, b| a.0.cmp(&b.0));
+    let reasons: Vec<(&str, &str)> = removed.iter().map(|(i, r, _)| (i.as_str(), r.as_str())).collect();
+    assert_eq!(
+        reasons,
+        [
+            ("lorem", "c4.lorem_ipsum"),
+            ("short", "gopher_repetition.top_2_gram"),
+            ("spam", "gopher_repetition.dup_line_frac")
+        ]
+    );
+    // One paragraph (no blank line); 7 duplicate lines of 9 pieces (the final "\n" leaves an
+    // empty last piece, as Python's re.split does).
+    let spam_value = removed.iter().find(|r| r.0 == "spam").unwrap().2;
+    assert_eq!(spam_value, 7.0 / 9.0);
+
+    // Kept documents, the edited one without its JavaScript line and its short last line.
+    let mut kept = Vec::new();
+    for o in &m.outputs {
+        for b in DocReader::open(&Loc::local(fdir.join(&o.path))).unwrap().batches(None, 100).unwrap() {
+            let b = b.unwrap();
+            let (ids, texts) = (str_col(&b, "id").unwrap(), str_col(&b, "text").unwrap());
+            for i in 0..b.num_rows() {
+                kept.push((name(ids.value(i)), texts.value(i).to_string()));
+            }
+        }
+    }
+    kept.sort();
+    let ids: Vec<&str> = kept.iter().map(|k| k.0.as_str()).collect();
+    assert_eq!(ids, ["edited", "good", "good2"]);
+    assert_eq!(kept[0].1, PROSE, "C4 removed the two lines and nothing else");
+
+    // The edits side table: per rule counts, and the removed lines.
+    let mut edits = Vec::new();
+    for f in m.side.iter().filter(|f| f.path.contains(".side-edits")) {
+        let (src, _) = shards::parquet_io::ParquetSource::open_any(&Loc::local(fdir.join(&f.path))).unwrap();
+        for b in src.batches(None, 100).unwrap() {
+            let b = b.unwrap();
+            let (ids, rules, lines) =
+                (str_col(&b, "id").unwrap(), str_col(&b, "rule").unwrap(), str_col(&b, "lines").unwrap());
+            for i in 0..b.num_rows() {
+                let l = if lines.is_null(i) { None } else { Some(lines.value(i).to_string()) };
+                edits.push((name(ids.value(i)), rules.value(i).to_string(), l));
+            }
+        }
+    }
+    assert!(edits.contains(&("edited".into(), "javascript".into(), None)), "{edits:?}");
+    assert!(edits.contains(&("edited".into(), "no_terminal_punct".into(), None)), "{edits:?}");
+    assert!(
+        edits.contains(&(
+            "edited".into(),
+            "lines".into(),
+            Some("Please enable JavaScript to view this page properly.\nShare".into())
+        )),
+        "{edits:?}"
+    );
+
+    // The report: removals per rule, every measured document counted, thresholds from the config.
+    let r = FilterReport::read(&m).unwrap();
+    let rule = |f: &str, name: &str| {
+        r.filters.iter().find(|x| x.0 == f).and_then(|x| x.1.iter().find(|y| y.0 == name)).map(|y| y.1.clone()).unwrap()
+    };
+    assert_eq!(rule("gopher_repetition", "dup_para_frac").measured(), 6);
+    assert_eq!(rule("gopher_repetition", "dup_para_frac").removed, 0);
+    assert_eq!(rule("gopher_repetition", "dup_line_frac").measured(), 6);
+    assert_eq!(rule("gopher_repetition", "dup_line_frac").removed, 1);
+    // The spam document's value, 7/9, in the bin of [0.75, 0.8).
+    assert!(rule("gopher_repetition", "dup_line_frac").histogram.contains(&(0.75, 1)));
+    assert_eq!(rule("gopher_repetition", "dup_para_frac").threshold, Some(0.3));
+    assert_eq!(rule("c4", "lorem_ipsum").removed, 1);
+    assert_eq!(rule("fineweb", "list_ratio").measured(), 3);
+    let names: Vec<&str> = r.filters.iter().map(|x| x.0.as_str()).collect();
+    assert_eq!(names, ["gopher_repetition", "gopher_quality", "c4", "fineweb"]);
+    assert!(r.render().contains("gopher_repetition.top_2_gram"));
+
+    // One task or two: the same bytes.
+    for o in m.outputs.iter().chain(&m.ledgers).chain(&m.side) {
+        let a = std::fs::read(fdir.join(&o.path)).unwrap();
+        let b = std::fs::read(dir.path().join("two/filters").join(&o.path)).unwrap();
+        assert!(a == b, "{} differs between one task and two", o.path);
+    }
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The heuristic filters beside datatrove, in one run, on the same documents: FineWeb's chain
+# (Gopher repetition, Gopher quality, C4 without its terminal-punctuation rule, FineWeb quality)
+# over recipes/quality-real.toml's ingest output (../shared/data: real crawl, curated prose,
+# spam; about 51 MB of text). grist's figure is the wall clock of the whole `grist filters`
+# command (reading and writing shards, ledger and side tables included); datatrove's is its
+# filters' `filter` calls alone, on one core. datatrove 0.10.1 and spaCy 3.8 install from PyPI
+# into a virtual environment this script creates. Usage: scripts/bench-filters.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/grist-target}"
+target="$CARGO_TARGET_DIR"
+venv="${GRIST_BENCH_VENV:-$target/bench-venv}"
+out="${TMPDIR:-/tmp}/grist-bench-filters"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -c "import datatrove, spacy, pyarrow" 2>/dev/null ||
+  "$venv/bin/pip" install -q "datatrove==0.10.1" "spacy==3.8.18" "pyarrow==21.0.0"
+cargo build --release --quiet
+grist="$target/release/grist"
+rm -rf "$out"
+mkdir -p "$out"
+recipe="$out/recipe.toml"
+{
+  sed -n '/^\[run\]/,/^\[quality\]/p' recipes/quality-real.toml | sed '$d' | sed "s|\.\./shared|$(cd .. && pwd)/shared|g"
+  printf '[filters]\n[filters.gopher_repetition]\n[filters.gopher_quality]\n[filters.c4]\nfilter_no_terminal_punct = false\n[filters.fineweb]\n'
+} >"$recipe"
+"$grist" -q ingest "$recipe" --set "run.out=$out" --set ingest.min_words=0 >/dev/null
+cores=$(getconf _NPROCESSORS_ONLN)
+for t in 1 "$cores"; do
+  rm -rf "$out/filters"
+  s=$(date +%s%N)
+  RAYON_NUM_THREADS=$t "$grist" -q filters "$recipe" --set "run.out=$out" >/dev/null
+  echo $(( ($(date +%s%N) - s) / 1000000 )) >"$out/filters-$t.ms"
+  cp "$out/filters/manifest.json" "$out/filters-$t.json"
+done
+echo "datatrove (one core) ..." >&2
+"$venv/bin/python" scripts/datatrove_filters.py bench "$out/ingest" >"$out/datatrove.json"
+python3 - "$out" "$cores" <<'PY'
+import json, sys
+out, cores = sys.argv[1], int(sys.argv[2])
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+dt = json.load(open(f"{out}/datatrove.json"))
+print(f"CPU: {cpu}, {cores} cores; {dt['documents']} documents, {dt['mb']:.1f} MB of text")
+print(f"{'tool':<44} {'threads':>7} {'kept':>6} {'seconds':>8} {'MB/s':>7} {'MB/s/core':>10} {'vs datatrove/core':>18}")
+dt_rate = dt["mb"] / dt["seconds"]
+print(f"{'datatrove 0.10.1 (filter calls only)':<44} {1:>7} {dt['kept']:>6} {dt['seconds']:8.2f} {dt_rate:7.2f} {dt_rate:10.2f} {1.0:17.2f}x")
+for t in (1, cores):
+    m = json.load(open(f"{out}/filters-{t}.json"))
+    secs = int(open(f"{out}/filters-{t}.ms").read()) / 1000
+    rate = dt["mb"] / secs
+    print(f"{'grist filters (whole command)':<44} {t:>7} {m['accounting']['docs_out']:>6} {secs:8.2f} {rate:7.2f} {rate / t:10.2f} {rate / t / dt_rate:17.2f}x")
+same = all(json.load(open(f"{out}/filters-{t}.json"))["accounting"]["docs_out"] == dt["kept"] for t in (1, cores))
+print(f"same documents kept: {same}")
+PY

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# grist's heuristic filters against datatrove itself, document by document, on the real
+# crawl and curated text in ../shared/data (recipes/quality-real.toml's sources, about 8,000
+# documents): datatrove 0.10.1 and spaCy 3.8 install from PyPI into a virtual environment this
+# script creates; their verdicts, C4 rewrites, words and sentence counts are written to a
+# truth file, which `pipeline/tests/datatrove.rs` compares with grist's, filter by filter.
+# Usage: scripts/check-datatrove.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/grist-target}"
+venv="${GRIST_DATATROVE_VENV:-$CARGO_TARGET_DIR/datatrove-venv}"
+out="${TMPDIR:-/tmp}/grist-check-datatrove"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -c "import datatrove, spacy, pyarrow" 2>/dev/null ||
+  "$venv/bin/pip" install -q "datatrove==0.10.1" "spacy==3.8.18" "pyarrow==21.0.0"
+cargo build --release --quiet
+rm -rf "$out"
+mkdir -p "$out"
+"$CARGO_TARGET_DIR/release/grist" -q ingest recipes/quality-real.toml --set "run.out=$out" --set ingest.min_words=0 >/dev/null
+"$venv/bin/python" scripts/datatrove_filters.py export "$out/ingest" "$out/texts.jsonl"
+echo "datatrove on $(wc -l <"$out/texts.jsonl") documents ..." >&2
+"$venv/bin/python" scripts/datatrove_filters.py truth "$out/texts.jsonl" "$out/truth.jsonl"
+GRIST_DATATROVE_INPUT="$out/texts.jsonl" GRIST_DATATROVE_TRUTH="$out/truth.jsonl" \
+  cargo test --release --workspace --test datatrove -- --nocapture
