@@ -109,7 +109,7 @@ bench-filters: release
     bash scripts/bench-filters.sh
 
 # Every heuristic filter's verdict, words and sentences against datatrove's, document by
-# document, on ../shared/data (datatrove and spaCy from PyPI, in a venv; about 10 minutes).
+# document, and lid.176.ftz against the fasttext package, on ../shared/data (PyPI, in a venv; about 25 minutes).
 check-datatrove:
     bash scripts/check-datatrove.sh
 

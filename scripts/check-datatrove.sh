@@ -4,6 +4,9 @@
 # documents): datatrove 0.10.1 and spaCy 3.8 install from PyPI into a virtual environment this
 # script creates; their verdicts, C4 rewrites, words and sentence counts are written to a
 # truth file, which `pipeline/tests/datatrove.rs` compares with grist's, filter by filter.
+# Then the language ID: lid.176.ftz (from a PyPI wheel, scripts/lid-model.sh) run by the
+# fasttext package (datatrove's LanguageFilter's `predict(k=-1)`) and by grist's reader, every
+# label and probability compared (`pipeline/tests/fasttext.rs`).
 # Usage: scripts/check-datatrove.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,8 +14,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/grist-target}"
 venv="${GRIST_DATATROVE_VENV:-$CARGO_TARGET_DIR/datatrove-venv}"
 out="${TMPDIR:-/tmp}/grist-check-datatrove"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -c "import datatrove, spacy, pyarrow" 2>/dev/null ||
-  "$venv/bin/pip" install -q "datatrove==0.10.1" "spacy==3.8.18" "pyarrow==21.0.0"
+"$venv/bin/python" -c "import datatrove, spacy, pyarrow, fasttext" 2>/dev/null ||
+  "$venv/bin/pip" install -q "datatrove==0.10.1" "spacy==3.8.18" "pyarrow==21.0.0" "fasttext-numpy2-wheel==0.9.2"
 cargo build --release --quiet
 rm -rf "$out"
 mkdir -p "$out"
@@ -20,5 +23,8 @@ mkdir -p "$out"
 "$venv/bin/python" scripts/datatrove_filters.py export "$out/ingest" "$out/texts.jsonl"
 echo "datatrove on $(wc -l <"$out/texts.jsonl") documents ..." >&2
 "$venv/bin/python" scripts/datatrove_filters.py truth "$out/texts.jsonl" "$out/truth.jsonl"
+lid=$(bash scripts/lid-model.sh "$venv" "$out/lid")
+"$venv/bin/python" scripts/datatrove_filters.py lid "$lid" "$out/texts.jsonl" "$out/lid-truth.jsonl"
 GRIST_DATATROVE_INPUT="$out/texts.jsonl" GRIST_DATATROVE_TRUTH="$out/truth.jsonl" \
-  cargo test --release --workspace --test datatrove -- --nocapture
+  GRIST_FASTTEXT_MODEL="$lid" GRIST_FASTTEXT_TRUTH="$out/lid-truth.jsonl" \
+  cargo test --release --workspace --test datatrove --test fasttext -- --nocapture

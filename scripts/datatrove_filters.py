@@ -9,6 +9,11 @@ scripts/check-datatrove.sh or scripts/bench-filters.sh creates: datatrove and sp
                               of the parquet shards in SHARD_DIR, on one core: prints
                               documents, MB, kept, seconds as JSON
   export SHARD_DIR OUT.jsonl  the shards' id and text as JSON lines
+  lidbench MODEL SHARD_DIR    the fasttext package over the shards' texts, keeping English
+                              above 0.65 as datatrove's LanguageFilter(languages=["en"]), on one
+                              core: documents, MB, kept, seconds as JSON
+  lid MODEL IN.jsonl OUT.jsonl  the fasttext package's predictions (every label, k=-1) for each
+                              text with newlines replaced by spaces, as datatrove's LanguageFilter
 """
 import glob
 import json
@@ -95,6 +100,34 @@ def export(shard_dir, out):
             o.write(json.dumps({"id": i, "text": text}, ensure_ascii=False) + "\n")
 
 
+def lid(model, inp, out):
+    import fasttext
+
+    m = fasttext.load_model(model)
+    with open(inp) as f, open(out, "w") as o:
+        for line in f:
+            if not line.strip():
+                continue
+            rec = json.loads(line)
+            labels, scores = m.predict(rec["text"].replace("\n", " "), k=-1)
+            o.write(json.dumps({"id": rec["id"], "labels": list(labels), "scores": [float(s) for s in scores]}) + "\n")
+
+
+def lidbench(model, shard_dir):
+    import fasttext
+
+    m = fasttext.load_model(model)
+    docs = [t for _, t in texts_of(shard_dir)]
+    start = time.perf_counter()
+    kept = 0
+    for text in docs:
+        labels, scores = m.predict(text.replace("\n", " "), k=-1)
+        if dict(zip(labels, scores)).get("__label__en", 0.0) > 0.65:
+            kept += 1
+    secs = time.perf_counter() - start
+    print(json.dumps({"documents": len(docs), "mb": sum(len(t.encode()) for t in docs) / 1e6, "kept": kept, "seconds": secs}))
+
+
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
-    {"truth": truth, "bench": bench, "export": export}[cmd](*args)
+    {"truth": truth, "bench": bench, "export": export, "lid": lid, "lidbench": lidbench}[cmd](*args)

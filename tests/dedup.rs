@@ -15,6 +15,7 @@ fn run_dedup(d: &std::path::Path, out: &str, tasks: usize) {
     let mut sets = vec![
         format!("run.out={}", d.join(out).display()),
         format!("synthetic.out={}", s.display()),
+        format!("filters.language.model={}", s.join("lid.bin").display()),
         format!("reddit.dumps=[\"{}\"]", s.join("reddit").display()),
         format!("ingest.sources.0.paths=[\"{}\"]", s.join("crawl").display()),
         format!("ingest.sources.1.paths=[\"{}\"]", s.join("cc").display()),

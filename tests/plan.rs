@@ -94,6 +94,7 @@ fn a_plan_between_stages_uses_what_earlier_stages_wrote() {
     let sets = [
         format!("run.out={}", d.join("out").display()),
         format!("synthetic.out={}", s.display()),
+        format!("filters.language.model={}", s.join("lid.bin").display()),
         "synthetic.docs=2000".to_string(),
         format!("reddit.dumps=[\"{}\"]", s.join("reddit").display()),
         format!("ingest.sources.0.paths=[\"{}\"]", s.join("crawl").display()),

@@ -186,6 +186,7 @@ fn the_demo_recipe_runs_end_to_end_and_resumes() {
     let sets = [
         format!("run.out={}", d.join("out").display()),
         format!("synthetic.out={}", s.display()),
+        format!("filters.language.model={}", s.join("lid.bin").display()),
         format!("reddit.dumps=[\"{}\"]", s.join("reddit").display()),
         format!("ingest.sources.0.paths=[\"{}\"]", s.join("crawl").display()),
         format!("ingest.sources.1.paths=[\"{}\"]", s.join("cc").display()),
@@ -394,10 +395,21 @@ fn the_demo_recipe_runs_end_to_end_and_resumes() {
     let dc = report(&ok(grist(&["inspect", "--json", run.join("decontaminate").to_str().unwrap()], &[])));
     assert!(dc["details"]["gram_hits_by_benchmark"]["sample-bench"].as_u64().unwrap() > 0, "{dc}");
     let hf = report(&ok(grist(&["inspect", "--json", run.join("filters").to_str().unwrap()], &[])));
-    let rules = &hf["details"]["filters"]["filters"][0];
-    assert_eq!(rules[0], "fineweb", "{hf}");
-    assert_eq!(rules[1][0][0], "line_punct_ratio", "{hf}");
-    assert!(rules[1][0][1]["removed"].as_u64().unwrap() > 0, "{hf}");
+    // The language ID first: every page labelled (the sample's model knows its words), then
+    // FineWeb's rules, which remove crawl pages whose lines lack punctuation.
+    let filters = &hf["details"]["filters"]["filters"];
+    assert_eq!((filters[0][0].as_str(), filters[1][0].as_str()), (Some("language"), Some("fineweb")), "{hf}");
+    assert_eq!(filters[0][1][0][1]["histogram"][0][1], m.accounting.docs_out, "{hf}");
+    assert_eq!(filters[1][1][0][0], "line_punct_ratio", "{hf}");
+    assert!(filters[1][1][0][1]["removed"].as_u64().unwrap() > 0, "{hf}");
+    let b = shards::DocReader::open(&Loc::local(run.join("filters/part-00000.parquet")))
+        .unwrap()
+        .batches(Some(&["language"]), 16)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!(shards::str_col(&b, "language").unwrap().value(0), "en");
     let o = grist(&["inspect", "why", "no-such-id", "--run", run.to_str().unwrap()], &[]);
     assert!(!o.status.success() && stdout(&o).contains("not in any stage"));
 

@@ -187,3 +187,80 @@ fn each_rule_decides_its_document_and_the_output_does_not_depend_on_slicing() {
         assert!(a == b, "{} differs between one task and two", o.path);
     }
 }
+
+/// A dense softmax fastText model of dim 2: words `english` and `french` point at labels `en`
+/// and `fr`.
+fn tiny_lid() -> Vec<u8> {
+    pipeline::text::fasttext::dense_model_bytes(
+        2,
+        &["</s>", "english", "french"],
+        &[("__label__en", 1), ("__label__fr", 1)],
+        &[0.0, 0.0, 1.0, 0.0, 0.0, 1.0],
+        &[4.0, 0.0, 0.0, 4.0],
+        3,
+    )
+}
+
+#[test]
+fn language_id_keeps_the_asked_languages_and_labels_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("lid.bin"), tiny_lid()).unwrap();
+    let mut w = std::fs::File::create(d.join("a.jsonl")).unwrap();
+    for t in ["english english english", "french french\nfrench", "english french"] {
+        writeln!(w, "{}", serde_json::json!({ "text": t })).unwrap();
+    }
+    let text = format!(
+        "[run]\nout = \"{0}/out\"\n[ingest]\nmin_words = 0\n[[ingest.sources]]\nname = \"web\"\npaths = [\"{0}/a.jsonl\"]\n[filters]\n[filters.language]\nmodel = \"{0}/lid.bin\"\nlanguages = [\"en\"]\n",
+        d.display()
+    );
+    let r = Recipe::parse(&text, "inline", &[]).unwrap();
+    run(&r, 1);
+    let fdir = d.join("out/filters");
+    let m = Manifest::read(&Loc::local(&fdir).join("manifest.json")).unwrap();
+    assert_eq!((m.accounting.docs_out, m.accounting.docs_ledger), (1, 2));
+    // The kept one: language and language_score columns, the softmax of (4 * 3/4, 0).
+    let b = DocReader::open(&Loc::local(fdir.join(&m.outputs[0].path)))
+        .unwrap()
+        .batches(None, 10)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!(str_col(&b, "language").unwrap().value(0), "en");
+    let score = b
+        .column_by_name("language_score")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<shards::arrow::array::Float64Array>()
+        .unwrap()
+        .value(0);
+    let want = 1.0 / (1.0 + (-3f64).exp()) + 1e-5;
+    assert!((score - want).abs() < 1e-6, "{score} vs {want}");
+    // The removed ones: their `en` score and the language they are most likely in.
+    let mut removed: Vec<(String, f64, String)> = LedgerReader::open(&Loc::local(fdir.join(&m.ledgers[0].path)))
+        .unwrap()
+        .entries()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.reason, e.score.unwrap(), e.detail.unwrap()))
+        .collect();
+    removed.sort_by(|a, b| a.1.total_cmp(&b.1));
+    assert!(removed.iter().all(|r| r.0 == "language.below_threshold"), "{removed:?}");
+    // "french french\nfrench": newlines are spaces, so three words (and </s>): fr.
+    assert!(removed[0].2.contains("most likely fr"), "{removed:?}");
+    // "english french": a tie, 0.5 each: not above 0.65.
+    assert!((removed[1].1 - (0.5 + 1e-5)).abs() < 1e-6, "{removed:?}");
+    // A file that is not a model: an error naming it.
+    std::fs::write(d.join("lid.bin"), b"not a model").unwrap();
+    let cfg = r.filters.as_ref().unwrap();
+    let e = pipeline::steps::filters::run(
+        cfg,
+        &Loc::local(d.join("out/ingest")),
+        &Loc::local(d.join("out2")),
+        TaskSlice::ALL,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("lid.bin") && e.contains("magic"), "{e}");
+}

@@ -191,6 +191,40 @@ fn listing(r: &mut DocRng) -> String {
     out
 }
 
+/// The file name of the sample's language ID model, under the corpus folder.
+pub const LID_MODEL: &str = "lid.bin";
+
+/// The sample's language ID model, in fastText's format: made from the word lists the corpus
+/// is written with, not trained. Every word of them (and of the templates) has a row that
+/// points at `en`; unknown words have no row (no character n-grams), so a page without one
+/// known word stays undetermined (`en` and `und` at 0.5 each) and the language filter removes
+/// it. Real recipes give fastText's `lid.176.bin`.
+pub fn sample_lid_model() -> Vec<u8> {
+    const TEMPLATE: &[&str] = &[
+        "the", "The", "a", "A", "of", "and", "in", "to", "was", "had", "for", "as", "long", "anyone", "knew", "Nobody",
+        "could", "say", "why", "but", "everyone", "theory", "When", "finally", "it", "seemed", "again", "We", "said",
+        "enough", "she", "that", "stood", "Years", "later", "Click", "here", "now", "Best", "Top", "near", "me",
+        "reviews", "rated", "out", "Call", "free", "quote", "Open", "Book", "online", "today", "Looking", "Compare",
+        "prices", "read", "save", "up",
+    ];
+    let mut words: std::collections::BTreeSet<&str> = TEMPLATE.iter().copied().collect();
+    for list in [ADJ, NOUN, VERB, PREP, SPAM, NAV, CITY, PRODUCT, NAME] {
+        words.extend(list.iter().flat_map(|w| w.split(' ')));
+    }
+    let mut vocab = vec!["</s>"];
+    vocab.extend(words);
+    // dim 1: known words 1, `</s>` 0; output en 6, und 0 (softmax of (6h, 0)).
+    let input: Vec<f32> = vocab.iter().map(|w| if *w == "</s>" { 0.0 } else { 1.0 }).collect();
+    crate::text::fasttext::dense_model_bytes(
+        1,
+        &vocab,
+        &[("__label__en", 2), ("__label__und", 1)],
+        &input,
+        &[6.0, 0.0],
+        3,
+    )
+}
+
 fn boilerplate(r: &mut DocRng) -> String {
     let n = 20 + r.below(30);
     (0..n).map(|_| pick(r, NAV)).collect::<Vec<_>>().join(" | ")
@@ -253,7 +287,8 @@ fn step(ctx: &StepCtx) -> Result<Outcome, StageError> {
         dir: out.clone(),
         fingerprint: shards::checksum::xxh3_hex(key.to_string().as_bytes()),
         report: MARKER,
-        files: &[],
+        // A corpus written before the language model was part of it is written again.
+        files: &[LID_MODEL],
     };
     let (report, up_to_date) = match global.completed::<SyntheticReport>() {
         Some(r) => {
@@ -397,6 +432,7 @@ pub fn write(out: &Loc, seed: u64, docs: usize) -> Result<SyntheticReport, Stage
         out.join(&format!("books/book-{b:04}.txt")).write_atomic(text.as_bytes())?;
         rep.book_files += 1;
     }
+    out.join(LID_MODEL).write_atomic(&sample_lid_model())?;
     Ok(rep)
 }
 

@@ -4,6 +4,7 @@
 //! heuristic filters count words and sentences with.
 
 pub mod bpe;
+pub mod fasttext;
 pub mod features;
 pub mod pystr;
 pub mod spacy;

@@ -1,6 +1,7 @@
 //! `grist filters`: the filters every modern Common Crawl recipe runs beside GPT-3's
-//! classifier, in FineWeb's order: Gopher repetition, Gopher quality, C4 (line rules that
-//! rewrite the text, then document rules), mC4's paragraph rule, FineWeb quality. Each is off
+//! classifier, in FineWeb's order: fastText language ID, Gopher repetition, Gopher quality, C4
+//! (line rules that rewrite the text, then document rules), mC4's paragraph rule, FineWeb
+//! quality. Each is off
 //! unless its table is in the recipe (`[filters.gopher_quality]` ...); each decides exactly as
 //! datatrove does (`rules`). A removed document goes to the ledger with its rule
 //! (`{filter}.{rule}`, e.g. `fineweb.line_punct_ratio`) and the measured value; a kept one
@@ -22,7 +23,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use shards::arrow::array::{ArrayRef, BooleanArray, StringArray, UInt64Array};
+use shards::arrow::array::{ArrayRef, BooleanArray, Float64Array, StringArray, UInt64Array};
 use shards::arrow::compute::filter_record_batch;
 use shards::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use shards::arrow::record_batch::RecordBatch;
@@ -33,8 +34,10 @@ use crate::core::error::StageError;
 use crate::core::slice::TaskSlice;
 use crate::core::stage::{MANIFEST, Stage, TaskReport};
 use crate::steps::{Outcome, Produces, Shape, Step, StepCtx, need};
+use crate::text::fasttext;
 use rules::{
-    C4Paragraph, C4Quality, Doc, FineWebQuality, GopherQuality, GopherRepetition, LinesRemoved, Measured, Removal,
+    C4Paragraph, C4Quality, Doc, FineWebQuality, GopherQuality, GopherRepetition, Identified, Language, LinesRemoved,
+    Measured, Removal,
 };
 
 /// Stage name.
@@ -45,6 +48,8 @@ const MEASURED: &str = "measured/";
 const REMOVED: &str = "removed/";
 const LINES_REMOVED: &str = "lines_removed/";
 const EDITED: &str = "edited/";
+/// The config key (beside the recipe's) holding the language model's checksum.
+const LANGUAGE_MODEL_XXH3: &str = "language_model_xxh3";
 /// The side table of text changes.
 pub const EDITS: &str = "edits";
 const EDITS_FORMAT: &str = "filter_edits";
@@ -75,6 +80,8 @@ pub struct FiltersConfig {
     #[serde(default)]
     pub keep_removed_lines: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<Language>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gopher_repetition: Option<GopherRepetition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gopher_quality: Option<GopherQuality>,
@@ -90,6 +97,9 @@ impl FiltersConfig {
     /// The configured filters' names, in the order they run.
     pub fn names(&self) -> Vec<&'static str> {
         let mut v = Vec::new();
+        if self.language.is_some() {
+            v.push("language");
+        }
         if self.gopher_repetition.is_some() {
             v.push("gopher_repetition");
         }
@@ -135,12 +145,74 @@ pub struct Verdict {
     pub measured: Vec<(&'static str, Measured)>,
     /// Lines the C4 rules removed.
     pub lines: LinesRemoved,
+    /// The language ID's most likely language.
+    pub language: Option<Identified>,
 }
 
-/// Runs the configured filters over one text, in order, until one removes it.
+/// The configured filters with what they load (the language ID's model).
+#[derive(Debug)]
+pub struct Filters<'c> {
+    pub cfg: &'c FiltersConfig,
+    pub lid: Option<fasttext::Model>,
+}
+
+impl<'c> Filters<'c> {
+    /// Loads the language ID's model, if the recipe has one.
+    pub fn load(cfg: &'c FiltersConfig) -> Result<Filters<'c>, StageError> {
+        let lid = match &cfg.language {
+            None => None,
+            Some(l) => {
+                let loc = Loc::parse(&l.model)?;
+                let bytes = loc.read()?;
+                let model = fasttext::Model::from_bytes(&bytes).map_err(|e| StageError::Input {
+                    at: At::byte(loc.to_string(), e.offset as u64),
+                    msg: format!(
+                        "{}\nhint: filters.language.model must be a fastText model (lid.176.bin or lid.176.ftz)",
+                        e.msg
+                    ),
+                })?;
+                if model.args.model != 3 {
+                    return Err(StageError::Input {
+                        at: At::file(loc.to_string()),
+                        msg: "a fastText model that is not a classifier (trained as skipgram or cbow)".into(),
+                    });
+                }
+                Some(model)
+            }
+        };
+        Ok(Filters { cfg, lid })
+    }
+
+    /// Runs the configured filters over one text, in order, until one removes it.
+    pub fn apply(&self, text: &str) -> Verdict {
+        let mut v = apply_from(self.cfg, text, |doc, v| {
+            if let (Some(l), Some(model)) = (&self.cfg.language, &self.lid) {
+                let mut seen = Measured::new();
+                let (top, removal) = l.check(model, doc, &mut seen);
+                v.language = top;
+                if let Some(r) = removal {
+                    v.removed = Some(("language", r));
+                }
+                v.measured.push(("language", seen));
+            }
+        });
+        if v.removed.is_some() {
+            v.text = None;
+        }
+        v
+    }
+}
+
+/// Runs the text filters (all but the language ID) over one text, in order, until one removes
+/// it: for the filters that need nothing loaded.
 pub fn apply(cfg: &FiltersConfig, text: &str) -> Verdict {
+    apply_from(cfg, text, |_, _| {})
+}
+
+fn apply_from(cfg: &FiltersConfig, text: &str, first: impl FnOnce(&mut Doc, &mut Verdict)) -> Verdict {
     let mut doc = Doc::new(text);
     let mut v = Verdict::default();
+    first(&mut doc, &mut v);
     let mut run = |name: &'static str,
                    v: &mut Verdict,
                    f: &mut dyn FnMut(&mut Doc, &mut Measured, &mut LinesRemoved) -> Option<Removal>| {
@@ -198,6 +270,10 @@ fn step(ctx: &StepCtx) -> Result<Outcome, StageError> {
     })
 }
 
+fn model_err(loc: &Loc) -> impl Fn(ShardError) -> StageError + '_ {
+    move |e| StageError::Input { at: At::file(loc.to_string()), msg: e.to_string() }
+}
+
 fn edits_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("id", DataType::Utf8, false),
@@ -225,8 +301,15 @@ struct Edits {
 /// Runs the filters for one task slice over the documents in `docs_dir`.
 pub fn run(cfg: &FiltersConfig, docs_dir: &Loc, out: &Loc, slice: TaskSlice) -> Result<TaskReport, StageError> {
     cfg.check().map_err(StageError::Recipe)?;
+    let filters = Filters::load(cfg)?;
     let input = Manifest::read(&docs_dir.join(MANIFEST))?;
-    let config = serde_json::to_value(cfg).map_err(|e| StageError::Recipe(e.to_string()))?;
+    let mut config = serde_json::to_value(cfg).map_err(|e| StageError::Recipe(e.to_string()))?;
+    if let Some(l) = &cfg.language {
+        // The model's bytes, not its path, decide the output.
+        let loc = Loc::parse(&l.model)?;
+        let (_, xxh3) = shards::checksum::file_checksum(&loc).map_err(model_err(&loc))?;
+        config[LANGUAGE_MODEL_XXH3] = xxh3.into();
+    }
     let stage = Stage::per_input_file(STAGE, out.clone(), config, &input);
     stage.run(slice, |ctx| {
         let start = Instant::now();
@@ -234,7 +317,25 @@ pub fn run(cfg: &FiltersConfig, docs_dir: &Loc, out: &Loc, slice: TaskSlice) -> 
         let src_loc = docs_dir.join(&entry.path);
         entry.verify(&src_loc)?;
         let reader = DocReader::open(&src_loc)?;
-        let schema = reader.schema().clone();
+        let in_schema = reader.schema().clone();
+        let mut fields: Vec<Field> = in_schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        // The language ID writes `language` (replacing a source's declared language, as
+        // datatrove's metadata does) and `language_score`.
+        let mut lang_cols = None;
+        if cfg.language.is_some() {
+            let mut col = |name: &str, t: DataType| match fields.iter().position(|f| f.name() == name) {
+                Some(i) => {
+                    fields[i] = Field::new(name, t, fields[i].is_nullable());
+                    i
+                }
+                None => {
+                    fields.push(Field::new(name, t, false));
+                    fields.len() - 1
+                }
+            };
+            lang_cols = Some((col("language", DataType::Utf8), col("language_score", DataType::Float64)));
+        }
+        let schema = Arc::new(Schema::new(fields));
         let (shard_loc, _) = ctx.shard();
         let (ledger_loc, _) = ctx.ledger();
         let (edits_loc, edits_name) = ctx.side(EDITS);
@@ -248,7 +349,7 @@ pub fn run(cfg: &FiltersConfig, docs_dir: &Loc, out: &Loc, slice: TaskSlice) -> 
             let b = batch?;
             let (ids, sources, texts) = (str_col(&b, "id")?, str_col(&b, "source")?, str_col(&b, "text")?);
             let verdicts: Vec<Verdict> =
-                (0..b.num_rows()).into_par_iter().map(|i| apply(cfg, texts.value(i))).collect();
+                (0..b.num_rows()).into_par_iter().map(|i| filters.apply(texts.value(i))).collect();
             let mut keep = Vec::with_capacity(b.num_rows());
             let mut edits = Edits::default();
             for (i, v) in verdicts.iter().enumerate() {
@@ -260,13 +361,20 @@ pub fn run(cfg: &FiltersConfig, docs_dir: &Loc, out: &Loc, slice: TaskSlice) -> 
                 keep.push(v.removed.is_none());
                 if let Some((filter, r)) = &v.removed {
                     m.count(&format!("{REMOVED}{filter}/{}", r.rule), 1);
-                    let cmp = if r.value > r.threshold { ">" } else { "<" };
+                    let cmp = if r.value > r.threshold {
+                        ">"
+                    } else if r.value == r.threshold {
+                        "="
+                    } else {
+                        "<"
+                    };
+                    let note = r.note.as_ref().map(|n| format!("; {n}")).unwrap_or_default();
                     ledger.push(LedgerEntry {
                         id: ids.value(i).to_string(),
                         source: sources.value(i).to_string(),
                         stage: STAGE.to_string(),
                         reason: format!("{filter}.{}", r.rule),
-                        detail: Some(format!("{} {cmp} {}", r.value, r.threshold)),
+                        detail: Some(format!("{} {cmp} {}{note}", r.value, r.threshold)),
                         score: Some(r.value),
                         ..LedgerEntry::default()
                     })?;
@@ -301,6 +409,23 @@ pub fn run(cfg: &FiltersConfig, docs_dir: &Loc, out: &Loc, slice: TaskSlice) -> 
                 }
             }
             let mut cols: Vec<ArrayRef> = b.columns().to_vec();
+            if let Some((li, si)) = lang_cols {
+                fn lang(v: &Verdict) -> Option<&Identified> {
+                    v.language.as_ref()
+                }
+                let l: ArrayRef = Arc::new(StringArray::from_iter_values(
+                    verdicts.iter().map(|v| lang(v).map_or("", |l| l.language.as_str())),
+                ));
+                let sc: ArrayRef =
+                    Arc::new(Float64Array::from_iter_values(verdicts.iter().map(|v| lang(v).map_or(0.0, |l| l.score))));
+                for (i, a) in [(li, l), (si, sc)] {
+                    if i < cols.len() {
+                        cols[i] = a;
+                    } else {
+                        cols.push(a);
+                    }
+                }
+            }
             if verdicts.iter().any(|v| v.text.is_some()) {
                 cols[text_idx] = Arc::new(StringArray::from_iter_values(
                     verdicts.iter().enumerate().map(|(i, v)| v.text.as_deref().unwrap_or(texts.value(i))),
@@ -380,7 +505,11 @@ pub struct FilterReport {
 
 impl FilterReport {
     pub fn read(m: &Manifest) -> Result<FilterReport, StageError> {
-        let cfg: FiltersConfig = serde_json::from_value(m.config.clone())
+        let mut config = m.config.clone();
+        if let Some(o) = config.as_object_mut() {
+            o.remove(LANGUAGE_MODEL_XXH3);
+        }
+        let cfg: FiltersConfig = serde_json::from_value(config)
             .map_err(|e| StageError::Recipe(format!("the filters manifest's config: {e}")))?;
         let mut rules: BTreeMap<(String, String), RuleReport> = BTreeMap::new();
         let mut out = FilterReport { docs: m.accounting.docs_in, kept: m.accounting.docs_out, ..Default::default() };
@@ -478,6 +607,7 @@ fn rule_order(filter: &str) -> &'static [&'static str] {
             "gopher_enough_stop_words",
         ],
         "c4" => &["lorem_ipsum", "curly_bracket", "too_few_sentences"],
+        "language" => &["below_threshold"],
         "fineweb" => &["empty", "line_punct_ratio", "short_line_ratio", "char_dup_ratio", "list_ratio"],
         _ => &[],
     }
@@ -521,6 +651,7 @@ fn threshold(cfg: &FiltersConfig, filter: &str, rule: &str) -> Option<f64> {
         }
         "c4" => (rule == "too_few_sentences").then(|| cfg.c4.as_ref().map(|c| c.min_num_sentences as f64)).flatten(),
         "c4_paragraph" => cfg.c4_paragraph.as_ref().map(|c| c.min_paragraph_len as f64),
+        "language" => cfg.language.as_ref().map(|l| l.threshold),
         "fineweb" => {
             let f = cfg.fineweb.as_ref()?;
             match rule {

@@ -25,6 +25,8 @@ pub struct Removal {
     pub rule: String,
     pub value: f64,
     pub threshold: f64,
+    /// What else the ledger's detail should say (the language ID's top language).
+    pub note: Option<String>,
 }
 
 /// Everything a filter measured on one document, in check order: (rule, value). A document
@@ -79,13 +81,71 @@ fn check(seen: &mut Measured, rule: &str, value: f64, threshold: f64, over: bool
     }
     seen.push((rule.to_string(), value));
     let out = if over { value > threshold } else { value < threshold };
-    out.then(|| Removal { rule: rule.to_string(), value, threshold })
+    out.then(|| Removal { rule: rule.to_string(), value, threshold, note: None })
 }
 
 use super::punctuation::{PUNCTUATION_SET, TERMINAL_PUNCTUATION};
 
 fn in_sorted(set: &[u32], c: char) -> bool {
     set.binary_search(&(c as u32)).is_ok()
+}
+
+/// `[filters.language]`: fastText language identification (`lid.176.bin` or `.ftz`, or any
+/// fastText classifier with `__label__xx` labels), as datatrove's `LanguageFilter`: the text
+/// with newlines as spaces, every label's probability; kept when one of `languages` (any
+/// language when empty) scores above `threshold`. Kept documents get `language` and
+/// `language_score` columns (the most likely label and its probability).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Language {
+    /// The model file (a path or URI); the recipe names it, grist never downloads one.
+    pub model: String,
+    /// Language codes to keep (`en`, `de`, ...: the labels without `__label__`); empty: any.
+    #[serde(default)]
+    pub languages: Vec<String>,
+    #[serde(default = "default_language_threshold")]
+    pub threshold: f64,
+}
+
+fn default_language_threshold() -> f64 {
+    0.65
+}
+
+/// A document's most likely language and its probability.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identified {
+    pub language: String,
+    pub score: f64,
+}
+
+impl Language {
+    /// Checks with `model` (loaded from `self.model`); the identified language is returned
+    /// whatever the verdict.
+    pub fn check(
+        &self,
+        model: &crate::text::fasttext::Model,
+        doc: &mut Doc,
+        seen: &mut Measured,
+    ) -> (Option<Identified>, Option<Removal>) {
+        let text = doc.text.replace('\n', " ");
+        let preds = model.predict(&text, 0);
+        let lang = |l: &str| l.strip_prefix("__label__").unwrap_or(l).to_string();
+        let top = preds.first().map(|(l, p)| Identified { language: lang(l), score: *p as f64 });
+        // The score that decides: the best of the wanted languages (or of all).
+        let value = preds
+            .iter()
+            .filter(|(l, _)| self.languages.is_empty() || self.languages.iter().any(|w| *w == lang(l)))
+            .map(|(_, p)| *p as f64)
+            .fold(0.0, f64::max);
+        seen.push(("below_threshold".into(), value));
+        let removal = (value <= self.threshold).then(|| Removal {
+            rule: "below_threshold".into(),
+            value,
+            threshold: self.threshold,
+            note: top.as_ref().map(|t| format!("most likely {} {:.4}", t.language, t.score)),
+        });
+        (top, removal)
+    }
 }
 
 /// `[filters.gopher_quality]`: Gopher's quality rules. 0 turns a rule off.
@@ -353,7 +413,7 @@ impl GopherRepetition {
         let text_len = pystr::len(&doc.text);
         if doc.text.is_empty() {
             seen.push(("empty".into(), 0.0));
-            return Some(Removal { rule: "empty".into(), value: 0.0, threshold: 0.0 });
+            return Some(Removal { rule: "empty".into(), value: 0.0, threshold: 0.0, note: None });
         }
         {
             let text: &str = &doc.text;
@@ -521,7 +581,7 @@ impl C4Quality {
             let lower = line.to_lowercase();
             if self.filter_lorem_ipsum && lower.contains("lorem ipsum") {
                 seen.push(("lorem_ipsum".into(), 1.0));
-                return Some(Removal { rule: "lorem_ipsum".into(), value: 1.0, threshold: 0.0 });
+                return Some(Removal { rule: "lorem_ipsum".into(), value: 1.0, threshold: 0.0, note: None });
             }
             if self.filter_javascript && lower.contains("javascript") {
                 drop(removed, &line, |r| &mut r.javascript);
@@ -529,7 +589,7 @@ impl C4Quality {
             }
             if self.filter_curly_bracket && line.contains('{') {
                 seen.push(("curly_bracket".into(), 1.0));
-                return Some(Removal { rule: "curly_bracket".into(), value: 1.0, threshold: 0.0 });
+                return Some(Removal { rule: "curly_bracket".into(), value: 1.0, threshold: 0.0, note: None });
             }
             if self.filter_policy && POLICY_SUBSTRINGS.iter().any(|p| lower.contains(p)) {
                 drop(removed, &line, |r| &mut r.policy);
@@ -546,6 +606,7 @@ impl C4Quality {
                 rule: "too_few_sentences".into(),
                 value: sentences as f64,
                 threshold: self.min_num_sentences as f64,
+                note: None,
             });
         }
         let joined = kept.join("\n");
@@ -584,6 +645,7 @@ impl C4Paragraph {
             rule: "too_few_paragraphs".into(),
             value: value as f64,
             threshold: self.min_paragraph_len as f64,
+            note: None,
         })
     }
 }
@@ -628,12 +690,17 @@ impl FineWebQuality {
             let lines: Vec<&str> = text.split('\n').filter(|l| !pystr::strip(l).is_empty()).collect();
             if lines.is_empty() {
                 seen.push(("empty".into(), 0.0));
-                return Some(Removal { rule: "empty".into(), value: 0.0, threshold: 0.0 });
+                return Some(Removal { rule: "empty".into(), value: 0.0, threshold: 0.0, note: None });
             }
             let r = ratio(lines.iter().filter(|l| ends(l)).count(), lines.len());
             seen.push(("line_punct_ratio".into(), r));
             if self.line_punct_thr != 0.0 && r < self.line_punct_thr && !(r == 0.0 && self.line_punct_exclude_zero) {
-                return Some(Removal { rule: "line_punct_ratio".into(), value: r, threshold: self.line_punct_thr });
+                return Some(Removal {
+                    rule: "line_punct_ratio".into(),
+                    value: r,
+                    threshold: self.line_punct_thr,
+                    note: None,
+                });
             }
             let r = ratio(lines.iter().filter(|l| pystr::len(l) <= self.short_line_length).count(), lines.len());
             if let Some(r) = check(seen, "short_line_ratio", r, self.short_line_thr, true) {
