@@ -117,7 +117,7 @@ check-datatrove:
 bench-tokenize: release
     bash scripts/bench-tokenize.sh
 
-# Every side-by-side benchmark above in one run, ending in one table (about 15 minutes).
+# Every side-by-side benchmark above in one run, ending in one table (about 20 minutes).
 bench-all:
     bash scripts/bench-all.sh
 

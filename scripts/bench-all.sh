@@ -2,7 +2,7 @@
 # Every side-by-side benchmark in one run, then one table: work, peer, grist's figure, the
 # peer's, the ratio, on this machine's CPU. Each benchmark's full output is kept under
 # $TMPDIR/grist-bench-all/ (the README's Performance section shows them). A benchmark that fails
-# is reported as failed and the others still run. Takes about 15 minutes on 2 cores, plus the
+# is reported as failed and the others still run. Takes about 20 minutes on 2 cores, plus the
 # first installs of the peers from PyPI (PyTorch is about 5 GB).
 # Usage: scripts/bench-all.sh
 set -uo pipefail
@@ -25,6 +25,7 @@ run warc bash scripts/bench-warc.sh
 run tokenize bash scripts/bench-tokenize.sh
 run dedup bash scripts/bench-dedup.sh
 run quality bash scripts/bench-quality.sh
+run filters bash scripts/bench-filters.sh
 run train-small bash scripts/bench-train.sh
 run train-124m bash scripts/bench-train.sh 12 768 12 1024 1 3
 python3 - "$out" <<'PY'
@@ -66,6 +67,10 @@ q = text("quality")
 g = num(r"grist \(features \+ logit\)\s+\S+\s+(\S+)", q)
 rows.append(("quality scoring, per CPU-second", "scikit-learn", g, num(r"scikit-learn \(transform \+ proba\)\s+\S+\s+(\S+)", q), "MB/s"))
 rows.append(("quality scoring, per CPU-second", "Spark ML", g, num(r"Spark ML \(transform, noop sink\)\s+\S+\s+(\S+)", q), "MB/s"))
+f = text("filters")
+rows.append(("FineWeb's 4 heuristic filters, 1 thread", "datatrove", num(r"^grist filters \(whole command\)\s+1\s+\d+\s+\S+\s+\S+\s+(\S+)", f), num(r"^datatrove \S+ \(filter calls only\)\s+1\s+\d+\s+\S+\s+\S+\s+(\S+)", f), "MB/s/core"))
+lid = f.split("language ID", 1)[-1] if "language ID" in f else ""
+rows.append(("language ID lid.176.ftz, 1 thread", "fasttext", num(r"^grist filters \(whole command\)\s+1\s+\d+\s+\S+\s+\S+\s+(\S+)", lid), num(r"^fasttext \S+ predict\(k=-1\) \(calls only\)\s+1\s+\d+\s+\S+\s+\S+\s+(\S+)", lid), "MB/s/core"))
 for name, label in (("train-small", "training step L=4 C=256 T=256 B=8"), ("train-124m", "training step GPT-2 124M T=1024 B=1")):
     s = text(name)
     rows.append((label, "PyTorch CPU", num(r"^grist\s+(\S+)", s), num(r"^pytorch\s+(\S+)", s), "tokens/s"))

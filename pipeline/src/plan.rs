@@ -35,9 +35,11 @@ mod rate {
     pub const TOKENIZE: f64 = 4.85e6;
     /// Bytes of text per GPT-2 token in the real sample (51 MB -> 18.1 M tokens).
     pub const BYTES_PER_TOKEN: f64 = 2.83;
-    /// The heuristic filters, FineWeb's four: bytes of text per second on one thread (13.6 MB of
-    /// real crawl and prose in 5.8 s, `grist filters`; `just bench-filters`).
-    pub const FILTERS: f64 = 2.3e6;
+    /// The heuristic filters, FineWeb's four: bytes of text per second on one thread (51.1 MB of
+    /// real crawl and prose in 5.78 s, the whole `grist filters`; `just bench-filters`).
+    pub const FILTERS: f64 = 8.8e6;
+    /// The language ID alone (lid.176.ftz): 51.1 MB in 2.79 s on one thread.
+    pub const LANGUAGE_ID: f64 = 18.3e6;
     /// Zstd Parquet document shards: bytes on disk per byte of text.
     pub const SHARD_RATIO: f64 = 0.45;
 }
@@ -219,10 +221,18 @@ pub fn plan(recipe: &Recipe, threads: usize, host: &dyn Host) -> Plan {
             writes: format!("{out}/filters"),
             // At most its input (every document kept), plus the edits table (small).
             disk: written(out, &f.input).unwrap_or(shards),
-            // A batch of 2048 documents per task with its tokens and n-gram tables, and each
-            // thread's cache of tokenized chunks (up to 2^17 chunks).
-            memory: 60e6 + th * 30e6 + (0.05 * text).min(th * 4.5 * row_group),
-            seconds: text / rate::FILTERS / th,
+            // A batch of 2048 documents per task with its tokens and n-gram tables, each
+            // thread's cache of tokenized chunks (up to 2^17 chunks), and the language model
+            // (its file's size; lid.176.bin is 126 MB). 137 MB measured on 51 MB, 2 threads.
+            memory: 80e6
+                + th * 30e6
+                + (0.05 * text).min(th * 4.5 * row_group)
+                + f.language.as_ref().map_or(0.0, |l| std::fs::metadata(&l.model).map_or(130e6, |m| m.len() as f64)),
+            seconds: if f.names().iter().any(|n| *n != "language" && *n != "pii") {
+                text / rate::FILTERS / th
+            } else {
+                0.0
+            } + if f.language.is_some() { text / rate::LANGUAGE_ID / th } else { 0.0 },
         });
     }
     if let Some(q) = &recipe.quality {

@@ -26,6 +26,10 @@ fn corpus(dir: &std::path::Path) -> Vec<(String, String)> {
         ("short".to_string(), "Hello world. This is a tiny document.".to_string()),
         ("lorem".to_string(), format!("Lorem ipsum dolor sit amet, consectetur adipiscing elit.\n{PROSE}")),
         ("good2".to_string(), PROSE.replace("printing press", "steam engine")),
+        (
+            "mail".to_string(),
+            format!("{PROSE}\nWrite to jane.doe@example.org or to the server at 8.8.8.8, not 10.0.0.1."),
+        ),
     ];
     for (f, part) in [("a.jsonl", &docs[..3]), ("b.jsonl", &docs[3..])] {
         let mut w = std::fs::File::create(dir.join(f)).unwrap();
@@ -52,6 +56,7 @@ keep_removed_lines = true
 [filters.gopher_quality]
 [filters.c4]
 [filters.fineweb]
+[filters.pii]
 "#
     );
     Recipe::parse(&text, "inline", &[]).unwrap()
@@ -96,7 +101,7 @@ fn each_rule_decides_its_document_and_the_output_does_not_depend_on_slicing() {
     let name = |id: &str| names[id].clone();
     let fdir = dir.path().join("one/filters");
     let m = Manifest::read(&Loc::local(&fdir).join("manifest.json")).unwrap();
-    assert_eq!((m.accounting.docs_in, m.accounting.docs_out, m.accounting.docs_ledger), (6, 3, 3));
+    assert_eq!((m.accounting.docs_in, m.accounting.docs_out, m.accounting.docs_ledger), (7, 4, 3));
 
     // The ledger: rule and measured value.
     let mut removed: Vec<(String, String, f64)> = Vec::new();
@@ -134,8 +139,10 @@ fn each_rule_decides_its_document_and_the_output_does_not_depend_on_slicing() {
     }
     kept.sort();
     let ids: Vec<&str> = kept.iter().map(|k| k.0.as_str()).collect();
-    assert_eq!(ids, ["edited", "good", "good2"]);
+    assert_eq!(ids, ["edited", "good", "good2", "mail"]);
     assert_eq!(kept[0].1, PROSE, "C4 removed the two lines and nothing else");
+    // The PII formatter: the e-mail and the public address replaced, the private one kept.
+    assert!(kept[3].1.ends_with("\nWrite to email@example.com or to the server at 22.214.171.124, not 10.0.0.1."));
 
     // The edits side table: per rule counts, and the removed lines.
     let mut edits = Vec::new();
@@ -152,6 +159,9 @@ fn each_rule_decides_its_document_and_the_output_does_not_depend_on_slicing() {
         }
     }
     assert!(edits.contains(&("edited".into(), "javascript".into(), None)), "{edits:?}");
+    assert!(
+        edits.contains(&("mail".into(), "email".into(), None)) && edits.contains(&("mail".into(), "ip".into(), None))
+    );
     assert!(edits.contains(&("edited".into(), "no_terminal_punct".into(), None)), "{edits:?}");
     assert!(
         edits.contains(&(
@@ -167,15 +177,16 @@ fn each_rule_decides_its_document_and_the_output_does_not_depend_on_slicing() {
     let rule = |f: &str, name: &str| {
         r.filters.iter().find(|x| x.0 == f).and_then(|x| x.1.iter().find(|y| y.0 == name)).map(|y| y.1.clone()).unwrap()
     };
-    assert_eq!(rule("gopher_repetition", "dup_para_frac").measured(), 6);
+    assert_eq!(rule("gopher_repetition", "dup_para_frac").measured(), 7);
     assert_eq!(rule("gopher_repetition", "dup_para_frac").removed, 0);
-    assert_eq!(rule("gopher_repetition", "dup_line_frac").measured(), 6);
+    assert_eq!(rule("gopher_repetition", "dup_line_frac").measured(), 7);
+    assert_eq!((r.pii_replaced["email"], r.pii_replaced["ip"], r.edited["pii"]), (1, 1, 1));
     assert_eq!(rule("gopher_repetition", "dup_line_frac").removed, 1);
     // The spam document's value, 7/9, in the bin of [0.75, 0.8).
     assert!(rule("gopher_repetition", "dup_line_frac").histogram.contains(&(0.75, 1)));
     assert_eq!(rule("gopher_repetition", "dup_para_frac").threshold, Some(0.3));
     assert_eq!(rule("c4", "lorem_ipsum").removed, 1);
-    assert_eq!(rule("fineweb", "list_ratio").measured(), 3);
+    assert_eq!(rule("fineweb", "list_ratio").measured(), 4);
     let names: Vec<&str> = r.filters.iter().map(|x| x.0.as_str()).collect();
     assert_eq!(names, ["gopher_repetition", "gopher_quality", "c4", "fineweb"]);
     assert!(r.render().contains("gopher_repetition.top_2_gram"));

@@ -13,6 +13,7 @@
 //! One unit per input shard, so the output is the same for any slicing. Not here: the
 //! classifier (`quality`), near-duplicates (`dedup`).
 
+pub mod pii;
 pub mod rules;
 
 mod punctuation;
@@ -48,6 +49,7 @@ const MEASURED: &str = "measured/";
 const REMOVED: &str = "removed/";
 const LINES_REMOVED: &str = "lines_removed/";
 const EDITED: &str = "edited/";
+const REPLACED: &str = "pii_replaced/";
 /// The config key (beside the recipe's) holding the language model's checksum.
 const LANGUAGE_MODEL_XXH3: &str = "language_model_xxh3";
 /// The side table of text changes.
@@ -91,6 +93,9 @@ pub struct FiltersConfig {
     pub c4_paragraph: Option<C4Paragraph>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fineweb: Option<FineWebQuality>,
+    /// Runs last, on the documents the others kept: a text change, not a removal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pii: Option<pii::Pii>,
 }
 
 impl FiltersConfig {
@@ -114,6 +119,9 @@ impl FiltersConfig {
         }
         if self.fineweb.is_some() {
             v.push("fineweb");
+        }
+        if self.pii.is_some() {
+            v.push("pii");
         }
         v
     }
@@ -147,6 +155,8 @@ pub struct Verdict {
     pub lines: LinesRemoved,
     /// The language ID's most likely language.
     pub language: Option<Identified>,
+    /// What the PII formatter replaced.
+    pub pii: pii::Replaced,
 }
 
 /// The configured filters with what they load (the language ID's model).
@@ -239,6 +249,15 @@ fn apply_from(cfg: &FiltersConfig, text: &str, first: impl FnOnce(&mut Doc, &mut
     }
     if let Some(f) = &cfg.fineweb {
         run("fineweb", &mut v, &mut |d, s, _| f.check(d, s));
+    }
+    if v.removed.is_none()
+        && let Some(p) = &cfg.pii
+    {
+        let (new, n) = p.apply(&doc.text);
+        if let Some(t) = new {
+            doc.set_text(t);
+        }
+        v.pii = n;
     }
     if v.removed.is_none() && doc.text != text {
         v.text = Some(doc.text.into_owned());
@@ -404,8 +423,22 @@ pub fn run(cfg: &FiltersConfig, docs_dir: &Loc, out: &Loc, slice: TaskSlice) -> 
                     edits.counts.push(l.lines.len() as u64);
                     edits.lines.push(Some(l.lines.join("\n")));
                 }
-                if v.text.is_some() {
+                if l.total() > 0 {
                     m.count(&format!("{EDITED}c4"), 1);
+                }
+                let p = &v.pii;
+                for (rule, n) in
+                    [("email", p.emails), ("ip", p.ips), ("phone", p.phones)].into_iter().filter(|r| r.1 > 0)
+                {
+                    m.count(&format!("{REPLACED}{rule}"), n);
+                    edits.ids.push(ids.value(i).to_string());
+                    edits.filters.push("pii");
+                    edits.rules.push(rule);
+                    edits.counts.push(n);
+                    edits.lines.push(None);
+                }
+                if p.emails + p.ips + p.phones > 0 {
+                    m.count(&format!("{EDITED}pii"), 1);
                 }
             }
             let mut cols: Vec<ArrayRef> = b.columns().to_vec();
@@ -499,8 +532,10 @@ pub struct FilterReport {
     pub filters: Vec<(String, Vec<(String, RuleReport)>)>,
     /// Lines removed by line rules: (filter/rule, lines).
     pub lines_removed: BTreeMap<String, u64>,
-    /// Documents whose text a line rule changed, per filter.
+    /// Documents whose text a filter changed (line rules, PII), per filter.
     pub edited: BTreeMap<String, u64>,
+    /// PII replaced: (email, ip, phone) -> occurrences.
+    pub pii_replaced: BTreeMap<String, u64>,
 }
 
 impl FilterReport {
@@ -527,6 +562,8 @@ impl FilterReport {
                 out.lines_removed.insert(rest.to_string(), v);
             } else if let Some(rest) = k.strip_prefix(EDITED) {
                 out.edited.insert(rest.to_string(), v);
+            } else if let Some(rest) = k.strip_prefix(REPLACED) {
+                out.pii_replaced.insert(rest.to_string(), v);
             }
         }
         for ((f, r), mut rep) in rules {
@@ -546,28 +583,26 @@ impl FilterReport {
         Ok(out)
     }
 
-    /// Removals per rule, and each rule's measured values (10th / 50th / 90th percentile bins)
-    /// beside its threshold.
+    /// Removals per rule, and each rule's measured values beside its threshold: the lower edges
+    /// of the histogram bins holding the 10th, 50th and 90th percentiles.
     pub fn render(&self) -> String {
         use std::fmt::Write as _;
         let mut s = String::new();
         let _ = writeln!(s, "\nfilters: {} documents in, {} kept", self.docs, self.kept);
         let _ = writeln!(
             s,
-            "  {:<40} {:>9} {:>9} {:>10}   {:>24}",
+            "  {:<46} {:>9} {:>9} {:>10}   {:>22}",
             "rule", "measured", "removed", "threshold", "value p10 / p50 / p90"
         );
         for (f, rules) in &self.filters {
             for (r, x) in rules {
-                let q = |p| x.quantile(p).map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
-                let t = x.threshold.map(|t| format!("{t}")).unwrap_or_else(|| "-".into());
+                let q = |p| x.quantile(p).map_or_else(|| "-".into(), short);
+                let t = x.threshold.map_or_else(|| "-".into(), |t| t.to_string());
+                let name = format!("{f}.{r}");
+                let (m, n) = (x.measured(), x.removed);
                 let _ = writeln!(
                     s,
-                    "  {:<40} {:>9} {:>9} {:>10}   {:>24}",
-                    format!("{f}.{r}"),
-                    x.measured(),
-                    x.removed,
-                    t,
+                    "  {name:<46} {m:>9} {n:>9} {t:>10}   {:>22}",
                     format!("{} / {} / {}", q(0.1), q(0.5), q(0.9))
                 );
             }
@@ -578,7 +613,21 @@ impl FilterReport {
         for (k, n) in &self.edited {
             let _ = writeln!(s, "  documents edited by {k}: {n}");
         }
+        for (k, n) in &self.pii_replaced {
+            let _ = writeln!(s, "  pii: {n} {k} replaced");
+        }
         s
+    }
+}
+
+/// A histogram bin's edge in three significant digits or fewer.
+fn short(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
     }
 }
 
