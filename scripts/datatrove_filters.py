@@ -3,7 +3,9 @@ scripts/check-datatrove.sh or scripts/bench-filters.sh creates: datatrove and sp
 
   truth  IN.jsonl OUT.jsonl   every filter on every text of IN ({"id", "text"} lines), each on
                               the original text: its verdict (true or [false, reason]), C4's
-                              rewritten text, spaCy's words and sentence count
+                              rewritten text, spaCy's words and sentence count, and the text
+                              after PIIFormatter (a fresh one per text, as grist restarts its
+                              placeholders' turn per document)
   bench  SHARD_DIR            FineWeb's chain (Gopher repetition, Gopher quality, C4 without the
                               terminal-punctuation rule, FineWeb quality) over the `text` column
                               of the parquet shards in SHARD_DIR, on one core: prints
@@ -56,6 +58,8 @@ def truth(inp, out):
     from datatrove.data import Document
     from datatrove.utils.text import split_into_sentences, split_into_words
 
+    from datatrove.pipeline.formatters import PIIFormatter
+
     fs = filters()
     with open(inp) as f, open(out, "w") as o:
         for n, line in enumerate(f):
@@ -74,6 +78,7 @@ def truth(inp, out):
                     row[name] = ["EXCEPTION", f"{type(e).__name__}: {e}"]
                 if name.startswith("c4_quality"):
                     row[name + "_text"] = doc.text
+            row["pii"] = PIIFormatter().format(text)
             o.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 

@@ -104,6 +104,14 @@ fn every_filter_decides_as_datatrove() {
                 *removed.entry(format!("{name}.{r}")).or_default() += 1;
             }
         }
+        // PIIFormatter (a fresh one per text): the same text out.
+        if let Some(want) = t["pii"].as_str() {
+            let (ours, _) = pipeline::steps::filters::pii::Pii::default().apply(text);
+            if ours.as_deref().unwrap_or(text) != want {
+                bad += 1;
+                eprintln!("{id} pii: texts differ");
+            }
+        }
         for (name, ours) in [("c4_quality", &c4_t), ("c4_quality_fineweb", &c4f_t)] {
             let want = t[format!("{name}_text")].as_str().unwrap_or_default();
             if t[name] == Value::Bool(true) && ours != want {
