@@ -14,6 +14,16 @@ scripts/check-datatrove.sh or scripts/bench-filters.sh creates: datatrove and sp
   lidbench MODEL SHARD_DIR    the fasttext package over the shards' texts, keeping English
                               above 0.65 as datatrove's LanguageFilter(languages=["en"]), on one
                               core: documents, MB, kept, seconds as JSON
+  urls DATA OUT.jsonl LISTS   the URLs of ../shared/data (crawl metadata, Reddit dumps) and
+                              edge cases as {"url"} lines, and hand-made block lists made from
+                              them in the folder LISTS (domains: every 25th registered domain
+                              and every 10th other host; urls: every 40th URL)
+  tld IN.jsonl OUT.jsonl      tldextract's registered_domain and fqdn of each {"url"} line
+  urlfilter IN.jsonl LISTS OUT.jsonl
+                              datatrove's URLFilter (no integrated lists) with the lists in the
+                              folder LISTS (domains, urls: hand-made; banned_words.txt,
+                              banned_subwords.txt, soft_banned_words.txt: copied from datatrove's
+                              assets here, blank lines dropped), per URL
   lid MODEL IN.jsonl OUT.jsonl  the fasttext package's predictions (every label, k=-1) for each
                               text with newlines replaced by spaces, as datatrove's LanguageFilter
 """
@@ -118,6 +128,94 @@ def lid(model, inp, out):
             o.write(json.dumps({"id": rec["id"], "labels": list(labels), "scores": [float(s) for s in scores]}) + "\n")
 
 
+EDGE_URLS = [
+    "http://www.ck/", "http://a.b.ck/", "HTTP://WWW.Example.COM/x", "http://xn--bcher-kva.de/",
+    "http://user:pw@sub.example.co.uk:80/", "http://[::1]/", "http://1.2.3.4:80/", "http://localhost/",
+    "//cdn.example.org/x", "example.com:8080/p", "http://example.com./", "https://a.b.c.kawasaki.jp/",
+    "http://foo.github.io/", "ftp://files.example.co.jp/a", "mailto:joe@example.com",
+    "http://192.168.0.1.example.com/", "http://EXAMPLE.co.UK", "http://ex ample.com/",
+    "http://a.b.c.d.e.f.g.blogspot.co.uk/", "https://例え.テスト/", "http://www.city.kawasaki.jp/",
+    "https://example.com/pornhubvideo", "https://example.com/free-porn-videos",
+    "https://example.com/hot-sexy-girls", "https://example.com/PORN", "https://example.com/xxx-teen",
+]
+
+
+def urls(data, out, lists):
+    import gzip
+    import os
+    import subprocess
+
+    found = []
+    for line in gzip.open(os.path.join(data, "web/cc2019-30.jsonl.gz"), "rt"):
+        u = (json.loads(line).get("metadata") or {}).get("url")
+        if u:
+            found.append(u)
+    for name, tool in (("RS_2005.zst", "zstd"), ("RS_v2_2005-06.xz", "xz"), ("RS_v2_2005-07.xz", "xz")):
+        raw = subprocess.run([tool, "-dc", os.path.join(data, "reddit", name)], capture_output=True).stdout
+        for line in raw.decode(errors="replace").splitlines():
+            try:
+                u = json.loads(line).get("url")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(u, str) and u:
+                found.append(u)
+    found += EDGE_URLS
+    with open(out, "w") as o:
+        for u in found:
+            o.write(json.dumps({"url": u}, ensure_ascii=False) + "\n")
+    tld(out, out + ".tld")
+    parts = [json.loads(l) for l in open(out + ".tld")]
+    os.makedirs(lists, exist_ok=True)
+    doms = sorted({p["registered_domain"] for p in parts if p["registered_domain"]})
+    hosts = sorted({p["fqdn"] for p in parts if p["fqdn"] and p["fqdn"] != p["registered_domain"]})
+    with open(os.path.join(lists, "domains"), "w") as o:
+        o.write("# hand-made from ../shared/data's URLs\n" + "\n".join(doms[::25] + hosts[::10]) + "\n")
+    with open(os.path.join(lists, "urls"), "w") as o:
+        o.write("\n".join(found[::40]) + "\n")
+
+
+def tld(inp, out):
+    import os
+
+    os.environ["TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS"] = ""
+    import tldextract
+
+    ex = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+    with open(inp) as f, open(out, "w") as o:
+        for line in f:
+            u = json.loads(line)["url"]
+            r = ex(u)
+            o.write(json.dumps({"url": u, "registered_domain": r.top_domain_under_public_suffix, "fqdn": r.fqdn}, ensure_ascii=False) + "\n")
+
+
+def urlfilter(inp, lists, out):
+    import os
+    import shutil
+
+    import datatrove
+    from datatrove.data import Document
+    from datatrove.pipeline.filters import URLFilter
+
+    assets = os.path.join(os.path.dirname(datatrove.__file__), "assets")
+    words = {}
+    for name in ("banned_words", "banned_subwords", "soft_banned_words"):
+        shutil.copy(os.path.join(assets, f"{name}.txt"), os.path.join(lists, f"{name}.txt"))
+        words[name] = [l for l in open(os.path.join(lists, f"{name}.txt")) if l.strip()]
+    read = lambda n: [l for l in open(os.path.join(lists, n)) if l.strip()]
+    f = URLFilter(
+        use_integrated_lists=False,
+        extra_domains=read("domains"),
+        extra_urls=read("urls"),
+        banned_words=words["banned_words"],
+        banned_subwords=words["banned_subwords"],
+        soft_banned_words=words["soft_banned_words"],
+    )
+    with open(inp) as fi, open(out, "w") as o:
+        for i, line in enumerate(fi):
+            u = json.loads(line)["url"]
+            o.write(json.dumps({"url": u, "verdict": verdict(f.filter(Document(text="", id=str(i), metadata={"url": u})))}) + "\n")
+
+
 def lidbench(model, shard_dir):
     import fasttext
 
@@ -135,4 +233,4 @@ def lidbench(model, shard_dir):
 
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
-    {"truth": truth, "bench": bench, "export": export, "lid": lid, "lidbench": lidbench}[cmd](*args)
+    {"truth": truth, "bench": bench, "export": export, "lid": lid, "lidbench": lidbench, "tld": tld, "urlfilter": urlfilter, "urls": urls}[cmd](*args)

@@ -69,8 +69,8 @@ pub enum Command {
     Reddit(StageArgs),
     /// Ingest Common Crawl WARC/WET and corpora (JSON lines, text folders) into document shards.
     Ingest(StageArgs),
-    /// Gopher, C4 and FineWeb heuristic filters (datatrove's rules), each removal ledgered with
-    /// its rule and measured value.
+    /// URL lists, language ID, Gopher, C4, FineWeb and PII filters (datatrove's rules), each
+    /// removal ledgered with its rule and measured value.
     Filters(StageArgs),
     /// The quality classifier: train it, filter by it, score files with it.
     #[command(subcommand)]

@@ -155,7 +155,7 @@ pub fn why(run: &str, id: &str, as_json: bool) -> Result<bool> {
                     .map(|e| format!("{} {}.{}", e.count, e.filter, e.rule))
                     .collect();
                 if !counts.is_empty() {
-                    s += &format!("; lines removed: {}", counts.join(", "));
+                    s += &format!("; text edited: {}", counts.join(", "));
                 }
                 s += ")";
                 for e in edits.iter().filter_map(|e| e.lines.as_deref()) {

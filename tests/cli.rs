@@ -19,7 +19,7 @@ fn help_lists_every_command() {
       synthetic      Write the built-in synthetic corpus (deterministic from a seed)
       reddit         Select WebText URLs from Pushshift Reddit dumps (score >= 3, outbound, normalized)
       ingest         Ingest Common Crawl WARC/WET and corpora (JSON lines, text folders) into document shards
-      filters        Gopher, C4 and FineWeb heuristic filters (datatrove's rules), each removal ledgered with its rule and measured value
+      filters        URL lists, language ID, Gopher, C4, FineWeb and PII filters (datatrove's rules), each removal ledgered with its rule and measured value
       quality        The quality classifier: train it, filter by it, score files with it
       dedup          Remove exact and near-duplicate documents (MinHash-LSH, GPT-3's Spark settings by default)
       decontaminate  Cut benchmark 13-grams out of training documents (GPT-3 Appendix C)

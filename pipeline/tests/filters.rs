@@ -172,6 +172,14 @@ fn each_rule_decides_its_document_and_the_output_does_not_depend_on_slicing() {
         "{edits:?}"
     );
 
+    // `inspect why` shows a kept document's edits.
+    let mail_id = names.iter().find(|(_, n)| n.as_str() == "mail").map(|(id, _)| id.clone()).unwrap();
+    let trail = pipeline::inspect::why::why(&Loc::local(dir.path().join("one")), &mail_id).unwrap();
+    let at = &trail.stages.iter().find(|v| v.stage == "filters").unwrap().at;
+    let pipeline::inspect::why::At::Kept { edits, .. } = at else { panic!("{at:?}") };
+    let kinds: Vec<(&str, &str, u64)> = edits.iter().map(|e| (e.filter.as_str(), e.rule.as_str(), e.count)).collect();
+    assert_eq!(kinds, [("pii", "email", 1), ("pii", "ip", 1)]);
+
     // The report: removals per rule, every measured document counted, thresholds from the config.
     let r = FilterReport::read(&m).unwrap();
     let rule = |f: &str, name: &str| {
@@ -274,4 +282,57 @@ fn language_id_keeps_the_asked_languages_and_labels_the_rest() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("lid.bin") && e.contains("magic"), "{e}");
+}
+
+#[test]
+fn the_url_filter_reads_the_url_column_and_keeps_documents_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("ut1/adult")).unwrap();
+    std::fs::write(d.join("ut1/adult/domains"), "blocked-site.com\n").unwrap();
+    let mut w = std::fs::File::create(d.join("a.jsonl")).unwrap();
+    for (t, u) in [
+        ("one", Some("https://www.blocked-site.com/x")),
+        ("two", Some("https://fine.example/free-porn")),
+        ("three", None),
+        ("four", Some("https://fine.example/ok")),
+    ] {
+        let mut v = serde_json::json!({ "text": format!("document {t}") });
+        if let Some(u) = u {
+            v["url"] = u.into();
+        }
+        writeln!(w, "{v}").unwrap();
+    }
+    let text = format!(
+        "[run]\nout = \"{0}/out\"\n[ingest]\nmin_words = 0\n[[ingest.sources]]\nname = \"web\"\npaths = [\"{0}/a.jsonl\"]\n[filters]\n[filters.url]\ndomains = [\"{0}/ut1\"]\nbanned_words = [\"porn\"]\n",
+        d.display()
+    );
+    let r = Recipe::parse(&text, "inline", &[]).unwrap();
+    run(&r, 1);
+    let fdir = d.join("out/filters");
+    let m = Manifest::read(&Loc::local(&fdir).join("manifest.json")).unwrap();
+    let mut reasons: Vec<String> = LedgerReader::open(&Loc::local(fdir.join(&m.ledgers[0].path)))
+        .unwrap()
+        .entries()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.reason)
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons, ["url.domain", "url.hard_blacklisted"]);
+    assert_eq!((m.accounting.docs_out, m.accounting.docs_ledger), (2, 2));
+    let rep = FilterReport::read(&m).unwrap();
+    assert_eq!(rep.url_missing, 1);
+    assert!(m.config["url_lists_xxh3"].is_string());
+    // A list that is not there: an error naming it.
+    let bad = Recipe::parse(&text.replace("/ut1", "/nope"), "inline", &[]).unwrap();
+    let e = pipeline::steps::filters::run(
+        bad.filters.as_ref().unwrap(),
+        &Loc::local(d.join("out/ingest")),
+        &Loc::local(d.join("o2")),
+        TaskSlice::ALL,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("nope") && e.contains("no such file"), "{e}");
 }

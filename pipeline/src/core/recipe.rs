@@ -19,7 +19,7 @@ pub struct Recipe {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reddit: Option<crate::steps::reddit::RedditConfig>,
     pub ingest: crate::steps::ingest::IngestConfig,
-    /// Gopher, C4 and FineWeb heuristic filters (`grist filters`).
+    /// URL lists, language ID, Gopher, C4, FineWeb and PII filters (`grist filters`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filters: Option<crate::steps::filters::FiltersConfig>,
     /// The quality classifier (`grist quality train`).

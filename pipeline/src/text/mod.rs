@@ -6,6 +6,7 @@
 pub mod bpe;
 pub mod fasttext;
 pub mod features;
+pub mod psl;
 pub mod pystr;
 pub mod spacy;
 pub mod urls;

@@ -1,5 +1,5 @@
 //! `grist filters`: the filters every modern Common Crawl recipe runs beside GPT-3's
-//! classifier, in FineWeb's order: fastText language ID, Gopher repetition, Gopher quality, C4
+//! classifier, in FineWeb's order: URL block lists, fastText language ID, Gopher repetition, Gopher quality, C4
 //! (line rules that rewrite the text, then document rules), mC4's paragraph rule, FineWeb
 //! quality. Each is off
 //! unless its table is in the recipe (`[filters.gopher_quality]` ...); each decides exactly as
@@ -15,6 +15,7 @@
 
 pub mod pii;
 pub mod rules;
+pub mod url;
 
 mod punctuation;
 
@@ -24,7 +25,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use shards::arrow::array::{ArrayRef, BooleanArray, Float64Array, StringArray, UInt64Array};
+use shards::arrow::array::{Array, ArrayRef, BooleanArray, Float64Array, StringArray, UInt64Array};
 use shards::arrow::compute::filter_record_batch;
 use shards::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use shards::arrow::record_batch::RecordBatch;
@@ -50,8 +51,12 @@ const REMOVED: &str = "removed/";
 const LINES_REMOVED: &str = "lines_removed/";
 const EDITED: &str = "edited/";
 const REPLACED: &str = "pii_replaced/";
+/// Documents the URL filter could not judge (no `url`): kept.
+const NO_URL: &str = "url_missing";
 /// The config key (beside the recipe's) holding the language model's checksum.
 const LANGUAGE_MODEL_XXH3: &str = "language_model_xxh3";
+/// ... and the URL lists' digest.
+const URL_LISTS_XXH3: &str = "url_lists_xxh3";
 /// The side table of text changes.
 pub const EDITS: &str = "edits";
 const EDITS_FORMAT: &str = "filter_edits";
@@ -63,7 +68,7 @@ pub static STEP: Step = Step {
     input: Some("ingest"),
     shape: Shape::Sliced,
     produces: Produces::Documents,
-    about: "Gopher, C4 and FineWeb heuristic filters (datatrove's rules), each removal ledgered with its value",
+    about: "URL lists, language ID, Gopher, C4, FineWeb and PII filters (datatrove's rules), each removal ledgered",
     run: step,
 };
 
@@ -81,6 +86,9 @@ pub struct FiltersConfig {
     /// Write the lines a line rule removed into the `edits` side table (else only counts).
     #[serde(default)]
     pub keep_removed_lines: bool,
+    /// Runs first, on the documents' `url` column (a document without one is kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<url::UrlFilter>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub language: Option<Language>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,6 +110,9 @@ impl FiltersConfig {
     /// The configured filters' names, in the order they run.
     pub fn names(&self) -> Vec<&'static str> {
         let mut v = Vec::new();
+        if self.url.is_some() {
+            v.push("url");
+        }
         if self.language.is_some() {
             v.push("language");
         }
@@ -164,6 +175,7 @@ pub struct Verdict {
 pub struct Filters<'c> {
     pub cfg: &'c FiltersConfig,
     pub lid: Option<fasttext::Model>,
+    pub urls: Option<url::Lists>,
 }
 
 impl<'c> Filters<'c> {
@@ -190,12 +202,30 @@ impl<'c> Filters<'c> {
                 Some(model)
             }
         };
-        Ok(Filters { cfg, lid })
+        let urls = match &cfg.url {
+            None => None,
+            Some(u) => Some(u.load().map_err(|msg| StageError::Input {
+                at: At::file("[filters.url]".to_string()),
+                msg: format!("{msg}\nhint: filters.url's lists are files or folders the recipe names"),
+            })?),
+        };
+        Ok(Filters { cfg, lid, urls })
     }
 
-    /// Runs the configured filters over one text, in order, until one removes it.
-    pub fn apply(&self, text: &str) -> Verdict {
-        let mut v = apply_from(self.cfg, text, |doc, v| {
+    /// Runs the configured filters over one document (its text and URL), in order, until one
+    /// removes it.
+    pub fn apply(&self, text: &str, url: Option<&str>) -> Verdict {
+        apply_from(self.cfg, text, |doc, v| {
+            if let (Some(lists), Some(u)) = (&self.urls, url.filter(|u| !u.is_empty())) {
+                let mut seen = Measured::new();
+                if let Some(r) = lists.check(u, &mut seen) {
+                    v.removed = Some(("url", r));
+                }
+                v.measured.push(("url", seen));
+            }
+            if v.removed.is_some() {
+                return;
+            }
             if let (Some(l), Some(model)) = (&self.cfg.language, &self.lid) {
                 let mut seen = Measured::new();
                 let (top, removal) = l.check(model, doc, &mut seen);
@@ -205,11 +235,7 @@ impl<'c> Filters<'c> {
                 }
                 v.measured.push(("language", seen));
             }
-        });
-        if v.removed.is_some() {
-            v.text = None;
-        }
-        v
+        })
     }
 }
 
@@ -323,6 +349,10 @@ pub fn run(cfg: &FiltersConfig, docs_dir: &Loc, out: &Loc, slice: TaskSlice) -> 
     let filters = Filters::load(cfg)?;
     let input = Manifest::read(&docs_dir.join(MANIFEST))?;
     let mut config = serde_json::to_value(cfg).map_err(|e| StageError::Recipe(e.to_string()))?;
+    if let Some(u) = &filters.urls {
+        // The lists' bytes, not their paths, decide the output.
+        config[URL_LISTS_XXH3] = format!("{:016x}", u.digest).into();
+    }
     if let Some(l) = &cfg.language {
         // The model's bytes, not its path, decide the output.
         let loc = Loc::parse(&l.model)?;
@@ -367,8 +397,14 @@ pub fn run(cfg: &FiltersConfig, docs_dir: &Loc, out: &Loc, slice: TaskSlice) -> 
         for batch in reader.batches(None, 2048)? {
             let b = batch?;
             let (ids, sources, texts) = (str_col(&b, "id")?, str_col(&b, "source")?, str_col(&b, "text")?);
+            let urls = b.column_by_name("url").and_then(|c| c.as_any().downcast_ref::<StringArray>());
+            let url_at = |i: usize| urls.filter(|u| u.is_valid(i)).map(|u| u.value(i));
+            if cfg.url.is_some() {
+                let missing = (0..b.num_rows()).filter(|&i| url_at(i).is_none_or(str::is_empty)).count();
+                m.count(NO_URL, missing as u64);
+            }
             let verdicts: Vec<Verdict> =
-                (0..b.num_rows()).into_par_iter().map(|i| filters.apply(texts.value(i))).collect();
+                (0..b.num_rows()).into_par_iter().map(|i| filters.apply(texts.value(i), url_at(i))).collect();
             let mut keep = Vec::with_capacity(b.num_rows());
             let mut edits = Edits::default();
             for (i, v) in verdicts.iter().enumerate() {
@@ -536,6 +572,8 @@ pub struct FilterReport {
     pub edited: BTreeMap<String, u64>,
     /// PII replaced: (email, ip, phone) -> occurrences.
     pub pii_replaced: BTreeMap<String, u64>,
+    /// Documents the URL filter kept for want of a URL.
+    pub url_missing: u64,
 }
 
 impl FilterReport {
@@ -543,6 +581,7 @@ impl FilterReport {
         let mut config = m.config.clone();
         if let Some(o) = config.as_object_mut() {
             o.remove(LANGUAGE_MODEL_XXH3);
+            o.remove(URL_LISTS_XXH3);
         }
         let cfg: FiltersConfig = serde_json::from_value(config)
             .map_err(|e| StageError::Recipe(format!("the filters manifest's config: {e}")))?;
@@ -564,6 +603,8 @@ impl FilterReport {
                 out.edited.insert(rest.to_string(), v);
             } else if let Some(rest) = k.strip_prefix(REPLACED) {
                 out.pii_replaced.insert(rest.to_string(), v);
+            } else if k == NO_URL {
+                out.url_missing = v;
             }
         }
         for ((f, r), mut rep) in rules {
@@ -613,6 +654,9 @@ impl FilterReport {
         for (k, n) in &self.edited {
             let _ = writeln!(s, "  documents edited by {k}: {n}");
         }
+        if self.url_missing > 0 {
+            let _ = writeln!(s, "  url: {} documents without a URL, kept", self.url_missing);
+        }
         for (k, n) in &self.pii_replaced {
             let _ = writeln!(s, "  pii: {n} {k} replaced");
         }
@@ -657,6 +701,7 @@ fn rule_order(filter: &str) -> &'static [&'static str] {
         ],
         "c4" => &["lorem_ipsum", "curly_bracket", "too_few_sentences"],
         "language" => &["below_threshold"],
+        "url" => &["domain", "subdomain", "url", "hard_blacklisted", "soft_blacklisted", "blacklisted_subword"],
         "fineweb" => &["empty", "line_punct_ratio", "short_line_ratio", "char_dup_ratio", "list_ratio"],
         _ => &[],
     }
@@ -701,6 +746,7 @@ fn threshold(cfg: &FiltersConfig, filter: &str, rule: &str) -> Option<f64> {
         "c4" => (rule == "too_few_sentences").then(|| cfg.c4.as_ref().map(|c| c.min_num_sentences as f64)).flatten(),
         "c4_paragraph" => cfg.c4_paragraph.as_ref().map(|c| c.min_paragraph_len as f64),
         "language" => cfg.language.as_ref().map(|l| l.threshold),
+        "url" => (rule == "soft_blacklisted").then(|| cfg.url.as_ref().map(|u| u.soft_word_threshold as f64)).flatten(),
         "fineweb" => {
             let f = cfg.fineweb.as_ref()?;
             match rule {
