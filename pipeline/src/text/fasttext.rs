@@ -447,23 +447,35 @@ impl Model {
         }
     }
 
-    /// The input rows of one line (fastText's `getLine` for a supervised model).
-    fn line_rows(&self, text: &str) -> Vec<usize> {
-        let mut rows = Vec::new();
+    /// The sum of one line's input rows and their number (fastText's `getLine` then
+    /// `computeHidden` before the division), the rows added as they are found, in fastText's
+    /// order (each word with its character n-grams, then the word n-grams), so that memory is
+    /// a few bytes per word whatever the text's length.
+    fn line_sum(&self, text: &str, sum: &mut [f32]) -> usize {
+        let mut n = 0usize;
+        let mut add = |rows: &[usize], sum: &mut [f32]| {
+            for &r in rows {
+                self.input.add_row(sum, r);
+            }
+            n += rows.len();
+        };
         let mut hashes: Vec<i32> = Vec::new();
         let ws = |b: u8| matches!(b, b' ' | b'\n' | b'\r' | b'\t' | 0x0b | 0x0c | 0);
         let mut word = Vec::with_capacity(64);
-        let mut add = |w: &[u8], rows: &mut Vec<usize>, hashes: &mut Vec<i32>| {
+        let mut rows = Vec::with_capacity(64);
+        let mut one = |w: &[u8], sum: &mut [f32], hashes: &mut Vec<i32>| {
             let h = hash(w);
             match self.ids.get(w) {
-                Some(&id) => rows.extend_from_slice(&self.subwords[id]),
+                Some(&id) => add(&self.subwords[id], sum),
                 None => {
                     if w != EOS {
                         word.clear();
                         word.push(BOW);
                         word.extend_from_slice(w);
                         word.push(EOW);
-                        self.char_ngrams(&word, rows);
+                        rows.clear();
+                        self.char_ngrams(&word, &mut rows);
+                        add(&rows, sum);
                     }
                 }
             }
@@ -473,35 +485,35 @@ impl Model {
         for w in text.as_bytes().split(|&b| b == b'\n').next().unwrap_or_default().split(|&b| ws(b)) {
             // Tokens with the label prefix are labels, not words (fastText's `getType`).
             if !w.is_empty() && !w.starts_with(b"__label__") {
-                add(w, &mut rows, &mut hashes);
+                one(w, sum, &mut hashes);
             }
         }
-        add(EOS, &mut rows, &mut hashes);
-        let n = self.args.word_ngrams;
+        one(EOS, sum, &mut hashes);
+        let wn = self.args.word_ngrams;
+        let mut grams = Vec::new();
         for i in 0..hashes.len() {
             let mut h = hashes[i] as i64 as u64;
-            for &x in hashes.iter().take((i + n).min(hashes.len())).skip(i + 1) {
+            for &x in hashes.iter().take((i + wn).min(hashes.len())).skip(i + 1) {
                 h = h.wrapping_mul(116_049_371).wrapping_add(x as i64 as u64);
-                self.push_hash(&mut rows, (h % self.args.bucket.max(1) as u64) as i64);
+                grams.clear();
+                self.push_hash(&mut grams, (h % self.args.bucket.max(1) as u64) as i64);
+                add(&grams, sum);
             }
         }
-        rows
+        n
     }
 
     /// The `k` most likely labels of `text` (one line; a `\n` ends it) with fastText's
     /// probabilities, most likely first (`k = 0`: every label). As fastText's Python
     /// `predict(text, k)` with threshold 0.
     pub fn predict(&self, text: &str, k: usize) -> Vec<(&str, f32)> {
-        let rows = self.line_rows(text);
-        if rows.is_empty() {
-            return Vec::new();
-        }
         let dim = self.args.dim;
         let mut hidden = vec![0f32; dim];
-        for &r in &rows {
-            self.input.add_row(&mut hidden, r);
+        let n = self.line_sum(text, &mut hidden);
+        if n == 0 {
+            return Vec::new();
         }
-        let scale = (1.0 / rows.len() as f64) as f32;
+        let scale = (1.0 / n as f64) as f32;
         hidden.iter_mut().for_each(|x| *x *= scale);
         let osz = self.entries.len() - self.nwords;
         let k = if k == 0 { osz } else { k.min(osz) };

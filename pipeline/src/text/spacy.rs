@@ -47,6 +47,8 @@ pub struct English {
     /// First bytes of the matcher's first tokens (a token starting otherwise cannot match).
     matcher_first: [bool; 256],
     sentence_punct: HashSet<Box<str>>,
+    /// The longest special case, bytes.
+    longest_special: usize,
 }
 
 impl std::fmt::Debug for English {
@@ -57,6 +59,9 @@ impl std::fmt::Debug for English {
 
 /// Chunks whose tokens a thread remembers before it starts over (about 100 bytes each).
 const CACHE_ENTRIES: usize = 1 << 17;
+/// Longer chunks are not remembered (they rarely repeat), which bounds the cache at about
+/// 2^17 x (64 + overhead) bytes per thread.
+const CACHE_CHUNK_BYTES: usize = 64;
 
 thread_local! {
     /// Chunk -> its tokens' lengths (bytes), for chunks the affix rules cut.
@@ -244,7 +249,9 @@ impl Rule {
 /// `C(Y)` (the leftmost such match gives its longest `Y` preceded by a `C`).
 struct Suffix {
     plain: regex::Regex,
-    behind: Vec<regex::Regex>,
+    /// `C(Y)` and the most bytes a match can span: only the string's tail that long is searched
+    /// (a suffix ends at the end), so peeling a long chunk stays linear.
+    behind: Vec<(regex::Regex, usize)>,
     /// Alternatives with other look-arounds (none in spaCy 3.8's English).
     fancy: Vec<Regex>,
 }
@@ -259,7 +266,12 @@ impl Suffix {
                 let end = group_end(alt, 0);
                 let (c, y) = (&alt[4..end - 1], &alt[end..]);
                 let re = format!("(?:{})({})", rust_syntax(c), rust_syntax(y));
-                behind.push(regex::Regex::new(&re).expect("embedded spaCy pattern compiles"));
+                let max = regex_syntax::Parser::new()
+                    .parse(&re)
+                    .ok()
+                    .and_then(|h| h.properties().maximum_len())
+                    .unwrap_or(usize::MAX);
+                behind.push((regex::Regex::new(&re).expect("embedded spaCy pattern compiles"), max));
             } else {
                 fancy.push(Regex::new(&rust_syntax(alt)).expect("embedded spaCy pattern compiles"));
             }
@@ -271,9 +283,13 @@ impl Suffix {
     /// The suffix's length in bytes (0: none).
     fn find(&self, s: &str) -> usize {
         let mut best = self.plain.find(s).map_or(0, |m| s.len() - m.start());
-        for re in &self.behind {
-            if let Some(y) = re.captures(s).and_then(|c| c.get(1)) {
-                best = best.max(s.len() - y.start());
+        for (re, max) in &self.behind {
+            let mut from = s.len().saturating_sub(*max);
+            while !s.is_char_boundary(from) {
+                from -= 1;
+            }
+            if let Some(y) = re.captures(&s[from..]).and_then(|c| c.get(1)) {
+                best = best.max(s.len() - from - y.start());
             }
         }
         for re in &self.fancy {
@@ -313,6 +329,7 @@ impl English {
             matcher: HashMap::new(),
             matcher_first: [false; 256],
             sentence_punct: punct.into_iter().map(Into::into).collect(),
+            longest_special: cases.keys().map(String::len).max().unwrap_or(0),
         };
         // spaCy's `add_special_case` with `faster_heuristics`: a case goes to the matcher
         // when affix rules would cut it (or it holds a space); its pattern is its own
@@ -399,7 +416,12 @@ impl English {
     }
 
     fn special(&self, s: &str, specials: bool) -> Option<&[usize]> {
-        if specials { self.specials.get(s).map(|v| &v[..]) } else { None }
+        // Longer than every case: no lookup (hashing a long chunk at every affix peeled would
+        // make a chunk of a million `)` quadratic).
+        if !specials || s.len() > self.longest_special {
+            return None;
+        }
+        self.specials.get(s).map(|v| &v[..])
     }
 
     fn push_special(at: usize, lens: &[usize], out: &mut Vec<Token>) {
@@ -422,7 +444,7 @@ impl English {
             out.push(Token { start: lo, end: hi });
             return;
         }
-        if specials {
+        if specials && s.len() <= CACHE_CHUNK_BYTES {
             // A chunk's tokens depend on the chunk alone (spaCy caches them the same way):
             // crawl text repeats its punctuated words, and the rules cost microseconds each.
             let hit = CACHE.with(|c| {
@@ -635,6 +657,19 @@ mod tests {
         assert_eq!(n("Dr. Smith arrived. He left."), 2);
         assert_eq!(n(""), 1);
         assert_eq!(n("   "), 1);
+    }
+
+    #[test]
+    fn long_chunks_peel_every_affix() {
+        // 200,000 closing brackets: 200,000 suffixes peeled one by one (linear work: the
+        // special-case lookup and the look-behind suffixes only look at the chunk's tail).
+        let closing = ")".repeat(200_000);
+        let w = words(&closing);
+        assert_eq!(w.len(), 200_000);
+        assert!(w.iter().all(|t| *t == ")"));
+        let quoted = format!("{}x", "\"".repeat(100_000));
+        let w = words(&quoted);
+        assert_eq!((w.len(), w[w.len() - 1]), (100_001, "x"));
     }
 
     #[test]
