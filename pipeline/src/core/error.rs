@@ -1,6 +1,6 @@
 //! Errors of the pipeline stages.
 
-use shards::{At, ShardError};
+use shards::{At, Loc, ShardError};
 
 /// What can stop a stage.
 #[derive(Debug, thiserror::Error)]
@@ -24,4 +24,9 @@ pub enum StageError {
         "unit {unit} of stage `{stage}` does not balance: {docs_in} in != {docs_out} out + {docs_ledger} in the ledger"
     )]
     Unbalanced { stage: String, unit: usize, docs_in: u64, docs_out: u64, docs_ledger: u64 },
+}
+
+/// An Arrow error while building a batch for the file at `at`, as a stage error naming it.
+pub fn arrow_err(at: &Loc) -> impl Fn(shards::arrow::error::ArrowError) -> StageError + '_ {
+    move |source| StageError::Shard(ShardError::Arrow { at: At::file(at.to_string()), source })
 }

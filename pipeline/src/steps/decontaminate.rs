@@ -26,10 +26,10 @@ use shards::arrow::compute::filter_record_batch;
 use shards::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use shards::arrow::record_batch::RecordBatch;
 use shards::parquet_io::{ParquetSink, ParquetSource};
-use shards::{At, DocReader, DocWriter, LedgerEntry, LedgerWriter, Loc, Manifest, ShardError, WriteOptions, str_col};
+use shards::{At, DocReader, DocWriter, LedgerEntry, LedgerWriter, Loc, Manifest, WriteOptions, str_col};
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::core::error::StageError;
+use crate::core::error::{StageError, arrow_err};
 use crate::core::slice::TaskSlice;
 use crate::core::stage::{MANIFEST, Stage, TaskReport};
 use crate::formats::codec::decompress;
@@ -391,10 +391,6 @@ fn cuts_schema() -> SchemaRef {
         Field::new("start", DataType::UInt64, false),
         Field::new("end", DataType::UInt64, false),
     ]))
-}
-
-fn arrow_err(at: &Loc) -> impl Fn(shards::arrow::error::ArrowError) -> StageError + '_ {
-    move |source| StageError::Shard(ShardError::Arrow { at: At::file(at.to_string()), source })
 }
 
 /// The decontamination config as manifests record it: the recipe table, plus the benchmark

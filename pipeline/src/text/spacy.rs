@@ -117,11 +117,12 @@ fn rust_syntax(py: &str) -> String {
     out
 }
 
-/// The top-level alternatives of a Python pattern (`a|b|(c|d)` -> `a`, `b`, `(c|d)`).
-fn alternatives(p: &str) -> Vec<&str> {
-    let (mut out, mut depth, mut in_class, mut start) = (Vec::new(), 0i32, false, 0);
+/// Walks a Python pattern from byte `from`, calling `f(index, byte, depth)` for every byte
+/// outside escapes and character classes (`depth`: groups open before it, a `)` counted after
+/// the call) until `f` returns true; the index where it stopped, or the pattern's length.
+fn walk(p: &str, from: usize, mut f: impl FnMut(usize, u8, i32) -> bool) -> usize {
     let b = p.as_bytes();
-    let mut i = 0;
+    let (mut depth, mut in_class, mut i) = (0i32, false, from);
     while i < b.len() {
         match b[i] {
             b'\\' => i += 1,
@@ -136,42 +137,15 @@ fn alternatives(p: &str) -> Vec<&str> {
                 }
             }
             b']' if in_class => in_class = false,
-            b'(' if !in_class => depth += 1,
-            b')' if !in_class => depth -= 1,
-            b'|' if !in_class && depth == 0 => {
-                out.push(&p[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    out.push(&p[start..]);
-    out
-}
-
-/// The end (byte index past the `)`) of the group opening at `open`.
-fn group_end(p: &str, open: usize) -> usize {
-    let b = p.as_bytes();
-    let (mut depth, mut in_class, mut i) = (0i32, false, open);
-    while i < b.len() {
-        match b[i] {
-            b'\\' => i += 1,
-            b'[' if !in_class => {
-                in_class = true;
-                if b.get(i + 1) == Some(&b'^') {
-                    i += 1;
+            c if !in_class => {
+                if c == b'(' {
+                    depth += 1;
                 }
-                if b.get(i + 1) == Some(&b']') {
-                    i += 1;
+                if f(i, c, depth) {
+                    return i;
                 }
-            }
-            b']' if in_class => in_class = false,
-            b'(' if !in_class => depth += 1,
-            b')' if !in_class => {
-                depth -= 1;
-                if depth == 0 {
-                    return i + 1;
+                if c == b')' {
+                    depth -= 1;
                 }
             }
             _ => {}
@@ -179,6 +153,24 @@ fn group_end(p: &str, open: usize) -> usize {
         i += 1;
     }
     b.len()
+}
+
+/// The top-level alternatives of a Python pattern (`a|b|(c|d)` -> `a`, `b`, `(c|d)`).
+fn alternatives(p: &str) -> Vec<&str> {
+    let mut cuts = vec![0];
+    walk(p, 0, |i, c, depth| {
+        if c == b'|' && depth == 0 {
+            cuts.push(i + 1);
+        }
+        false
+    });
+    cuts.push(p.len() + 1);
+    cuts.windows(2).map(|w| &p[w[0]..w[1] - 1]).collect()
+}
+
+/// The end (byte index past the `)`) of the group opening at `open`.
+fn group_end(p: &str, open: usize) -> usize {
+    (walk(p, open, |_, c, depth| c == b')' && depth == 1) + 1).min(p.len())
 }
 
 /// The pattern with its look-arounds removed: it matches wherever the pattern does (and

@@ -38,11 +38,9 @@ use shards::arrow::compute::filter_record_batch;
 use shards::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use shards::arrow::record_batch::RecordBatch;
 use shards::parquet_io::{ParquetSink, ParquetSource};
-use shards::{
-    At, DocReader, DocWriter, FileEntry, LedgerEntry, LedgerWriter, Loc, Manifest, ShardError, WriteOptions, str_col,
-};
+use shards::{At, DocReader, DocWriter, FileEntry, LedgerEntry, LedgerWriter, Loc, Manifest, WriteOptions, str_col};
 
-use crate::core::error::StageError;
+use crate::core::error::{StageError, arrow_err};
 use crate::core::slice::TaskSlice;
 use crate::core::stage::{Global, GlobalReport, MANIFEST, Stage, TaskReport};
 use crate::steps::dedup::clusters::{Layout, route_pair};
@@ -329,10 +327,6 @@ fn removals_schema() -> SchemaRef {
         Field::new("duplicate_of", DataType::Utf8, false),
         Field::new("jaccard", DataType::Float64, true),
     ]))
-}
-
-fn arrow_err(at: &Loc) -> impl Fn(shards::arrow::error::ArrowError) -> StageError + '_ {
-    move |source| StageError::Shard(ShardError::Arrow { at: At::file(at.to_string()), source })
 }
 
 /// A document's global number: its signature unit (= input shard) and row.

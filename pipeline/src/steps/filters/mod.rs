@@ -32,7 +32,7 @@ use shards::arrow::record_batch::RecordBatch;
 use shards::parquet_io::ParquetSink;
 use shards::{At, DocReader, DocWriter, LedgerEntry, LedgerWriter, Loc, Manifest, ShardError, WriteOptions, str_col};
 
-use crate::core::error::StageError;
+use crate::core::error::{StageError, arrow_err};
 use crate::core::slice::TaskSlice;
 use crate::core::stage::{MANIFEST, Stage, TaskReport};
 use crate::steps::{Outcome, Produces, Shape, Step, StepCtx, need};
@@ -327,10 +327,6 @@ fn edits_schema() -> SchemaRef {
         Field::new("count", DataType::UInt64, false),
         Field::new("lines", DataType::Utf8, true),
     ]))
-}
-
-fn arrow_err(at: &Loc) -> impl Fn(shards::arrow::error::ArrowError) -> StageError + '_ {
-    move |source| StageError::Shard(ShardError::Arrow { at: At::file(at.to_string()), source })
 }
 
 /// Rows of the edits table for one document.
