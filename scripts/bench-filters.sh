@@ -16,8 +16,8 @@ target="$CARGO_TARGET_DIR"
 venv="${GRIST_BENCH_VENV:-$target/bench-venv}"
 out="${TMPDIR:-/tmp}/grist-bench-filters"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -c "import datatrove, spacy, pyarrow, fasttext" 2>/dev/null ||
-  "$venv/bin/pip" install -q "datatrove==0.10.1" "spacy==3.8.18" "pyarrow==21.0.0" "fasttext-numpy2-wheel==0.9.2"
+"$venv/bin/python" -c "import datatrove, spacy, pyarrow, fasttext, regex" 2>/dev/null ||
+  "$venv/bin/pip" install -q "datatrove[processing]==0.10.1" "spacy==3.8.18" "pyarrow==21.0.0" "fasttext-numpy2-wheel==0.9.2"
 cargo build --release --quiet
 grist="$target/release/grist"
 rm -rf "$out"

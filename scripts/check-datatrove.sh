@@ -17,8 +17,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/grist-target}"
 venv="${GRIST_DATATROVE_VENV:-$CARGO_TARGET_DIR/datatrove-venv}"
 out="${TMPDIR:-/tmp}/grist-check-datatrove"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -c "import datatrove, spacy, pyarrow, fasttext, tldextract, ahocorasick" 2>/dev/null ||
-  "$venv/bin/pip" install -q "datatrove==0.10.1" "spacy==3.8.18" "pyarrow==21.0.0" "fasttext-numpy2-wheel==0.9.2" \
+"$venv/bin/python" -c "import datatrove, spacy, pyarrow, fasttext, tldextract, ahocorasick, regex" 2>/dev/null ||
+  "$venv/bin/pip" install -q "datatrove[processing]==0.10.1" "spacy==3.8.18" "pyarrow==21.0.0" "fasttext-numpy2-wheel==0.9.2" \
     "tldextract==5.4.0" "pyahocorasick==2.3.1"
 recipe=recipes/quality-real.toml
 profile=(--release)
