@@ -30,23 +30,23 @@ recipe="$out/recipe.toml"
 } >"$recipe"
 "$grist" -q ingest "$recipe" --set "run.out=$out" --set ingest.min_words=0 >/dev/null
 cores=$(getconf _NPROCESSORS_ONLN)
-for t in 1 "$cores"; do
-  rm -rf "$out/filters"
-  s=$(date +%s%N)
-  RAYON_NUM_THREADS=$t "$grist" -q filters "$recipe" --set "run.out=$out" >/dev/null
-  echo $(( ($(date +%s%N) - s) / 1000000 )) >"$out/filters-$t.ms"
-  cp "$out/filters/manifest.json" "$out/filters-$t.json"
-done
+# The whole `grist filters` command on 1 and all threads: NAME-T.ms (wall clock), NAME-T.json.
+time_grist() {
+  local recipe=$1 name=$2
+  for t in 1 "$cores"; do
+    rm -rf "$out/filters"
+    local s
+    s=$(date +%s%N)
+    RAYON_NUM_THREADS=$t "$grist" -q filters "$recipe" --set "run.out=$out" >/dev/null
+    echo $(( ($(date +%s%N) - s) / 1000000 )) >"$out/$name-$t.ms"
+    cp "$out/filters/manifest.json" "$out/$name-$t.json"
+  done
+}
+time_grist "$recipe" filters
 # The language ID alone: the same shards, only [filters.language].
 sed -n '/^\[run\]/,/^\[filters\]/p' "$recipe" >"$out/lid.toml"
 printf '[filters.language]\nmodel = "%s"\nlanguages = ["en"]\n' "$lid" >>"$out/lid.toml"
-for t in 1 "$cores"; do
-  rm -rf "$out/filters"
-  s=$(date +%s%N)
-  RAYON_NUM_THREADS=$t "$grist" -q filters "$out/lid.toml" --set "run.out=$out" >/dev/null
-  echo $(( ($(date +%s%N) - s) / 1000000 )) >"$out/lid-$t.ms"
-  cp "$out/filters/manifest.json" "$out/lid-$t.json"
-done
+time_grist "$out/lid.toml" lid
 echo "fasttext (one core) ..." >&2
 "$venv/bin/python" scripts/datatrove_filters.py lidbench "$lid" "$out/ingest" >"$out/fasttext.json"
 echo "datatrove (one core) ..." >&2
@@ -57,26 +57,26 @@ out, cores = sys.argv[1], int(sys.argv[2])
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 dt = json.load(open(f"{out}/datatrove.json"))
 print(f"CPU: {cpu}, {cores} cores; {dt['documents']} documents, {dt['mb']:.1f} MB of text")
-print(f"{'tool':<44} {'threads':>7} {'kept':>6} {'seconds':>8} {'MB/s':>7} {'MB/s/core':>10} {'vs datatrove/core':>18}")
-dt_rate = dt["mb"] / dt["seconds"]
-print(f"{'datatrove 0.10.1 (filter calls only)':<44} {1:>7} {dt['kept']:>6} {dt['seconds']:8.2f} {dt_rate:7.2f} {dt_rate:10.2f} {1.0:17.2f}x")
-for t in (1, cores):
-    m = json.load(open(f"{out}/filters-{t}.json"))
-    secs = int(open(f"{out}/filters-{t}.ms").read()) / 1000
-    rate = dt["mb"] / secs
-    print(f"{'grist filters (whole command)':<44} {t:>7} {m['accounting']['docs_out']:>6} {secs:8.2f} {rate:7.2f} {rate / t:10.2f} {rate / t / dt_rate:17.2f}x")
-same = all(json.load(open(f"{out}/filters-{t}.json"))["accounting"]["docs_out"] == dt["kept"] for t in (1, cores))
-print(f"same documents kept: {same}")
-ft = json.load(open(f"{out}/fasttext.json"))
+
+
+def table(title, peer_label, peer, name, vs):
+    """The peer's line, then grist's on 1 and all threads, and whether they kept the same."""
+    print(f"{title:<44} {'threads':>7} {'kept':>6} {'seconds':>8} {'MB/s':>7} {'MB/s/core':>10} {vs:>18}")
+    peer_rate = peer["mb"] / peer["seconds"]
+    print(f"{peer_label:<44} {1:>7} {peer['kept']:>6} {peer['seconds']:8.2f} {peer_rate:7.2f} {peer_rate:10.2f} {1.0:17.2f}x")
+    same = True
+    for t in (1, cores):
+        m = json.load(open(f"{out}/{name}-{t}.json"))
+        secs = int(open(f"{out}/{name}-{t}.ms").read()) / 1000
+        rate = peer["mb"] / secs
+        kept = m["accounting"]["docs_out"]
+        same &= kept == peer["kept"]
+        print(f"{'grist filters (whole command)':<44} {t:>7} {kept:>6} {secs:8.2f} {rate:7.2f} {rate / t:10.2f} {rate / t / peer_rate:17.2f}x")
+    print(f"same documents kept: {same}")
+
+
+table("tool", "datatrove 0.10.1 (filter calls only)", dt, "filters", "vs datatrove/core")
 print()
-print(f"{'language ID (lid.176.ftz, en > 0.65)':<44} {'threads':>7} {'kept':>6} {'seconds':>8} {'MB/s':>7} {'MB/s/core':>10} {'vs fasttext/core':>18}")
-ft_rate = ft["mb"] / ft["seconds"]
-print(f"{'fasttext 0.9.2 predict(k=-1) (calls only)':<44} {1:>7} {ft['kept']:>6} {ft['seconds']:8.2f} {ft_rate:7.2f} {ft_rate:10.2f} {1.0:17.2f}x")
-for t in (1, cores):
-    m = json.load(open(f"{out}/lid-{t}.json"))
-    secs = int(open(f"{out}/lid-{t}.ms").read()) / 1000
-    rate = ft["mb"] / secs
-    print(f"{'grist filters (whole command)':<44} {t:>7} {m['accounting']['docs_out']:>6} {secs:8.2f} {rate:7.2f} {rate / t:10.2f} {rate / t / ft_rate:17.2f}x")
-same = all(json.load(open(f"{out}/lid-{t}.json"))["accounting"]["docs_out"] == ft["kept"] for t in (1, cores))
-print(f"same documents kept: {same}")
+table("language ID (lid.176.ftz, en > 0.65)", "fasttext 0.9.2 predict(k=-1) (calls only)",
+      json.load(open(f"{out}/fasttext.json")), "lid", "vs fasttext/core")
 PY

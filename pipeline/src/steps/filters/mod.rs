@@ -109,32 +109,19 @@ pub struct FiltersConfig {
 impl FiltersConfig {
     /// The configured filters' names, in the order they run.
     pub fn names(&self) -> Vec<&'static str> {
-        let mut v = Vec::new();
-        if self.url.is_some() {
-            v.push("url");
-        }
-        if self.language.is_some() {
-            v.push("language");
-        }
-        if self.gopher_repetition.is_some() {
-            v.push("gopher_repetition");
-        }
-        if self.gopher_quality.is_some() {
-            v.push("gopher_quality");
-        }
-        if self.c4.is_some() {
-            v.push("c4");
-        }
-        if self.c4_paragraph.is_some() {
-            v.push("c4_paragraph");
-        }
-        if self.fineweb.is_some() {
-            v.push("fineweb");
-        }
-        if self.pii.is_some() {
-            v.push("pii");
-        }
-        v
+        [
+            ("url", self.url.is_some()),
+            ("language", self.language.is_some()),
+            ("gopher_repetition", self.gopher_repetition.is_some()),
+            ("gopher_quality", self.gopher_quality.is_some()),
+            ("c4", self.c4.is_some()),
+            ("c4_paragraph", self.c4_paragraph.is_some()),
+            ("fineweb", self.fineweb.is_some()),
+            ("pii", self.pii.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, on)| on.then_some(name))
+        .collect()
     }
 
     /// Problems with the settings (a recipe error).
