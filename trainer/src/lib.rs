@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod checkpoint;
 pub mod collective;
+pub mod eval;
 pub mod forward;
 pub mod gemm;
 pub mod generate;
