@@ -106,6 +106,58 @@ pub enum Command {
         /// Start over: remove the run's checkpoints and metrics instead of resuming.
         #[arg(long)]
         fresh: bool,
+        /// Fine-tune (or continue pretraining) from this checkpoint's weights with a fresh
+        /// optimizer: a grist checkpoint or training output, or a Hugging Face GPT-2 directory
+        /// (config.json, model.safetensors). Same as --set init=DIR.
+        #[arg(long, value_name = "DIR")]
+        init: Option<String>,
+    },
+    /// Evaluate a checkpoint (grist's or a Hugging Face GPT-2's): loss and bits per byte on
+    /// held-out text with bootstrap intervals, and tasks zero-, one- or few-shot (docs/eval.md).
+    Eval {
+        /// A checkpoint directory, or a training output (its newest checkpoint).
+        #[arg(long)]
+        checkpoint: String,
+        /// A held-out set, NAME=PATH[,PATH...] (any format ingest reads); repeatable.
+        #[arg(long = "eval", value_name = "NAME=PATHS")]
+        sets: Vec<String>,
+        /// A task file (JSON lines: ctx/endings/label for multiple choice, question/answer for
+        /// free-form); repeatable.
+        #[arg(long = "task", value_name = "FILE")]
+        tasks: Vec<PathBuf>,
+        /// Examples before each item (0: zero-shot), drawn from --examples, else from the
+        /// task's other items.
+        #[arg(long, default_value_t = 0)]
+        shots: usize,
+        /// The task's training split, where the shots are drawn from.
+        #[arg(long, value_name = "FILE")]
+        examples: Option<PathBuf>,
+        /// Print each item's prompt, the scores of its endings or its generated answer.
+        #[arg(long)]
+        show_prompts: bool,
+        /// Only the first N items of each task.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// Free-form: tokens generated at most per answer.
+        #[arg(long, default_value_t = 256)]
+        max_tokens: usize,
+        /// Evaluate at this context length (at most the model's).
+        #[arg(long)]
+        seq_len: Option<usize>,
+        /// Sequences per forward pass.
+        #[arg(long, default_value_t = 8)]
+        micro_batch: usize,
+        /// Bootstrap resamples for the intervals.
+        #[arg(long, default_value_t = 1000)]
+        reps: usize,
+        /// Seed of the shots and the bootstrap.
+        #[arg(long, default_value_t = 1234)]
+        seed: u64,
+        /// Where held-out sets are ingested (kept, reused when up to date); default a temporary folder.
+        #[arg(long)]
+        work: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
     },
     /// Continue a prompt with a trained model (temperature and top-k sampling).
     Generate {

@@ -18,6 +18,7 @@ use pipeline::steps::{Outcome, STEPS, Step};
 use shards::Loc;
 
 pub mod cli;
+pub mod eval_cmd;
 mod inspect_cmd;
 mod sql;
 mod train_cmd;
@@ -192,11 +193,33 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             let path = pipeline::inspect::report::write_report(&run, out.as_deref())?;
             println!("report   {}", path.display());
         }
-        Command::Train { config, overrides, fresh } => {
+        Command::Train { config, mut overrides, fresh, init } => {
+            if let Some(dir) = init {
+                overrides.push(format!("init={}", toml::Value::String(dir)));
+            }
             let cfg = train_cmd::load_config(&config, &overrides)?;
             let start = if fresh { train_cmd::Start::Fresh } else { train_cmd::Start::Resume };
             let (summary, _) = train_cmd::run_training(&cfg, start)?;
             train_cmd::print_summary(&summary);
+        }
+        Command::Eval {
+            checkpoint,
+            sets,
+            tasks,
+            shots,
+            examples,
+            show_prompts,
+            limit,
+            max_tokens,
+            seq_len,
+            micro_batch,
+            reps,
+            seed,
+            work,
+            json,
+        } => {
+            let run = eval_cmd::TaskRun { shots, seed, limit, max_tokens, micro_batch, show_prompts, reps };
+            eval_cmd::eval(&eval_cmd::EvalRequest { checkpoint, sets, tasks, examples, work, run, seq_len, json })?;
         }
         Command::Generate { checkpoint, prompt, tokens, temperature, top_k, seed, samples } => {
             for i in 0..samples as u64 {

@@ -309,12 +309,7 @@ pub fn print_summary(s: &TrainSummary) {
 
 /// `grist generate`: continues a prompt with a checkpoint's model.
 pub fn run_generate(checkpoint: &str, prompt: &str, tokens: usize, sampling: Sampling) -> Result<String> {
-    let mut dir = Path::new(checkpoint).to_path_buf();
-    if let Some(latest) =
-        trainer::checkpoint::latest(&dir).or_else(|| trainer::checkpoint::latest(&dir.join("checkpoints")))
-    {
-        dir = latest;
-    }
+    let dir = trainer::checkpoint::resolve(Path::new(checkpoint));
     let params = trainer::checkpoint::load_model(&dir)?;
     let vocab = params.config.vocab_size;
     if vocab != pipeline::steps::tokenize::GPT2_VOCAB {

@@ -95,8 +95,8 @@ fn write_views(
     file.sync_all().map_err(io(path))
 }
 
-/// Reads every tensor of a safetensors file (F32 only), checking the header's offsets against
-/// the file.
+/// Reads every tensor of a safetensors file (F32, and F16 or BF16 widened to f32, as Hugging Face
+/// checkpoints may store them), checking the header's offsets against the file.
 pub fn read_safetensors(path: &Path) -> Result<(Vec<Tensor>, BTreeMap<String, String>), CheckpointError> {
     let bytes = std::fs::read(path).map_err(io(path))?;
     let n =
@@ -119,9 +119,11 @@ pub fn read_safetensors(path: &Path) -> Result<(Vec<Tensor>, BTreeMap<String, St
             continue;
         }
         let dtype = v["dtype"].as_str().unwrap_or_default();
-        if dtype != "F32" {
-            return Err(format_err(path, format!("{name}: dtype {dtype:?}, only F32 is read")));
-        }
+        let width = match dtype {
+            "F32" => 4,
+            "F16" | "BF16" => 2,
+            _ => return Err(format_err(path, format!("{name}: dtype {dtype:?}; F32, F16 and BF16 are read"))),
+        };
         let shape: Vec<usize> =
             v["shape"].as_array().into_iter().flatten().filter_map(|x| x.as_u64()).map(|x| x as usize).collect();
         let offs: Vec<usize> =
@@ -129,16 +131,43 @@ pub fn read_safetensors(path: &Path) -> Result<(Vec<Tensor>, BTreeMap<String, St
         let [a, b] = offs[..] else {
             return Err(format_err(path, format!("{name}: data_offsets missing")));
         };
-        if a > b || b > data.len() || b - a != shape.iter().product::<usize>() * 4 {
+        let count = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).and_then(|n| n.checked_mul(width));
+        if a > b || b > data.len() || Some(b - a) != count {
             return Err(format_err(
                 path,
                 format!("{name}: bytes {a}..{b} of {} do not hold shape {shape:?}", data.len()),
             ));
         }
-        let values = data[a..b].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let values = match dtype {
+            "F32" => data[a..b].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            "BF16" => data[a..b]
+                .chunks_exact(2)
+                .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16))
+                .collect(),
+            _ => data[a..b].chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
+        };
         tensors.push(Tensor { name, shape, data: values });
     }
     Ok((tensors, metadata))
+}
+
+/// An IEEE half-precision value as f32 (exact: every f16 is an f32).
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h >> 15) as u32) << 31;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let man = (h & 0x3ff) as u32;
+    let bits = match (exp, man) {
+        (0, 0) => sign,
+        // Subnormal: man x 2^-24, renormalized.
+        (0, m) => {
+            let x = m as f32 * 2f32.powi(-24);
+            return if sign != 0 { -x } else { x };
+        }
+        (0x1f, 0) => sign | 0x7f80_0000,
+        (0x1f, m) => sign | 0x7fc0_0000 | (m << 13),
+        (e, m) => sign | ((e + 112) << 23) | (m << 13),
+    };
+    f32::from_bits(bits)
 }
 
 /// (out, in) row-major -> (in, out) row-major.
@@ -197,10 +226,15 @@ pub fn to_hf(params: &Params) -> Vec<Tensor> {
 
 /// Parameters from Hugging Face GPT-2 tensors (the vocabulary padding left at zero).
 pub fn from_hf(cfg: GptConfig, tensors: &[Tensor], path: &Path) -> Result<Params, CheckpointError> {
-    let by_name: BTreeMap<&str, &Tensor> = tensors.iter().map(|t| (t.name.as_str(), t)).collect();
+    // `GPT2LMHeadModel` saves `transformer.h.0...`, `GPT2Model` (and the `gpt2` repository on the
+    // Hub) `h.0...`; both are read. Other tensors (`lm_head.weight`, tied to `wte`; the attention
+    // masks `attn.bias` of older versions) are not parameters and are left.
+    let by_name: BTreeMap<&str, &Tensor> =
+        tensors.iter().map(|t| (t.name.strip_prefix("transformer.").unwrap_or(&t.name), t)).collect();
     let mut p = Params::zeros(cfg);
     for (name, param, layer, shape, conv1d) in hf_layout(&cfg) {
-        let t = by_name.get(name.as_str()).ok_or_else(|| format_err(path, format!("tensor {name} missing")))?;
+        let short = name.strip_prefix("transformer.").unwrap_or(&name);
+        let t = by_name.get(short).ok_or_else(|| format_err(path, format!("tensor {name} missing")))?;
         if t.shape != shape {
             return Err(format_err(path, format!("{name}: shape {:?}, the config wants {shape:?}", t.shape)));
         }
@@ -243,12 +277,22 @@ pub fn config_from_hf(v: &Value, path: &Path) -> Result<GptConfig, CheckpointErr
     let get = |k: &str| {
         v[k].as_u64().map(|x| x as usize).ok_or_else(|| format_err(path, format!("config.json: {k} missing")))
     };
+    // The model grist computes: GPT-2's tanh GELU and an MLP of 4C.
+    if let Some(act) = v["activation_function"].as_str().filter(|a| *a != "gelu_new") {
+        return Err(format_err(
+            path,
+            format!("config.json: activation_function {act:?}; grist's GPT-2 computes \"gelu_new\""),
+        ));
+    }
     let (vocab, t, c, l, h) =
         (get("vocab_size")?, get("n_positions")?, get("n_embd")?, get("n_layer")?, get("n_head")?);
     let padded = v["grist_padded_vocab_size"].as_u64().map_or(vocab.div_ceil(128) * 128, |x| x as usize);
     let mut cfg = GptConfig::new(t, vocab, l, h, c, 1);
     cfg.padded_vocab_size = padded;
     cfg.attention_band = v["grist_attention_band"].as_u64().map(|x| x as usize);
+    if let Some(inner) = v["n_inner"].as_u64().filter(|&n| n as usize != 4 * c) {
+        return Err(format_err(path, format!("config.json: n_inner {inner}; grist's GPT-2 has an MLP of 4 x n_embd")));
+    }
     cfg.validate().map_err(|e| format_err(path, e))?;
     Ok(cfg)
 }
@@ -270,7 +314,7 @@ fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<(), CheckpointE
     f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(io(path))
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, CheckpointError> {
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, CheckpointError> {
     let bytes = std::fs::read(path).map_err(io(path))?;
     serde_json::from_slice(&bytes)
         .map_err(|e| format_err(path, format!("line {}, column {}: {e}", e.line(), e.column())))
@@ -474,15 +518,46 @@ pub fn resume_point(dir: &Path) -> Result<Resume, CheckpointError> {
     Ok(Resume { path: Some(path), note })
 }
 
+/// The checkpoint a path names: a checkpoint directory as it is, or a training output's (or a
+/// checkpoints folder's) newest whole checkpoint.
+pub fn resolve(path: &Path) -> PathBuf {
+    latest(path).or_else(|| latest(&path.join("checkpoints"))).unwrap_or_else(|| path.to_path_buf())
+}
+
 /// The newest whole checkpoint in `dir`, if any (see [`resume_point`]).
 pub fn latest(dir: &Path) -> Option<PathBuf> {
     resume_point(dir).ok()?.path
 }
 
+/// The model of a checkpoint directory: grist's, or any GPT-2 checkpoint in Hugging Face's
+/// layout (`config.json` and `model.safetensors`).
 pub fn load_model(ckpt: &Path) -> Result<Params, CheckpointError> {
-    let cfg = config_from_hf(&read_json(&ckpt.join("config.json"))?, &ckpt.join("config.json"))?;
+    load_model_at(ckpt, None)
+}
+
+/// [`load_model`] with the context cut to `seq_len` positions (the first rows of the position
+/// table; a model trained at T = 1024 fine-tunes at a shorter T). A longer context is refused:
+/// its positions were never trained.
+pub fn load_model_at(ckpt: &Path, seq_len: Option<usize>) -> Result<Params, CheckpointError> {
+    let mut cfg = config_from_hf(&read_json(&ckpt.join("config.json"))?, &ckpt.join("config.json"))?;
     let path = ckpt.join("model.safetensors");
-    let (tensors, _) = read_safetensors(&path)?;
+    if !path.exists() && ckpt.join("pytorch_model.bin").exists() {
+        return Err(format_err(
+            &path,
+            "missing; this checkpoint has only pytorch_model.bin (a pickle, not read)\nhint: save it as safetensors: GPT2LMHeadModel.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)",
+        ));
+    }
+    let (mut tensors, _) = read_safetensors(&path)?;
+    if let Some(t) = seq_len.filter(|&t| t != cfg.max_seq_len) {
+        if t == 0 || t > cfg.max_seq_len {
+            return Err(format_err(&path, format!("seq_len {t}: the model has {} positions", cfg.max_seq_len)));
+        }
+        for x in tensors.iter_mut().filter(|x| x.name.ends_with("wpe.weight") && x.shape.len() == 2) {
+            x.data.truncate(t * x.shape[1]);
+            x.shape[0] = t;
+        }
+        cfg.max_seq_len = t;
+    }
     from_hf(cfg, &tensors, &path)
 }
 
@@ -543,6 +618,59 @@ mod tests {
         assert_eq!(attn.data[2 * 24 + 5], ours[5 * 8 + 2], "element (in 2, out 5)");
         assert!(tensors.iter().all(|t| !t.name.starts_with("lm_head")));
         assert_eq!(tensors.iter().find(|t| t.name == "transformer.wte.weight").unwrap().shape, [100, 8], "no padding");
+    }
+
+    #[test]
+    fn hugging_face_layouts_load_prefixless_half_precision_with_extra_tensors() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = GptConfig::new(8, 100, 2, 2, 8, 64);
+        let mut params = Params::gpt2_init(cfg, 5);
+        // Values a BF16 file holds exactly.
+        params.data.iter_mut().for_each(|x| *x = f32::from_bits(x.to_bits() & 0xffff_0000));
+        // `GPT2Model` names (no `transformer.`), BF16, plus tensors that are not parameters.
+        let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = to_hf(&params)
+            .into_iter()
+            .map(|t| (t.name.trim_start_matches("transformer.").to_string(), t.shape, t.data))
+            .collect();
+        tensors.push(("h.0.attn.bias".into(), vec![1, 1, 8, 8], vec![1.0; 64]));
+        let wte = tensors[0].2.clone();
+        tensors.push(("lm_head.weight".into(), vec![100, 8], wte));
+        let (mut header, mut data) = (serde_json::Map::new(), Vec::new());
+        for (name, shape, values) in &tensors {
+            let a = data.len();
+            for v in values {
+                data.extend_from_slice(&((v.to_bits() >> 16) as u16).to_le_bytes());
+            }
+            header.insert(name.clone(), json!({"dtype": "BF16", "shape": shape, "data_offsets": [a, data.len()]}));
+        }
+        let head = serde_json::to_vec(&Value::Object(header)).unwrap();
+        let mut file = (head.len() as u64).to_le_bytes().to_vec();
+        file.extend(head);
+        file.extend(data);
+        std::fs::write(dir.path().join("model.safetensors"), file).unwrap();
+        let mut config = hf_config(&cfg);
+        config.as_object_mut().unwrap().retain(|k, _| !k.starts_with("grist_"));
+        std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+        assert_eq!(load_model(dir.path()).unwrap(), params);
+        // A context cut keeps the first rows of the position table.
+        let short = load_model_at(dir.path(), Some(4)).unwrap();
+        assert_eq!(short.get(Param::Wpe), &params.get(Param::Wpe)[..4 * 8]);
+        assert!(load_model_at(dir.path(), Some(9)).unwrap_err().to_string().contains("8 positions"));
+        // Another activation is another model: refused.
+        config["activation_function"] = json!("relu");
+        std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+        assert!(load_model(dir.path()).unwrap_err().to_string().contains("relu"));
+    }
+
+    #[test]
+    fn half_precision_values_widen_exactly() {
+        let cases = [(0x3c00, 1.0), (0xc000, -2.0), (0x7bff, 65504.0), (0x0001, 2f32.powi(-24)), (0x8000, -0.0)];
+        for (h, want) in cases {
+            assert_eq!(f16_to_f32(h).to_bits(), f32::to_bits(want), "{h:#06x}");
+        }
+        assert_eq!(f16_to_f32(0x7c00), f32::INFINITY);
+        assert!(f16_to_f32(0x7e00).is_nan());
+        assert_eq!(f16_to_f32(0x83ff), -1023.0 * 2f32.powi(-24));
     }
 
     #[test]

@@ -38,6 +38,13 @@ pub struct TrainConfig {
     pub attention_band: Option<usize>,
     #[serde(default = "default_vocab")]
     pub vocab_size: usize,
+    /// Start from this checkpoint's weights with a fresh optimizer (fine-tuning, or continued
+    /// pretraining): a grist checkpoint or training output (its newest checkpoint), or any GPT-2
+    /// checkpoint in Hugging Face's layout (`config.json`, `model.safetensors`). The model is the
+    /// checkpoint's: `model` and `vocab_size` are not read, `layers`/`heads`/`channels` are
+    /// refused, and `seq_len` may shorten the context. A run that has checkpoints of its own
+    /// resumes from those, as always.
+    pub init: Option<String>,
     /// Training token shards: a stage directory (`out/demo/blend`: its `*.side-train*.bin`),
     /// a directory of `.bin` shards, or one shard.
     pub train_data: String,
@@ -178,6 +185,31 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
 impl TrainConfig {
     /// The model this config describes.
     pub fn model_config(&self) -> Result<GptConfig, TrainError> {
+        if let Some(init) = &self.init {
+            if self.layers.is_some() || self.heads.is_some() || self.channels.is_some() {
+                return Err(TrainError::Config(
+                    "init: the model is the checkpoint's; drop layers/heads/channels".into(),
+                ));
+            }
+            let dir = checkpoint::resolve(Path::new(init));
+            let path = dir.join("config.json");
+            let mut cfg = checkpoint::config_from_hf(&checkpoint::read_json(&path)?, &path)?;
+            if let Some(t) = self.seq_len {
+                if t == 0 || t > cfg.max_seq_len {
+                    return Err(TrainError::Config(format!(
+                        "seq_len {t}: the init checkpoint {} has {} positions",
+                        dir.display(),
+                        cfg.max_seq_len
+                    )));
+                }
+                cfg.max_seq_len = t;
+            }
+            if self.attention_band.is_some() {
+                cfg.attention_band = self.attention_band;
+            }
+            cfg.validate().map_err(TrainError::Config)?;
+            return Ok(cfg);
+        }
         let mut cfg = if self.model == "custom" {
             let need = |x: Option<usize>, k: &str| {
                 x.ok_or_else(|| TrainError::Config(format!("model = \"custom\" needs `{k}`")))
@@ -270,6 +302,7 @@ impl TrainConfig {
     fn trajectory(&self) -> Vec<(&'static str, String)> {
         vec![
             ("model", format!("{:?}", self.model_config().ok())),
+            ("init", format!("{:?}", self.init)),
             ("seed", self.seed.to_string()),
             ("micro_batch", self.micro_batch.to_string()),
             ("batch_size", self.batch().to_string()),
@@ -573,7 +606,11 @@ pub fn train_across(
             }
         }
     }
-    let mut backend = CpuBackend::new(Params::gpt2_init(model, cfg.seed));
+    let start = match &cfg.init {
+        Some(init) => checkpoint::load_model_at(&checkpoint::resolve(Path::new(init)), Some(t))?,
+        None => Params::gpt2_init(model, cfg.seed),
+    };
+    let mut backend = CpuBackend::new(start);
     if world > 1 {
         backend.shard_optimizer(rank, world);
     }
@@ -971,5 +1008,50 @@ mod tests {
         h.join().unwrap();
         let err = train_across(&cfg, &train, &val, true, &mut a, &mut |_| {}).unwrap_err().to_string();
         assert!(err.contains("rank 1 left the group"), "{err}");
+    }
+
+    #[test]
+    fn a_fine_tune_starts_from_the_given_weights_exactly_with_a_fresh_optimizer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (base, train_shards, val) = tiny_run(dir.path(), "base", 6);
+        let s = train(&base, &train_shards, &val, false, &mut |_| {}).unwrap();
+        let ckpt = PathBuf::from(s.checkpoint.unwrap());
+        let mut ft = base.clone();
+        // A training output names its newest checkpoint; the context is cut from 32 to 16.
+        ft.init = Some(dir.path().join("base").display().to_string());
+        (ft.layers, ft.heads, ft.channels, ft.seq_len) = (None, None, None, Some(16));
+        ft.out = dir.path().join("ft").display().to_string();
+        (ft.steps, ft.seed, ft.warmup_tokens, ft.eval_every) = (Some(2), 11, 0, 0);
+        let got = train(&ft, &train_shards, &[], false, &mut |_| {}).unwrap();
+        // The first step's loss, computed here from the checkpoint's weights on the same batch.
+        let params = checkpoint::load_model_at(&ckpt, Some(16)).unwrap();
+        let whole = checkpoint::load_model(&ckpt).unwrap();
+        assert_eq!(params.get(crate::model::Param::Wpe), &whole.get(crate::model::Param::Wpe)[..16 * 64]);
+        assert_eq!(params.get(crate::model::Param::QkvW), whole.get(crate::model::Param::QkvW));
+        let mut b = CpuBackend::new(params);
+        let mut loader = DataLoader::new(&train_shards, 16, 11, 256).unwrap();
+        let windows = loader.next_batch(12, 0, 1).unwrap();
+        let (mut x, mut y) = (vec![0u32; 32], vec![0u32; 32]);
+        let mut sum = 0.0f64;
+        for chunk in windows.chunks(2) {
+            loader.fill(chunk, &mut x, &mut y).unwrap();
+            sum += b.forward(&x, Some(&y), 2, 16).unwrap().unwrap() as f64 * 2.0;
+        }
+        let want = (sum / 12.0) as f32;
+        assert_eq!(got.first_loss, Some(want), "the fine-tune's first loss is the checkpoint's");
+        // A fresh optimizer: two AdamW steps in the new run, not the base's six plus two.
+        let saved = checkpoint::load::<TrainState>(Path::new(got.checkpoint.as_ref().unwrap())).unwrap();
+        assert_eq!((saved.state.adam_step, saved.state.step), (2, 2));
+        // From scratch (no init) the same seed starts elsewhere: the test could fail.
+        let mut scratch = ft.clone();
+        (scratch.init, scratch.model, scratch.layers, scratch.heads, scratch.channels) =
+            (None, "custom".into(), Some(2), Some(2), Some(64));
+        scratch.out = dir.path().join("scratch").display().to_string();
+        let other = train(&scratch, &train_shards, &[], false, &mut |_| {}).unwrap();
+        assert_ne!(other.first_loss, got.first_loss);
+        // Longer than the checkpoint's context: refused.
+        let mut long = ft.clone();
+        long.seq_len = Some(64);
+        assert!(long.validate().unwrap_err().to_string().contains("has 32 positions"));
     }
 }
