@@ -112,6 +112,19 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         init: Option<String>,
     },
+    /// Does the recipe make better models? Train the same small GPT on arms that differ only in
+    /// which data stages apply (raw, + filters, + quality, + dedup, the recipe's mixture) and
+    /// compare them on held-out sets ([ablate] in the recipe; docs/eval.md).
+    Ablate {
+        /// Recipe TOML file with an [ablate] table.
+        recipe: PathBuf,
+        /// Override a recipe key, as for `grist run`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Only these arms, in this order (comma separated; default: ablate.arms, else all).
+        #[arg(long, value_delimiter = ',')]
+        arms: Vec<String>,
+    },
     /// Evaluate a checkpoint (grist's or a Hugging Face GPT-2's): loss and bits per byte on
     /// held-out text with bootstrap intervals, and tasks zero-, one- or few-shot (docs/eval.md).
     Eval {

@@ -17,6 +17,7 @@ use pipeline::run::RunEnd;
 use pipeline::steps::{Outcome, STEPS, Step};
 use shards::Loc;
 
+mod ablate_cmd;
 pub mod cli;
 pub mod eval_cmd;
 mod inspect_cmd;
@@ -202,6 +203,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             let (summary, _) = train_cmd::run_training(&cfg, start)?;
             train_cmd::print_summary(&summary);
         }
+        Command::Ablate { recipe, overrides, arms } => return ablate_cmd::ablate(&recipe, &overrides, &arms),
         Command::Eval {
             checkpoint,
             sets,

@@ -12,6 +12,7 @@
 //! - `run`: a recipe run (steps in registry order, verification, the closing summary);
 //! - `inspect`: summaries, `--verify` and the HTML report.
 
+pub mod ablate;
 pub mod core;
 pub mod formats;
 pub mod inspect;

@@ -140,6 +140,58 @@ pub fn loss_chart(lines: &[MetricsLine]) -> String {
     s
 }
 
+/// Several loss curves on one chart (one colour each, a legend): `series` is (name, points of
+/// (tokens, loss)).
+pub fn curves_chart(series: &[(String, Vec<(f64, f64)>)]) -> String {
+    const COLOURS: [&str; 8] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
+    let (w, h, left, right, top, bottom) = (640.0, 360.0, 56.0, 130.0, 28.0, 40.0);
+    let all: Vec<&(f64, f64)> = series.iter().flat_map(|s| &s.1).filter(|p| p.1.is_finite()).collect();
+    let xmax = all.iter().map(|p| p.0).fold(1.0f64, f64::max);
+    let ymax = all.iter().map(|p| p.1).fold(f64::MIN, f64::max);
+    let ymin = all.iter().map(|p| p.1).fold(f64::MAX, f64::min).min(ymax);
+    let (ymin, ymax) =
+        if all.is_empty() { (0.0, 1.0) } else { (ymin.floor().max(0.0), ymax.ceil().max(ymin.floor() + 1.0)) };
+    let px = |x: f64| left + (w - left - right) * x / xmax;
+    let py = |y: f64| top + (h - top - bottom) * (1.0 - (y - ymin) / (ymax - ymin));
+    let mut s = format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" font-family="sans-serif" font-size="11"><rect width="{w}" height="{h}" fill="white"/><text x="{left}" y="16" font-size="13">training loss</text>"##
+    );
+    for i in 0..=4 {
+        let y = ymin + (ymax - ymin) * i as f64 / 4.0;
+        let x = xmax * i as f64 / 4.0;
+        let _ = write!(
+            s,
+            r##"<line x1="{left}" x2="{}" y1="{py:.1}" y2="{py:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{y:.2}</text><text x="{:.1}" y="{}" text-anchor="middle">{}</text>"##,
+            w - right,
+            left - 4.0,
+            py(y) + 4.0,
+            px(x),
+            h - bottom + 16.0,
+            human(x),
+            py = py(y)
+        );
+    }
+    let _ = write!(s, r##"<text x="{}" y="{}" text-anchor="middle">tokens</text>"##, (left + w - right) / 2.0, h - 6.0);
+    for (i, (name, points)) in series.iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        let pts: Vec<String> =
+            points.iter().filter(|p| p.1.is_finite()).map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y))).collect();
+        let ly = top + 16.0 * i as f64;
+        let name: String = name.chars().filter(|c| c.is_alphanumeric() || "_-. ".contains(*c)).collect();
+        let _ = write!(
+            s,
+            r##"<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{}"/><line x1="{}" x2="{}" y1="{ly}" y2="{ly}" stroke="{colour}" stroke-width="2"/><text x="{}" y="{}">{name}</text>"##,
+            pts.join(" "),
+            w - right + 8.0,
+            w - right + 26.0,
+            w - right + 30.0,
+            ly + 4.0
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
 fn human(x: f64) -> String {
     match x {
         x if x >= 1e9 => format!("{:.1}B", x / 1e9),

@@ -45,6 +45,9 @@ pub struct Recipe {
     /// train directories.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train: Option<toml::Table>,
+    /// `grist ablate`: arms over the recipe's stages, one small GPT each, held-out sets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ablate: Option<crate::ablate::AblateConfig>,
 }
 
 /// Settings shared by every stage.

@@ -342,6 +342,64 @@ pub fn write_report(run: &Path, out: Option<&Path>) -> Result<std::path::PathBuf
         section(&mut body, "training", "Training", html);
     }
 
+    // The ablation (`grist ablate`): every arm's loss curve, and the held-out table.
+    let ablate = run.join("ablate/ablate.json");
+    if let Ok(bytes) = std::fs::read(&ablate) {
+        let v: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| StageError::Usage(format!("{}: not JSON: {e}", ablate.display())))?;
+        let arms = v["arms"].as_array().cloned().unwrap_or_default();
+        let series: Vec<(String, Vec<(f64, f64)>)> = arms
+            .iter()
+            .map(|a| {
+                let pts = a["curve"].as_array().into_iter().flatten();
+                let pts = pts.filter_map(|p| Some((p[0].as_f64()?, p[1].as_f64()?))).collect();
+                (a["name"].as_str().unwrap_or("?").to_string(), pts)
+            })
+            .collect();
+        let mut html = shards::metrics::curves_chart(&series);
+        let t: Vec<Vec<String>> = arms
+            .iter()
+            .map(|a| {
+                vec![
+                    a["name"].as_str().unwrap_or("?").to_string(),
+                    a["about"].as_str().unwrap_or("").to_string(),
+                    thousands(a["tokens_available"].as_u64().unwrap_or(0)),
+                    thousands(a["tokens_trained"].as_u64().unwrap_or(0)),
+                    a["last_loss"].as_f64().map_or("-".into(), |l| format!("{l:.3}")),
+                ]
+            })
+            .collect();
+        html += &table(&["arm", "stages", "tokens available", "tokens trained", "final loss"], &t);
+        let ci = |x: &serde_json::Value, signed: bool| match (x["value"].as_f64(), x["lo"].as_f64(), x["hi"].as_f64()) {
+            (Some(v), Some(lo), Some(hi)) if signed => format!("{v:+.4} [{lo:+.4}, {hi:+.4}]"),
+            (Some(v), Some(lo), Some(hi)) => format!("{v:.4} [{lo:.4}, {hi:.4}]"),
+            _ => "-".into(),
+        };
+        for set in v["sets"].as_array().into_iter().flatten() {
+            let name = set[0].as_str().unwrap_or("?");
+            let rows: Vec<Vec<String>> = set[1]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|sc| {
+                    let called = match sc["called"].as_bool() {
+                        Some(true) => " (called)",
+                        _ => "",
+                    };
+                    vec![
+                        sc["arm"].as_str().unwrap_or("?").to_string(),
+                        ci(&sc["loss"], false),
+                        ci(&sc["bits_per_byte"], false),
+                        format!("{}{called}", ci(&sc["vs_first"], true)),
+                    ]
+                })
+                .collect();
+            let _ = write!(html, "<h3>held-out {}</h3>", esc(name));
+            html += &table(&["arm", "loss [95% CI]", "bits/byte [95% CI]", "vs the first arm [95% CI, paired]"], &rows);
+        }
+        section(&mut body, "ablation", "Ablation", html);
+    }
+
     // Documents.
     if let Some(last) = summaries.iter().rev().find(|s| s.stage != tokenize::STEP.name).or(summaries.last()) {
         let docs = sample_docs(&run_loc.join(&last.stage), 2)?;

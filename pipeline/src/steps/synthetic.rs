@@ -156,6 +156,10 @@ const PRODUCT: &[&str] = &[
 
 const NAME: &[&str] = &["Ada", "Bram", "Chiara", "Dmitri", "Esi", "Farid", "Greta", "Hiro", "Ines", "Jonas"];
 
+/// Documents of held-out prose the sample writes, and where.
+pub const HELDOUT_DOCS: usize = 60;
+pub const HELDOUT_FILE: &str = "heldout/prose.jsonl";
+
 /// The built-in sample's benchmark: word problems in the style of a math test set. Item `i`
 /// is deterministic from the seed; some are planted inside crawl prose.
 pub fn benchmark_item(seed: u64, i: usize) -> String {
@@ -240,6 +244,9 @@ pub struct SyntheticReport {
     pub crawl_files: usize,
     pub crawl_records: usize,
     pub book_files: usize,
+    /// Held-out prose (`heldout/prose.jsonl`): never an input of the recipe, for evaluation.
+    #[serde(default)]
+    pub heldout_docs: usize,
     /// Planted bad records: empty texts, malformed JSON, invalid UTF-8, too-short texts.
     pub planted_empty: usize,
     pub planted_malformed_json: usize,
@@ -287,8 +294,9 @@ fn step(ctx: &StepCtx) -> Result<Outcome, StageError> {
         dir: out.clone(),
         fingerprint: shards::checksum::xxh3_hex(key.to_string().as_bytes()),
         report: MARKER,
-        // A corpus written before the language model was part of it is written again.
-        files: &[LID_MODEL],
+        // A corpus written before the language model (or the held-out prose) was part of it is
+        // written again.
+        files: &[LID_MODEL, HELDOUT_FILE],
     };
     let (report, up_to_date) = match global.completed::<SyntheticReport>() {
         Some(r) => {
@@ -432,6 +440,17 @@ pub fn write(out: &Loc, seed: u64, docs: usize) -> Result<SyntheticReport, Stage
         out.join(&format!("books/book-{b:04}.txt")).write_atomic(text.as_bytes())?;
         rep.book_files += 1;
     }
+    // Held-out text for `grist eval` and `grist ablate`: prose of the same kind as the books and
+    // WebText pages, from its own random stream, in no input of the recipe.
+    let heldout: String = (0..HELDOUT_DOCS)
+        .map(|i| {
+            let mut r = DocRng::new(seed, "sample/heldout", &i.to_string());
+            let paragraphs = 2 + r.below(4) as usize;
+            format!("{}\n", serde_json::json!({ "id": i, "text": prose(&mut r, paragraphs) }))
+        })
+        .collect();
+    out.join(HELDOUT_FILE).write_atomic(heldout.as_bytes())?;
+    rep.heldout_docs = HELDOUT_DOCS;
     out.join(LID_MODEL).write_atomic(&sample_lid_model())?;
     Ok(rep)
 }

@@ -222,19 +222,30 @@ impl Split {
     }
 }
 
-/// Runs the tokenizer for one task slice.
+/// Runs the tokenizer for one task slice: `{run_out}/{cfg.input}` into `{run_out}/tokenize`.
 pub fn run(cfg: &TokenizeConfig, seed: u64, run_out: &Loc, slice: TaskSlice) -> Result<TaskReport, StageError> {
+    run_into(cfg, seed, &run_out.join(&cfg.input), &run_out.join(STAGE), slice)
+}
+
+/// [`run`] from any document stage directory into any output directory (`grist ablate`'s arms
+/// tokenize earlier stages of the recipe beside its own tokenize output).
+pub fn run_into(
+    cfg: &TokenizeConfig,
+    seed: u64,
+    input_dir: &Loc,
+    out_dir: &Loc,
+    slice: TaskSlice,
+) -> Result<TaskReport, StageError> {
     // The encoder's tables (about 0.1 s) are built on another thread while manifests are read
     // and input shards verified.
     rayon::spawn(|| {
         Gpt2Bpe::get();
     });
-    let input_dir = run_out.join(&cfg.input);
     let input = Manifest::read(&input_dir.join(MANIFEST))?;
     let mut config = serde_json::to_value(cfg).map_err(|e| StageError::Recipe(e.to_string()))?;
     config["seed"] = seed.into();
     config["tokenizer"] = "r50k_base (tiktoken-rs 0.12)".into();
-    let stage = Stage::per_input_file(STAGE, run_out.join(STAGE), config, &input);
+    let stage = Stage::per_input_file(STAGE, out_dir.clone(), config, &input);
     stage.run(slice, |ctx| {
         let start = Instant::now();
         let entry = &input.outputs[ctx.unit];
