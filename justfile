@@ -40,6 +40,16 @@ ci:
 demo:
     cargo run --release -- run recipes/demo.toml
 
+# Does the recipe make better models? The demo's stages, then the same tiny GPT on four arms
+# (raw, quality, dedup, the recipe's mixture), compared on held-out prose (docs/eval.md).
+ablate-demo:
+    cargo run --release -- ablate recipes/ablate-demo.toml
+
+# The same on ../shared/data: raw crawl and curated text against the recipe's output, evaluated on
+# WikiText-2 validation and the 2000-2021 State of the Union addresses (about 10 min on 2 cores).
+ablate-real:
+    cargo run --release -- ablate recipes/ablate-real.toml
+
 # Check a stage output against its manifests, e.g. `just verify out/demo/ingest`.
 verify dir:
     cargo run --release -- inspect --verify {{dir}}

@@ -168,7 +168,7 @@ pub fn ablate(path: &Path, overrides: &[String], select: &[String]) -> Result<Ex
     let boot = Boot { reps: cfg.reps, seed: recipe.run.seed };
     let mut sets = Vec::new();
     for set in &cfg.eval {
-        let held = eval_cmd::read_heldout(&set.name, &set.paths, &work)?;
+        let held = eval_cmd::read_heldout(&set.name, &set.paths, set.split_bytes, &work)?;
         let bytes: Vec<f64> = held.bytes.iter().map(|&b| b as f64).collect();
         let mut scores: Vec<ArmScore> = Vec::new();
         for run in &runs {

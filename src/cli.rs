@@ -154,6 +154,10 @@ pub enum Command {
         /// Free-form: tokens generated at most per answer.
         #[arg(long, default_value_t = 256)]
         max_tokens: usize,
+        /// Held-out text files longer than this are split into documents at paragraph breaks
+        /// (0: one document per file).
+        #[arg(long, default_value_t = 0)]
+        split_bytes: u64,
         /// Evaluate at this context length (at most the model's).
         #[arg(long)]
         seq_len: Option<usize>,

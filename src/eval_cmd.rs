@@ -30,9 +30,11 @@ pub struct HeldOut {
 
 /// Reads a held-out set: its paths are ingested (any format `ingest` reads) into `work/NAME`
 /// (skipped when up to date there), then every document is tokenized with GPT-2's BPE.
-pub fn read_heldout(name: &str, paths: &[String], work: &Path) -> Result<HeldOut> {
-    let cfg: pipeline::steps::ingest::IngestConfig =
-        serde_json::from_value(serde_json::json!({ "sources": [{ "name": name, "paths": paths }] }))?;
+/// `split_bytes` cuts one-document-per-file text into documents (0: files whole).
+pub fn read_heldout(name: &str, paths: &[String], split_bytes: u64, work: &Path) -> Result<HeldOut> {
+    let cfg: pipeline::steps::ingest::IngestConfig = serde_json::from_value(serde_json::json!({
+        "sources": [{ "name": name, "paths": paths, "split_bytes": split_bytes }]
+    }))?;
     let out = Loc::local(work.join(name));
     pipeline::steps::ingest::run(&cfg, &out, pipeline::TaskSlice::ALL, None)
         .with_context(|| format!("reading the held-out set {name} ({})", paths.join(", ")))?;
@@ -364,6 +366,7 @@ pub struct EvalRequest {
     pub work: Option<PathBuf>,
     pub run: TaskRun,
     pub seq_len: Option<usize>,
+    pub split_bytes: u64,
     pub json: bool,
 }
 
@@ -391,7 +394,7 @@ pub fn eval(req: &EvalRequest) -> Result<()> {
     let mut sets = Vec::new();
     for spec in &req.sets {
         let (name, paths) = parse_set(spec)?;
-        let held = read_heldout(&name, &paths, &work)?;
+        let held = read_heldout(&name, &paths, req.split_bytes, &work)?;
         sets.push(score_heldout(&mut backend, &held, req.run.micro_batch, boot)?);
     }
     let pool = req.examples.as_deref().map(read_task).transpose()?;

@@ -213,6 +213,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             show_prompts,
             limit,
             max_tokens,
+            split_bytes,
             seq_len,
             micro_batch,
             reps,
@@ -221,7 +222,17 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             json,
         } => {
             let run = eval_cmd::TaskRun { shots, seed, limit, max_tokens, micro_batch, show_prompts, reps };
-            eval_cmd::eval(&eval_cmd::EvalRequest { checkpoint, sets, tasks, examples, work, run, seq_len, json })?;
+            eval_cmd::eval(&eval_cmd::EvalRequest {
+                checkpoint,
+                sets,
+                tasks,
+                examples,
+                work,
+                run,
+                seq_len,
+                split_bytes,
+                json,
+            })?;
         }
         Command::Generate { checkpoint, prompt, tokens, temperature, top_k, seed, samples } => {
             for i in 0..samples as u64 {

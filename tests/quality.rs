@@ -101,3 +101,49 @@ fn real_data_classifier_separates_prose_from_crawl_and_spam() {
     let err = stderr(&o);
     assert!(err.contains("docs.jsonl") && err.contains("17") && err.contains("line 2"), "{err}");
 }
+
+#[test]
+fn reference_sets_report_the_keep_rate_the_rule_gives_text_the_classifier_never_saw() {
+    let dir = tempfile::tempdir().unwrap();
+    common::sample(dir.path(), 300);
+    let out = dir.path().join("run");
+    let recipe = common::sample_recipe(dir.path(), &out, "");
+    let spam = dir.path().join("spam.jsonl");
+    let lines: Vec<String> = (0..20)
+        .map(|i| serde_json::json!({ "text": format!("BUY cheap pills {i} now!!! Click here now. Click here now. casino bonus win win") }).to_string())
+        .collect();
+    std::fs::write(&spam, lines.join("\n")).unwrap();
+    let heldout = dir.path().join("sample/heldout/prose.jsonl");
+    let mut text = std::fs::read_to_string(&recipe).unwrap();
+    text += &format!(
+        "\n[quality]\npositives = [\"books\"]\nnegatives = [\"common_crawl\"]\n\n[[quality.reference]]\nname = \"prose\"\npaths = [\"{}\"]\n\n[[quality.reference]]\nname = \"spam\"\npaths = [\"{}\"]\n",
+        heldout.display(),
+        spam.display()
+    );
+    std::fs::write(&recipe, text).unwrap();
+    ok(grist(&["-q", "ingest", recipe.to_str().unwrap()], &[]));
+    let said = ok(grist(&["-q", "quality", "train", recipe.to_str().unwrap()], &[]));
+    assert!(said.contains("quality  reference prose: 60 documents"), "{said}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("quality/train_report.json")).unwrap()).unwrap();
+    let refs = report["reference"].as_array().unwrap();
+    assert_eq!(refs.len(), 2);
+    let keep = |i: usize| refs[i]["keep_rate"].as_f64().unwrap();
+    assert!(keep(0) > keep(1), "prose {} vs spam {}", keep(0), keep(1));
+    // The same figure from `grist quality score` on the reference's documents, by the rule's law.
+    let model = out.join("quality/model.gqm");
+    for (i, name) in ["prose", "spam"].iter().enumerate() {
+        let shards: Vec<String> = std::fs::read_dir(out.join("quality/reference").join(name))
+            .unwrap()
+            .map(|e| e.unwrap().path().display().to_string())
+            .filter(|p| p.ends_with(".parquet") && !p.contains("ledger"))
+            .collect();
+        let mut args = vec!["quality", "score", "--model", model.to_str().unwrap()];
+        args.extend(shards.iter().map(|s| s.as_str()));
+        let scores: Vec<f64> =
+            ok(grist(&args, &[])).lines().map(|l| l.split('\t').next().unwrap().parse().unwrap()).collect();
+        assert_eq!(scores.len() as u64, refs[i]["docs"].as_u64().unwrap());
+        let law = scores.iter().map(|s| (2.0 - s).powf(-9.0)).sum::<f64>() / scores.len() as f64;
+        assert!((law - keep(i)).abs() < 1e-4, "{name}: {law} vs {}", keep(i));
+    }
+}

@@ -41,6 +41,11 @@ fn default_reps() -> usize {
 pub struct EvalSet {
     pub name: String,
     pub paths: Vec<String>,
+    /// One-document-per-file text longer than this is split into documents at paragraph breaks
+    /// (as `ingest.sources.split_bytes`): a book or an article dump becomes many documents, so
+    /// the bootstrap over documents has samples. 0 keeps files whole.
+    #[serde(default)]
+    pub split_bytes: u64,
 }
 
 /// What an arm trains on.

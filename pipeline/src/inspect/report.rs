@@ -89,6 +89,37 @@ fn bars(rows: &[(String, Vec<f64>)], series: &[&str], unit: &str) -> String {
     s
 }
 
+/// The classifier's own figures beside the filter's: held-out AUC (in-sample: the split of its
+/// training sources) and the expected keep rates of the `[[quality.reference]]` sets it never saw.
+fn classifier_html(dir: &Loc) -> String {
+    let Ok(bytes) = dir.join("train_report.json").read() else { return String::new() };
+    let Ok(r) = serde_json::from_slice::<crate::steps::quality::train::TrainReport>(&bytes) else {
+        return String::new();
+    };
+    let mut html = format!(
+        "<p>Classifier: held-out AUC {:.4} and accuracy {:.4} on its own training sources' held-out split.</p>",
+        r.holdout_auc, r.holdout_accuracy
+    );
+    if !r.reference.is_empty() {
+        let rows: Vec<Vec<String>> = r
+            .reference
+            .iter()
+            .map(|x| {
+                vec![
+                    x.name.clone(),
+                    thousands(x.docs as u64),
+                    format!("{:.3}", x.mean_score),
+                    format!("{:.3}", x.median_score),
+                    format!("{:.1}% (alpha {})", 100.0 * x.keep_rate, x.alpha),
+                ]
+            })
+            .collect();
+        html += "<h3>Reference sets (never trained on)</h3>";
+        html += &table(&["set", "documents", "mean score", "median score", "expected keep rate"], &rows);
+    }
+    html
+}
+
 fn table(head: &[&str], rows: &[Vec<String>]) -> String {
     let mut s = String::from("<table><tr>");
     for h in head {
@@ -244,6 +275,7 @@ pub fn write_report(run: &Path, out: Option<&Path>) -> Result<std::path::PathBuf
             html += "<h3>Keep curve: kept against what the law (2 - s)^-alpha expects</h3>";
             html += &bars(&curve, &["scored", "kept", "expected"], "");
         }
+        html += &classifier_html(&run_loc.join("quality"));
         section(&mut body, "quality", "Quality filter", html);
     }
 

@@ -49,13 +49,15 @@ fn step(ctx: &StepCtx) -> Result<Outcome, StageError> {
     let (report, up_to_date, text) = match completed(cfg, ctx.seed(), &docs, &out)? {
         Some(r) => {
             let text = format!(
-                "quality  model up to date (same config, seed and input); held-out AUC {:.4}; not retrained\n",
-                r.holdout_auc
+                "quality  model up to date (same config, seed and input); held-out AUC {:.4}; not retrained\n{}",
+                r.holdout_auc,
+                r.render_reference()
             );
             (r, true, text)
         }
         None => {
-            let r = train(cfg, ctx.seed(), &docs, &out)?;
+            let alpha = ctx.recipe.quality_filter.as_ref().map_or(9.0, |f| f.alpha);
+            let r = train(cfg, ctx.seed(), &docs, &out, alpha)?;
             let text = r.render();
             (r, false, text)
         }
@@ -89,8 +91,50 @@ impl TrainReport {
             self.iterations,
             self.best_iteration,
             if self.spilled { "; the design spilled to disk" } else { "" }
-        )
+        ) + &self.render_reference()
     }
+
+    /// One line per reference set: documents, scores, expected keep rate.
+    pub fn render_reference(&self) -> String {
+        self.reference
+            .iter()
+            .map(|r| {
+                format!(
+                    "quality  reference {}: {} documents, mean score {:.3}, median {:.3}: the Pareto rule (alpha {}) keeps {:.1}% of them\n",
+                    r.name,
+                    r.docs,
+                    r.mean_score,
+                    r.median_score,
+                    r.alpha,
+                    100.0 * r.keep_rate
+                )
+            })
+            .collect()
+    }
+}
+
+/// `[[quality.reference]]`: a set of documents, any format `ingest` reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceSet {
+    pub name: String,
+    pub paths: Vec<String>,
+    /// Text files longer than this are split into documents at paragraph breaks (0: whole).
+    #[serde(default)]
+    pub split_bytes: u64,
+}
+
+/// How the classifier treats a reference set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReferenceKeep {
+    pub name: String,
+    pub docs: usize,
+    pub mean_score: f64,
+    pub median_score: f64,
+    /// The share GPT-3's rule keeps in expectation, `mean((2 - score)^-alpha)` (a document is
+    /// kept when a Lomax(alpha) draw exceeds 1 - score), at `alpha`.
+    pub keep_rate: f64,
+    pub alpha: f64,
 }
 
 /// `[quality]` in a recipe.
@@ -136,6 +180,11 @@ pub struct QualityConfig {
     /// tunes the Pareto alpha for it, as GPT-3 did with WebText (`quality_filter.mode = "tuned"`).
     #[serde(default)]
     pub tune_reference: Option<String>,
+    /// Text the classifier never trained on, that a good filter should keep (`[[quality.reference]]`:
+    /// news, Wikipedia, your own curated set): its scores and expected keep rate are reported
+    /// beside the held-out AUC, so a classifier that only learned its own positives shows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reference: Vec<ReferenceSet>,
 }
 
 fn default_num_features() -> u32 {
@@ -205,6 +254,9 @@ pub struct TrainReport {
     /// held-out scores, and the Kolmogorov-Smirnov distance it leaves.
     pub tuned_alpha: Option<f64>,
     pub tuned_ks: Option<f64>,
+    /// `[[quality.reference]]` sets: scores and expected keep rates.
+    #[serde(default)]
+    pub reference: Vec<ReferenceKeep>,
     /// Seconds reading and featurizing, and in total.
     pub feature_seconds: f64,
     pub seconds: f64,
@@ -248,7 +300,50 @@ pub fn completed(cfg: &QualityConfig, seed: u64, docs_dir: &Loc, out: &Loc) -> R
 
 /// Trains on the documents of the `ingest` output in `docs_dir`; writes `model.gqm` and
 /// `train_report.json` into `out`.
-pub fn train(cfg: &QualityConfig, seed: u64, docs_dir: &Loc, out: &Loc) -> Result<TrainReport, StageError> {
+/// Scores each `[[quality.reference]]` set (ingested into `{out}/reference/NAME`) with `model`.
+fn reference_keep(
+    cfg: &QualityConfig,
+    model: &super::model::QualityModel,
+    out: &Loc,
+    alpha: f64,
+) -> Result<Vec<ReferenceKeep>, StageError> {
+    let mut keeps = Vec::new();
+    for r in &cfg.reference {
+        let source = serde_json::json!({ "name": r.name, "paths": r.paths, "split_bytes": r.split_bytes });
+        let icfg: crate::steps::ingest::IngestConfig =
+            serde_json::from_value(serde_json::json!({ "sources": [source] }))
+                .map_err(|e| StageError::Recipe(format!("quality.reference {}: {e}", r.name)))?;
+        let dir = out.join("reference").join(&r.name);
+        crate::steps::ingest::run(&icfg, &dir, crate::core::slice::TaskSlice::ALL, None)?;
+        let m = Manifest::read(&dir.join(crate::MANIFEST))?;
+        let shards: Vec<Loc> = m.outputs.iter().map(|f| dir.join(&f.path)).collect();
+        let mut scores = Vec::new();
+        super::score::score_files(model, &shards, "text", |_, s| scores.push(s))?;
+        if scores.is_empty() {
+            return Err(StageError::Recipe(format!(
+                "quality.reference {}: no documents in {} (see {dir}'s ledger)",
+                r.name,
+                r.paths.join(", ")
+            )));
+        }
+        let n = scores.len() as f64;
+        let keep_rate = scores.iter().map(|&s| (2.0 - s).powf(-alpha)).sum::<f64>() / n;
+        let mut sorted = scores.clone();
+        sorted.sort_by(f64::total_cmp);
+        keeps.push(ReferenceKeep {
+            name: r.name.clone(),
+            docs: scores.len(),
+            mean_score: scores.iter().sum::<f64>() / n,
+            median_score: sorted[sorted.len() / 2],
+            keep_rate,
+            alpha,
+        });
+    }
+    Ok(keeps)
+}
+
+/// Trains the classifier; `alpha` is the Pareto alpha the reference sets' keep rates are given at.
+pub fn train(cfg: &QualityConfig, seed: u64, docs_dir: &Loc, out: &Loc, alpha: f64) -> Result<TrainReport, StageError> {
     let start = Instant::now();
     let m = Manifest::read(&docs_dir.join(crate::core::stage::MANIFEST))?;
     let label_of = |s: &str| {
@@ -440,6 +535,7 @@ pub fn train(cfg: &QualityConfig, seed: u64, docs_dir: &Loc, out: &Loc) -> Resul
         nnz: xt.nnz() + xh.nnz(),
         tuned_alpha,
         tuned_ks,
+        reference: reference_keep(cfg, &model, out, alpha)?,
         feature_seconds,
         seconds: start.elapsed().as_secs_f64(),
     };
