@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use pipeline::inspect::overview::{Details, Overview};
 use pipeline::inspect::query::{self, Doc};
 use pipeline::inspect::why::At;
@@ -296,6 +296,19 @@ pub fn inspect(dir: &str, verify_only: bool, json: bool) -> Result<ExitCode> {
             }
         }
         return Ok(if v.ok() { ExitCode::SUCCESS } else { ExitCode::from(crate::EXIT_VERIFY_FAILED) });
+    }
+    let classifier = loc.join(pipeline::steps::quality::train::REPORT_FILE);
+    if !loc.join(pipeline::MANIFEST).exists()? && classifier.exists()? {
+        // The quality classifier's folder: what training measured, reference sets included.
+        let bytes = classifier.read()?;
+        let r: pipeline::steps::quality::train::TrainReport =
+            serde_json::from_slice(&bytes).with_context(|| format!("{classifier}: not a training report"))?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        } else {
+            print!("{}", r.render());
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     if !loc.join(pipeline::MANIFEST).exists()?
         && loc.join(pipeline::steps::ingest::STEP.name).join(pipeline::MANIFEST).exists()?

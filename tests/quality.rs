@@ -124,6 +124,8 @@ fn reference_sets_report_the_keep_rate_the_rule_gives_text_the_classifier_never_
     ok(grist(&["-q", "ingest", recipe.to_str().unwrap()], &[]));
     let said = ok(grist(&["-q", "quality", "train", recipe.to_str().unwrap()], &[]));
     assert!(said.contains("quality  reference prose: 60 documents"), "{said}");
+    let shown = ok(grist(&["inspect", out.join("quality").to_str().unwrap()], &[]));
+    assert!(shown.contains("held-out AUC") && shown.contains("reference spam: 20 documents"), "{shown}");
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("quality/train_report.json")).unwrap()).unwrap();
     let refs = report["reference"].as_array().unwrap();

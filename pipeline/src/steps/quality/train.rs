@@ -217,11 +217,19 @@ fn default_memory_mb() -> usize {
 pub struct TrainStep {
     pub iteration: usize,
     /// The training objective (weighted loss + L2 term).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub objective: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub holdout_log_loss: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub holdout_auc: f64,
     /// Since training started (reading and features included).
     pub seconds: f64,
+}
+
+/// A figure JSON wrote as `null` (serde_json's NaN: an AUC over one class) reads back as NaN.
+fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// What training measured.
@@ -235,8 +243,11 @@ pub struct TrainReport {
     pub positives: usize,
     pub negatives: usize,
     pub iterations: usize,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub holdout_accuracy: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub holdout_auc: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub holdout_log_loss: f64,
     /// Held-out score histogram per class, 10 bins over [0, 1].
     pub score_histogram: BTreeMap<String, Vec<usize>>,
