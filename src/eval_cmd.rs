@@ -290,7 +290,8 @@ pub fn run_task(
                     .iter()
                     .map(|e| Completion { context: context.clone(), completion: gpt2_tokens(&format!(" {e}")) })
                     .collect();
-                let losses = completion_losses(backend, &asks, run.micro_batch)?;
+                let losses =
+                    completion_losses(backend, &asks, run.micro_batch).with_context(|| format!("{name} item {i}"))?;
                 let best = |f: &dyn Fn(&Loss) -> f64| {
                     (0..losses.len()).min_by(|&a, &b| f(&losses[a]).total_cmp(&f(&losses[b])).then(a.cmp(&b)))
                 };
