@@ -26,6 +26,8 @@ fn help_lists_every_command() {
       tokenize       GPT-2 BPE into llm.c token shards, with a validation split and a per-document sidecar
       blend          Mix the tokenized sources by the recipe's weights into shuffled llm.c training shards
       train          Train a GPT on token shards (GPT-3's schedule, checkpoints, exact resume)
+      ablate         Does the recipe make better models? Train the same small GPT on arms that differ only in which data stages apply (raw, + filters, + quality, + dedup, the recipe's mixture) and compare them on held-out sets ([ablate] in the recipe; docs/eval.md)
+      eval           Evaluate a checkpoint (grist's or a Hugging Face GPT-2's): loss and bits per byte on held-out text with bootstrap intervals, and tasks zero-, one- or few-shot (docs/eval.md)
       generate       Continue a prompt with a trained model (temperature and top-k sampling)
       plan           Dry run: per stage what it reads and writes, estimates of disk, memory and time, and problems
       report         Write a run's HTML report (funnel, removals, quality, mixture, training, documents)
