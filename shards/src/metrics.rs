@@ -80,6 +80,80 @@ pub fn parse(text: &str, path: &str) -> Result<Vec<MetricsLine>, ShardError> {
         .collect()
 }
 
+/// The frame of a loss chart: a 640 x 360 SVG with loss against tokens, its scales fitted to the
+/// finite points given (the loss axis on whole numbers), grid lines and axis labels.
+struct Frame {
+    w: f64,
+    h: f64,
+    left: f64,
+    right: f64,
+    top: f64,
+    bottom: f64,
+    xmax: f64,
+    ymin: f64,
+    ymax: f64,
+}
+
+impl Frame {
+    fn new<'a>(points: impl Iterator<Item = &'a (f64, f64)>, right: f64) -> Frame {
+        let all: Vec<&(f64, f64)> = points.filter(|p| p.1.is_finite()).collect();
+        let xmax = all.iter().map(|p| p.0).fold(1.0f64, f64::max);
+        let ymax = all.iter().map(|p| p.1).fold(f64::MIN, f64::max);
+        let ymin = all.iter().map(|p| p.1).fold(f64::MAX, f64::min).min(ymax);
+        let (ymin, ymax) =
+            if all.is_empty() { (0.0, 1.0) } else { (ymin.floor().max(0.0), ymax.ceil().max(ymin.floor() + 1.0)) };
+        Frame { w: 640.0, h: 360.0, left: 56.0, right, top: 28.0, bottom: 40.0, xmax, ymin, ymax }
+    }
+
+    fn px(&self, x: f64) -> f64 {
+        self.left + (self.w - self.left - self.right) * x / self.xmax
+    }
+
+    fn py(&self, y: f64) -> f64 {
+        self.top + (self.h - self.top - self.bottom) * (1.0 - (y - self.ymin) / (self.ymax - self.ymin))
+    }
+
+    /// The finite points as a polyline's `points`.
+    fn points(&self, pts: &[(f64, f64)]) -> String {
+        let v: Vec<String> = pts
+            .iter()
+            .filter(|p| p.1.is_finite())
+            .map(|&(x, y)| format!("{:.1},{:.1}", self.px(x), self.py(y)))
+            .collect();
+        v.join(" ")
+    }
+
+    /// The opening of the SVG: background, title, grid and labels (no closing tag).
+    fn open(&self, title: &str) -> String {
+        let (w, h, left, right, bottom) = (self.w, self.h, self.left, self.right, self.bottom);
+        let mut s = format!(
+            r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" font-family="sans-serif" font-size="11"><rect width="{w}" height="{h}" fill="white"/><text x="{left}" y="16" font-size="13">{title}</text>"##
+        );
+        for i in 0..=4 {
+            let y = self.ymin + (self.ymax - self.ymin) * i as f64 / 4.0;
+            let _ = write!(
+                s,
+                r##"<line x1="{left}" x2="{}" y1="{py:.1}" y2="{py:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{y:.2}</text>"##,
+                w - right,
+                left - 4.0,
+                self.py(y) + 4.0,
+                py = self.py(y)
+            );
+            let x = self.xmax * i as f64 / 4.0;
+            let _ = write!(
+                s,
+                r##"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"##,
+                self.px(x),
+                h - bottom + 16.0,
+                human(x)
+            );
+        }
+        let _ =
+            write!(s, r##"<text x="{}" y="{}" text-anchor="middle">tokens</text>"##, (left + w - right) / 2.0, h - 6.0);
+        s
+    }
+}
+
 /// An SVG chart of the training and validation losses of `lines` against tokens.
 pub fn loss_chart(lines: &[MetricsLine]) -> String {
     let (mut train, mut val) = (Vec::new(), Vec::new());
@@ -89,46 +163,13 @@ pub fn loss_chart(lines: &[MetricsLine]) -> String {
             MetricsLine::Eval(e) => val.push((e.tokens as f64, e.val_loss.map_or(f64::NAN, f64::from))),
         }
     }
-    let (w, h, left, right, top, bottom) = (640.0, 360.0, 56.0, 16.0, 28.0, 40.0);
-    let all: Vec<&(f64, f64)> = train.iter().chain(&val).filter(|p| p.1.is_finite()).collect();
-    let xmax = all.iter().map(|p| p.0).fold(1.0f64, f64::max);
-    let ymax = all.iter().map(|p| p.1).fold(f64::MIN, f64::max);
-    let ymin = all.iter().map(|p| p.1).fold(f64::MAX, f64::min).min(ymax);
-    let (ymin, ymax) =
-        if all.is_empty() { (0.0, 1.0) } else { (ymin.floor().max(0.0), ymax.ceil().max(ymin.floor() + 1.0)) };
-    let px = |x: f64| left + (w - left - right) * x / xmax;
-    let py = |y: f64| top + (h - top - bottom) * (1.0 - (y - ymin) / (ymax - ymin));
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"##
-    );
-    let _ = write!(
-        s,
-        r##"<rect width="{w}" height="{h}" fill="white"/><text x="{left}" y="16" font-size="13">loss</text>"##
-    );
-    for i in 0..=4 {
-        let y = ymin + (ymax - ymin) * i as f64 / 4.0;
-        let _ = write!(
-            s,
-            r##"<line x1="{left}" x2="{}" y1="{py:.1}" y2="{py:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{y:.2}</text>"##,
-            w - right,
-            left - 4.0,
-            py(y) + 4.0,
-            py = py(y)
-        );
-        let x = xmax * i as f64 / 4.0;
-        let _ =
-            write!(s, r##"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"##, px(x), h - bottom + 16.0, human(x));
-    }
-    let _ = write!(s, r##"<text x="{}" y="{}" text-anchor="middle">tokens</text>"##, (left + w - right) / 2.0, h - 6.0);
-    let points: Vec<String> =
-        train.iter().filter(|p| p.1.is_finite()).map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y))).collect();
-    let _ = write!(s, r##"<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{}"/>"##, points.join(" "));
+    let f = Frame::new(train.iter().chain(&val), 16.0);
+    let mut s = f.open("loss");
+    let _ = write!(s, r##"<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{}"/>"##, f.points(&train));
     for &(x, y) in val.iter().filter(|p| p.1.is_finite()) {
-        let _ = write!(s, r##"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="#d62728"/>"##, px(x), py(y));
+        let _ = write!(s, r##"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="#d62728"/>"##, f.px(x), f.py(y));
     }
-    let lx = w - right - 150.0;
+    let lx = f.w - f.right - 150.0;
     let _ = write!(
         s,
         r##"<line x1="{lx}" x2="{}" y1="16" y2="16" stroke="#1f77b4" stroke-width="2"/><text x="{}" y="20">train</text><circle cx="{}" cy="16" r="3.5" fill="#d62728"/><text x="{}" y="20">validation</text></svg>"##,
@@ -140,51 +181,23 @@ pub fn loss_chart(lines: &[MetricsLine]) -> String {
     s
 }
 
-/// Several loss curves on one chart (one colour each, a legend): `series` is (name, points of
-/// (tokens, loss)).
+/// Several loss curves on one chart (one colour each, a legend at the right): `series` is
+/// (name, points of (tokens, loss)).
 pub fn curves_chart(series: &[(String, Vec<(f64, f64)>)]) -> String {
     const COLOURS: [&str; 8] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
-    let (w, h, left, right, top, bottom) = (640.0, 360.0, 56.0, 130.0, 28.0, 40.0);
-    let all: Vec<&(f64, f64)> = series.iter().flat_map(|s| &s.1).filter(|p| p.1.is_finite()).collect();
-    let xmax = all.iter().map(|p| p.0).fold(1.0f64, f64::max);
-    let ymax = all.iter().map(|p| p.1).fold(f64::MIN, f64::max);
-    let ymin = all.iter().map(|p| p.1).fold(f64::MAX, f64::min).min(ymax);
-    let (ymin, ymax) =
-        if all.is_empty() { (0.0, 1.0) } else { (ymin.floor().max(0.0), ymax.ceil().max(ymin.floor() + 1.0)) };
-    let px = |x: f64| left + (w - left - right) * x / xmax;
-    let py = |y: f64| top + (h - top - bottom) * (1.0 - (y - ymin) / (ymax - ymin));
-    let mut s = format!(
-        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" font-family="sans-serif" font-size="11"><rect width="{w}" height="{h}" fill="white"/><text x="{left}" y="16" font-size="13">training loss</text>"##
-    );
-    for i in 0..=4 {
-        let y = ymin + (ymax - ymin) * i as f64 / 4.0;
-        let x = xmax * i as f64 / 4.0;
-        let _ = write!(
-            s,
-            r##"<line x1="{left}" x2="{}" y1="{py:.1}" y2="{py:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{y:.2}</text><text x="{:.1}" y="{}" text-anchor="middle">{}</text>"##,
-            w - right,
-            left - 4.0,
-            py(y) + 4.0,
-            px(x),
-            h - bottom + 16.0,
-            human(x),
-            py = py(y)
-        );
-    }
-    let _ = write!(s, r##"<text x="{}" y="{}" text-anchor="middle">tokens</text>"##, (left + w - right) / 2.0, h - 6.0);
+    let f = Frame::new(series.iter().flat_map(|s| &s.1), 130.0);
+    let mut s = f.open("training loss");
     for (i, (name, points)) in series.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
-        let pts: Vec<String> =
-            points.iter().filter(|p| p.1.is_finite()).map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y))).collect();
-        let ly = top + 16.0 * i as f64;
+        let ly = f.top + 16.0 * i as f64;
         let name: String = name.chars().filter(|c| c.is_alphanumeric() || "_-. ".contains(*c)).collect();
         let _ = write!(
             s,
             r##"<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{}"/><line x1="{}" x2="{}" y1="{ly}" y2="{ly}" stroke="{colour}" stroke-width="2"/><text x="{}" y="{}">{name}</text>"##,
-            pts.join(" "),
-            w - right + 8.0,
-            w - right + 26.0,
-            w - right + 30.0,
+            f.points(points),
+            f.w - f.right + 8.0,
+            f.w - f.right + 26.0,
+            f.w - f.right + 30.0,
             ly + 4.0
         );
     }
