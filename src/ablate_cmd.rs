@@ -166,28 +166,37 @@ pub fn ablate(path: &Path, overrides: &[String], select: &[String]) -> Result<Ex
     let work = pipeline::ablate::arm_dir(&recipe, "eval")?;
     let work = work.as_local().context("grist ablate needs a local run.out")?.to_path_buf();
     let boot = Boot { reps: cfg.reps, seed: recipe.run.seed };
+    let held: Vec<eval_cmd::HeldOut> = cfg
+        .eval
+        .iter()
+        .map(|set| eval_cmd::read_heldout(&set.name, &set.paths, set.split_bytes, &work))
+        .collect::<Result<_>>()?;
+    // Each arm's model is loaded once and scores every set; results[arm][set].
+    let mut results: Vec<Vec<SetResult>> = Vec::with_capacity(runs.len());
+    for run in &runs {
+        let mut backend = CpuBackend::new(trainer::checkpoint::load_model(Path::new(&run.checkpoint))?);
+        results.push(
+            held.iter().map(|h| eval_cmd::score_heldout(&mut backend, h, micro_batch, boot)).collect::<Result<_>>()?,
+        );
+    }
     let mut sets = Vec::new();
-    for set in &cfg.eval {
-        let held = eval_cmd::read_heldout(&set.name, &set.paths, set.split_bytes, &work)?;
-        let bytes: Vec<f64> = held.bytes.iter().map(|&b| b as f64).collect();
-        let mut scores: Vec<ArmScore> = Vec::new();
-        for run in &runs {
-            let params = trainer::checkpoint::load_model(Path::new(&run.checkpoint))?;
-            let mut backend = CpuBackend::new(params);
-            let result = eval_cmd::score_heldout(&mut backend, &held, micro_batch, boot)?;
-            let vs_first = scores.first().map(|first| {
-                bootstrap(
-                    &[&result.doc_nats, &first.result.doc_nats],
-                    &bytes,
-                    1.0 / std::f64::consts::LN_2,
-                    boot.reps,
-                    boot.seed,
-                )
-            });
-            let called = vs_first.map(|d| d.excludes(0.0));
-            scores.push(ArmScore { arm: run.name.clone(), result, vs_first, called });
-        }
-        sets.push((set.name.clone(), scores));
+    for (k, h) in held.iter().enumerate() {
+        let bytes: Vec<f64> = h.bytes.iter().map(|&b| b as f64).collect();
+        let first = &results[0][k].doc_nats;
+        let scores: Vec<ArmScore> = runs
+            .iter()
+            .zip(&results)
+            .enumerate()
+            .map(|(a, (run, r))| {
+                let result = r[k].clone();
+                let vs_first = (a > 0).then(|| {
+                    bootstrap(&[&result.doc_nats, first], &bytes, 1.0 / std::f64::consts::LN_2, boot.reps, boot.seed)
+                });
+                let called = vs_first.map(|d| d.excludes(0.0));
+                ArmScore { arm: run.name.clone(), result, vs_first, called }
+            })
+            .collect();
+        sets.push((h.name.clone(), scores));
     }
     let report = AblateReport { recipe: path.display().to_string(), train: cfg.train.clone(), arms: runs, sets };
     let json_path = work.parent().unwrap_or(&work).join("ablate.json");

@@ -32,16 +32,12 @@ pub struct HeldOut {
 /// (skipped when up to date there), then every document is tokenized with GPT-2's BPE.
 /// `split_bytes` cuts one-document-per-file text into documents (0: files whole).
 pub fn read_heldout(name: &str, paths: &[String], split_bytes: u64, work: &Path) -> Result<HeldOut> {
-    let cfg: pipeline::steps::ingest::IngestConfig = serde_json::from_value(serde_json::json!({
-        "sources": [{ "name": name, "paths": paths, "split_bytes": split_bytes }]
-    }))?;
     let out = Loc::local(work.join(name));
-    pipeline::steps::ingest::run(&cfg, &out, pipeline::TaskSlice::ALL, None)
+    let files = pipeline::steps::ingest::ingest_set(name, paths, split_bytes, &out)
         .with_context(|| format!("reading the held-out set {name} ({})", paths.join(", ")))?;
-    let m = shards::Manifest::read(&out.join(pipeline::MANIFEST))?;
     let mut texts = Vec::new();
-    for f in &m.outputs {
-        for d in shards::DocReader::open(&out.join(&f.path))?.read_docs()? {
+    for shard in &files {
+        for d in shards::DocReader::open(shard)?.read_docs()? {
             texts.push(d.text);
         }
     }

@@ -274,6 +274,18 @@ pub fn run(
     })
 }
 
+/// Ingests `paths` as one source `name` (default settings but `split_bytes`) into `out`, the
+/// whole stage in this process (skipped where up to date), and returns its document shards:
+/// how evaluation and reference sets outside a recipe's sources are read, with a ledger like any.
+pub fn ingest_set(name: &str, paths: &[String], split_bytes: u64, out: &Loc) -> Result<Vec<Loc>, StageError> {
+    let source = serde_json::json!({ "name": name, "paths": paths, "split_bytes": split_bytes });
+    let cfg: IngestConfig = serde_json::from_value(serde_json::json!({ "sources": [source] }))
+        .map_err(|e| StageError::Recipe(format!("set {name}: {e}")))?;
+    run(&cfg, out, TaskSlice::ALL, None)?;
+    let m = shards::Manifest::read(&out.join(crate::MANIFEST))?;
+    Ok(m.outputs.iter().map(|f| out.join(&f.path)).collect())
+}
+
 /// The stable id of a WARC capture, from its record id.
 pub fn capture_id(record_id: &str) -> String {
     format!("{:032x}", xxh3_128(record_id.trim().as_bytes()))

@@ -320,16 +320,10 @@ fn reference_keep(
 ) -> Result<Vec<ReferenceKeep>, StageError> {
     let mut keeps = Vec::new();
     for r in &cfg.reference {
-        let source = serde_json::json!({ "name": r.name, "paths": r.paths, "split_bytes": r.split_bytes });
-        let icfg: crate::steps::ingest::IngestConfig =
-            serde_json::from_value(serde_json::json!({ "sources": [source] }))
-                .map_err(|e| StageError::Recipe(format!("quality.reference {}: {e}", r.name)))?;
         let dir = out.join("reference").join(&r.name);
-        crate::steps::ingest::run(&icfg, &dir, crate::core::slice::TaskSlice::ALL, None)?;
-        let m = Manifest::read(&dir.join(crate::MANIFEST))?;
-        let shards: Vec<Loc> = m.outputs.iter().map(|f| dir.join(&f.path)).collect();
+        let files = crate::steps::ingest::ingest_set(&r.name, &r.paths, r.split_bytes, &dir)?;
         let mut scores = Vec::new();
-        super::score::score_files(model, &shards, "text", |_, s| scores.push(s))?;
+        super::score::score_files(model, &files, "text", |_, s| scores.push(s))?;
         if scores.is_empty() {
             return Err(StageError::Recipe(format!(
                 "quality.reference {}: no documents in {} (see {dir}'s ledger)",
