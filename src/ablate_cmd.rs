@@ -200,8 +200,8 @@ pub fn ablate(path: &Path, overrides: &[String], select: &[String]) -> Result<Ex
     }
     let report = AblateReport { recipe: path.display().to_string(), train: cfg.train.clone(), arms: runs, sets };
     let json_path = work.parent().unwrap_or(&work).join("ablate.json");
-    std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)
-        .with_context(|| json_path.display().to_string())?;
+    // Replaced whole (a crash keeps the previous report).
+    shards::Loc::local(&json_path).write_atomic(serde_json::to_string_pretty(&report)?.as_bytes())?;
     let mut out = std::io::stdout().lock();
     write!(out, "{}", table(&report))?;
     writeln!(out, "ablate   {}", json_path.display())?;
