@@ -149,3 +149,44 @@ fn reference_sets_report_the_keep_rate_the_rule_gives_text_the_classifier_never_
         assert!((law - keep(i)).abs() < 1e-4, "{name}: {law} vs {}", keep(i));
     }
 }
+
+#[test]
+fn word_bigrams_train_a_model_that_scores_with_its_bigrams() {
+    let dir = tempfile::tempdir().unwrap();
+    common::sample(dir.path(), 200);
+    let out = dir.path().join("run");
+    let recipe = common::sample_recipe(dir.path(), &out, "");
+    let mut text = std::fs::read_to_string(&recipe).unwrap();
+    text += "\n[quality]\npositives = [\"books\"]\nnegatives = [\"common_crawl\"]\nngrams = 2\n";
+    std::fs::write(&recipe, text).unwrap();
+    ok(grist(&["-q", "ingest", recipe.to_str().unwrap()], &[]));
+    ok(grist(&["-q", "quality", "train", recipe.to_str().unwrap()], &[]));
+    let model_path = out.join("quality/model.gqm");
+    let m = pipeline::steps::quality::model::QualityModel::load(&Loc::local(&model_path)).unwrap();
+    assert_eq!(m.header.ngrams, 2);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("quality/train_report.json")).unwrap()).unwrap();
+    // The report names bigrams among its strongest terms: they are features like any token.
+    let terms: Vec<&str> = ["top_positive_terms", "top_negative_terms"]
+        .iter()
+        .flat_map(|k| report[k].as_array().unwrap().iter().map(|t| t[0].as_str().unwrap()))
+        .collect();
+    let bigram = terms.iter().find(|t| t.contains(' ')).unwrap_or_else(|| panic!("no bigram among {terms:?}"));
+
+    // `grist quality score` gives the bigram model's scores, which are not what its weights
+    // give the tokens alone (the texts hold one of its strongest bigrams).
+    let texts = [format!("so {bigram} again"), bigram.to_string()];
+    let jsonl = dir.path().join("docs.jsonl");
+    let body: String = texts.iter().map(|t| format!("{}\n", serde_json::json!({ "text": t }))).collect();
+    std::fs::write(&jsonl, body).unwrap();
+    let o = ok(grist(&["quality", "score", "--model", model_path.to_str().unwrap(), jsonl.to_str().unwrap()], &[]));
+    let scores: Vec<f64> = o.lines().map(|l| l.split('\t').next().unwrap().parse().unwrap()).collect();
+    assert_eq!(scores.len(), 2);
+    let mut unigram = m.clone();
+    unigram.header.ngrams = 1;
+    for (s, t) in scores.iter().zip(&texts) {
+        let by_hand = 1.0 / (1.0 + (-m.logit(t)).exp());
+        assert!((s - by_hand).abs() < 1e-6, "{t}: {s} vs {by_hand}");
+        assert!((m.logit(t) - unigram.logit(t)).abs() > 1e-9, "{t}: bigrams changed nothing");
+    }
+}

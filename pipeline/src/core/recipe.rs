@@ -125,6 +125,15 @@ impl Recipe {
         {
             return bad(e);
         }
+        if let Some(q) = &self.quality
+            && !(1..=crate::text::features::MAX_NGRAMS).contains(&q.ngrams)
+        {
+            return bad(format!(
+                "quality.ngrams must be 1 (tokens) to {} (tokens and n-grams up to it), got {}",
+                crate::text::features::MAX_NGRAMS,
+                q.ngrams
+            ));
+        }
         if self.quality_filter.is_some() && self.quality.is_none() {
             return bad("[quality_filter] needs [quality] (its num_features, and the model it trains)".into());
         }

@@ -7,6 +7,10 @@
 //! - `HashingTF` (Spark 3, `hashFuncVersion` 2): MurmurHash3 x86_32 of each token's UTF-8 bytes
 //!   with seed 42, index = non-negative modulo `num_features` (default 2^18), values = term
 //!   counts (or 1.0 with `binary`). Empty tokens are hashed like any other.
+//! - With `ngrams = N` (N >= 2), Spark's `NGram` for each n in 2..=N as well (`n` consecutive
+//!   tokens joined by one space; none when there are fewer than `n` tokens), its terms hashed
+//!   into the same vector as the tokens: the Spark pipeline `Tokenizer`, `NGram(n=2)`, ...,
+//!   `SQLTransformer("SELECT *, concat(tokens, bigrams, ...) AS terms")`, `HashingTF(terms)`.
 //!
 //! Not a model: this module turns text into sparse vectors.
 
@@ -259,10 +263,66 @@ fn counts(mut idx: Vec<u32>, binary: bool) -> Vec<(u32, f32)> {
     out
 }
 
-/// Tokenizer then HashingTF, as one Spark pipeline would.
-pub fn features(text: &str, num_features: u32, binary: bool) -> Vec<(u32, f32)> {
+/// The largest n-gram order the features take (`ngrams`): trigrams.
+pub const MAX_NGRAMS: u32 = 3;
+
+/// Spark's `NGram(n)` over tokens: each `n` consecutive tokens joined by a space.
+pub fn spark_ngrams(tokens: &[String], n: usize) -> Vec<String> {
+    if n == 0 {
+        return Vec::new();
+    }
+    tokens.windows(n).map(|w| w.join(" ")).collect()
+}
+
+/// Calls `f` with the bytes of every term of `text`: its Spark tokens and, with `ngrams` >= 2,
+/// its n-grams for n in 2..=`ngrams`. Per token, in order: the token, then the n-grams that end
+/// at it, shortest first. Each term is as long as the text it covers, so memory is bounded by
+/// `ngrams` times the longest run of `ngrams` tokens.
+pub fn for_each_term(text: &str, ngrams: u32, mut f: impl FnMut(&[u8])) {
+    let keep = ngrams.clamp(1, MAX_NGRAMS) as usize - 1;
+    if keep == 0 {
+        return for_each_token(text, f);
+    }
+    // The last `keep` tokens, oldest first, and a buffer the n-grams are joined in.
+    let mut recent: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::with_capacity(keep + 1);
+    let mut gram: Vec<u8> = Vec::new();
+    for_each_token(text, |t| {
+        f(t);
+        // `prev t`, then `prevprev prev t`: joined in one reused buffer.
+        for k in 1..=recent.len() {
+            gram.clear();
+            for prev in recent.range(recent.len() - k..) {
+                gram.extend_from_slice(prev);
+                gram.push(b' ');
+            }
+            gram.extend_from_slice(t);
+            f(&gram);
+        }
+        if recent.len() == keep {
+            let mut reuse = recent.pop_front().unwrap_or_default();
+            reuse.clear();
+            reuse.extend_from_slice(t);
+            recent.push_back(reuse);
+        } else {
+            recent.push_back(t.to_vec());
+        }
+    });
+}
+
+/// The `HashingTF` index of every term of `text` (`for_each_term`); unigrams take the fused
+/// path (`for_each_index`).
+pub fn for_each_term_index(text: &str, num_features: u32, ngrams: u32, mut f: impl FnMut(u32)) {
+    if ngrams <= 1 {
+        for_each_index(text, num_features, f);
+    } else {
+        for_each_term(text, ngrams, |t| f(bytes_index(t, num_features)));
+    }
+}
+
+/// Tokenizer (then NGram with `ngrams` >= 2) then HashingTF, as one Spark pipeline would.
+pub fn features(text: &str, num_features: u32, binary: bool, ngrams: u32) -> Vec<(u32, f32)> {
     let mut idx: Vec<u32> = Vec::with_capacity(text.len() / 5 + 1);
-    for_each_index(text, num_features, |i| idx.push(i));
+    for_each_term_index(text, num_features, ngrams, |i| idx.push(i));
     counts(idx, binary)
 }
 
@@ -319,7 +379,7 @@ mod tests {
             let mut got: Vec<String> = Vec::new();
             for_each_token(c, |t| got.push(String::from_utf8(t.to_vec()).unwrap()));
             assert_eq!(got, spark_tokenize(c), "{c:?}");
-            assert_eq!(features(c, 1 << 18, false), hashing_tf(&spark_tokenize(c), 1 << 18, false), "{c:?}");
+            assert_eq!(features(c, 1 << 18, false, 1), hashing_tf(&spark_tokenize(c), 1 << 18, false), "{c:?}");
             let mut fused = Vec::new();
             for_each_index(c, 1000, |i| fused.push(i));
             let slow: Vec<u32> = spark_tokenize(c).iter().map(|t| term_index(t, 1000)).collect();
@@ -358,12 +418,50 @@ mod tests {
 
     #[test]
     fn term_frequencies_and_binary() {
-        let v = features("the cat the hat the", 1 << 18, false);
+        let v = features("the cat the hat the", 1 << 18, false, 1);
         let the = term_index("the", 1 << 18);
         assert_eq!(v.iter().find(|(i, _)| *i == the).map(|x| x.1), Some(3.0));
         assert_eq!(v.iter().map(|x| x.1).sum::<f32>(), 5.0);
         assert!(v.windows(2).all(|w| w[0].0 < w[1].0));
-        let b = features("the cat the hat the", 1 << 18, true);
+        let b = features("the cat the hat the", 1 << 18, true, 1);
         assert!(b.iter().all(|x| x.1 == 1.0));
+    }
+
+    #[test]
+    fn ngram_terms_are_spark_ngrams_of_the_tokens() {
+        let cases = ["", "one", "  ", "The cat  sat\ton the MAT.\n", " lead and trail \n", "ΣΑΣ ß x", "a b c d e"];
+        for c in cases {
+            let tokens = spark_tokenize(c);
+            for n in 1..=MAX_NGRAMS {
+                let mut want: Vec<String> = tokens.clone();
+                for k in 2..=n as usize {
+                    want.extend(spark_ngrams(&tokens, k));
+                }
+                let mut got: Vec<String> = Vec::new();
+                for_each_term(c, n, |t| got.push(String::from_utf8(t.to_vec()).unwrap()));
+                let (mut g, mut w) = (got.clone(), want.clone());
+                g.sort();
+                w.sort();
+                assert_eq!(g, w, "{c:?} n={n}");
+                let all: Vec<String> = want;
+                assert_eq!(features(c, 1 << 12, false, n), hashing_tf(&all, 1 << 12, false), "{c:?} n={n}");
+            }
+        }
+        // The order within a text: each token, then the n-grams ending at it.
+        let mut got: Vec<String> = Vec::new();
+        for_each_term("A b  c", 3, |t| got.push(String::from_utf8(t.to_vec()).unwrap()));
+        assert_eq!(got, ["a", "b", "a b", "", "b ", "a b ", "c", " c", "b  c"]);
+    }
+
+    #[test]
+    fn bigram_features_count_each_pair() {
+        let v = features("the cat the cat", 1 << 18, false, 2);
+        let at = |t: &str| v.iter().find(|(i, _)| *i == term_index(t, 1 << 18)).map(|x| x.1);
+        assert_eq!(at("the cat"), Some(2.0));
+        assert_eq!(at("cat the"), Some(1.0));
+        assert_eq!(at("the"), Some(2.0));
+        assert_eq!(v.iter().map(|x| x.1).sum::<f32>(), 4.0 + 3.0);
+        // Fewer tokens than n: no n-grams.
+        assert_eq!(features("word", 1 << 18, false, 2), features("word", 1 << 18, false, 1));
     }
 }

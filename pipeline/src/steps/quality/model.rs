@@ -4,14 +4,15 @@
 //!
 //! File format (`.gqm`, little-endian), specified in `shards/README.md`:
 //! `GRISTQM\0` (8 bytes) | u32 format version | u32 header length H | H bytes of JSON header
-//! (`num_features`, `binary`, `tokenizer`, `bias`, and free-form `training` and `metrics`) |
+//! (`num_features`, `binary`, `ngrams` (absent: 1), `tokenizer`, `bias`, and free-form `training`
+//! and `metrics`) |
 //! `num_features` f32 weights. Readers check magic, version and exact length first.
 
 use serde::{Deserialize, Serialize};
 use shards::{At, Loc, ShardError};
 
 use crate::core::rng::DocRng;
-use crate::text::features::{for_each_index, term_index};
+use crate::text::features::{MAX_NGRAMS, for_each_term_index, term_index};
 
 /// Magic bytes of a model file.
 pub const MODEL_MAGIC: &[u8; 8] = b"GRISTQM\0";
@@ -24,6 +25,10 @@ pub struct ModelHeader {
     pub num_features: u32,
     /// Term presence (1.0) instead of counts, as Spark's `HashingTF.binary`.
     pub binary: bool,
+    /// Word n-grams up to this order are features too (Spark's `NGram`, hashed into the same
+    /// vector); 1: tokens only. Absent in files written before it existed, which are unigram.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub ngrams: u32,
     /// Always `spark`: Spark's Tokenizer + HashingTF (MurmurHash3 x86_32, seed 42).
     pub tokenizer: String,
     pub bias: f32,
@@ -33,6 +38,13 @@ pub struct ModelHeader {
     /// Held-out metrics (accuracy, ROC AUC, log loss, ...).
     #[serde(default)]
     pub metrics: serde_json::Value,
+}
+
+fn one() -> u32 {
+    1
+}
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 /// A logistic-regression quality model.
@@ -45,11 +57,12 @@ pub struct QualityModel {
 
 impl QualityModel {
     /// A model with all-zero weights (scores 0.5 + the bias's effect).
-    pub fn zeros(num_features: u32, binary: bool) -> QualityModel {
+    pub fn zeros(num_features: u32, binary: bool, ngrams: u32) -> QualityModel {
         QualityModel {
             header: ModelHeader {
                 num_features,
                 binary,
+                ngrams,
                 tokenizer: "spark".into(),
                 bias: 0.0,
                 training: serde_json::Value::Null,
@@ -67,16 +80,16 @@ impl QualityModel {
     /// The model's logit for `text`: bias + weights . features, summed in token order without
     /// building the feature vector (term counts are sums over token occurrences).
     pub fn logit(&self, text: &str) -> f64 {
-        let n = self.header.num_features;
+        let (n, ngrams) = (self.header.num_features, self.header.ngrams);
         let mut z = 0.0f64;
         if self.header.binary {
             let mut idx: Vec<u32> = Vec::with_capacity(text.len() / 5 + 1);
-            for_each_index(text, n, |i| idx.push(i));
+            for_each_term_index(text, n, ngrams, |i| idx.push(i));
             idx.sort_unstable();
             idx.dedup();
             z = idx.iter().map(|&i| self.weights[i as usize] as f64).sum();
         } else {
-            for_each_index(text, n, |i| z += self.weights[i as usize] as f64);
+            for_each_term_index(text, n, ngrams, |i| z += self.weights[i as usize] as f64);
         }
         self.header.bias as f64 + z
     }
@@ -136,12 +149,12 @@ impl QualityModel {
         }
         let header: ModelHeader = serde_json::from_slice(&b[16..header_end])
             .map_err(|source| ShardError::Json { at: At::byte(path, 16), source })?;
-        if header.tokenizer != "spark" || header.num_features == 0 {
+        if header.tokenizer != "spark" || header.num_features == 0 || !(1..=MAX_NGRAMS).contains(&header.ngrams) {
             return Err(ShardError::invalid(
                 At::byte(path, 16),
                 format!(
-                    "unsupported feature config: tokenizer {:?}, num_features {}",
-                    header.tokenizer, header.num_features
+                    "unsupported feature config: tokenizer {:?}, num_features {}, ngrams {} (1..={MAX_NGRAMS})",
+                    header.tokenizer, header.num_features, header.ngrams
                 ),
             ));
         }
@@ -226,7 +239,7 @@ mod tests {
     use super::*;
 
     fn model() -> QualityModel {
-        let mut m = QualityModel::zeros(1 << 10, false);
+        let mut m = QualityModel::zeros(1 << 10, false, 1);
         m.header.bias = -0.5;
         m.weights[term_index("whale", 1 << 10) as usize] = 2.0;
         m.weights[term_index("casino", 1 << 10) as usize] = -3.0;
@@ -267,6 +280,17 @@ mod tests {
                 .to_string()
                 .contains("unsupported feature config")
         );
+        // A unigram model's header has no `ngrams` (files from before it read the same way);
+        // a bigram model's does, and an order grist cannot compute is refused.
+        assert!(!String::from_utf8_lossy(&b).contains("ngrams"));
+        let mut bigram = m.clone();
+        bigram.header.ngrams = 2;
+        let bb = bigram.to_bytes();
+        assert!(String::from_utf8_lossy(&bb).contains("\"ngrams\":2"));
+        assert_eq!(QualityModel::from_bytes(&bb, "m.gqm").unwrap().header.ngrams, 2);
+        bigram.header.ngrams = 9;
+        let e = QualityModel::from_bytes(&bigram.to_bytes(), "m.gqm").unwrap_err().to_string();
+        assert!(e.contains("ngrams 9") && e.contains("m.gqm"), "{e}");
     }
 
     #[test]
@@ -282,19 +306,23 @@ mod tests {
 
     #[test]
     fn fused_logit_equals_the_feature_vector_dot_product() {
-        for binary in [false, true] {
-            let mut m = QualityModel::zeros(1 << 10, binary);
+        for (binary, ngrams) in [(false, 1), (true, 1), (false, 2), (true, 2), (false, 3)] {
+            let mut m = QualityModel::zeros(1 << 10, binary, ngrams);
             m.header.bias = 0.25;
             for (i, w) in m.weights.iter_mut().enumerate() {
                 *w = ((i * 7919) % 201) as f32 / 100.0 - 1.0;
             }
             for text in ["The the THE cat  sat\n\non the mat.", "", "   ", "Straße ΟΔΟΣ odos odos", "x"] {
                 let want = 0.25
-                    + crate::text::features::features(text, 1 << 10, binary)
+                    + crate::text::features::features(text, 1 << 10, binary, ngrams)
                         .iter()
                         .map(|&(i, v)| m.weights[i as usize] as f64 * v as f64)
                         .sum::<f64>();
-                assert!((m.logit(text) - want).abs() < 1e-9, "{text:?} binary={binary}: {} vs {want}", m.logit(text));
+                assert!(
+                    (m.logit(text) - want).abs() < 1e-9,
+                    "{text:?} binary={binary} ngrams={ngrams}: {} vs {want}",
+                    m.logit(text)
+                );
             }
         }
     }

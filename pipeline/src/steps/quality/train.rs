@@ -152,6 +152,10 @@ pub struct QualityConfig {
     pub num_features: u32,
     #[serde(default)]
     pub binary: bool,
+    /// Word n-grams up to this order are features too (2: bigrams, as Spark's `NGram(n=2)`
+    /// hashed into the same `num_features` space as the tokens; 1: tokens only).
+    #[serde(default = "default_ngrams", skip_serializing_if = "is_default_ngrams")]
+    pub ngrams: u32,
     /// L2 strength (sum-of-losses scale, as linfa-logistic's `alpha`).
     #[serde(default = "default_l2")]
     pub l2: f64,
@@ -187,6 +191,12 @@ pub struct QualityConfig {
     pub reference: Vec<ReferenceSet>,
 }
 
+fn default_ngrams() -> u32 {
+    1
+}
+fn is_default_ngrams(n: &u32) -> bool {
+    *n == 1
+}
 fn default_num_features() -> u32 {
     DEFAULT_NUM_FEATURES
 }
@@ -309,8 +319,6 @@ pub fn completed(cfg: &QualityConfig, seed: u64, docs_dir: &Loc, out: &Loc) -> R
     }))
 }
 
-/// Trains on the documents of the `ingest` output in `docs_dir`; writes `model.gqm` and
-/// `train_report.json` into `out`.
 /// Scores each `[[quality.reference]]` set (ingested into `{out}/reference/NAME`) with `model`.
 fn reference_keep(
     cfg: &QualityConfig,
@@ -347,7 +355,9 @@ fn reference_keep(
     Ok(keeps)
 }
 
-/// Trains the classifier; `alpha` is the Pareto alpha the reference sets' keep rates are given at.
+/// Trains the classifier on the documents of the `ingest` output in `docs_dir`; writes
+/// `model.gqm` and `train_report.json` into `out`. `alpha` is the Pareto alpha the reference
+/// sets' keep rates are given at.
 pub fn train(cfg: &QualityConfig, seed: u64, docs_dir: &Loc, out: &Loc, alpha: f64) -> Result<TrainReport, StageError> {
     let start = Instant::now();
     let m = Manifest::read(&docs_dir.join(crate::core::stage::MANIFEST))?;
@@ -402,8 +412,10 @@ pub fn train(cfg: &QualityConfig, seed: u64, docs_dir: &Loc, out: &Loc, alpha: f
                 .filter_map(|i| label_of(src.value(i)).map(|l| (i, l)))
                 .filter(|&(i, _)| sample_draw(id.value(i)) <= cutoff)
                 .collect();
-            let feats: Vec<Vec<(u32, f32)>> =
-                chosen.par_iter().map(|&(i, _)| features(text.value(i), cfg.num_features, cfg.binary)).collect();
+            let feats: Vec<Vec<(u32, f32)>> = chosen
+                .par_iter()
+                .map(|&(i, _)| features(text.value(i), cfg.num_features, cfg.binary, cfg.ngrams))
+                .collect();
             for (&(i, label), f) in chosen.iter().zip(&feats) {
                 if label {
                     pos += 1;
@@ -508,14 +520,14 @@ pub fn train(cfg: &QualityConfig, seed: u64, docs_dir: &Loc, out: &Loc, alpha: f
             (Some(a), Some(d))
         }
     };
-    let mut model = QualityModel::zeros(cfg.num_features, cfg.binary);
+    let mut model = QualityModel::zeros(cfg.num_features, cfg.binary, cfg.ngrams);
     model.weights = weights.iter().map(|&w| w as f32).collect();
     model.header.bias = bias as f32;
     // The strongest features, named by a term of the training text that hashes to them.
     let mut by_weight: Vec<u32> = (0..cfg.num_features).collect();
     by_weight.sort_by(|&a, &b| model.weights[b as usize].total_cmp(&model.weights[a as usize]).then(a.cmp(&b)));
     let wanted: Vec<u32> = by_weight.iter().take(20).chain(by_weight.iter().rev().take(20)).copied().collect();
-    let names = name_features(docs_dir, &m, &label_of, &wanted, cfg.num_features)?;
+    let names = name_features(docs_dir, &m, &label_of, &wanted, cfg.num_features, cfg.ngrams)?;
     let named = |idx: &[u32]| -> Vec<(String, f32)> {
         idx.iter().filter_map(|i| names.get(i).map(|t| (t.clone(), model.weights[*i as usize]))).collect()
     };
@@ -560,7 +572,7 @@ pub fn train(cfg: &QualityConfig, seed: u64, docs_dir: &Loc, out: &Loc, alpha: f
     Ok(report)
 }
 
-/// A term for each of the `wanted` feature indices: the most frequent token hashing there
+/// A term for each of the `wanted` feature indices: the most frequent term (token or n-gram) hashing there
 /// in the labeled documents (the first 20,000 in shard order; ties go to the smaller term).
 fn name_features(
     docs_dir: &Loc,
@@ -568,6 +580,7 @@ fn name_features(
     label_of: &dyn Fn(&str) -> Option<bool>,
     wanted: &[u32],
     num_features: u32,
+    ngrams: u32,
 ) -> Result<BTreeMap<u32, String>, StageError> {
     let want: std::collections::BTreeSet<u32> = wanted.iter().copied().collect();
     let mut counts: BTreeMap<u32, BTreeMap<Vec<u8>, u64>> = BTreeMap::new();
@@ -580,7 +593,7 @@ fn name_features(
                 if label_of(src.value(i)).is_none() {
                     continue;
                 }
-                crate::text::features::for_each_token(text.value(i), |t| {
+                crate::text::features::for_each_term(text.value(i), ngrams, |t| {
                     let idx = crate::text::features::bytes_index(t, num_features);
                     if want.contains(&idx) {
                         *counts.entry(idx).or_default().entry(t.to_vec()).or_default() += 1;
