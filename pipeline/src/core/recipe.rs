@@ -189,7 +189,9 @@ impl Recipe {
     }
 }
 
-/// Applies one `a.b.c=value` override to a resolved recipe. The key must exist; `value`
+/// Applies one `a.b.c=value` override to a resolved recipe. The tables on the way must exist
+/// (the last key may be one the schema leaves out by default; an unknown one is refused when the
+/// recipe is read back); `value`
 /// is read as a TOML value (`5`, `true`, `"x"`, `[1, 2]`), or taken as a bare string.
 fn apply_override(root: &mut toml::Value, spec: &str) -> Result<(), StageError> {
     let (key, raw) = spec.split_once('=').ok_or_else(|| {
@@ -198,11 +200,17 @@ fn apply_override(root: &mut toml::Value, spec: &str) -> Result<(), StageError> 
     let key = key.trim();
     let mut node = &mut *root;
     let mut walked = Vec::new();
-    for part in key.split('.') {
+    let parts: Vec<&str> = key.split('.').collect();
+    for (depth, &part) in parts.iter().enumerate() {
         let here = if walked.is_empty() { "the recipe".to_string() } else { format!("`{}`", walked.join(".")) };
         node = match node {
             toml::Value::Table(t) => {
                 let keys: Vec<String> = t.keys().cloned().collect();
+                // An optional key the resolved recipe leaves out (its default is not written,
+                // e.g. `quality.ngrams`): set it, and let the schema refuse a key it lacks.
+                if depth + 1 == parts.len() && depth > 0 {
+                    t.entry(part.to_string()).or_insert(toml::Value::Boolean(false));
+                }
                 t.get_mut(part).ok_or_else(|| {
                     StageError::Recipe(format!(
                         "override {key:?}: {here} has no key `{part}`\nhint: keys there: {}",
@@ -280,7 +288,15 @@ paths = ["data/web"]
     #[test]
     fn overrides_of_missing_keys_fail_with_the_keys_that_exist() {
         let e = Recipe::parse(R, "r.toml", &["ingest.min_wordz=1".into()]).unwrap_err().to_string();
-        assert!(e.contains("no key `min_wordz`") && e.contains("min_words"), "{e}");
+        assert!(e.contains("min_wordz") && e.contains("min_words"), "{e}");
+        let e = Recipe::parse(R, "r.toml", &["ingestt.min_words=1".into()]).unwrap_err().to_string();
+        assert!(e.contains("no key `ingestt`") && e.contains("ingest"), "{e}");
+        let with_quality = format!("{R}\n[quality]\npositives = [\"web\"]\nnegatives = [\"web\"]\n");
+        let e = Recipe::parse(&with_quality, "r.toml", &["quality.ngram=2".into()]).unwrap_err().to_string();
+        assert!(e.contains("ngram") && e.contains("ngrams"), "{e}");
+        // A key the resolved recipe leaves out at its default can still be set.
+        let r = Recipe::parse(&with_quality, "r.toml", &["quality.ngrams=2".into()]).unwrap();
+        assert_eq!(r.quality.as_ref().map(|q| q.ngrams), Some(2));
         let e = Recipe::parse(R, "r.toml", &["ingest.sources.3.name=x".into()]).unwrap_err().to_string();
         assert!(e.contains("no index 3"), "{e}");
         let e = Recipe::parse(R, "r.toml", &["ingest.min_words".into()]).unwrap_err().to_string();
