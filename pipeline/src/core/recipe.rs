@@ -86,9 +86,19 @@ impl Recipe {
         for o in overrides {
             apply_override(&mut value, o)?;
         }
-        let recipe: Recipe = value
-            .try_into()
-            .map_err(|e: toml::de::Error| StageError::Recipe(format!("{name} after overrides: {e}")))?;
+        let recipe: Recipe = value.try_into().map_err(|e: toml::de::Error| {
+            // A key an override added that the schema lacks: name the override.
+            let said = e.to_string();
+            let added = overrides.iter().filter_map(|o| o.split_once('=')).map(|(k, _)| k.trim()).find(|k| {
+                k.rsplit_once('.').is_some_and(|(_, last)| said.contains(&format!("unknown field `{last}`")))
+            });
+            match added.and_then(|k| k.rsplit_once('.')) {
+                Some((table, last)) => {
+                    StageError::Recipe(format!("override \"{table}.{last}\": `{table}` has no key `{last}`: {said}"))
+                }
+                None => StageError::Recipe(format!("{name} after overrides: {said}")),
+            }
+        })?;
         recipe.validate(name)?;
         Ok(recipe)
     }
@@ -288,7 +298,7 @@ paths = ["data/web"]
     #[test]
     fn overrides_of_missing_keys_fail_with_the_keys_that_exist() {
         let e = Recipe::parse(R, "r.toml", &["ingest.min_wordz=1".into()]).unwrap_err().to_string();
-        assert!(e.contains("min_wordz") && e.contains("min_words"), "{e}");
+        assert!(e.contains("no key `min_wordz`") && e.contains("min_words"), "{e}");
         let e = Recipe::parse(R, "r.toml", &["ingestt.min_words=1".into()]).unwrap_err().to_string();
         assert!(e.contains("no key `ingestt`") && e.contains("ingest"), "{e}");
         let with_quality = format!("{R}\n[quality]\npositives = [\"web\"]\nnegatives = [\"web\"]\n");
