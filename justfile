@@ -140,6 +140,17 @@ test-mpi:
     cargo test --features mpi --test train -- mpirun
 
 # Training-step tokens/s and MFU beside PyTorch CPU (PyTorch from PyPI in its own venv).
+# The CUDA backend's binaries for a GPU machine (no CUDA needed here), then the check to run there:
+#   scripts/gpu-check.sh --dry-run here; scripts/gpu-check.sh on the GPU machine.
+gpu-build:
+    cargo build --release --features cuda
+    cargo build --release -p trainer --features cuda --example gpu_check
+    bash scripts/gpu-check.sh --dry-run
+
+# Every CUDA kernel compiled by NVRTC (from PyPI) for sm_90 and sm_80, no GPU needed.
+check-kernels:
+    GRIST_REQUIRE_NVRTC=1 LD_LIBRARY_PATH="$(bash scripts/nvrtc.sh)" cargo test --workspace --features cuda --lib -- cuda::
+
 bench-train *ARGS:
     bash scripts/bench-train.sh {{ARGS}}
 

@@ -1,9 +1,13 @@
-"""PyTorch CPU training-step throughput for the same GPT shape as trainer/examples/train_bench.rs
-(forward, backward, AdamW; fp32; torch.set_num_threads as given). Prints one JSON object.
+"""PyTorch training-step throughput for the same GPT shape as trainer/examples/train_bench.rs
+(forward, backward, AdamW; torch.set_num_threads as given). Prints one JSON object.
+On the CPU in fp32 by default; GRIST_TORCH_DEVICE=cuda runs on the GPU (fused AdamW; the GEMM
+peak is an 8192^3 product), GRIST_TORCH_COMPILE=1 wraps the model in torch.compile, and
+GRIST_TORCH_DTYPE=bf16 autocasts the forward pass to bfloat16 (fp32 otherwise, TF32 off).
 usage: torch_train_bench.py LAYERS CHANNELS HEADS SEQ BATCH STEPS THREADS
 """
 import json
 import math
+import os
 import sys
 import time
 
@@ -14,6 +18,17 @@ import torch.nn.functional as F
 L, C, H, T, B, STEPS, THREADS = map(int, sys.argv[1:8])
 torch.set_num_threads(THREADS)
 V, VP = 50257, 50304
+DEVICE = os.environ.get("GRIST_TORCH_DEVICE", "cpu")
+COMPILE = os.environ.get("GRIST_TORCH_COMPILE") == "1"
+BF16 = os.environ.get("GRIST_TORCH_DTYPE") == "bf16"
+if DEVICE == "cuda":
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
+def sync():
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
 
 
 class Block(nn.Module):
@@ -39,7 +54,7 @@ class GPT(nn.Module):
         self.lnf = nn.LayerNorm(C)
 
     def forward(self, idx, tgt):
-        x = self.wte(idx) + self.wpe(torch.arange(T))
+        x = self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))
         for b in self.blocks:
             x = b(x)
         logits = self.lnf(x) @ self.wte.weight.T
@@ -54,28 +69,41 @@ with torch.no_grad():
             nn.init.normal_(mod.weight, std=0.02)
         if isinstance(mod, nn.Linear):
             mod.bias.zero_()
-opt = torch.optim.AdamW(m.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
-idx, tgt = torch.randint(0, V, (B, T)), torch.randint(0, V, (B, T))
+m = m.to(DEVICE)
+opt = torch.optim.AdamW(m.parameters(), lr=1e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, fused=DEVICE == "cuda")
+run = torch.compile(m) if COMPILE else m
+idx, tgt = torch.randint(0, V, (B, T), device=DEVICE), torch.randint(0, V, (B, T), device=DEVICE)
 times = []
-for _ in range(STEPS + 1):
+warm = 3 if COMPILE else 1
+for _ in range(STEPS + warm):
+    sync()
     s = time.perf_counter()
     opt.zero_grad()
-    loss = m(idx, tgt)
+    with torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=BF16):
+        loss = run(idx, tgt)
     loss.backward()
     opt.step()
+    sync()
     times.append(time.perf_counter() - s)
-step = sum(times[1:]) / STEPS
-n = 1024
-a, b = torch.ones(n, n), torch.full((n, n), 0.5)
+step = sum(times[warm:]) / STEPS
+n = 8192 if DEVICE == "cuda" else 1024
+dtype = torch.bfloat16 if BF16 else torch.float32
+a, b = torch.ones(n, n, device=DEVICE, dtype=dtype), torch.full((n, n), 0.5, device=DEVICE, dtype=dtype)
 a @ b  # warm-up
 best = float("inf")
 for _ in range(6):
+    sync()
     s = time.perf_counter()
     a @ b
+    sync()
     best = min(best, time.perf_counter() - s)
 peak = 2 * n**3 / best
 params = sum(p.numel() for p in m.parameters())
 tps = B * T / step
-isa = torch.backends.cpu.get_cpu_capability()
-print(json.dumps({"torch": torch.__version__, "isa": isa, "threads": THREADS, "params": params, "tokens_per_s": round(tps, 1), "step_s": round(step, 4),
-                  "gemm_gflops": round(peak / 1e9, 1), "mfu": round(6 * params * tps / peak, 3), "loss": loss.item()}))
+isa = torch.cuda.get_device_name() if DEVICE == "cuda" else torch.backends.cpu.get_cpu_capability()
+out = {"torch": torch.__version__, "isa": isa, "threads": THREADS, "params": params, "tokens_per_s": round(tps, 1), "step_s": round(step, 4),
+       "gemm_gflops": round(peak / 1e9, 1), "mfu": round(6 * params * tps / peak, 3), "loss": loss.item(),
+       "compiled": COMPILE, "dtype": "bf16" if BF16 else "fp32"}
+if DEVICE == "cuda":
+    out["device_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
+print(json.dumps(out))

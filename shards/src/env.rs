@@ -38,3 +38,5 @@ pub const TEST_EXIT_RANK_AT_STEP: &str = "GRIST_TEST_EXIT_RANK_AT_STEP";
 /// Test hook: elements per round of the MPI reduce-scatter and all-gather (default 2^24), set
 /// small to make a tiny model's collectives take many rounds. Used by the training tests only.
 pub const TEST_MPI_ROUND_ELEMENTS: &str = "GRIST_TEST_MPI_ROUND_ELEMENTS";
+/// Set (CI): the CUDA kernel compile test fails, rather than skips, when libnvrtc is missing.
+pub const TEST_REQUIRE_NVRTC: &str = "GRIST_REQUIRE_NVRTC";

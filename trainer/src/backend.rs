@@ -1,6 +1,7 @@
 //! The seam between the training loop and the device that runs the model. The loop (schedules,
 //! data, checkpoints) talks only to [`Backend`]; [`CpuBackend`] is the reference backend (the
-//! kernels of `forward`, AdamW of `optim`), and the only one. The trait is shaped for devices
+//! kernels of `forward`, AdamW of `optim`); `cuda::CudaBackend` (feature `cuda`) runs the same
+//! model on a GPU. [`make`] picks one by the training config's `backend`. The trait is shaped for devices
 //! with their own memory: every method moves host slices in or out, so parameters, gradients
 //! and moments may live on the device, and every method can fail.
 
@@ -63,6 +64,82 @@ pub trait Backend {
     fn state(&self) -> Result<HostState, BackendError>;
     /// Replaces parameters and moments (a checkpoint being resumed).
     fn load_state(&mut self, state: &HostState) -> Result<(), BackendError>;
+    /// Bytes of optimizer moments this process holds.
+    fn moment_bytes(&self) -> usize;
+
+    // Data parallel over processes (`collective`). A backend that has no collectives of its
+    // own trains in one process only: these refuse a world of more than one.
+
+    /// ZeRO-1: keep the moments of this rank's shard only.
+    fn shard_optimizer(&mut self, _rank: usize, world: usize) -> Result<(), BackendError> {
+        single(&self.name(), world)
+    }
+    /// Sums the gradient over ranks.
+    fn reduce_grads(&mut self, comm: &mut dyn Collective) -> Result<(), BackendError> {
+        single(&self.name(), comm.world())
+    }
+    /// The global gradient norm after [`Backend::reduce_grads`].
+    fn grad_norm_across(&mut self, comm: &mut dyn Collective) -> Result<f32, BackendError> {
+        single(&self.name(), comm.world())?;
+        self.grad_norm()
+    }
+    /// One AdamW step on every rank.
+    fn step_across(
+        &mut self,
+        comm: &mut dyn Collective,
+        opt: &AdamW,
+        lr: f32,
+        grad_scale: f32,
+    ) -> Result<(), BackendError> {
+        single(&self.name(), comm.world())?;
+        self.step(opt, lr, grad_scale)
+    }
+    /// Parameters and every moment, the same whatever the world size (every rank calls it).
+    fn state_across(&self, comm: &mut dyn Collective) -> Result<HostState, BackendError> {
+        single(&self.name(), comm.world())?;
+        self.state()
+    }
+    /// Seconds spent in collectives since the last call.
+    fn take_comm_seconds(&mut self) -> f64 {
+        0.0
+    }
+}
+
+fn single(name: &str, world: usize) -> Result<(), BackendError> {
+    if world > 1 {
+        return Err(BackendError::Device(format!("the {name} backend trains in one process only, not {world} ranks")));
+    }
+    Ok(())
+}
+
+/// The backends `backend = "..."` names: `cpu`, or `cuda` / `cuda:N` (GPU N) in a build with
+/// the `cuda` feature.
+pub fn make(kind: &str, params: Params) -> Result<Box<dyn Backend>, BackendError> {
+    match kind {
+        "cpu" => Ok(Box::new(CpuBackend::new(params))),
+        k if k == "cuda" || k.starts_with("cuda:") => {
+            let ordinal = match k.strip_prefix("cuda:") {
+                Some(n) => n
+                    .parse::<usize>()
+                    .map_err(|_| BackendError::Device(format!("backend {k:?}: cuda:N with N a GPU number")))?,
+                None => 0,
+            };
+            cuda_backend(params, ordinal)
+        }
+        other => Err(BackendError::Device(format!("unknown backend {other:?} (cpu, cuda, cuda:N)"))),
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_backend(params: Params, ordinal: usize) -> Result<Box<dyn Backend>, BackendError> {
+    Ok(Box::new(crate::cuda::CudaBackend::new(params, ordinal)?))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_backend(_params: Params, _ordinal: usize) -> Result<Box<dyn Backend>, BackendError> {
+    Err(BackendError::Device(
+        "this grist was built without the CUDA backend\nhint: cargo build --release --features cuda".into(),
+    ))
 }
 
 /// The CPU backend: parameters, gradients and moments in host memory, a workspace per batch
@@ -337,6 +414,41 @@ impl Backend for CpuBackend {
         self.adam.step = s.step;
         Ok(())
     }
+
+    fn moment_bytes(&self) -> usize {
+        CpuBackend::moment_bytes(self)
+    }
+
+    fn shard_optimizer(&mut self, rank: usize, world: usize) -> Result<(), BackendError> {
+        CpuBackend::shard_optimizer(self, rank, world);
+        Ok(())
+    }
+
+    fn reduce_grads(&mut self, comm: &mut dyn Collective) -> Result<(), BackendError> {
+        CpuBackend::reduce_grads(self, comm)
+    }
+
+    fn grad_norm_across(&mut self, comm: &mut dyn Collective) -> Result<f32, BackendError> {
+        CpuBackend::grad_norm_across(self, comm)
+    }
+
+    fn step_across(
+        &mut self,
+        comm: &mut dyn Collective,
+        opt: &AdamW,
+        lr: f32,
+        grad_scale: f32,
+    ) -> Result<(), BackendError> {
+        CpuBackend::step_across(self, comm, opt, lr, grad_scale)
+    }
+
+    fn state_across(&self, comm: &mut dyn Collective) -> Result<HostState, BackendError> {
+        CpuBackend::state_across(self, comm)
+    }
+
+    fn take_comm_seconds(&mut self) -> f64 {
+        CpuBackend::take_comm_seconds(self)
+    }
 }
 
 /// The L2 norm of `xs`, summed in f64 over fixed blocks in order (the same on any thread count).
@@ -348,6 +460,23 @@ pub fn global_norm(xs: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backends_are_made_by_name_and_a_missing_one_says_why() {
+        let p = Params::gpt2_init(GptConfig::new(8, 64, 1, 1, 8, 64), 1);
+        let cpu = make("cpu", p.clone()).map(|b| b.name()).unwrap_or_default();
+        assert!(cpu.starts_with("cpu"), "{cpu}");
+        let err = |kind: &str| make(kind, p.clone()).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err("tpu").contains("unknown backend \"tpu\""));
+        assert!(err("cuda:x").contains("cuda:N"));
+        if cfg!(not(feature = "cuda")) {
+            assert!(err("cuda").contains("--features cuda"), "{}", err("cuda"));
+        }
+        // One process only where a backend has no collectives of its own.
+        let mut one = make("cpu", p.clone()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(one.shard_optimizer(0, 1).is_ok());
+        assert!(single("x", 2).is_err() && single("x", 1).is_ok());
+    }
 
     #[test]
     fn the_cpu_backend_trains_accumulates_and_round_trips_its_state() {

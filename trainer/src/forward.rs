@@ -654,7 +654,7 @@ struct Acts<'a, T> {
 }
 
 /// Elements per activation, in carving order: (per layer, global).
-fn act_sizes(cfg: &GptConfig, b: usize, t: usize) -> ([usize; 13], [usize; 6]) {
+pub(crate) fn act_sizes(cfg: &GptConfig, b: usize, t: usize) -> ([usize; 13], [usize; 6]) {
     let (n, c, nh, vp) = (b * t, cfg.channels, cfg.num_heads, cfg.padded_vocab_size);
     let layer = [n * c, n, n, n * 3 * c, n * c, n * nh, n * c, n * c, n, n, n * 4 * c, n * 4 * c, n * c];
     (layer, [n * c, n * c, n, n, n * vp, n])
@@ -695,7 +695,7 @@ fn carve<'a, T>(mut buf: &'a mut [T], cfg: &GptConfig, b: usize, t: usize) -> Ac
 }
 
 /// Where a parameter tensor lies in a flat parameter (or gradient) buffer.
-fn tensor(cfg: &GptConfig, p: Param) -> std::ops::Range<usize> {
+pub(crate) fn tensor(cfg: &GptConfig, p: Param) -> std::ops::Range<usize> {
     let mut at = 0;
     for (q, n) in cfg.param_sizes() {
         if q == p {

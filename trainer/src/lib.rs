@@ -7,6 +7,8 @@
 pub mod backend;
 pub mod checkpoint;
 pub mod collective;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod eval;
 pub mod forward;
 pub mod gemm;

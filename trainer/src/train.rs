@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use shards::Loc;
 use shards::metrics::{self, EvalRecord, MetricsLine, StepRecord};
 
-use crate::backend::{Backend, BackendError, CpuBackend, HostState};
+use crate::backend::{Backend, BackendError, HostState};
 use crate::checkpoint::{self, CheckpointError, Saved};
 use crate::collective::{Collective, CollectiveError, Single};
 use crate::loader::{Cursor, DataLoader, LoaderError};
@@ -102,6 +102,17 @@ pub struct TrainConfig {
     pub checkpoint_every: u64,
     #[serde(default = "default_keep")]
     pub keep_checkpoints: usize,
+    /// The device: `cpu`, or `cuda` / `cuda:N` in a build with the `cuda` feature. Not part of
+    /// the trajectory: a checkpoint resumes on either.
+    #[serde(default = "default_backend", skip_serializing_if = "is_cpu")]
+    pub backend: String,
+}
+
+fn default_backend() -> String {
+    "cpu".into()
+}
+fn is_cpu(b: &str) -> bool {
+    b == "cpu"
 }
 
 fn default_model() -> String {
@@ -610,9 +621,9 @@ pub fn train_across(
         Some(init) => checkpoint::load_model_at(&checkpoint::resolve(Path::new(init)), Some(t))?,
         None => Params::gpt2_init(model, cfg.seed),
     };
-    let mut backend = CpuBackend::new(start);
+    let mut backend = crate::backend::make(&cfg.backend, start)?;
     if world > 1 {
-        backend.shard_optimizer(rank, world);
+        backend.shard_optimizer(rank, world)?;
     }
     let (mut step, mut tokens) = (0u64, 0u64);
     // Rank 0 picks the checkpoint (setting a damaged one aside); every rank loads it.
@@ -687,7 +698,7 @@ pub fn train_across(
     let done =
         |step: u64, tokens: u64| cfg.steps.is_some_and(|s| step >= s) || cfg.total_tokens.is_some_and(|n| tokens >= n);
     // Every rank gathers the state (a collective); rank 0 writes it.
-    let save = |backend: &CpuBackend,
+    let save = |backend: &dyn Backend,
                 comm: &mut dyn Collective,
                 step: u64,
                 tokens: u64,
@@ -699,7 +710,7 @@ pub fn train_across(
         }
         let state =
             TrainState { adam_step: s.step, config: cfg.clone(), cursor, data: data_print.clone(), step, tokens };
-        let mut params = Params::zeros(backend.params().config);
+        let mut params = Params::zeros(*backend.config());
         params.data = s.params;
         let saved = Saved { params, m: s.m, v: s.v, state };
         Ok(Some(checkpoint::save(&ckpt_dir, &format!("step-{step:08}"), &saved, cfg.keep_checkpoints)?))
@@ -765,7 +776,7 @@ pub fn train_across(
         on_event(&Event::Step(line));
         let finished = done(step, tokens);
         if !val.is_empty() && ((cfg.eval_every > 0 && step.is_multiple_of(cfg.eval_every)) || finished) {
-            let res = evaluate_across(&mut backend, comm, val, t, mb, cfg.eval_tokens)?;
+            let res = evaluate_across(backend.as_mut(), comm, val, t, mb, cfg.eval_tokens)?;
             let total: usize = res.iter().map(|r| r.2).sum();
             let mean = res.iter().map(|r| r.1 as f64 * r.2 as f64).sum::<f64>() / total.max(1) as f64;
             let finite = |x: f32| Some(x).filter(|x| x.is_finite());
@@ -785,7 +796,7 @@ pub fn train_across(
             if let Some(f) = metrics.as_mut() {
                 f.flush().map_err(io_err(&metrics_path))?;
             }
-            if let Some(p) = save(&backend, comm, step, tokens, loader.cursor())? {
+            if let Some(p) = save(backend.as_ref(), comm, step, tokens, loader.cursor())? {
                 on_event(&Event::Checkpoint(p.clone()));
                 last_ckpt = Some(p);
             }
@@ -835,6 +846,7 @@ pub fn train_across(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::CpuBackend;
 
     #[test]
     fn a_training_state_missing_a_field_is_refused_not_read_as_zero() {

@@ -1,0 +1,226 @@
+//! The CUDA backend checked on a GPU: `scripts/gpu-check.sh` runs this on an H200 (built here
+//! with `--features cuda`, carried there). Each check prints one line with its measured error and
+//! PASS or FAIL; the exit status is the number of failures (capped at 100).
+//!
+//! 1. PyTorch parity (`tests/golden/gpt_reference.bin`, as `tests/torch_parity.rs` on the CPU):
+//!    logits, loss, every gradient, and the losses of 10 AdamW steps, fp32.
+//! 2. Against the CPU backend on a model with odd shapes and GPT-3's banded layers (T = 70,
+//!    3 heads of 32, vocabulary 300 padded to 320, 3 sequences): loss, logits, each gradient
+//!    tensor, and the loss after 3 AdamW steps.
+//! 3. Determinism: a second backend gives the same gradient bits.
+//! 4. Checkpoints across devices: the GPU's state loads into the CPU backend (and back) and
+//!    gives the same loss.
+//! 5. With `--bench L C H T B STEPS`: training-step throughput (tokens/s), MFU over the fp32
+//!    SGEMM rate the backend measures and over a given bf16 ceiling, device memory.
+//!
+//! usage: gpu_check [--bench LAYERS CHANNELS HEADS SEQ BATCH STEPS [BF16_TFLOPS]]
+
+use std::time::Instant;
+
+use trainer::backend::{Backend, CpuBackend};
+use trainer::cuda::CudaBackend;
+use trainer::model::{GPT2_VOCAB, GptConfig, Params};
+use trainer::optim::AdamW;
+
+#[path = "../tests/common/reference.rs"]
+mod reference;
+
+/// Tolerances in fp32 (errors relative to the value, or absolute below 1): the CPU parity
+/// test's, with room for the GPU's other summation orders and fused multiply-adds.
+const LOGITS_TOL: f32 = 1e-4;
+const GRAD_TOL: f32 = 2e-4;
+const LOSS_TOL: f32 = 2e-5;
+
+struct Checks {
+    failed: u32,
+}
+
+impl Checks {
+    fn check(&mut self, what: &str, err: f32, tol: f32) {
+        let ok = err <= tol;
+        println!("{} {what}: error {err:.3e} (tolerance {tol:.0e})", if ok { "PASS" } else { "FAIL" });
+        if !ok {
+            self.failed += 1;
+        }
+    }
+
+    fn fail(&mut self, what: &str, why: impl std::fmt::Display) {
+        println!("FAIL {what}: {why}");
+        self.failed += 1;
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut c = Checks { failed: 0 };
+    println!("libraries (driver, cuBLAS, NVRTC) present: {:?}", trainer::cuda::libraries_present());
+    if let Err(e) = pytorch_parity(&mut c) {
+        c.fail("PyTorch parity", e);
+    }
+    if let Err(e) = against_cpu(&mut c) {
+        c.fail("against the CPU backend", e);
+    }
+    if args.first().map(String::as_str) == Some("--bench") {
+        let n: Vec<f64> = args[1..].iter().filter_map(|x| x.parse().ok()).collect();
+        if n.len() < 6 {
+            eprintln!("usage: gpu_check [--bench LAYERS CHANNELS HEADS SEQ BATCH STEPS [BF16_TFLOPS]]");
+            std::process::exit(2);
+        }
+        let u = |i: usize| n[i] as usize;
+        if let Err(e) = bench((u(0), u(1), u(2), u(3), u(4), u(5)), n.get(6).copied().unwrap_or(790.0)) {
+            c.fail("bench", e);
+        }
+    }
+    println!("{} failed", c.failed);
+    std::process::exit(c.failed.min(100) as i32);
+}
+
+type Res = Result<(), Box<dyn std::error::Error>>;
+
+fn pytorch_parity(c: &mut Checks) -> Res {
+    let r = reference::load();
+    let h = &r.header["config"];
+    let g = |k: &str| h[k].as_u64().unwrap_or(0) as usize;
+    let cfg = GptConfig::new(g("seq_len"), g("vocab"), g("layers"), g("heads"), g("channels"), g("padded_vocab"));
+    let mut p = Params::zeros(cfg);
+    p.data.copy_from_slice(&r.f32s["params"]);
+    let tokens: Vec<u32> = r.i32s["tokens"].iter().map(|&x| x as u32).collect();
+    let targets: Vec<u32> = r.i32s["targets"].iter().map(|&x| x as u32).collect();
+    let (b, t) = (g("batch"), g("seq_len"));
+    let mut gpu = CudaBackend::new(p, 0)?;
+    println!("device: {}", gpu.name());
+    let loss = gpu.forward(&tokens, Some(&targets), b, t)?.unwrap_or(f32::NAN);
+    let vp = cfg.padded_vocab_size;
+    let mut logits = vec![0.0f32; b * t * vp];
+    for (row, out) in logits.chunks_mut(vp).enumerate() {
+        gpu.logits_row(row, out)?;
+    }
+    c.check("PyTorch logits", reference::worst_error(&logits, &r.f32s["logits"]).0, LOGITS_TOL);
+    let want = r.header["loss"].as_f64().unwrap_or(f64::NAN) as f32;
+    c.check("PyTorch loss", (loss - want).abs(), LOSS_TOL);
+    gpu.zero_grad()?;
+    gpu.backward(&tokens, &targets, 1.0 / (b * t) as f32)?;
+    let grads = gpu.grads()?;
+    c.check("PyTorch gradients", reference::worst_error(&grads, &r.f32s["grads"]).0, GRAD_TOL);
+    let a = &r.header["adamw"];
+    let f = |k: &str| a[k].as_f64().unwrap_or(f64::NAN) as f32;
+    let opt = AdamW { beta1: f("beta1"), beta2: f("beta2"), eps: f("eps"), weight_decay: f("weight_decay") };
+    // A fresh backend: the 10 steps start from the reference's parameters and zero moments.
+    let mut p = Params::zeros(cfg);
+    p.data.copy_from_slice(&r.f32s["params"]);
+    let mut gpu = CudaBackend::new(p, 0)?;
+    let mut worst = 0.0f32;
+    for want in a["losses"].as_array().into_iter().flatten() {
+        let loss = gpu.forward(&tokens, Some(&targets), b, t)?.unwrap_or(f32::NAN);
+        worst = worst.max((loss - want.as_f64().unwrap_or(f64::NAN) as f32).abs());
+        gpu.zero_grad()?;
+        gpu.backward(&tokens, &targets, 1.0 / (b * t) as f32)?;
+        gpu.step(&opt, f("lr"), 1.0)?;
+    }
+    c.check("PyTorch losses of 10 AdamW steps", worst, LOSS_TOL * 5.0);
+    Ok(())
+}
+
+fn against_cpu(c: &mut Checks) -> Res {
+    let cfg = GptConfig { attention_band: Some(24), ..GptConfig::new(70, 300, 2, 3, 96, 64) };
+    let params = Params::gpt2_init(cfg, 11);
+    let (b, t) = (3, 70);
+    let tokens: Vec<u32> = (0..b * t).map(|i| ((i * 7919 + 13) % 300) as u32).collect();
+    let targets: Vec<u32> = (0..b * t).map(|i| ((i * 104_729 + 7) % 300) as u32).collect();
+    let mut cpu = CpuBackend::new(params.clone());
+    let mut gpu = CudaBackend::new(params.clone(), 0)?;
+    let scale = 1.0 / (b * t) as f32;
+    let mut losses = [0.0f32; 2];
+    for (k, dev) in [&mut cpu as &mut dyn Backend, &mut gpu].into_iter().enumerate() {
+        dev.zero_grad()?;
+        losses[k] = dev.forward(&tokens, Some(&targets), b, t)?.unwrap_or(f32::NAN);
+    }
+    c.check("CPU vs GPU loss (banded model)", (losses[0] - losses[1]).abs(), LOSS_TOL);
+    let vp = cfg.padded_vocab_size;
+    let (mut lc, mut lg) = (vec![0.0f32; vp], vec![0.0f32; vp]);
+    let mut worst = 0.0f32;
+    for row in [0, t - 1, b * t - 1] {
+        cpu.logits_row(row, &mut lc)?;
+        gpu.logits_row(row, &mut lg)?;
+        worst = worst.max(reference::worst_error(&lg, &lc).0);
+    }
+    c.check("CPU vs GPU logits", worst, LOGITS_TOL);
+    cpu.backward(&tokens, &targets, scale)?;
+    gpu.backward(&tokens, &targets, scale)?;
+    let gc = cpu.grads().to_vec();
+    let gg = gpu.grads()?;
+    let mut at = 0;
+    for (p, n) in cfg.param_sizes() {
+        let (x, y) = (&gg[at..at + n], &gc[at..at + n]);
+        // Relative to the tensor's scale: its largest CPU value.
+        let top = y.iter().fold(1e-12f32, |m, v| m.max(v.abs()));
+        let err = x.iter().zip(y).fold(0.0f32, |m, (a, b)| m.max((a - b).abs() / top));
+        c.check(&format!("CPU vs GPU gradient {p:?}"), if err.is_nan() { f32::INFINITY } else { err }, GRAD_TOL);
+        at += n;
+    }
+    // Determinism: another backend, the same bits.
+    let mut again = CudaBackend::new(params.clone(), 0)?;
+    again.zero_grad()?;
+    again.forward(&tokens, Some(&targets), b, t)?;
+    again.backward(&tokens, &targets, scale)?;
+    let same = again.grads()? == gg;
+    c.check("GPU gradients repeat bit for bit", if same { 0.0 } else { 1.0 }, 0.0);
+    // Three AdamW steps on each, then the loss.
+    let opt = AdamW::default();
+    for dev in [&mut cpu as &mut dyn Backend, &mut gpu] {
+        dev.step(&opt, 1e-3, 1.0)?;
+        for _ in 0..2 {
+            dev.zero_grad()?;
+            dev.forward(&tokens, Some(&targets), b, t)?;
+            dev.backward(&tokens, &targets, scale)?;
+            dev.step(&opt, 1e-3, 1.0)?;
+        }
+        losses[0] = losses[1];
+        losses[1] = dev.forward(&tokens, Some(&targets), b, t)?.unwrap_or(f32::NAN);
+    }
+    c.check("CPU vs GPU loss after 3 AdamW steps", (losses[0] - losses[1]).abs(), LOSS_TOL * 5.0);
+    // Checkpoints across devices: the GPU's state on the CPU, and back.
+    let state = gpu.state()?;
+    let mut cpu2 = CpuBackend::new(Params::zeros(cfg));
+    cpu2.load_state(&state)?;
+    let on_cpu = cpu2.forward(&tokens, Some(&targets), b, t)?.unwrap_or(f32::NAN);
+    c.check("GPU state resumed on the CPU: loss", (on_cpu - losses[1]).abs(), LOSS_TOL);
+    let mut gpu2 = CudaBackend::new(Params::zeros(cfg), 0)?;
+    gpu2.load_state(&cpu2.state()?)?;
+    let back = gpu2.state()?;
+    c.check("CPU state loaded on the GPU: bits", if back == state { 0.0 } else { 1.0 }, 0.0);
+    Ok(())
+}
+
+fn bench((l, ch, h, t, b, steps): (usize, usize, usize, usize, usize, usize), bf16_tflops: f64) -> Res {
+    let cfg = GptConfig::new(t, GPT2_VOCAB, l, h, ch, 128);
+    let mut gpu = CudaBackend::new(Params::gpt2_init(cfg, 1), 0)?;
+    let peak = gpu.peak_flops();
+    let tokens: Vec<u32> = (0..b * t).map(|i| ((i * 7919 + 13) % GPT2_VOCAB) as u32).collect();
+    let targets: Vec<u32> = (0..b * t).map(|i| ((i * 104_729 + 7) % GPT2_VOCAB) as u32).collect();
+    let mut times = Vec::new();
+    let mut loss = f32::NAN;
+    for _ in 0..steps + 1 {
+        let s = Instant::now();
+        gpu.zero_grad()?;
+        loss = gpu.forward(&tokens, Some(&targets), b, t)?.unwrap_or(f32::NAN);
+        gpu.backward(&tokens, &targets, 1.0 / (b * t) as f32)?;
+        gpu.grad_norm()?;
+        gpu.step(&AdamW::default(), 1e-4, 1.0)?;
+        times.push(s.elapsed().as_secs_f64());
+    }
+    times.remove(0);
+    let step = times.iter().sum::<f64>() / times.len().max(1) as f64;
+    let tps = (b * t) as f64 / step;
+    let flops = 6.0 * cfg.num_params() as f64 * tps;
+    println!(
+        "{{\"device\": {:?}, \"params\": {}, \"batch\": {b}, \"seq\": {t}, \"tokens_per_s\": {tps:.0}, \"step_s\": {step:.4}, \"fp32_sgemm_tflops\": {:.1}, \"mfu_fp32\": {:.3}, \"mfu_bf16_ceiling\": {:.3}, \"device_mib\": {:.0}, \"loss\": {loss}}}",
+        gpu.name(),
+        cfg.num_params(),
+        peak / 1e12,
+        flops / peak,
+        flops / (bf16_tflops * 1e12),
+        gpu.device_bytes() as f64 / (1u64 << 20) as f64,
+    );
+    Ok(())
+}

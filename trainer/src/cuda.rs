@@ -1,0 +1,1122 @@
+//! The CUDA backend (cargo feature `cuda`): the model's parameters, gradients, AdamW moments and
+//! activations in device memory, each one allocation carved by the CPU backend's size tables;
+//! the kernels of `kernels/gpt_fp32.cu` (compiled at run time by NVRTC for the device's compute
+//! capability) and cuBLAS's SGEMM for the matmuls. fp32 throughout: the parity mode the bf16
+//! path will be checked against.
+//!
+//! Nothing here needs a CUDA toolkit to build: `cudarc` loads `libcuda`, `libcublas` and
+//! `libnvrtc` when a backend is made ([`CudaBackend::new`] refuses cleanly when one is missing).
+//! [`compile_kernels`] needs only NVRTC, so CI compiles every kernel for sm_90 without a GPU.
+//!
+//! Determinism: no atomics (the attention's key and value gradients are summed per key, the
+//! token embedding's per token over the rows that hold it, in row order), one stream, and
+//! cuBLAS on one stream is deterministic, so a run repeats bit for bit on the same GPU and
+//! library versions. The CPU backend is the reference: see `self_test`.
+
+use std::sync::Arc;
+
+use cudarc::cublas::{result as blas, sys as blas_sys};
+use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKernelArg, result as drv};
+
+use crate::backend::{Backend, BackendError, HostState, NORM_BLOCK};
+use crate::forward::{act_sizes, tensor};
+use crate::model::{GptConfig, Param, Params};
+use crate::optim::AdamW;
+
+/// The kernels' CUDA C source.
+pub const KERNELS: &str = include_str!("../kernels/gpt_fp32.cu");
+
+/// The largest head size the attention kernels take (`HS_MAX` in the source).
+pub const MAX_HEAD_SIZE: usize = 256;
+
+/// Rows per chunk of the column sums (bias and LayerNorm gradients).
+const ROWS_PER: usize = 256;
+
+/// Every kernel the backend launches, by its name in the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum K {
+    EncoderForward,
+    EncoderBackwardWpe,
+    EncoderBackwardWte,
+    LayernormForward,
+    LayernormBackwardDinp,
+    LayernormBackwardPartial,
+    ColumnSumPartial,
+    ColumnSumFinish,
+    RowsOfBias,
+    GeluForward,
+    GeluBackward,
+    AttentionForward,
+    AttentionDsum,
+    AttentionBackwardDq,
+    AttentionBackwardDkv,
+    CrossentropyForward,
+    CrossentropyBackward,
+    Adamw,
+    SumSquares,
+}
+
+const ALL: [(K, &str); 19] = [
+    (K::EncoderForward, "encoder_forward"),
+    (K::EncoderBackwardWpe, "encoder_backward_wpe"),
+    (K::EncoderBackwardWte, "encoder_backward_wte"),
+    (K::LayernormForward, "layernorm_forward"),
+    (K::LayernormBackwardDinp, "layernorm_backward_dinp"),
+    (K::LayernormBackwardPartial, "layernorm_backward_partial"),
+    (K::ColumnSumPartial, "column_sum_partial"),
+    (K::ColumnSumFinish, "column_sum_finish"),
+    (K::RowsOfBias, "rows_of_bias"),
+    (K::GeluForward, "gelu_forward"),
+    (K::GeluBackward, "gelu_backward"),
+    (K::AttentionForward, "attention_forward"),
+    (K::AttentionDsum, "attention_dsum"),
+    (K::AttentionBackwardDq, "attention_backward_dq"),
+    (K::AttentionBackwardDkv, "attention_backward_dkv"),
+    (K::CrossentropyForward, "crossentropy_forward"),
+    (K::CrossentropyBackward, "crossentropy_backward"),
+    (K::Adamw, "adamw"),
+    (K::SumSquares, "sum_squares"),
+];
+
+/// The names of every kernel in [`KERNELS`].
+pub fn kernel_names() -> impl Iterator<Item = &'static str> {
+    ALL.iter().map(|k| k.1)
+}
+
+fn dev<E: std::fmt::Debug>(what: &str) -> impl Fn(E) -> BackendError + '_ {
+    move |e| BackendError::Device(format!("{what}: {e:?}"))
+}
+
+/// Whether the libraries the backend loads are present: (driver, cuBLAS, NVRTC).
+pub fn libraries_present() -> (bool, bool, bool) {
+    // SAFETY: each only tries to load its library by name.
+    unsafe {
+        (
+            cudarc::driver::sys::is_culib_present(),
+            cudarc::cublas::sys::is_culib_present(),
+            cudarc::nvrtc::sys::is_culib_present(),
+        )
+    }
+}
+
+/// Compiles [`KERNELS`] to PTX for compute capability `major.minor` with NVRTC.
+pub fn compile_kernels(major: i32, minor: i32) -> Result<cudarc::nvrtc::Ptx, BackendError> {
+    if !libraries_present().2 {
+        return Err(BackendError::Device(
+            "libnvrtc not found (set LD_LIBRARY_PATH to a CUDA 12 or 13 lib directory)".into(),
+        ));
+    }
+    let opts = cudarc::nvrtc::CompileOptions {
+        options: vec![format!("--gpu-architecture=sm_{major}{minor}"), "--std=c++17".into()],
+        name: Some("gpt_fp32.cu".into()),
+        ..Default::default()
+    };
+    cudarc::nvrtc::compile_ptx_with_opts(KERNELS, opts)
+        .map_err(|e| BackendError::Device(format!("NVRTC compiling kernels/gpt_fp32.cu for sm_{major}{minor}: {e}")))
+}
+
+/// One device allocation, freed on drop (the backend's context is current on its thread).
+struct DevBuf {
+    ptr: u64,
+    bytes: usize,
+}
+
+impl DevBuf {
+    fn new(bytes: usize) -> Result<DevBuf, BackendError> {
+        // SAFETY: a plain allocation of at least one byte in the current context.
+        let ptr = unsafe { drv::malloc_sync(bytes.max(1)) }
+            .map_err(|e| BackendError::Device(format!("allocating {bytes} bytes: {e:?}")))?;
+        Ok(DevBuf { ptr, bytes })
+    }
+
+    /// The address of f32 element `i`.
+    fn f(&self, i: usize) -> u64 {
+        self.ptr + 4 * i as u64
+    }
+}
+
+impl Drop for DevBuf {
+    fn drop(&mut self) {
+        // SAFETY: ptr came from malloc_sync and is freed once; errors at teardown are ignored.
+        let _ = unsafe { drv::free_sync(self.ptr) };
+    }
+}
+
+/// The buffers of one batch shape.
+struct Workspace {
+    b: usize,
+    t: usize,
+    /// Activations, carved as the CPU backend's (`forward::act_sizes`).
+    acts: DevBuf,
+    /// dresidual (N, C), dbig (N, 4C), dsmall (N, C).
+    grad_bufs: DevBuf,
+    tokens: DevBuf,
+    targets: DevBuf,
+    losses: DevBuf,
+    dsum: DevBuf,
+    /// Partial column sums: chunks x 4C.
+    partial: DevBuf,
+    /// The token embedding's gradient groups: rows by token, group starts, group tokens.
+    wte_rows: DevBuf,
+    wte_starts: DevBuf,
+    wte_ids: DevBuf,
+    /// Whether `acts` holds the last forward pass's logits.
+    fresh: bool,
+}
+
+/// Where one layer's activations lie in `acts`.
+struct LayerAt {
+    ln1: usize,
+    ln1_mean: usize,
+    ln1_rstd: usize,
+    qkv: usize,
+    atty: usize,
+    att_lse: usize,
+    x_mid: usize,
+    ln2: usize,
+    ln2_mean: usize,
+    ln2_rstd: usize,
+    fc: usize,
+    fcg: usize,
+    x_out: usize,
+}
+
+/// Offsets (in f32 elements) of every activation, in carving order.
+struct ActsAt {
+    encoded: usize,
+    layers: Vec<LayerAt>,
+    lnf: usize,
+    lnf_mean: usize,
+    lnf_rstd: usize,
+    logits: usize,
+    lse: usize,
+    len: usize,
+}
+
+fn acts_at(cfg: &GptConfig, b: usize, t: usize) -> ActsAt {
+    let (layer, global) = act_sizes(cfg, b, t);
+    let mut at = 0;
+    let mut take = |k: usize| {
+        let here = at;
+        at += k;
+        here
+    };
+    let encoded = take(global[0]);
+    let layers = (0..cfg.num_layers)
+        .map(|_| LayerAt {
+            ln1: take(layer[0]),
+            ln1_mean: take(layer[1]),
+            ln1_rstd: take(layer[2]),
+            qkv: take(layer[3]),
+            atty: take(layer[4]),
+            att_lse: take(layer[5]),
+            x_mid: take(layer[6]),
+            ln2: take(layer[7]),
+            ln2_mean: take(layer[8]),
+            ln2_rstd: take(layer[9]),
+            fc: take(layer[10]),
+            fcg: take(layer[11]),
+            x_out: take(layer[12]),
+        })
+        .collect();
+    let (lnf, lnf_mean, lnf_rstd) = (take(global[1]), take(global[2]), take(global[3]));
+    let (logits, lse) = (take(global[4]), take(global[5]));
+    ActsAt { encoded, layers, lnf, lnf_mean, lnf_rstd, logits, lse, len: at }
+}
+
+/// The CUDA backend: one GPU, fp32. (Fields drop in order: the buffers before the context.)
+pub struct CudaBackend {
+    params: DevBuf,
+    grads: DevBuf,
+    m: DevBuf,
+    v: DevBuf,
+    /// Per parameter: 1 where weight decay applies.
+    decay: DevBuf,
+    norm_parts: DevBuf,
+    ws: Option<Workspace>,
+    cfg: GptConfig,
+    step: u64,
+    peak: Option<f64>,
+    device_name: String,
+    kernels: Vec<CudaFunction>,
+    blas: blas_sys::cublasHandle_t,
+    stream: Arc<CudaStream>,
+    ctx: Arc<CudaContext>,
+}
+
+// The handle and raw pointers are used from one thread at a time (the training loop's).
+unsafe impl Send for CudaBackend {}
+
+impl Drop for CudaBackend {
+    fn drop(&mut self) {
+        let _ = self.ctx.bind_to_thread();
+        let _ = self.stream.synchronize();
+        // SAFETY: the handle was created in new() and is destroyed once.
+        let _ = unsafe { blas::destroy_handle(self.blas) };
+    }
+}
+
+/// Launch geometry: 256 threads per block.
+fn elems(n: usize) -> LaunchConfig {
+    LaunchConfig { grid_dim: (n.div_ceil(256).max(1) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
+}
+
+/// One warp per row (8 rows per block of 256 threads).
+fn warps(rows: usize) -> LaunchConfig {
+    LaunchConfig { grid_dim: (rows.div_ceil(8).max(1) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
+}
+
+/// Column sums: 256 columns per block, one row chunk per grid row.
+fn columns(c: usize, chunks: usize) -> LaunchConfig {
+    LaunchConfig { grid_dim: (c.div_ceil(256) as u32, chunks as u32, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
+}
+
+macro_rules! launch {
+    ($self:expr, $k:expr, $cfg:expr, $($arg:expr),* $(,)?) => {{
+        let f = &$self.kernels[$k as usize];
+        let mut builder = $self.stream.launch_builder(f);
+        $(
+            let a = $arg;
+            builder.arg(&a);
+        )*
+        // SAFETY: every argument matches the kernel's parameter list in kernels/gpt_fp32.cu
+        // (pointers as u64, int as i32, long long as i64, float as f32), and every pointer
+        // addresses a live buffer of this backend large enough for the shapes passed.
+        unsafe { builder.launch($cfg) }.map_err(dev(ALL[$k as usize].1))?;
+    }};
+}
+
+impl CudaBackend {
+    /// Makes the backend on GPU `ordinal` with `params` uploaded and zero moments.
+    pub fn new(params: Params, ordinal: usize) -> Result<CudaBackend, BackendError> {
+        let cfg = params.config;
+        if cfg.head_size() > MAX_HEAD_SIZE {
+            return Err(BackendError::Device(format!(
+                "head size {} is larger than the attention kernels take ({MAX_HEAD_SIZE})",
+                cfg.head_size()
+            )));
+        }
+        let (driver, cublas, nvrtc) = libraries_present();
+        if !(driver && cublas && nvrtc) {
+            return Err(BackendError::Device(format!(
+                "the CUDA backend needs libcuda ({}), libcublas ({}) and libnvrtc ({}); set LD_LIBRARY_PATH to their directories",
+                if driver { "found" } else { "missing" },
+                if cublas { "found" } else { "missing" },
+                if nvrtc { "found" } else { "missing" },
+            )));
+        }
+        let ctx = CudaContext::new(ordinal).map_err(dev("opening the GPU"))?;
+        // One stream orders everything; the safe layer's per-buffer events are not needed.
+        // SAFETY: this backend never shares buffers across streams.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.default_stream();
+        let (major, minor) = ctx.compute_capability().map_err(dev("compute capability"))?;
+        let ptx = compile_kernels(major, minor)?;
+        let module = ctx.load_module(ptx).map_err(dev("loading the kernels"))?;
+        let kernels =
+            ALL.iter().map(|(_, name)| module.load_function(name).map_err(dev(name))).collect::<Result<Vec<_>, _>>()?;
+        let blas = blas::create_handle().map_err(dev("cuBLAS"))?;
+        // SAFETY: the handle is fresh; the stream is this context's.
+        unsafe { blas::set_stream(blas, stream.cu_stream() as blas_sys::cudaStream_t) }
+            .map_err(dev("cuBLAS stream"))?;
+        let n = params.data.len();
+        let mut decay = Vec::with_capacity(n);
+        for (p, len) in cfg.param_sizes() {
+            let matrix =
+                matches!(p, Param::Wte | Param::Wpe | Param::QkvW | Param::AttProjW | Param::FcW | Param::FcProjW);
+            decay.extend(std::iter::repeat_n(matrix as u8, len));
+        }
+        let device_name = ctx.name().unwrap_or_else(|_| "GPU".into());
+        let me = CudaBackend {
+            cfg,
+            params: DevBuf::new(4 * n)?,
+            grads: DevBuf::new(4 * n)?,
+            m: DevBuf::new(4 * n)?,
+            v: DevBuf::new(4 * n)?,
+            decay: DevBuf::new(n)?,
+            norm_parts: DevBuf::new(8 * n.div_ceil(NORM_BLOCK))?,
+            ctx,
+            stream,
+            blas,
+            kernels,
+            step: 0,
+            ws: None,
+            peak: None,
+            device_name,
+        };
+        me.upload(&me.params, &params.data)?;
+        me.upload(&me.decay, &decay)?;
+        me.zero(&me.grads)?;
+        me.zero(&me.m)?;
+        me.zero(&me.v)?;
+        me.sync()?;
+        Ok(me)
+    }
+
+    fn upload<T>(&self, dst: &DevBuf, src: &[T]) -> Result<(), BackendError> {
+        let bytes = std::mem::size_of_val(src);
+        if bytes > dst.bytes {
+            return Err(BackendError::Shape(format!("{bytes} bytes into a buffer of {}", dst.bytes)));
+        }
+        // SAFETY: dst holds at least `bytes`; src lives until the stream is synchronized below.
+        unsafe { drv::memcpy_htod_async(dst.ptr, src, self.stream.cu_stream()) }.map_err(dev("copy to the GPU"))?;
+        self.sync()
+    }
+
+    fn download<T>(&self, dst: &mut [T], src: u64) -> Result<(), BackendError> {
+        // SAFETY: callers pass an address with at least dst's size behind it; synchronized below.
+        unsafe { drv::memcpy_dtoh_async(dst, src, self.stream.cu_stream()) }.map_err(dev("copy from the GPU"))?;
+        self.sync()
+    }
+
+    fn zero(&self, buf: &DevBuf) -> Result<(), BackendError> {
+        self.zero_at(buf.ptr, buf.bytes)
+    }
+
+    fn zero_at(&self, ptr: u64, bytes: usize) -> Result<(), BackendError> {
+        // SAFETY: the range lies in a live buffer of this backend.
+        unsafe { drv::memset_d8_async(ptr, 0, bytes, self.stream.cu_stream()) }.map_err(dev("memset"))
+    }
+
+    fn sync(&self) -> Result<(), BackendError> {
+        self.stream.synchronize().map_err(dev("synchronizing"))
+    }
+
+    /// The address of parameter tensor `p` (layer `i` of `per` elements each) in `buf`.
+    fn at(&self, buf: &DevBuf, p: Param, i: usize, per: usize) -> u64 {
+        buf.f(tensor(&self.cfg, p).start + i * per)
+    }
+
+    /// Row-major out (n, oc) = inp (n, c) . w (oc, c)^T + beta * out, by cuBLAS (column-major,
+    /// the same bytes read as out^T (oc, n) = w (c, oc)^T . inp^T (c, n)).
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_forward(
+        &self,
+        out: u64,
+        inp: u64,
+        w: u64,
+        n: usize,
+        c: usize,
+        oc: usize,
+        beta: f32,
+    ) -> Result<(), BackendError> {
+        self.sgemm(
+            blas_sys::cublasOperation_t::CUBLAS_OP_T,
+            blas_sys::cublasOperation_t::CUBLAS_OP_N,
+            (oc, n, c),
+            (w, c),
+            (inp, c),
+            (out, oc),
+            beta,
+        )
+    }
+
+    /// dinp (n, c) = dout (n, oc) . w (oc, c); dw (oc, c) += dout^T . inp.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_backward(
+        &self,
+        dinp: u64,
+        dw: u64,
+        dout: u64,
+        inp: u64,
+        w: u64,
+        n: usize,
+        c: usize,
+        oc: usize,
+    ) -> Result<(), BackendError> {
+        use blas_sys::cublasOperation_t::{CUBLAS_OP_N, CUBLAS_OP_T};
+        self.sgemm(CUBLAS_OP_N, CUBLAS_OP_N, (c, n, oc), (w, c), (dout, oc), (dinp, c), 0.0)?;
+        self.sgemm(CUBLAS_OP_N, CUBLAS_OP_T, (c, oc, n), (inp, c), (dout, oc), (dw, c), 1.0)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn sgemm(
+        &self,
+        ta: blas_sys::cublasOperation_t,
+        tb: blas_sys::cublasOperation_t,
+        (m, n, k): (usize, usize, usize),
+        (a, lda): (u64, usize),
+        (b, ldb): (u64, usize),
+        (c, ldc): (u64, usize),
+        beta: f32,
+    ) -> Result<(), BackendError> {
+        let alpha = 1.0f32;
+        let int = |x: usize| i32::try_from(x).map_err(|_| BackendError::Shape(format!("GEMM dimension {x} over 2^31")));
+        // SAFETY: the operands are live device buffers with the extents the shapes imply.
+        unsafe {
+            blas::sgemm(
+                self.blas,
+                ta,
+                tb,
+                int(m)?,
+                int(n)?,
+                int(k)?,
+                &alpha,
+                a as *const f32,
+                int(lda)?,
+                b as *const f32,
+                int(ldb)?,
+                &beta,
+                c as *mut f32,
+                int(ldc)?,
+            )
+        }
+        .map_err(dev("cuBLAS SGEMM"))
+    }
+
+    /// dst (c) += column sums of x (n, c), in row-chunk order.
+    fn column_sums(&self, ws: &Workspace, dst: u64, x: u64, n: usize, c: usize) -> Result<(), BackendError> {
+        let chunks = n.div_ceil(ROWS_PER);
+        launch!(self, K::ColumnSumPartial, columns(c, chunks), ws.partial.ptr, x, n as i32, c as i32, ROWS_PER as i32);
+        launch!(self, K::ColumnSumFinish, elems(c), dst, ws.partial.ptr, chunks as i32, c as i32);
+        Ok(())
+    }
+
+    /// A LayerNorm's backward: dinp += ..., dw and db += their column sums.
+    #[allow(clippy::too_many_arguments)]
+    fn layernorm_backward(
+        &self,
+        ws: &Workspace,
+        (dinp, dw, db): (u64, u64, u64),
+        dout: u64,
+        inp: u64,
+        w: u64,
+        (mean, rstd): (u64, u64),
+        n: usize,
+    ) -> Result<(), BackendError> {
+        let c = self.cfg.channels;
+        let (ni, ci) = (n as i32, c as i32);
+        launch!(self, K::LayernormBackwardDinp, warps(n), dinp, dout, inp, w, mean, rstd, ni, ci);
+        let chunks = n.div_ceil(ROWS_PER);
+        let (pdw, pdb) = (ws.partial.ptr, ws.partial.f(chunks * c));
+        launch!(
+            self,
+            K::LayernormBackwardPartial,
+            columns(c, chunks),
+            pdw,
+            pdb,
+            dout,
+            inp,
+            mean,
+            rstd,
+            ni,
+            ci,
+            ROWS_PER as i32
+        );
+        launch!(self, K::ColumnSumFinish, elems(c), dw, pdw, chunks as i32, ci);
+        launch!(self, K::ColumnSumFinish, elems(c), db, pdb, chunks as i32, ci);
+        Ok(())
+    }
+
+    fn workspace(&mut self, b: usize, t: usize) -> Result<(), BackendError> {
+        let cfg = self.cfg;
+        if b == 0 || t == 0 || t > cfg.max_seq_len {
+            return Err(BackendError::Shape(format!("B={b} T={t} (T must be 1..={})", cfg.max_seq_len)));
+        }
+        if self.ws.as_ref().is_some_and(|w| (w.b, w.t) == (b, t)) {
+            return Ok(());
+        }
+        self.ws = None; // free the old shape's buffers first
+        let n = b * t;
+        let c = cfg.channels;
+        let at = acts_at(&cfg, b, t);
+        self.ws = Some(Workspace {
+            b,
+            t,
+            acts: DevBuf::new(4 * at.len)?,
+            grad_bufs: DevBuf::new(4 * n * 6 * c)?,
+            tokens: DevBuf::new(4 * n)?,
+            targets: DevBuf::new(4 * n)?,
+            losses: DevBuf::new(4 * n)?,
+            dsum: DevBuf::new(4 * b * cfg.num_heads * t)?,
+            partial: DevBuf::new(4 * n.div_ceil(ROWS_PER) * 4 * c)?,
+            wte_rows: DevBuf::new(4 * n)?,
+            wte_starts: DevBuf::new(4 * (n + 1))?,
+            wte_ids: DevBuf::new(4 * n)?,
+            fresh: false,
+        });
+        Ok(())
+    }
+
+    fn check_ids(&self, ids: &[u32]) -> Result<Vec<i32>, BackendError> {
+        let v = self.cfg.vocab_size;
+        if let Some(&bad) = ids.iter().find(|&&x| x as usize >= v) {
+            return Err(BackendError::Shape(format!("token id {bad} outside the vocabulary of {v}")));
+        }
+        Ok(ids.iter().map(|&x| x as i32).collect())
+    }
+
+    /// The gradient buffer, copied to the host (laid out as the parameters).
+    pub fn grads(&self) -> Result<Vec<f32>, BackendError> {
+        let mut out = vec![0.0f32; self.cfg.num_params()];
+        self.download(&mut out, self.grads.ptr)?;
+        Ok(out)
+    }
+
+    /// Peak device memory this backend holds, bytes (parameters, gradients, moments, the
+    /// workspace).
+    pub fn device_bytes(&self) -> usize {
+        let fixed = self.params.bytes + self.grads.bytes + self.m.bytes + self.v.bytes + self.decay.bytes;
+        let ws = self.ws.as_ref().map_or(0, |w| {
+            [
+                &w.acts,
+                &w.grad_bufs,
+                &w.tokens,
+                &w.targets,
+                &w.losses,
+                &w.dsum,
+                &w.partial,
+                &w.wte_rows,
+                &w.wte_starts,
+                &w.wte_ids,
+            ]
+            .iter()
+            .map(|b| b.bytes)
+            .sum()
+        });
+        fixed + ws + self.norm_parts.bytes
+    }
+}
+
+impl Backend for CudaBackend {
+    fn name(&self) -> String {
+        format!("cuda:{} ({}, fp32)", self.ctx.ordinal(), self.device_name)
+    }
+
+    fn config(&self) -> &GptConfig {
+        &self.cfg
+    }
+
+    fn forward(
+        &mut self,
+        tokens: &[u32],
+        targets: Option<&[u32]>,
+        b: usize,
+        t: usize,
+    ) -> Result<Option<f32>, BackendError> {
+        if tokens.len() != b * t || targets.is_some_and(|y| y.len() != b * t) {
+            return Err(BackendError::Shape(format!("{} tokens for B={b} x T={t}", tokens.len())));
+        }
+        let ids = self.check_ids(tokens)?;
+        let ys = targets.map(|y| self.check_ids(y)).transpose()?;
+        self.ctx.bind_to_thread().map_err(dev("binding the context"))?;
+        self.workspace(b, t)?;
+        let Some(ws) = self.ws.as_ref() else { return Err(BackendError::Device("no workspace".into())) };
+        self.upload(&ws.tokens, &ids)?;
+        if let Some(ys) = &ys {
+            self.upload(&ws.targets, ys)?;
+        }
+        let cfg = self.cfg;
+        let (c, l, nh, vp, v) = (cfg.channels, cfg.num_layers, cfg.num_heads, cfg.padded_vocab_size, cfg.vocab_size);
+        let n = b * t;
+        let (ni, ti, ci) = (n as i32, t as i32, c as i32);
+        let at = acts_at(&cfg, b, t);
+        let a = |k: usize| ws.acts.f(k);
+        let p = &self.params;
+        launch!(
+            self,
+            K::EncoderForward,
+            elems(n * c),
+            a(at.encoded),
+            ws.tokens.ptr,
+            p.f(tensor(&cfg, Param::Wte).start),
+            p.f(tensor(&cfg, Param::Wpe).start),
+            ni,
+            ti,
+            ci
+        );
+        for (i, la) in at.layers.iter().enumerate() {
+            let x = if i == 0 { a(at.encoded) } else { a(at.layers[i - 1].x_out) };
+            let band = cfg.band_of(i).map_or(0, |w| w as i32);
+            launch!(
+                self,
+                K::LayernormForward,
+                warps(n),
+                a(la.ln1),
+                a(la.ln1_mean),
+                a(la.ln1_rstd),
+                x,
+                self.at(p, Param::Ln1W, i, c),
+                self.at(p, Param::Ln1B, i, c),
+                ni,
+                ci
+            );
+            launch!(
+                self,
+                K::RowsOfBias,
+                elems(n * 3 * c),
+                a(la.qkv),
+                0u64,
+                self.at(p, Param::QkvB, i, 3 * c),
+                ni,
+                3 * ci
+            );
+            self.gemm_forward(a(la.qkv), a(la.ln1), self.at(p, Param::QkvW, i, 3 * c * c), n, c, 3 * c, 1.0)?;
+            launch!(
+                self,
+                K::AttentionForward,
+                warps(n * nh),
+                a(la.atty),
+                a(la.att_lse),
+                a(la.qkv),
+                b as i32,
+                ti,
+                ci,
+                nh as i32,
+                band
+            );
+            launch!(self, K::RowsOfBias, elems(n * c), a(la.x_mid), x, self.at(p, Param::AttProjB, i, c), ni, ci);
+            self.gemm_forward(a(la.x_mid), a(la.atty), self.at(p, Param::AttProjW, i, c * c), n, c, c, 1.0)?;
+            launch!(
+                self,
+                K::LayernormForward,
+                warps(n),
+                a(la.ln2),
+                a(la.ln2_mean),
+                a(la.ln2_rstd),
+                a(la.x_mid),
+                self.at(p, Param::Ln2W, i, c),
+                self.at(p, Param::Ln2B, i, c),
+                ni,
+                ci
+            );
+            launch!(
+                self,
+                K::RowsOfBias,
+                elems(n * 4 * c),
+                a(la.fc),
+                0u64,
+                self.at(p, Param::FcB, i, 4 * c),
+                ni,
+                4 * ci
+            );
+            self.gemm_forward(a(la.fc), a(la.ln2), self.at(p, Param::FcW, i, 4 * c * c), n, c, 4 * c, 1.0)?;
+            launch!(self, K::GeluForward, elems(n * 4 * c), a(la.fcg), a(la.fc), (n * 4 * c) as i64);
+            launch!(
+                self,
+                K::RowsOfBias,
+                elems(n * c),
+                a(la.x_out),
+                a(la.x_mid),
+                self.at(p, Param::FcProjB, i, c),
+                ni,
+                ci
+            );
+            self.gemm_forward(a(la.x_out), a(la.fcg), self.at(p, Param::FcProjW, i, 4 * c * c), n, 4 * c, c, 1.0)?;
+        }
+        let x = if l == 0 { a(at.encoded) } else { a(at.layers[l - 1].x_out) };
+        launch!(
+            self,
+            K::LayernormForward,
+            warps(n),
+            a(at.lnf),
+            a(at.lnf_mean),
+            a(at.lnf_rstd),
+            x,
+            p.f(tensor(&cfg, Param::LnfW).start),
+            p.f(tensor(&cfg, Param::LnfB).start),
+            ni,
+            ci
+        );
+        self.gemm_forward(a(at.logits), a(at.lnf), p.f(tensor(&cfg, Param::Wte).start), n, c, vp, 0.0)?;
+        let block = LaunchConfig { grid_dim: (n as u32, 1, 1), block_dim: (1024, 1, 1), shared_mem_bytes: 0 };
+        let y = if ys.is_some() { ws.targets.ptr } else { 0u64 };
+        launch!(
+            self,
+            K::CrossentropyForward,
+            block,
+            a(at.lse),
+            ws.losses.ptr,
+            a(at.logits),
+            y,
+            ni,
+            v as i32,
+            vp as i32
+        );
+        let loss = match ys {
+            Some(_) => {
+                let mut losses = vec![0.0f32; n];
+                self.download(&mut losses, ws.losses.ptr)?;
+                Some(losses.iter().sum::<f32>() / n as f32)
+            }
+            None => {
+                self.sync()?;
+                None
+            }
+        };
+        if let Some(ws) = self.ws.as_mut() {
+            ws.fresh = true;
+        }
+        Ok(loss)
+    }
+
+    fn logits_row(&self, row: usize, out: &mut [f32]) -> Result<(), BackendError> {
+        let vp = self.cfg.padded_vocab_size;
+        let ws = self.ws.as_ref().filter(|w| w.fresh);
+        let ws = ws.ok_or_else(|| BackendError::Shape("no logits: no forward pass since the last backward".into()))?;
+        if row >= ws.b * ws.t {
+            return Err(BackendError::Shape(format!("row {row}")));
+        }
+        let out = out.get_mut(..vp).ok_or_else(|| BackendError::Shape("output shorter than Vp".into()))?;
+        let at = acts_at(&self.cfg, ws.b, ws.t);
+        self.download(out, ws.acts.f(at.logits + row * vp))
+    }
+
+    fn position_losses(&self, targets: &[u32], out: &mut [f32]) -> Result<(), BackendError> {
+        let ws = self.ws.as_ref().filter(|w| w.fresh);
+        let ws = ws.ok_or_else(|| BackendError::Shape("no logits: no forward pass since the last backward".into()))?;
+        let n = ws.b * ws.t;
+        if targets.len() != n || out.len() != n {
+            return Err(BackendError::Shape(format!("{} targets for B={} x T={}", targets.len(), ws.b, ws.t)));
+        }
+        let ys = self.check_ids(targets)?;
+        self.upload(&ws.targets, &ys)?;
+        let cfg = self.cfg;
+        let at = acts_at(&cfg, ws.b, ws.t);
+        let block = LaunchConfig { grid_dim: (n as u32, 1, 1), block_dim: (1024, 1, 1), shared_mem_bytes: 0 };
+        let (v, vp) = (cfg.vocab_size as i32, cfg.padded_vocab_size as i32);
+        launch!(
+            self,
+            K::CrossentropyForward,
+            block,
+            ws.acts.f(at.lse),
+            ws.losses.ptr,
+            ws.acts.f(at.logits),
+            ws.targets.ptr,
+            n as i32,
+            v,
+            vp
+        );
+        self.download(out, ws.losses.ptr)
+    }
+
+    fn peak_flops(&mut self) -> f64 {
+        if let Some(p) = self.peak {
+            return p;
+        }
+        let measure = || -> Result<f64, BackendError> {
+            let n = 4096;
+            let bufs = [DevBuf::new(4 * n * n)?, DevBuf::new(4 * n * n)?, DevBuf::new(4 * n * n)?];
+            for b in &bufs {
+                self.zero(b)?;
+            }
+            let run = || self.gemm_forward(bufs[2].ptr, bufs[0].ptr, bufs[1].ptr, n, n, n, 0.0);
+            run()?;
+            self.sync()?;
+            let reps = 10;
+            let start = std::time::Instant::now();
+            for _ in 0..reps {
+                run()?;
+            }
+            self.sync()?;
+            Ok(2.0 * (n * n * n * reps) as f64 / start.elapsed().as_secs_f64().max(1e-9))
+        };
+        let p = measure().unwrap_or(f64::NAN);
+        self.peak = Some(p);
+        p
+    }
+
+    fn backward(&mut self, tokens: &[u32], targets: &[u32], scale: f32) -> Result<(), BackendError> {
+        let ws = self.ws.as_ref().filter(|w| w.fresh);
+        let ws = ws.ok_or_else(|| BackendError::Shape("backward without a forward pass".into()))?;
+        let (b, t) = (ws.b, ws.t);
+        let n = b * t;
+        if tokens.len() != n || targets.len() != n {
+            return Err(BackendError::Shape(format!("{} tokens for B={b} x T={t}", tokens.len())));
+        }
+        let ys = self.check_ids(targets)?;
+        self.check_ids(tokens)?;
+        self.ctx.bind_to_thread().map_err(dev("binding the context"))?;
+        self.upload(&ws.targets, &ys)?;
+        let cfg = self.cfg;
+        let (c, l, nh, vp, v) = (cfg.channels, cfg.num_layers, cfg.num_heads, cfg.padded_vocab_size, cfg.vocab_size);
+        let (ni, ti, ci) = (n as i32, t as i32, c as i32);
+        let at = acts_at(&cfg, b, t);
+        let a = |k: usize| ws.acts.f(k);
+        let (p, g) = (&self.params, &self.grads);
+        let dres = ws.grad_bufs.f(0);
+        let dbig = ws.grad_bufs.f(n * c);
+        let dsmall = ws.grad_bufs.f(n * 5 * c);
+        let block = LaunchConfig { grid_dim: (n as u32, 1, 1), block_dim: (1024, 1, 1), shared_mem_bytes: 0 };
+        launch!(
+            self,
+            K::CrossentropyBackward,
+            block,
+            a(at.logits),
+            a(at.lse),
+            ws.targets.ptr,
+            ni,
+            v as i32,
+            vp as i32,
+            scale
+        );
+        let wte = tensor(&cfg, Param::Wte).start;
+        self.gemm_backward(dsmall, g.f(wte), a(at.logits), a(at.lnf), p.f(wte), n, c, vp)?;
+        self.zero_at(dres, 4 * n * c)?;
+        let x_last = if l == 0 { a(at.encoded) } else { a(at.layers[l - 1].x_out) };
+        let (lnfw, lnfb) = (tensor(&cfg, Param::LnfW).start, tensor(&cfg, Param::LnfB).start);
+        self.layernorm_backward(
+            ws,
+            (dres, g.f(lnfw), g.f(lnfb)),
+            dsmall,
+            x_last,
+            p.f(lnfw),
+            (a(at.lnf_mean), a(at.lnf_rstd)),
+            n,
+        )?;
+        for i in (0..l).rev() {
+            let la = &at.layers[i];
+            let x_in = if i == 0 { a(at.encoded) } else { a(at.layers[i - 1].x_out) };
+            let band = cfg.band_of(i).map_or(0, |w| w as i32);
+            // x_out = x_mid + fcproj(gelu(fc(ln2(x_mid)))); dres holds d x_out.
+            self.gemm_backward(
+                dbig,
+                self.at(g, Param::FcProjW, i, 4 * c * c),
+                dres,
+                a(la.fcg),
+                self.at(p, Param::FcProjW, i, 4 * c * c),
+                n,
+                4 * c,
+                c,
+            )?;
+            self.column_sums(ws, self.at(g, Param::FcProjB, i, c), dres, n, c)?;
+            launch!(self, K::GeluBackward, elems(n * 4 * c), dbig, a(la.fc), (n * 4 * c) as i64);
+            self.gemm_backward(
+                dsmall,
+                self.at(g, Param::FcW, i, 4 * c * c),
+                dbig,
+                a(la.ln2),
+                self.at(p, Param::FcW, i, 4 * c * c),
+                n,
+                c,
+                4 * c,
+            )?;
+            self.column_sums(ws, self.at(g, Param::FcB, i, 4 * c), dbig, n, 4 * c)?;
+            let ln2 = (dres, self.at(g, Param::Ln2W, i, c), self.at(g, Param::Ln2B, i, c));
+            self.layernorm_backward(
+                ws,
+                ln2,
+                dsmall,
+                a(la.x_mid),
+                self.at(p, Param::Ln2W, i, c),
+                (a(la.ln2_mean), a(la.ln2_rstd)),
+                n,
+            )?;
+            // x_mid = x_in + attproj(attention(qkv(ln1(x_in)))); dres holds d x_mid.
+            self.gemm_backward(
+                dsmall,
+                self.at(g, Param::AttProjW, i, c * c),
+                dres,
+                a(la.atty),
+                self.at(p, Param::AttProjW, i, c * c),
+                n,
+                c,
+                c,
+            )?;
+            self.column_sums(ws, self.at(g, Param::AttProjB, i, c), dres, n, c)?;
+            let dqkv = dbig;
+            self.zero_at(dqkv, 4 * n * 3 * c)?;
+            let (bi, nhi) = (b as i32, nh as i32);
+            launch!(self, K::AttentionDsum, warps(n * nh), ws.dsum.ptr, dsmall, a(la.atty), bi, ti, ci, nhi);
+            launch!(
+                self,
+                K::AttentionBackwardDq,
+                warps(n * nh),
+                dqkv,
+                dsmall,
+                a(la.qkv),
+                a(la.att_lse),
+                ws.dsum.ptr,
+                bi,
+                ti,
+                ci,
+                nhi,
+                band
+            );
+            launch!(
+                self,
+                K::AttentionBackwardDkv,
+                warps(n * nh),
+                dqkv,
+                dsmall,
+                a(la.qkv),
+                a(la.att_lse),
+                ws.dsum.ptr,
+                bi,
+                ti,
+                ci,
+                nhi,
+                band
+            );
+            self.gemm_backward(
+                dsmall,
+                self.at(g, Param::QkvW, i, 3 * c * c),
+                dqkv,
+                a(la.ln1),
+                self.at(p, Param::QkvW, i, 3 * c * c),
+                n,
+                c,
+                3 * c,
+            )?;
+            self.column_sums(ws, self.at(g, Param::QkvB, i, 3 * c), dqkv, n, 3 * c)?;
+            let ln1 = (dres, self.at(g, Param::Ln1W, i, c), self.at(g, Param::Ln1B, i, c));
+            self.layernorm_backward(
+                ws,
+                ln1,
+                dsmall,
+                x_in,
+                self.at(p, Param::Ln1W, i, c),
+                (a(la.ln1_mean), a(la.ln1_rstd)),
+                n,
+            )?;
+        }
+        // The embeddings: positions summed over batches, tokens over the rows holding them.
+        let wpe = tensor(&cfg, Param::Wpe).start;
+        launch!(self, K::EncoderBackwardWpe, elems(t * c), g.f(wpe), dres, b as i32, ti, ci);
+        let mut by_token: Vec<(u32, u32)> = tokens.iter().enumerate().map(|(i, &x)| (x, i as u32)).collect();
+        by_token.sort_unstable();
+        let rows: Vec<i32> = by_token.iter().map(|x| x.1 as i32).collect();
+        let (mut starts, mut ids) = (Vec::new(), Vec::new());
+        for (k, &(tok, _)) in by_token.iter().enumerate() {
+            if k == 0 || by_token[k - 1].0 != tok {
+                starts.push(k as i32);
+                ids.push(tok as i32);
+            }
+        }
+        starts.push(n as i32);
+        self.upload(&ws.wte_rows, &rows)?;
+        self.upload(&ws.wte_starts, &starts)?;
+        self.upload(&ws.wte_ids, &ids)?;
+        let groups = LaunchConfig { grid_dim: (ids.len() as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        launch!(
+            self,
+            K::EncoderBackwardWte,
+            groups,
+            g.f(wte),
+            dres,
+            ws.wte_rows.ptr,
+            ws.wte_starts.ptr,
+            ws.wte_ids.ptr,
+            ci
+        );
+        self.sync()?;
+        if let Some(ws) = self.ws.as_mut() {
+            ws.fresh = false;
+        }
+        Ok(())
+    }
+
+    fn zero_grad(&mut self) -> Result<(), BackendError> {
+        self.zero(&self.grads)?;
+        self.sync()
+    }
+
+    fn grad_norm(&self) -> Result<f32, BackendError> {
+        let n = self.cfg.num_params();
+        let blocks = n.div_ceil(NORM_BLOCK);
+        let grid = LaunchConfig { grid_dim: (blocks as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        launch!(self, K::SumSquares, grid, self.norm_parts.ptr, self.grads.ptr, n as i64, NORM_BLOCK as i64);
+        let mut parts = vec![0.0f64; blocks];
+        self.download(&mut parts, self.norm_parts.ptr)?;
+        Ok(parts.iter().sum::<f64>().sqrt() as f32)
+    }
+
+    fn step(&mut self, opt: &AdamW, lr: f32, grad_scale: f32) -> Result<(), BackendError> {
+        self.step += 1;
+        let t = self.step as i32;
+        let (c1, c2) = (1.0 - opt.beta1.powi(t), 1.0 - opt.beta2.powi(t));
+        let n = self.cfg.num_params();
+        launch!(
+            self,
+            K::Adamw,
+            elems(n),
+            self.params.ptr,
+            self.grads.ptr,
+            self.m.ptr,
+            self.v.ptr,
+            self.decay.ptr,
+            n as i64,
+            opt.beta1,
+            opt.beta2,
+            opt.eps,
+            opt.weight_decay,
+            c1,
+            c2,
+            lr,
+            grad_scale,
+        );
+        self.sync()
+    }
+
+    fn state(&self) -> Result<HostState, BackendError> {
+        let n = self.cfg.num_params();
+        let (mut params, mut m, mut v) = (vec![0.0f32; n], vec![0.0f32; n], vec![0.0f32; n]);
+        self.download(&mut params, self.params.ptr)?;
+        self.download(&mut m, self.m.ptr)?;
+        self.download(&mut v, self.v.ptr)?;
+        Ok(HostState { params, m, v, step: self.step })
+    }
+
+    fn load_state(&mut self, s: &HostState) -> Result<(), BackendError> {
+        let n = self.cfg.num_params();
+        if s.params.len() != n || s.m.len() != n || s.v.len() != n {
+            return Err(BackendError::Shape(format!("state of {} parameters for a model of {n}", s.params.len())));
+        }
+        self.upload(&self.params, &s.params)?;
+        self.upload(&self.m, &s.m)?;
+        self.upload(&self.v, &s.v)?;
+        self.step = s.step;
+        if let Some(ws) = self.ws.as_mut() {
+            ws.fresh = false;
+        }
+        Ok(())
+    }
+
+    fn moment_bytes(&self) -> usize {
+        self.m.bytes + self.v.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kernel_compiles_for_hopper_with_nvrtc() {
+        for name in kernel_names() {
+            assert!(KERNELS.contains(&format!("__global__ void {name}(")), "{name} is not in the source");
+        }
+        if !libraries_present().2 {
+            // CI sets GRIST_REQUIRE_NVRTC: there a missing library is a failure, not a skip.
+            assert!(
+                std::env::var_os(shards::env::TEST_REQUIRE_NVRTC).is_none(),
+                "libnvrtc not found on LD_LIBRARY_PATH"
+            );
+            eprintln!("skipped: libnvrtc not found (scripts/nvrtc.sh fetches it from PyPI; see .ci/run)");
+            return;
+        }
+        for (major, minor) in [(9, 0), (8, 0)] {
+            let ptx = compile_kernels(major, minor).unwrap().to_src();
+            assert!(ptx.contains(&format!(".target sm_{major}{minor}")), "{}", &ptx[..ptx.len().min(400)]);
+            for name in kernel_names() {
+                assert!(ptx.contains(&format!(".entry {name}(")), "sm_{major}{minor}: no entry {name}");
+            }
+        }
+    }
+
+    #[test]
+    fn without_a_gpu_the_backend_is_refused_with_a_reason() {
+        let cfg = GptConfig::new(16, 64, 1, 2, 32, 64);
+        let wide = GptConfig::new(16, 64, 1, 1, 512, 64);
+        let e = CudaBackend::new(Params::zeros(wide), 0).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("head size 512"), "{e}");
+        if libraries_present().0 {
+            eprintln!("skipped the no-driver half: libcuda is present");
+            return;
+        }
+        let e = CudaBackend::new(Params::zeros(cfg), 0).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("libcuda (missing)") && e.contains("LD_LIBRARY_PATH"), "{e}");
+        let e = crate::backend::make("cuda:0", Params::zeros(cfg)).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("libcuda"), "{e}");
+    }
+}
