@@ -191,7 +191,8 @@ extern "C" __global__ void attention_forward(float* out, float* lse, const float
     float scale = rsqrtf((float)hs);
     const float* q = qkv + ((long long)bi * t + ti) * 3 * c + h * hs;
     float qr[PER_LANE], acc[PER_LANE];
-    for (int k = 0; k < per; k++) {
+    _Pragma("unroll") for (int k = 0; k < PER_LANE; k++) {
+        if (k >= per) break;
         int i = lane + k * WARP;
         qr[k] = i < hs ? q[i] : 0.0f;
         acc[k] = 0.0f;
@@ -200,7 +201,8 @@ extern "C" __global__ void attention_forward(float* out, float* lse, const float
     for (int tj = first_key(ti, band); tj <= ti; tj++) {
         const float* kv = qkv + ((long long)bi * t + tj) * 3 * c + h * hs;
         float s = 0.0f;
-        for (int k = 0; k < per; k++) {
+        _Pragma("unroll") for (int k = 0; k < PER_LANE; k++) {
+            if (k >= per) break;
             int i = lane + k * WARP;
             if (i < hs) s += qr[k] * kv[c + i];
         }
@@ -208,14 +210,16 @@ extern "C" __global__ void attention_forward(float* out, float* lse, const float
         float mn = fmaxf(m, s);
         float corr = expf(m - mn), p = expf(s - mn);
         l = l * corr + p;
-        for (int k = 0; k < per; k++) {
+        _Pragma("unroll") for (int k = 0; k < PER_LANE; k++) {
+            if (k >= per) break;
             int i = lane + k * WARP;
             acc[k] = acc[k] * corr + (i < hs ? p * kv[2 * c + i] : 0.0f);
         }
         m = mn;
     }
     float* o = out + ((long long)bi * t + ti) * c + h * hs;
-    for (int k = 0; k < per; k++) {
+    _Pragma("unroll") for (int k = 0; k < PER_LANE; k++) {
+        if (k >= per) break;
         int i = lane + k * WARP;
         if (i < hs) o[i] = acc[k] / l;
     }
@@ -249,7 +253,8 @@ extern "C" __global__ void attention_backward_dq(float* dqkv, const float* dout,
     long long row = ((long long)bi * t + ti) * 3 * c + h * hs;
     const float* dO = dout + ((long long)bi * t + ti) * c + h * hs;
     float qr[PER_LANE], dor[PER_LANE], dq[PER_LANE];
-    for (int k = 0; k < per; k++) {
+    _Pragma("unroll") for (int k = 0; k < PER_LANE; k++) {
+        if (k >= per) break;
         int i = lane + k * WARP;
         qr[k] = i < hs ? qkv[row + i] : 0.0f;
         dor[k] = i < hs ? dO[i] : 0.0f;
@@ -259,7 +264,8 @@ extern "C" __global__ void attention_backward_dq(float* dqkv, const float* dout,
     for (int tj = first_key(ti, band); tj <= ti; tj++) {
         const float* kv = qkv + ((long long)bi * t + tj) * 3 * c + h * hs;
         float s = 0.0f, dp = 0.0f;
-        for (int k = 0; k < per; k++) {
+        _Pragma("unroll") for (int k = 0; k < PER_LANE; k++) {
+            if (k >= per) break;
             int i = lane + k * WARP;
             if (i < hs) {
                 s += qr[k] * kv[c + i];
@@ -270,12 +276,14 @@ extern "C" __global__ void attention_backward_dq(float* dqkv, const float* dout,
         dp = warp_sum(dp);
         float p = expf(s - l);
         float ds = p * (dp - dd) * scale;
-        for (int k = 0; k < per; k++) {
+        _Pragma("unroll") for (int k = 0; k < PER_LANE; k++) {
+            if (k >= per) break;
             int i = lane + k * WARP;
             if (i < hs) dq[k] += ds * kv[c + i];
         }
     }
-    for (int k = 0; k < per; k++) {
+    _Pragma("unroll") for (int k = 0; k < PER_LANE; k++) {
+        if (k >= per) break;
         int i = lane + k * WARP;
         if (i < hs) dqkv[row + i] += dq[k];
     }
@@ -293,7 +301,8 @@ extern "C" __global__ void attention_backward_dkv(float* dqkv, const float* dout
     float scale = rsqrtf((float)hs);
     long long row = ((long long)bi * t + tj) * 3 * c + h * hs;
     float kr[PER_LANE], vr[PER_LANE], dk[PER_LANE], dv[PER_LANE];
-    for (int k = 0; k < per; k++) {
+    _Pragma("unroll") for (int k = 0; k < PER_LANE; k++) {
+        if (k >= per) break;
         int i = lane + k * WARP;
         kr[k] = i < hs ? qkv[row + c + i] : 0.0f;
         vr[k] = i < hs ? qkv[row + 2 * c + i] : 0.0f;
@@ -305,7 +314,8 @@ extern "C" __global__ void attention_backward_dkv(float* dqkv, const float* dout
         const float* q = qkv + ((long long)bi * t + ti) * 3 * c + h * hs;
         const float* dO = dout + ((long long)bi * t + ti) * c + h * hs;
         float s = 0.0f, dp = 0.0f;
-        for (int k = 0; k < per; k++) {
+        _Pragma("unroll") for (int k = 0; k < PER_LANE; k++) {
+            if (k >= per) break;
             int i = lane + k * WARP;
             if (i < hs) {
                 s += q[i] * kr[k];
@@ -317,7 +327,8 @@ extern "C" __global__ void attention_backward_dkv(float* dqkv, const float* dout
         int at = bh * t + ti;
         float p = expf(s - lse[at]);
         float ds = p * (dp - dsum[at]) * scale;
-        for (int k = 0; k < per; k++) {
+        _Pragma("unroll") for (int k = 0; k < PER_LANE; k++) {
+            if (k >= per) break;
             int i = lane + k * WARP;
             if (i < hs) {
                 dk[k] += ds * q[i];
@@ -325,7 +336,8 @@ extern "C" __global__ void attention_backward_dkv(float* dqkv, const float* dout
             }
         }
     }
-    for (int k = 0; k < per; k++) {
+    _Pragma("unroll") for (int k = 0; k < PER_LANE; k++) {
+        if (k >= per) break;
         int i = lane + k * WARP;
         if (i < hs) {
             dqkv[row + c + i] += dk[k];
@@ -351,8 +363,8 @@ __device__ float block_reduce(float x, bool is_max) {
 
 // One block per row: lse over the real vocabulary (padding columns are outside the softmax)
 // and, with targets, each position's loss lse - z[target].
-extern "C" __global__ void crossentropy_forward(float* lse, float* losses, const float* logits, const int* targets,
-                                                int n, int v, int vp) {
+extern "C" __global__ void __launch_bounds__(1024)
+    crossentropy_forward(float* lse, float* losses, const float* logits, const int* targets, int n, int v, int vp) {
     int row = blockIdx.x;
     if (row >= n) return;
     const float* z = logits + (long long)row * vp;
@@ -370,8 +382,8 @@ extern "C" __global__ void crossentropy_forward(float* lse, float* losses, const
 }
 
 // dlogits = scale * (softmax - onehot) over the real vocabulary, 0 on the padding, in place.
-extern "C" __global__ void crossentropy_backward(float* logits, const float* lse, const int* targets, int n, int v,
-                                                 int vp, float scale) {
+extern "C" __global__ void __launch_bounds__(1024)
+    crossentropy_backward(float* logits, const float* lse, const int* targets, int n, int v, int vp, float scale) {
     int row = blockIdx.x;
     if (row >= n) return;
     float* z = logits + (long long)row * vp;

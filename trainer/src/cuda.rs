@@ -99,20 +99,60 @@ pub fn libraries_present() -> (bool, bool, bool) {
     }
 }
 
-/// Compiles [`KERNELS`] to PTX for compute capability `major.minor` with NVRTC.
-pub fn compile_kernels(major: i32, minor: i32) -> Result<cudarc::nvrtc::Ptx, BackendError> {
+/// The kernels compiled for one GPU: PTX (for reading) and machine code. The backend loads the
+/// machine code, which the driver takes from a newer NVRTC of the same major version, where the
+/// PTX would need a driver as new as the compiler.
+pub struct Compiled {
+    pub ptx: String,
+    pub cubin: Vec<u8>,
+}
+
+/// Compiles [`KERNELS`] with NVRTC for compute capability `major.minor` (`sm_90` on Hopper).
+pub fn compile_kernels(major: i32, minor: i32) -> Result<Compiled, BackendError> {
+    use cudarc::nvrtc::{result as rtc, sys as rtc_sys};
     if !libraries_present().2 {
         return Err(BackendError::Device(
             "libnvrtc not found (set LD_LIBRARY_PATH to a CUDA 12 or 13 lib directory)".into(),
         ));
     }
-    let opts = cudarc::nvrtc::CompileOptions {
-        options: vec![format!("--gpu-architecture=sm_{major}{minor}"), "--std=c++17".into()],
-        name: Some("gpt_fp32.cu".into()),
-        ..Default::default()
+    let arch = format!("sm_{major}{minor}");
+    let failed = |what: &str, e: &dyn std::fmt::Debug| {
+        BackendError::Device(format!("NVRTC {what} kernels/gpt_fp32.cu for {arch}: {e:?}"))
     };
-    cudarc::nvrtc::compile_ptx_with_opts(KERNELS, opts)
-        .map_err(|e| BackendError::Device(format!("NVRTC compiling kernels/gpt_fp32.cu for sm_{major}{minor}: {e}")))
+    let src = std::ffi::CString::new(KERNELS).map_err(|e| failed("reading", &e))?;
+    let name = c"gpt_fp32.cu";
+    let prog = rtc::create_program(&src, Some(name)).map_err(|e| failed("creating a program for", &e))?;
+    /// Destroys the program on every path out.
+    struct Program(rtc_sys::nvrtcProgram);
+    impl Drop for Program {
+        fn drop(&mut self) {
+            // SAFETY: created above, destroyed once.
+            let _ = unsafe { rtc::destroy_program(self.0) };
+        }
+    }
+    let prog = Program(prog);
+    let opts = [format!("--gpu-architecture={arch}"), "--std=c++17".to_string()];
+    let text = |raw: Vec<std::ffi::c_char>| -> String {
+        let bytes: Vec<u8> = raw.into_iter().map(|c| c as u8).take_while(|&b| b != 0).collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    // SAFETY: prog is a live program; the options are plain strings.
+    if let Err(e) = unsafe { rtc::compile_program(prog.0, &opts) } {
+        // SAFETY: as above.
+        let log = unsafe { rtc::get_program_log(prog.0) }.map(text).unwrap_or_default();
+        return Err(BackendError::Device(format!("NVRTC compiling kernels/gpt_fp32.cu for {arch}: {e:?}\n{log}")));
+    }
+    // SAFETY: the program compiled.
+    let ptx = unsafe { rtc::get_ptx(prog.0) }.map(text).map_err(|e| failed("reading the PTX of", &e))?;
+    let mut size = 0usize;
+    // SAFETY: the program compiled for a real architecture, so it holds machine code.
+    unsafe { rtc_sys::nvrtcGetCUBINSize(prog.0, &mut size) }.result().map_err(|e| failed("sizing the code of", &e))?;
+    let mut cubin = vec![0u8; size];
+    // SAFETY: cubin has the size NVRTC reported.
+    unsafe { rtc_sys::nvrtcGetCUBIN(prog.0, cubin.as_mut_ptr().cast()) }
+        .result()
+        .map_err(|e| failed("reading the code of", &e))?;
+    Ok(Compiled { ptx, cubin })
 }
 
 /// One device allocation, freed on drop (the backend's context is current on its thread).
@@ -311,8 +351,9 @@ impl CudaBackend {
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.default_stream();
         let (major, minor) = ctx.compute_capability().map_err(dev("compute capability"))?;
-        let ptx = compile_kernels(major, minor)?;
-        let module = ctx.load_module(ptx).map_err(dev("loading the kernels"))?;
+        let compiled = compile_kernels(major, minor)?;
+        let module =
+            ctx.load_module(cudarc::nvrtc::Ptx::from_binary(compiled.cubin)).map_err(dev("loading the kernels"))?;
         let kernels =
             ALL.iter().map(|(_, name)| module.load_function(name).map_err(dev(name))).collect::<Result<Vec<_>, _>>()?;
         let blas = blas::create_handle().map_err(dev("cuBLAS"))?;
@@ -354,6 +395,7 @@ impl CudaBackend {
     }
 
     fn upload<T>(&self, dst: &DevBuf, src: &[T]) -> Result<(), BackendError> {
+        self.bind()?;
         let bytes = std::mem::size_of_val(src);
         if bytes > dst.bytes {
             return Err(BackendError::Shape(format!("{bytes} bytes into a buffer of {}", dst.bytes)));
@@ -364,6 +406,7 @@ impl CudaBackend {
     }
 
     fn download<T>(&self, dst: &mut [T], src: u64) -> Result<(), BackendError> {
+        self.bind()?;
         // SAFETY: callers pass an address with at least dst's size behind it; synchronized below.
         unsafe { drv::memcpy_dtoh_async(dst, src, self.stream.cu_stream()) }.map_err(dev("copy from the GPU"))?;
         self.sync()
@@ -374,8 +417,14 @@ impl CudaBackend {
     }
 
     fn zero_at(&self, ptr: u64, bytes: usize) -> Result<(), BackendError> {
+        self.bind()?;
         // SAFETY: the range lies in a live buffer of this backend.
         unsafe { drv::memset_d8_async(ptr, 0, bytes, self.stream.cu_stream()) }.map_err(dev("memset"))
+    }
+
+    /// Makes the context current on this thread (raw driver calls need it; launches do it).
+    fn bind(&self) -> Result<(), BackendError> {
+        self.ctx.bind_to_thread().map_err(dev("binding the context"))
     }
 
     fn sync(&self) -> Result<(), BackendError> {
@@ -599,8 +648,10 @@ impl Backend for CudaBackend {
         }
         let ids = self.check_ids(tokens)?;
         let ys = targets.map(|y| self.check_ids(y)).transpose()?;
-        self.ctx.bind_to_thread().map_err(dev("binding the context"))?;
+        self.bind()?;
         self.workspace(b, t)?;
+        let Some(ws) = self.ws.as_mut() else { return Err(BackendError::Device("no workspace".into())) };
+        ws.fresh = false; // until this pass completes
         let Some(ws) = self.ws.as_ref() else { return Err(BackendError::Device("no workspace".into())) };
         self.upload(&ws.tokens, &ids)?;
         if let Some(ys) = &ys {
@@ -795,6 +846,7 @@ impl Backend for CudaBackend {
             return p;
         }
         let measure = || -> Result<f64, BackendError> {
+            self.bind()?;
             let n = 4096;
             let bufs = [DevBuf::new(4 * n * n)?, DevBuf::new(4 * n * n)?, DevBuf::new(4 * n * n)?];
             for b in &bufs {
@@ -826,7 +878,11 @@ impl Backend for CudaBackend {
         }
         let ys = self.check_ids(targets)?;
         self.check_ids(tokens)?;
-        self.ctx.bind_to_thread().map_err(dev("binding the context"))?;
+        // The logits turn into their gradient below: no longer logits, whatever happens next.
+        if let Some(ws) = self.ws.as_mut() {
+            ws.fresh = false;
+        }
+        let Some(ws) = self.ws.as_ref() else { return Err(BackendError::Device("no workspace".into())) };
         self.upload(&ws.targets, &ys)?;
         let cfg = self.cfg;
         let (c, l, nh, vp, v) = (cfg.channels, cfg.num_layers, cfg.num_heads, cfg.padded_vocab_size, cfg.vocab_size);
@@ -1022,8 +1078,7 @@ impl Backend for CudaBackend {
     }
 
     fn step(&mut self, opt: &AdamW, lr: f32, grad_scale: f32) -> Result<(), BackendError> {
-        self.step += 1;
-        let t = self.step as i32;
+        let t = (self.step + 1) as i32;
         let (c1, c2) = (1.0 - opt.beta1.powi(t), 1.0 - opt.beta2.powi(t));
         let n = self.cfg.num_params();
         launch!(
@@ -1045,7 +1100,9 @@ impl Backend for CudaBackend {
             lr,
             grad_scale,
         );
-        self.sync()
+        self.sync()?;
+        self.step += 1;
+        Ok(())
     }
 
     fn state(&self) -> Result<HostState, BackendError> {
@@ -1083,9 +1140,18 @@ mod tests {
 
     #[test]
     fn every_kernel_compiles_for_hopper_with_nvrtc() {
-        for name in kernel_names() {
-            assert!(KERNELS.contains(&format!("__global__ void {name}(")), "{name} is not in the source");
-        }
+        // The source's kernels are exactly the backend's: the word before the parameter list of
+        // each `extern "C" __global__` declaration (after any launch bounds).
+        let declared: std::collections::BTreeSet<String> = KERNELS
+            .split("extern \"C\" __global__")
+            .skip(1)
+            .filter_map(|d| {
+                let d = d.replacen("__launch_bounds__(1024)", "", 1);
+                d.split('(').next().and_then(|head| head.split_whitespace().last()).map(String::from)
+            })
+            .collect();
+        let wanted: std::collections::BTreeSet<String> = kernel_names().map(String::from).collect();
+        assert_eq!(declared, wanted);
         if !libraries_present().2 {
             // CI sets GRIST_REQUIRE_NVRTC: there a missing library is a failure, not a skip.
             assert!(
@@ -1096,12 +1162,51 @@ mod tests {
             return;
         }
         for (major, minor) in [(9, 0), (8, 0)] {
-            let ptx = compile_kernels(major, minor).unwrap().to_src();
+            let compiled = compile_kernels(major, minor).unwrap();
+            assert_eq!(&compiled.cubin[..4], b"\x7fELF", "sm_{major}{minor}: machine code is an ELF image");
+            let ptx = compiled.ptx;
             assert!(ptx.contains(&format!(".target sm_{major}{minor}")), "{}", &ptx[..ptx.len().min(400)]);
             for name in kernel_names() {
                 assert!(ptx.contains(&format!(".entry {name}(")), "sm_{major}{minor}: no entry {name}");
             }
         }
+    }
+
+    #[test]
+    fn activation_offsets_follow_the_cpu_workspace_carving() {
+        let cfg = GptConfig { attention_band: Some(8), ..GptConfig::new(32, 300, 3, 4, 64, 64) };
+        let (b, t) = (3, 20);
+        let at = acts_at(&cfg, b, t);
+        let n = b * t;
+        let cpu = crate::forward::Workspace::<f32>::new(cfg, b, t);
+        assert_eq!(at.len + n * 6 * cfg.channels, cpu.len(), "activations plus the three gradient buffers");
+        // Consecutive and in the CPU's order: each starts where the previous ends.
+        let (layer, global) = act_sizes(&cfg, b, t);
+        assert_eq!(at.layers[0].ln1, global[0]);
+        assert_eq!(at.layers[1].ln1, at.layers[0].ln1 + layer.iter().sum::<usize>());
+        let l0 = &at.layers[0];
+        let order = [
+            l0.ln1,
+            l0.ln1_mean,
+            l0.ln1_rstd,
+            l0.qkv,
+            l0.atty,
+            l0.att_lse,
+            l0.x_mid,
+            l0.ln2,
+            l0.ln2_mean,
+            l0.ln2_rstd,
+            l0.fc,
+            l0.fcg,
+            l0.x_out,
+        ];
+        for (k, w) in order.windows(2).enumerate() {
+            assert_eq!(w[1] - w[0], layer[k], "layer activation {k}");
+        }
+        let last = &at.layers[2];
+        assert_eq!(at.lnf, last.x_out + layer[12]);
+        assert_eq!(at.logits, at.lnf + global[1] + global[2] + global[3]);
+        assert_eq!(at.lse + n, at.len);
     }
 
     #[test]
