@@ -8,7 +8,8 @@
 #   1. the libraries (libcuda, cuBLAS, NVRTC of CUDA 12 or 13) found and put on LD_LIBRARY_PATH;
 #   2. gpu_check: PyTorch parity (logits, loss, every gradient, 10 AdamW losses), the CPU
 #      backend against the GPU on a banded model (each gradient tensor), bit-for-bit repeats,
-#      checkpoints across devices, then GPT-2 124M (T=1024) training-step throughput;
+#      checkpoints across devices, the kernel cache, two data-parallel ranks against one
+#      process, then GPT-2 124M (T=1024) training-step throughput;
 #   3. PyTorch on the same GPU and shape, eager and torch.compile, fp32 and bf16;
 #   4. `grist run recipes/demo.toml` trained on the GPU beside the same run on the CPU.
 # Output goes to stdout and, when $OUT is set, to $OUT/gpu-check.log.
@@ -39,6 +40,9 @@ done
 libpath="$(printf '%s\n' "${dirs[@]}" | awk '!seen[$0]++' | paste -sd: -)"
 export LD_LIBRARY_PATH="${libpath}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+# A fresh kernel cache: the first backend compiles and stores, the next ones read it.
+export GRIST_KERNEL_CACHE="${GRIST_KERNEL_CACHE:-$(mktemp -d)/kernels}"
+echo "GRIST_KERNEL_CACHE=$GRIST_KERNEL_CACHE"
 for b in "$bin/grist" "$bin/examples/gpu_check"; do
   if [ -x "$b" ]; then echo "binary: $b ($(stat -c %s "$b") bytes)"; else echo "MISSING: $b (build it here, carry it)"; failed=1; fi
 done

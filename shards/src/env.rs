@@ -40,3 +40,6 @@ pub const TEST_EXIT_RANK_AT_STEP: &str = "GRIST_TEST_EXIT_RANK_AT_STEP";
 pub const TEST_MPI_ROUND_ELEMENTS: &str = "GRIST_TEST_MPI_ROUND_ELEMENTS";
 /// Set (CI): the CUDA kernel compile test fails, rather than skips, when libnvrtc is missing.
 pub const TEST_REQUIRE_NVRTC: &str = "GRIST_REQUIRE_NVRTC";
+/// Where the CUDA backend keeps its compiled kernels between runs (default
+/// `$XDG_CACHE_HOME/grist/kernels`, else `$HOME/.cache/grist/kernels`); `off` compiles every time.
+pub const KERNEL_CACHE: &str = "GRIST_KERNEL_CACHE";

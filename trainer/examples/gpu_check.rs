@@ -7,10 +7,13 @@
 //! 2. Against the CPU backend on a model with odd shapes and GPT-3's banded layers (T = 70,
 //!    3 heads of 64, vocabulary 1500 padded to 1536, 4 sequences): loss, logits, each gradient
 //!    tensor, and the loss after 3 AdamW steps.
+//!    The kernels come from the on-disk cache on a second backend.
 //! 3. Determinism: a second backend gives the same gradient bits.
 //! 4. Checkpoints across devices: the GPU's state loads into the CPU backend (and back) and
 //!    gives the same loss.
-//! 5. With `--bench L C H T B STEPS`: training-step throughput (tokens/s), MFU over the fp32
+//! 5. Data parallel: two ranks (threads on the one GPU, ZeRO-1, the gradient summed through
+//!    host memory) against one process: gradient norms, moments, the loss after 3 steps.
+//! 6. With `--bench L C H T B STEPS`: training-step throughput (tokens/s), MFU over the fp32
 //!    SGEMM rate the backend measures and over a given bf16 ceiling, device memory.
 //!
 //! usage: gpu_check [--bench LAYERS CHANNELS HEADS SEQ BATCH STEPS [BF16_TFLOPS]]
@@ -18,7 +21,7 @@
 use std::time::Instant;
 
 use trainer::backend::{Backend, CpuBackend};
-use trainer::cuda::CudaBackend;
+use trainer::cuda::{CudaBackend, Origin};
 use trainer::model::{GPT2_VOCAB, GptConfig, Params};
 use trainer::optim::AdamW;
 
@@ -65,6 +68,9 @@ fn main() {
     if let Err(e) = against_cpu(&mut c) {
         c.fail("against the CPU backend", e);
     }
+    if let Err(e) = data_parallel_check(&mut c) {
+        c.fail("data parallel", e);
+    }
     if args.first().map(String::as_str) == Some("--bench") {
         let n: Vec<f64> = args[1..].iter().filter_map(|x| x.parse().ok()).collect();
         if n.len() < 6 {
@@ -94,6 +100,15 @@ fn pytorch_parity(c: &mut Checks) -> Res {
     let (b, t) = (g("batch"), g("seq_len"));
     let mut gpu = CudaBackend::new(p, 0)?;
     println!("device: {}", gpu.name());
+    println!("kernels: {:?}", gpu.kernel_origin());
+    if trainer::cuda::cache_dir().is_some() {
+        // The first backend compiled (or read) the kernels; a second one reads them from disk.
+        let again = CudaBackend::new(Params::zeros(cfg), 0)?;
+        match again.kernel_origin() {
+            Origin::Cache(_) => c.check("a second backend loads its kernels from the disk cache", 0.0, 0.0),
+            other => c.fail("a second backend loads its kernels from the disk cache", format!("{other:?}")),
+        }
+    }
     let loss = gpu.forward(&tokens, Some(&targets), b, t)?.unwrap_or(f32::NAN);
     let vp = cfg.padded_vocab_size;
     let mut logits = vec![0.0f32; b * t * vp];
@@ -211,6 +226,82 @@ fn against_cpu(c: &mut Checks) -> Res {
     Ok(())
 }
 
+/// What one data-parallel rank saw: each step's gradient norm, the loss on the whole batch
+/// after the steps, the gathered state, and the moments it held.
+struct RankRun {
+    norms: Vec<f32>,
+    loss: f32,
+    state: trainer::backend::HostState,
+    moment_bytes: usize,
+}
+
+/// `steps` AdamW steps with every rank's backward on its rows of the batch and the gradient
+/// summed across ranks; `world` 1 is one process on the whole batch.
+fn data_parallel(
+    params: &Params,
+    (tokens, targets, b, t): (&[u32], &[u32], usize, usize),
+    world: usize,
+    steps: usize,
+) -> Result<Vec<RankRun>, String> {
+    let rows = b / world;
+    let handles: Vec<_> = trainer::collective::LocalGroup::group(world)
+        .into_iter()
+        .map(|mut comm| {
+            let (params, tokens, targets) = (params.clone(), tokens.to_vec(), targets.to_vec());
+            std::thread::spawn(move || -> Result<RankRun, String> {
+                use trainer::collective::Collective;
+                let e = |e: trainer::backend::BackendError| e.to_string();
+                let rank = comm.rank();
+                let mut gpu = CudaBackend::new(params, 0).map_err(e)?;
+                gpu.shard_optimizer(rank, world).map_err(e)?;
+                let mine = rank * rows * t..(rank + 1) * rows * t;
+                let (x, y) = (&tokens[mine.clone()], &targets[mine]);
+                let opt = AdamW::default();
+                let mut norms = Vec::new();
+                for _ in 0..steps {
+                    gpu.zero_grad().map_err(e)?;
+                    gpu.forward(x, Some(y), rows, t).map_err(e)?;
+                    gpu.backward(x, y, 1.0 / (b * t) as f32).map_err(e)?;
+                    gpu.reduce_grads(&mut comm).map_err(e)?;
+                    norms.push(gpu.grad_norm_across(&mut comm).map_err(e)?);
+                    gpu.step_across(&mut comm, &opt, 1e-3, 1.0).map_err(e)?;
+                }
+                let loss = gpu.forward(&tokens, Some(&targets), b, t).map_err(e)?.unwrap_or(f32::NAN);
+                let state = gpu.state_across(&mut comm).map_err(e)?;
+                Ok(RankRun { norms, loss, state, moment_bytes: gpu.moment_bytes() })
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().map_err(|_| "a rank panicked".to_string())?).collect()
+}
+
+/// Data parallel on one GPU: two ranks (threads, ZeRO-1, the gradient summed through host
+/// memory) against one process on the whole batch.
+fn data_parallel_check(c: &mut Checks) -> Res {
+    let v = 1500;
+    let cfg = GptConfig { attention_band: Some(24), ..GptConfig::new(70, v, 2, 3, 192, 64) };
+    let params = Params::gpt2_init(cfg, 12);
+    let (b, t) = (4, 70);
+    let tokens: Vec<u32> = (0..b * t).map(|i| ((i * 7919 + 5) % v) as u32).collect();
+    let targets: Vec<u32> = (0..b * t).map(|i| ((i * 104_729 + 3) % v) as u32).collect();
+    let batch = (&tokens[..], &targets[..], b, t);
+    let one = data_parallel(&params, batch, 1, 3)?.remove(0);
+    let two = data_parallel(&params, batch, 2, 3)?;
+    let norm_err = one.norms.iter().zip(&two[0].norms).fold(0.0f32, |m, (a, b)| worse(m, (a - b).abs() / a.abs()));
+    c.check("2 ranks vs 1: gradient norms", norm_err, GRAD_TOL);
+    c.check("2 ranks vs 1: loss after 3 steps", worse(0.0, (one.loss - two[0].loss).abs()), LOSS_TOL * 5.0);
+    let same = two[0].state == two[1].state && two[0].loss.to_bits() == two[1].loss.to_bits();
+    c.check("2 ranks hold the same state, bit for bit", if same { 0.0 } else { 1.0 }, 0.0);
+    // Relative to the largest moment (most are tiny).
+    let (got, want) = (&two[0].state.m, &one.state.m);
+    let top = want.iter().fold(1e-12f32, |m, v| m.max(v.abs()));
+    let m_err = got.iter().zip(want).fold(0.0f32, |m, (a, b)| worse(m, (a - b).abs() / top));
+    c.check("2 ranks vs 1: gathered first moments", m_err, GRAD_TOL);
+    let halves = two[0].moment_bytes + two[1].moment_bytes == one.moment_bytes && two[1].moment_bytes > 0;
+    c.check("ZeRO-1: the two ranks' moments add up to one process's", if halves { 0.0 } else { 1.0 }, 0.0);
+    Ok(())
+}
+
 fn bench((l, ch, h, t, b, steps): (usize, usize, usize, usize, usize, usize), bf16_tflops: f64) -> Res {
     let cfg = GptConfig::new(t, GPT2_VOCAB, l, h, ch, 128);
     let mut gpu = CudaBackend::new(Params::gpt2_init(cfg, 1), 0)?;
@@ -233,13 +324,13 @@ fn bench((l, ch, h, t, b, steps): (usize, usize, usize, usize, usize, usize), bf
     let tps = (b * t) as f64 / step;
     let flops = 6.0 * cfg.num_params() as f64 * tps;
     println!(
-        "{{\"device\": {:?}, \"params\": {}, \"batch\": {b}, \"seq\": {t}, \"tokens_per_s\": {tps:.0}, \"step_s\": {step:.4}, \"fp32_sgemm_tflops\": {:.1}, \"mfu_fp32\": {:.3}, \"mfu_bf16_ceiling\": {:.3}, \"device_mib\": {:.0}, \"loss\": {loss}}}",
+        "{{\"device\": {:?}, \"params\": {}, \"batch\": {b}, \"seq\": {t}, \"tokens_per_s\": {tps:.0}, \"step_s\": {step:.4}, \"fp32_sgemm_tflops\": {:.1}, \"mfu_fp32\": {:.3}, \"mfu_bf16_ceiling\": {:.3}, \"peak_device_mib\": {:.0}, \"loss\": {loss}}}",
         gpu.name(),
         cfg.num_params(),
         peak / 1e12,
         flops / peak,
         flops / (bf16_tflops * 1e12),
-        gpu.device_bytes() as f64 / (1u64 << 20) as f64,
+        gpu.peak_device_bytes() as f64 / (1u64 << 20) as f64,
     );
     Ok(())
 }

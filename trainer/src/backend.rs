@@ -66,6 +66,11 @@ pub trait Backend {
     fn load_state(&mut self, state: &HostState) -> Result<(), BackendError>;
     /// Bytes of optimizer moments this process holds.
     fn moment_bytes(&self) -> usize;
+    /// A line for the end of a run about the device (where its kernels came from, its peak
+    /// memory); none for the CPU.
+    fn report(&self) -> Option<String> {
+        None
+    }
 
     // Data parallel over processes (`collective`). A backend that has no collectives of its
     // own trains in one process only: these refuse a world of more than one.
@@ -113,16 +118,18 @@ fn single(name: &str, world: usize) -> Result<(), BackendError> {
 }
 
 /// The backends `backend = "..."` names: `cpu`, or `cuda` / `cuda:N` (GPU N) in a build with
-/// the `cuda` feature.
+/// the `cuda` feature. Plain `cuda` is the GPU of this process's local rank (the launcher's
+/// [`local_rank`]) modulo the GPUs present: one GPU per rank under `mpirun` or `srun`.
 pub fn make(kind: &str, params: Params) -> Result<Box<dyn Backend>, BackendError> {
     match kind {
         "cpu" => Ok(Box::new(CpuBackend::new(params))),
         k if k == "cuda" || k.starts_with("cuda:") => {
             let ordinal = match k.strip_prefix("cuda:") {
-                Some(n) => n
-                    .parse::<usize>()
-                    .map_err(|_| BackendError::Device(format!("backend {k:?}: cuda:N with N a GPU number")))?,
-                None => 0,
+                Some(n) => Some(
+                    n.parse::<usize>()
+                        .map_err(|_| BackendError::Device(format!("backend {k:?}: cuda:N with N a GPU number")))?,
+                ),
+                None => None,
             };
             cuda_backend(params, ordinal)
         }
@@ -130,13 +137,26 @@ pub fn make(kind: &str, params: Params) -> Result<Box<dyn Backend>, BackendError
     }
 }
 
+/// This process's rank among those on its node, as the launcher says (Open MPI's
+/// `OMPI_COMM_WORLD_LOCAL_RANK`, Slurm's `SLURM_LOCALID`, torchrun's `LOCAL_RANK`).
+pub fn local_rank(env: impl Fn(&str) -> Option<String>) -> Option<usize> {
+    ["OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "LOCAL_RANK"].iter().find_map(|k| env(k)?.trim().parse().ok())
+}
+
 #[cfg(feature = "cuda")]
-fn cuda_backend(params: Params, ordinal: usize) -> Result<Box<dyn Backend>, BackendError> {
+fn cuda_backend(params: Params, ordinal: Option<usize>) -> Result<Box<dyn Backend>, BackendError> {
+    let ordinal = match ordinal {
+        Some(n) => n,
+        None => match local_rank(|k| std::env::var(k).ok()) {
+            Some(r) => r % crate::cuda::device_count()?.max(1),
+            None => 0,
+        },
+    };
     Ok(Box::new(crate::cuda::CudaBackend::new(params, ordinal)?))
 }
 
 #[cfg(not(feature = "cuda"))]
-fn cuda_backend(_params: Params, _ordinal: usize) -> Result<Box<dyn Backend>, BackendError> {
+fn cuda_backend(_params: Params, _ordinal: Option<usize>) -> Result<Box<dyn Backend>, BackendError> {
     Err(BackendError::Device(
         "this grist was built without the CUDA backend\nhint: cargo build --release --features cuda".into(),
     ))
@@ -476,6 +496,17 @@ mod tests {
         let mut one = make("cpu", p.clone()).unwrap_or_else(|e| panic!("{e}"));
         assert!(one.shard_optimizer(0, 1).is_ok());
         assert!(single("x", 2).is_err() && single("x", 1).is_ok());
+    }
+
+    #[test]
+    fn plain_cuda_follows_the_launchers_local_rank() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|p| p.0 == k).map(|p| p.1.to_string())
+        };
+        assert_eq!(local_rank(env(&[])), None);
+        assert_eq!(local_rank(env(&[("OMPI_COMM_WORLD_LOCAL_RANK", "3"), ("SLURM_LOCALID", "1")])), Some(3));
+        assert_eq!(local_rank(env(&[("SLURM_LOCALID", "1"), ("LOCAL_RANK", "2")])), Some(1));
+        assert_eq!(local_rank(env(&[("OMPI_COMM_WORLD_LOCAL_RANK", "x"), ("LOCAL_RANK", " 2 ")])), Some(2));
     }
 
     #[test]

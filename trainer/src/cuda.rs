@@ -19,6 +19,7 @@ use cudarc::cublas::{result as blas, sys as blas_sys};
 use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKernelArg, result as drv};
 
 use crate::backend::{Backend, BackendError, HostState, NORM_BLOCK};
+use crate::collective::Collective;
 use crate::forward::{act_sizes, tensor};
 use crate::model::{GptConfig, Param, Params};
 use crate::optim::AdamW;
@@ -99,6 +100,14 @@ pub fn libraries_present() -> (bool, bool, bool) {
     }
 }
 
+/// The number of GPUs the driver sees.
+pub fn device_count() -> Result<usize, BackendError> {
+    if !libraries_present().0 {
+        return Err(BackendError::Device("the CUDA backend needs libcuda (missing); set LD_LIBRARY_PATH".into()));
+    }
+    Ok(CudaContext::device_count().map_err(dev("counting GPUs"))?.max(0) as usize)
+}
+
 /// The kernels compiled for one GPU: PTX (for reading) and machine code. The backend loads the
 /// machine code, which the driver takes from a newer NVRTC of the same major version, where the
 /// PTX would need a driver as new as the compiler.
@@ -153,6 +162,140 @@ pub fn compile_kernels(major: i32, minor: i32) -> Result<Compiled, BackendError>
         .result()
         .map_err(|e| failed("reading the code of", &e))?;
     Ok(Compiled { ptx, cubin })
+}
+
+/// The NVRTC library's version (major, minor).
+fn nvrtc_version() -> Result<(i32, i32), BackendError> {
+    let (mut major, mut minor) = (0, 0);
+    // SAFETY: two plain out-parameters.
+    unsafe { cudarc::nvrtc::sys::nvrtcVersion(&mut major, &mut minor) }.result().map_err(dev("NVRTC version"))?;
+    Ok((major, minor))
+}
+
+/// The directory of the on-disk kernel cache: `GRIST_KERNEL_CACHE` (`off`: none), else
+/// `$XDG_CACHE_HOME/grist/kernels`, else `$HOME/.cache/grist/kernels`.
+pub fn cache_dir() -> Option<std::path::PathBuf> {
+    cache_dir_from(|k| std::env::var_os(k))
+}
+
+fn cache_dir_from(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    let var = |k: &str| env(k).filter(|v| !v.is_empty());
+    match var(shards::env::KERNEL_CACHE) {
+        Some(v) if v == "off" => None,
+        Some(v) => Some(PathBuf::from(v)),
+        None => var("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .map(|c| c.join("grist").join("kernels")),
+    }
+}
+
+/// Where a backend's kernels came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Read from this cache file.
+    Cache(std::path::PathBuf),
+    /// Compiled by NVRTC; `stored` is the cache file written, `note` why none was used or written.
+    Compiled { stored: Option<std::path::PathBuf>, note: Option<String> },
+}
+
+/// A cache file: this magic, the code's length and XXH3-64 (little-endian u64s), the code.
+const CACHE_MAGIC: &[u8; 16] = b"grist-cubin v1\n\0";
+
+/// The cache file's name for this source, architecture and NVRTC version: any change to one of
+/// them is another file, so an entry is never stale, only unused.
+fn cache_name(major: i32, minor: i32, nvrtc: (i32, i32)) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(KERNELS.as_bytes());
+    h.update(format!("\0sm_{major}{minor}\0nvrtc {}.{}\0--std=c++17", nvrtc.0, nvrtc.1).as_bytes());
+    format!("gpt_fp32-sm_{major}{minor}-nvrtc{}.{}-{:016x}.cubin", nvrtc.0, nvrtc.1, h.digest())
+}
+
+/// The code of a cache file, or why it can't be used (truncated, corrupt, not machine code).
+fn read_cache_file(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let head = CACHE_MAGIC.len() + 16;
+    if bytes.len() < head || &bytes[..CACHE_MAGIC.len()] != CACHE_MAGIC {
+        return Err("no grist cubin header".into());
+    }
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    let (len, sum) = (word(CACHE_MAGIC.len()), word(CACHE_MAGIC.len() + 8));
+    let code = &bytes[head..];
+    if code.len() as u64 != len {
+        return Err(format!("header says {len} bytes of code, the file holds {}", code.len()));
+    }
+    if xxhash_rust::xxh3::xxh3_64(code) != sum {
+        return Err("checksum mismatch".into());
+    }
+    if !code.starts_with(b"\x7fELF") {
+        return Err("not an ELF image".into());
+    }
+    Ok(code.to_vec())
+}
+
+/// Writes a cache file atomically (a temporary file renamed over the name), so a crash or a
+/// second process never leaves a partial entry under the name.
+fn write_cache_file(path: &std::path::Path, code: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("kernels"),
+        std::process::id()
+    ));
+    let mut f = std::fs::File::create(&tmp)?;
+    let written = (|| {
+        f.write_all(CACHE_MAGIC)?;
+        f.write_all(&(code.len() as u64).to_le_bytes())?;
+        f.write_all(&xxhash_rust::xxh3::xxh3_64(code).to_le_bytes())?;
+        f.write_all(code)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// The kernels' machine code for compute capability `major.minor`: from the cache in `dir` when
+/// an intact entry for this source, architecture and NVRTC version is there, else compiled by
+/// NVRTC and stored there. `fresh` skips the lookup (an entry the driver refused). A cache that
+/// can't be read or written never fails the call: the kernels are compiled, and the origin says
+/// why the cache was not used.
+pub fn cached_kernels(
+    dir: Option<&std::path::Path>,
+    major: i32,
+    minor: i32,
+    fresh: bool,
+) -> Result<(Vec<u8>, Origin), BackendError> {
+    if !libraries_present().2 {
+        return Err(BackendError::Device(
+            "libnvrtc not found (set LD_LIBRARY_PATH to a CUDA 12 or 13 lib directory)".into(),
+        ));
+    }
+    let Some(dir) = dir else {
+        let code = compile_kernels(major, minor)?.cubin;
+        return Ok((code, Origin::Compiled { stored: None, note: Some("kernel cache off".into()) }));
+    };
+    let path = dir.join(cache_name(major, minor, nvrtc_version()?));
+    let mut note = None;
+    if !fresh {
+        match std::fs::read(&path) {
+            Ok(bytes) => match read_cache_file(&bytes) {
+                Ok(code) => return Ok((code, Origin::Cache(path))),
+                Err(why) => note = Some(format!("{} unusable ({why}); replaced", path.display())),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => note = Some(format!("reading {}: {e}", path.display())),
+        }
+    }
+    let code = compile_kernels(major, minor)?.cubin;
+    match write_cache_file(&path, &code) {
+        Ok(()) => Ok((code, Origin::Compiled { stored: Some(path), note })),
+        Err(e) => Ok((code, Origin::Compiled { stored: None, note: Some(format!("writing {}: {e}", path.display())) })),
+    }
 }
 
 /// One device allocation, freed on drop (the backend's context is current on its thread).
@@ -279,6 +422,14 @@ pub struct CudaBackend {
     peak: Option<f64>,
     device_name: String,
     kernels: Vec<CudaFunction>,
+    origin: Origin,
+    /// ZeRO-1: every rank's parameter range and this rank's index; `m` and `v` then hold this
+    /// rank's range only.
+    zero: Option<(Vec<std::ops::Range<usize>>, usize)>,
+    /// Seconds spent in collectives since last taken.
+    comm: f64,
+    /// The most device memory [`CudaBackend::device_bytes`] has counted.
+    peak_bytes: usize,
     blas: blas_sys::cublasHandle_t,
     stream: Arc<CudaStream>,
     ctx: Arc<CudaContext>,
@@ -351,9 +502,23 @@ impl CudaBackend {
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.default_stream();
         let (major, minor) = ctx.compute_capability().map_err(dev("compute capability"))?;
-        let compiled = compile_kernels(major, minor)?;
-        let module =
-            ctx.load_module(cudarc::nvrtc::Ptx::from_binary(compiled.cubin)).map_err(dev("loading the kernels"))?;
+        let cache = cache_dir();
+        let (code, mut origin) = cached_kernels(cache.as_deref(), major, minor, false)?;
+        let module = match ctx.load_module(cudarc::nvrtc::Ptx::from_binary(code)) {
+            Ok(m) => m,
+            // A cached image the driver refuses is compiled again and replaced.
+            Err(e) if matches!(origin, Origin::Cache(_)) => {
+                let (code, again) = cached_kernels(cache.as_deref(), major, minor, true)?;
+                origin = match again {
+                    Origin::Compiled { stored, .. } => {
+                        Origin::Compiled { stored, note: Some(format!("the driver refused the cached kernels: {e:?}")) }
+                    }
+                    cached => cached,
+                };
+                ctx.load_module(cudarc::nvrtc::Ptx::from_binary(code)).map_err(dev("loading the kernels"))?
+            }
+            Err(e) => return Err(dev("loading the kernels")(e)),
+        };
         let kernels =
             ALL.iter().map(|(_, name)| module.load_function(name).map_err(dev(name))).collect::<Result<Vec<_>, _>>()?;
         let blas = blas::create_handle().map_err(dev("cuBLAS"))?;
@@ -384,7 +549,13 @@ impl CudaBackend {
             ws: None,
             peak: None,
             device_name,
+            origin,
+            zero: None,
+            comm: 0.0,
+            peak_bytes: 0,
         };
+        let mut me = me;
+        me.peak_bytes = me.device_bytes();
         me.upload(&me.params, &params.data)?;
         me.upload(&me.decay, &decay)?;
         me.zero(&me.grads)?;
@@ -395,13 +566,19 @@ impl CudaBackend {
     }
 
     fn upload<T>(&self, dst: &DevBuf, src: &[T]) -> Result<(), BackendError> {
+        self.upload_at(dst, 0, src)
+    }
+
+    /// Copies `src` into `dst` from byte `offset` on.
+    fn upload_at<T>(&self, dst: &DevBuf, offset: usize, src: &[T]) -> Result<(), BackendError> {
         self.bind()?;
         let bytes = std::mem::size_of_val(src);
-        if bytes > dst.bytes {
-            return Err(BackendError::Shape(format!("{bytes} bytes into a buffer of {}", dst.bytes)));
+        if offset + bytes > dst.bytes {
+            return Err(BackendError::Shape(format!("{bytes} bytes at {offset} into a buffer of {}", dst.bytes)));
         }
-        // SAFETY: dst holds at least `bytes`; src lives until the stream is synchronized below.
-        unsafe { drv::memcpy_htod_async(dst.ptr, src, self.stream.cu_stream()) }.map_err(dev("copy to the GPU"))?;
+        // SAFETY: dst holds `offset + bytes`; src lives until the stream is synchronized below.
+        unsafe { drv::memcpy_htod_async(dst.ptr + offset as u64, src, self.stream.cu_stream()) }
+            .map_err(dev("copy to the GPU"))?;
         self.sync()
     }
 
@@ -584,6 +761,7 @@ impl CudaBackend {
             wte_ids: DevBuf::new(4 * n)?,
             fresh: false,
         });
+        self.peak_bytes = self.peak_bytes.max(self.device_bytes());
         Ok(())
     }
 
@@ -602,8 +780,80 @@ impl CudaBackend {
         Ok(out)
     }
 
-    /// Peak device memory this backend holds, bytes (parameters, gradients, moments, the
-    /// workspace).
+    /// This rank's parameter range (everything without ZeRO-1).
+    pub fn shard_range(&self) -> std::ops::Range<usize> {
+        match &self.zero {
+            Some((ranges, rank)) => ranges[*rank].clone(),
+            None => 0..self.cfg.num_params(),
+        }
+    }
+
+    /// AdamW on the parameters of `range`, whose moments are `m` and `v` from their start.
+    fn adamw(
+        &mut self,
+        opt: &AdamW,
+        lr: f32,
+        grad_scale: f32,
+        range: std::ops::Range<usize>,
+    ) -> Result<(), BackendError> {
+        let t = (self.step + 1) as i32;
+        let (c1, c2) = (1.0 - opt.beta1.powi(t), 1.0 - opt.beta2.powi(t));
+        let n = range.len();
+        if self.m.bytes < 4 * n {
+            return Err(BackendError::Shape(format!("{n} parameters stepped with moments of {}", self.m.bytes / 4)));
+        }
+        launch!(
+            self,
+            K::Adamw,
+            elems(n),
+            self.params.f(range.start),
+            self.grads.f(range.start),
+            self.m.ptr,
+            self.v.ptr,
+            self.decay.ptr + range.start as u64,
+            n as i64,
+            opt.beta1,
+            opt.beta2,
+            opt.eps,
+            opt.weight_decay,
+            c1,
+            c2,
+            lr,
+            grad_scale,
+        );
+        self.sync()?;
+        self.step += 1;
+        Ok(())
+    }
+
+    /// The f64 sums of squares of the gradient over each [`NORM_BLOCK`] of `range` (which starts
+    /// on a block boundary), in block order.
+    fn norm_parts(&self, range: std::ops::Range<usize>) -> Result<Vec<f64>, BackendError> {
+        let blocks = range.len().div_ceil(NORM_BLOCK);
+        if blocks == 0 {
+            return Ok(Vec::new());
+        }
+        let grid = LaunchConfig { grid_dim: (blocks as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        let (ptr, n) = (self.grads.f(range.start), range.len());
+        launch!(self, K::SumSquares, grid, self.norm_parts.ptr, ptr, n as i64, NORM_BLOCK as i64);
+        let mut parts = vec![0.0f64; blocks];
+        self.download(&mut parts, self.norm_parts.ptr)?;
+        Ok(parts)
+    }
+
+    /// Where the kernels came from: the on-disk cache, or NVRTC (and whether they were stored).
+    pub fn kernel_origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    /// The most device memory this backend has held at once, bytes (cuBLAS's own workspace
+    /// aside).
+    pub fn peak_device_bytes(&self) -> usize {
+        self.peak_bytes.max(self.device_bytes())
+    }
+
+    /// Device memory this backend holds now, bytes: parameters, gradients, moments, the
+    /// workspace of the current batch shape.
     pub fn device_bytes(&self) -> usize {
         let fixed = self.params.bytes + self.grads.bytes + self.m.bytes + self.v.bytes + self.decay.bytes;
         let ws = self.ws.as_ref().map_or(0, |w| {
@@ -1068,44 +1318,20 @@ impl Backend for CudaBackend {
     }
 
     fn grad_norm(&self) -> Result<f32, BackendError> {
-        let n = self.cfg.num_params();
-        let blocks = n.div_ceil(NORM_BLOCK);
-        let grid = LaunchConfig { grid_dim: (blocks as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
-        launch!(self, K::SumSquares, grid, self.norm_parts.ptr, self.grads.ptr, n as i64, NORM_BLOCK as i64);
-        let mut parts = vec![0.0f64; blocks];
-        self.download(&mut parts, self.norm_parts.ptr)?;
-        Ok(parts.iter().sum::<f64>().sqrt() as f32)
+        Ok(self.norm_parts(0..self.cfg.num_params())?.iter().sum::<f64>().sqrt() as f32)
     }
 
     fn step(&mut self, opt: &AdamW, lr: f32, grad_scale: f32) -> Result<(), BackendError> {
-        let t = (self.step + 1) as i32;
-        let (c1, c2) = (1.0 - opt.beta1.powi(t), 1.0 - opt.beta2.powi(t));
-        let n = self.cfg.num_params();
-        launch!(
-            self,
-            K::Adamw,
-            elems(n),
-            self.params.ptr,
-            self.grads.ptr,
-            self.m.ptr,
-            self.v.ptr,
-            self.decay.ptr,
-            n as i64,
-            opt.beta1,
-            opt.beta2,
-            opt.eps,
-            opt.weight_decay,
-            c1,
-            c2,
-            lr,
-            grad_scale,
-        );
-        self.sync()?;
-        self.step += 1;
-        Ok(())
+        if self.zero.is_some() {
+            return Err(BackendError::Device("the moments are sharded: step with step_across".into()));
+        }
+        self.adamw(opt, lr, grad_scale, 0..self.cfg.num_params())
     }
 
     fn state(&self) -> Result<HostState, BackendError> {
+        if self.zero.is_some() {
+            return Err(BackendError::Device("the moments are sharded: gather them with state_across".into()));
+        }
         let n = self.cfg.num_params();
         let (mut params, mut m, mut v) = (vec![0.0f32; n], vec![0.0f32; n], vec![0.0f32; n]);
         self.download(&mut params, self.params.ptr)?;
@@ -1114,14 +1340,17 @@ impl Backend for CudaBackend {
         Ok(HostState { params, m, v, step: self.step })
     }
 
+    /// Replaces parameters and moments; under ZeRO-1 keeps this rank's shard of the moments (a
+    /// checkpoint of any world size resumes on any other).
     fn load_state(&mut self, s: &HostState) -> Result<(), BackendError> {
         let n = self.cfg.num_params();
         if s.params.len() != n || s.m.len() != n || s.v.len() != n {
             return Err(BackendError::Shape(format!("state of {} parameters for a model of {n}", s.params.len())));
         }
+        let mine = self.shard_range();
         self.upload(&self.params, &s.params)?;
-        self.upload(&self.m, &s.m)?;
-        self.upload(&self.v, &s.v)?;
+        self.upload(&self.m, &s.m[mine.clone()])?;
+        self.upload(&self.v, &s.v[mine])?;
         self.step = s.step;
         if let Some(ws) = self.ws.as_mut() {
             ws.fresh = false;
@@ -1132,6 +1361,128 @@ impl Backend for CudaBackend {
     fn moment_bytes(&self) -> usize {
         self.m.bytes + self.v.bytes
     }
+
+    fn report(&self) -> Option<String> {
+        let kernels = match &self.origin {
+            Origin::Cache(p) => format!("kernels read from {}", p.display()),
+            Origin::Compiled { stored: Some(p), .. } => format!("kernels compiled by NVRTC, kept in {}", p.display()),
+            Origin::Compiled { stored: None, note } => {
+                format!("kernels compiled by NVRTC ({})", note.as_deref().unwrap_or("not cached"))
+            }
+        };
+        Some(format!(
+            "{}: {kernels}; peak device memory {:.1} MiB",
+            self.name(),
+            self.peak_device_bytes() as f64 / (1u64 << 20) as f64
+        ))
+    }
+
+    // Data parallel, staged through host memory: the gradient, parameters and moments travel
+    // through the same `Collective` as the CPU backend's (MPI across processes, threads in
+    // tests), summed in rank order, so a GPU run over N ranks takes the CPU run's steps.
+
+    /// ZeRO-1 (llm.c's `-z 1`): this rank keeps the moments of its shard only (whole
+    /// [`NORM_BLOCK`]s), updates that shard, and gathers the others' after each step.
+    fn shard_optimizer(&mut self, rank: usize, world: usize) -> Result<(), BackendError> {
+        let n = self.cfg.num_params();
+        let ranges = crate::collective::shards(n, world, NORM_BLOCK);
+        let mine = ranges
+            .get(rank)
+            .cloned()
+            .ok_or_else(|| BackendError::Device(format!("rank {rank} of a world of {world}")))?;
+        let full = self.shard_range();
+        let (mut m, mut v) = (vec![0.0f32; full.len()], vec![0.0f32; full.len()]);
+        self.download(&mut m, self.m.ptr)?;
+        self.download(&mut v, self.v.ptr)?;
+        let keep = mine.start - full.start..mine.end - full.start;
+        let (sm, sv) = (DevBuf::new(4 * mine.len())?, DevBuf::new(4 * mine.len())?);
+        self.upload(&sm, &m[keep.clone()])?;
+        self.upload(&sv, &v[keep])?;
+        (self.m, self.v) = (sm, sv);
+        self.zero = Some((ranges, rank));
+        Ok(())
+    }
+
+    /// Sums the gradient over ranks: this rank's shard under ZeRO-1 (a reduce-scatter), all
+    /// of it otherwise (an all-reduce).
+    fn reduce_grads(&mut self, comm: &mut dyn Collective) -> Result<(), BackendError> {
+        if comm.world() == 1 {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let mut host = vec![0.0f32; self.cfg.num_params()];
+        self.download(&mut host, self.grads.ptr)?;
+        match &self.zero {
+            Some((ranges, rank)) => {
+                let mine = ranges[*rank].clone();
+                let mut part = vec![0.0f32; mine.len()];
+                comm.reduce_scatter(&host, ranges, &mut part).map_err(collective)?;
+                self.upload_at(&self.grads, 4 * mine.start, &part)?;
+            }
+            None => {
+                comm.all_reduce(&mut host).map_err(collective)?;
+                self.upload(&self.grads, &host)?;
+            }
+        }
+        self.comm += started.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    /// The global gradient norm after `reduce_grads`: the same per-block partial sums, added in
+    /// the same order, as one process's.
+    fn grad_norm_across(&mut self, comm: &mut dyn Collective) -> Result<f32, BackendError> {
+        if self.zero.is_none() {
+            return self.grad_norm();
+        }
+        let parts = self.norm_parts(self.shard_range())?;
+        let started = std::time::Instant::now();
+        let all = comm.all_gather_f64(&parts).map_err(collective)?;
+        self.comm += started.elapsed().as_secs_f64();
+        Ok(all.iter().sum::<f64>().sqrt() as f32)
+    }
+
+    fn step_across(
+        &mut self,
+        comm: &mut dyn Collective,
+        opt: &AdamW,
+        lr: f32,
+        grad_scale: f32,
+    ) -> Result<(), BackendError> {
+        let Some((ranges, _)) = self.zero.clone() else {
+            return self.step(opt, lr, grad_scale);
+        };
+        self.adamw(opt, lr, grad_scale, self.shard_range())?;
+        let started = std::time::Instant::now();
+        let mut host = vec![0.0f32; self.cfg.num_params()];
+        self.download(&mut host, self.params.ptr)?;
+        comm.all_gather(&mut host, &ranges).map_err(collective)?;
+        self.upload(&self.params, &host)?;
+        self.comm += started.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    fn state_across(&self, comm: &mut dyn Collective) -> Result<HostState, BackendError> {
+        let Some((ranges, _)) = &self.zero else {
+            return self.state();
+        };
+        let n = self.cfg.num_params();
+        let mine = self.shard_range();
+        let (mut params, mut m, mut v) = (vec![0.0f32; n], vec![0.0f32; n], vec![0.0f32; n]);
+        self.download(&mut params, self.params.ptr)?;
+        self.download(&mut m[mine.clone()], self.m.ptr)?;
+        self.download(&mut v[mine], self.v.ptr)?;
+        comm.all_gather(&mut m, ranges).map_err(collective)?;
+        comm.all_gather(&mut v, ranges).map_err(collective)?;
+        Ok(HostState { params, m, v, step: self.step })
+    }
+
+    fn take_comm_seconds(&mut self) -> f64 {
+        std::mem::take(&mut self.comm)
+    }
+}
+
+fn collective(e: crate::collective::CollectiveError) -> BackendError {
+    BackendError::Device(e.to_string())
 }
 
 #[cfg(test)]
@@ -1152,13 +1503,8 @@ mod tests {
             .collect();
         let wanted: std::collections::BTreeSet<String> = kernel_names().map(String::from).collect();
         assert_eq!(declared, wanted);
-        if !libraries_present().2 {
-            // CI sets GRIST_REQUIRE_NVRTC: there a missing library is a failure, not a skip.
-            assert!(
-                std::env::var_os(shards::env::TEST_REQUIRE_NVRTC).is_none(),
-                "libnvrtc not found on LD_LIBRARY_PATH"
-            );
-            eprintln!("skipped: libnvrtc not found (scripts/nvrtc.sh fetches it from PyPI; see .ci/run)");
+        // CI sets GRIST_REQUIRE_NVRTC: there a missing library is a failure, not a skip.
+        if !nvrtc_here() {
             return;
         }
         for (major, minor) in [(9, 0), (8, 0)] {
@@ -1170,6 +1516,100 @@ mod tests {
                 assert!(ptx.contains(&format!(".entry {name}(")), "sm_{major}{minor}: no entry {name}");
             }
         }
+    }
+
+    /// Whether NVRTC is here to test with (CI requires it).
+    fn nvrtc_here() -> bool {
+        if libraries_present().2 {
+            return true;
+        }
+        assert!(std::env::var_os(shards::env::TEST_REQUIRE_NVRTC).is_none(), "libnvrtc not found on LD_LIBRARY_PATH");
+        eprintln!("skipped: libnvrtc not found (scripts/nvrtc.sh fetches it from PyPI; see .ci/run)");
+        false
+    }
+
+    #[test]
+    fn the_kernel_cache_lives_where_the_environment_says() {
+        use std::ffi::OsString;
+        use std::path::PathBuf;
+        fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<OsString> + 'a {
+            move |k: &str| pairs.iter().find(|p| p.0 == k).map(|p| OsString::from(p.1))
+        }
+        let home = [("HOME", "/home/u")];
+        assert_eq!(cache_dir_from(env(&home)), Some(PathBuf::from("/home/u/.cache/grist/kernels")));
+        let xdg = [("HOME", "/home/u"), ("XDG_CACHE_HOME", "/c")];
+        assert_eq!(cache_dir_from(env(&xdg)), Some(PathBuf::from("/c/grist/kernels")));
+        let set = [("HOME", "/home/u"), ("GRIST_KERNEL_CACHE", "/k")];
+        assert_eq!(cache_dir_from(env(&set)), Some(PathBuf::from("/k")));
+        let off = [("HOME", "/home/u"), ("GRIST_KERNEL_CACHE", "off")];
+        assert_eq!(cache_dir_from(env(&off)), None);
+        let empty = [("HOME", ""), ("XDG_CACHE_HOME", "")];
+        assert_eq!(cache_dir_from(env(&empty)), None);
+    }
+
+    #[test]
+    fn a_cache_file_is_used_only_when_whole() {
+        let code = b"\x7fELF and the rest of an image".to_vec();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("k.cubin");
+        write_cache_file(&path, &code).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(read_cache_file(&bytes).unwrap(), code);
+        let names: Vec<_> =
+            std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["k.cubin"], "no temporary file is left");
+        for cut in [0, 10, CACHE_MAGIC.len() + 15, bytes.len() - 1] {
+            assert!(read_cache_file(&bytes[..cut]).is_err(), "truncated at {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(read_cache_file(&longer).unwrap_err().contains("header says"));
+        let mut flipped = bytes.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert_eq!(read_cache_file(&flipped).unwrap_err(), "checksum mismatch");
+        let mut wrong = bytes.clone();
+        wrong[0] ^= 0x20;
+        assert!(read_cache_file(&wrong).unwrap_err().contains("header"));
+        // A valid frame around something that is not machine code.
+        write_cache_file(&path, b"PTX text").unwrap();
+        assert!(read_cache_file(&std::fs::read(&path).unwrap()).unwrap_err().contains("ELF"));
+    }
+
+    #[test]
+    fn compiled_kernels_are_cached_and_a_damaged_entry_is_replaced() {
+        if !nvrtc_here() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (code, origin) = cached_kernels(Some(dir.path()), 9, 0, false).unwrap();
+        let Origin::Compiled { stored: Some(path), note: None } = origin else { panic!("{origin:?}") };
+        assert!(path.file_name().unwrap().to_str().unwrap().starts_with("gpt_fp32-sm_90-nvrtc"), "{path:?}");
+        assert_eq!(code, compile_kernels(9, 0).unwrap().cubin, "the stored code is NVRTC's");
+        let (again, origin) = cached_kernels(Some(dir.path()), 9, 0, false).unwrap();
+        assert_eq!((again == code, origin), (true, Origin::Cache(path.clone())));
+        // Another architecture is another entry.
+        let (_, origin) = cached_kernels(Some(dir.path()), 8, 0, false).unwrap();
+        let Origin::Compiled { stored: Some(other), .. } = origin else { panic!("{origin:?}") };
+        assert_ne!(other, path);
+        // A truncated entry is compiled again and replaced.
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let (fixed, origin) = cached_kernels(Some(dir.path()), 9, 0, false).unwrap();
+        let Origin::Compiled { stored: Some(p), note: Some(note) } = origin else { panic!("{origin:?}") };
+        assert!(p == path && note.contains("unusable") && note.contains("header says"), "{note}");
+        assert_eq!((fixed == code, std::fs::read(&path).unwrap() == bytes), (true, true));
+        // `fresh` compiles whatever the cache holds.
+        let (_, origin) = cached_kernels(Some(dir.path()), 9, 0, true).unwrap();
+        assert!(matches!(origin, Origin::Compiled { stored: Some(_), note: None }), "{origin:?}");
+        // A cache that can't be written (a file where its directory would be) costs nothing but
+        // the cache; no cache at all, the same.
+        let blocked = dir.path().join("file");
+        std::fs::write(&blocked, b"x").unwrap();
+        let (c, origin) = cached_kernels(Some(&blocked.join("kernels")), 9, 0, false).unwrap();
+        let Origin::Compiled { stored: None, note: Some(note) } = origin else { panic!("{origin:?}") };
+        assert!(c == code && note.starts_with("writing "), "{note}");
+        let (c, origin) = cached_kernels(None, 9, 0, false).unwrap();
+        assert!(c == code && matches!(origin, Origin::Compiled { stored: None, .. }));
     }
 
     #[test]

@@ -802,6 +802,9 @@ pub fn train_across(
             }
         }
     }
+    if let (true, Some(line)) = (lead, backend.report()) {
+        on_event(&Event::Notice(line));
+    }
     let chart = out.join("loss.svg");
     if let Some(f) = metrics.as_mut() {
         f.sync_all().map_err(io_err(&metrics_path))?;
