@@ -533,7 +533,7 @@ impl CudaBackend {
             decay.extend(std::iter::repeat_n(matrix as u8, len));
         }
         let device_name = ctx.name().unwrap_or_else(|_| "GPU".into());
-        let me = CudaBackend {
+        let mut me = CudaBackend {
             cfg,
             params: DevBuf::new(4 * n)?,
             grads: DevBuf::new(4 * n)?,
@@ -554,7 +554,6 @@ impl CudaBackend {
             comm: 0.0,
             peak_bytes: 0,
         };
-        let mut me = me;
         me.peak_bytes = me.device_bytes();
         me.upload(&me.params, &params.data)?;
         me.upload(&me.decay, &decay)?;
