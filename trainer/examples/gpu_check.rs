@@ -141,15 +141,20 @@ fn pytorch_parity(c: &mut Checks) -> Res {
     Ok(())
 }
 
-fn against_cpu(c: &mut Checks) -> Res {
-    // 280 rows (two chunks of the column sums), head size 64 (two values per lane in the
-    // attention), a vocabulary of 1500 (over the cross-entropy's 1024 threads), banded layers.
+/// A model with odd shapes and banded layers, and a batch for it: 280 rows (two chunks of the
+/// column sums), head size 64 (two values per lane in the attention), a vocabulary of 1500
+/// (over the cross-entropy's 1024 threads). Parameters from `seed`.
+fn banded_case(seed: u64) -> (GptConfig, Params, Vec<u32>, Vec<u32>, usize, usize) {
     let v = 1500;
     let cfg = GptConfig { attention_band: Some(24), ..GptConfig::new(70, v, 2, 3, 192, 64) };
-    let params = Params::gpt2_init(cfg, 11);
     let (b, t) = (4, 70);
     let tokens: Vec<u32> = (0..b * t).map(|i| ((i * 7919 + 13) % v) as u32).collect();
     let targets: Vec<u32> = (0..b * t).map(|i| ((i * 104_729 + 7) % v) as u32).collect();
+    (cfg, Params::gpt2_init(cfg, seed), tokens, targets, b, t)
+}
+
+fn against_cpu(c: &mut Checks) -> Res {
+    let (cfg, params, tokens, targets, b, t) = banded_case(11);
     let mut cpu = CpuBackend::new(params.clone());
     let mut gpu = CudaBackend::new(params.clone(), 0)?;
     let scale = 1.0 / (b * t) as f32;
@@ -278,12 +283,7 @@ fn data_parallel(
 /// Data parallel on one GPU: two ranks (threads, ZeRO-1, the gradient summed through host
 /// memory) against one process on the whole batch.
 fn data_parallel_check(c: &mut Checks) -> Res {
-    let v = 1500;
-    let cfg = GptConfig { attention_band: Some(24), ..GptConfig::new(70, v, 2, 3, 192, 64) };
-    let params = Params::gpt2_init(cfg, 12);
-    let (b, t) = (4, 70);
-    let tokens: Vec<u32> = (0..b * t).map(|i| ((i * 7919 + 5) % v) as u32).collect();
-    let targets: Vec<u32> = (0..b * t).map(|i| ((i * 104_729 + 3) % v) as u32).collect();
+    let (_, params, tokens, targets, b, t) = banded_case(12);
     let batch = (&tokens[..], &targets[..], b, t);
     let one = data_parallel(&params, batch, 1, 3)?.remove(0);
     let two = data_parallel(&params, batch, 2, 3)?;

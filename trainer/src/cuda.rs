@@ -233,30 +233,15 @@ fn read_cache_file(bytes: &[u8]) -> Result<Vec<u8>, String> {
     Ok(code.to_vec())
 }
 
-/// Writes a cache file atomically (a temporary file renamed over the name), so a crash or a
-/// second process never leaves a partial entry under the name.
-fn write_cache_file(path: &std::path::Path, code: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(std::path::Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("kernels"),
-        std::process::id()
-    ));
-    let mut f = std::fs::File::create(&tmp)?;
-    let written = (|| {
-        f.write_all(CACHE_MAGIC)?;
-        f.write_all(&(code.len() as u64).to_le_bytes())?;
-        f.write_all(&xxhash_rust::xxh3::xxh3_64(code).to_le_bytes())?;
-        f.write_all(code)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+/// Writes a cache file atomically (storage's temporary file renamed over the name, synced), so
+/// a crash or a second process never leaves a partial entry under the name.
+fn write_cache_file(path: &std::path::Path, code: &[u8]) -> shards::error::Result<()> {
+    let mut framed = Vec::with_capacity(CACHE_MAGIC.len() + 16 + code.len());
+    framed.extend_from_slice(CACHE_MAGIC);
+    framed.extend_from_slice(&(code.len() as u64).to_le_bytes());
+    framed.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(code).to_le_bytes());
+    framed.extend_from_slice(code);
+    shards::storage::Loc::local(path).write_atomic(&framed)
 }
 
 /// The kernels' machine code for compute capability `major.minor`: from the cache in `dir` when
