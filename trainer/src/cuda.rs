@@ -1,8 +1,8 @@
 //! The CUDA backend (cargo feature `cuda`): the model's parameters, gradients, AdamW moments and
 //! activations in device memory, each one allocation carved by the CPU backend's size tables;
 //! the kernels of `kernels/gpt_fp32.cu` (compiled at run time by NVRTC for the device's compute
-//! capability) and cuBLAS's SGEMM for the matmuls. fp32 throughout: the parity mode the bf16
-//! path will be checked against.
+//! capability, cached on disk) and cuBLAS's SGEMM for the matmuls. fp32 throughout, the
+//! precision of the CPU backend and of the PyTorch parity file.
 //!
 //! Nothing here needs a CUDA toolkit to build: `cudarc` loads `libcuda`, `libcublas` and
 //! `libnvrtc` when a backend is made ([`CudaBackend::new`] refuses cleanly when one is missing).
